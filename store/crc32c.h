@@ -1,0 +1,15 @@
+/* crc32c.h - CRC-32C (Castagnoli), used to detect corruption of stored chunk blocks on every read.
+ *
+ * Uses the SSE4.2 crc32 instruction when the CPU has it (checked once at run time), a table
+ * otherwise; both give identical results. Thread-safe.
+ */
+#ifndef PECFS_CRC32C_H
+#define PECFS_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Extends crc (start with 0) over len bytes. crc32c(0, "123456789", 9) == 0xE3069283. */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,161 @@
+/* meta.h - the metadata database: one RocksDB database in DATA_DIR/meta.
+ *
+ * Holds the namespace (inodes, directory entries, symlink targets, xattrs), each file's extent list,
+ * the chunk records, the version records and the superblock. The key schema is the table in
+ * store/FORMAT.md; this header is its C face. Changes are grouped in a meta_batch and applied
+ * atomically by meta_batch_commit. Readers see committed state only.
+ * All functions are thread-safe (RocksDB is); a meta_batch belongs to one thread at a time.
+ */
+#ifndef PECFS_META_H
+#define PECFS_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+
+#define META_ROOT_INO 1ull
+#define META_NAME_MAX 255
+
+struct meta;
+struct meta_batch;
+
+/* Superblock: written once at creation, then on every inode allocation (next_ino). */
+struct meta_super {
+	uint32_t format_version;  /* META_FORMAT_VERSION */
+	uint32_t chunk_size;      /* bytes; fixed when the data folder is created */
+	uint64_t next_ino;        /* next inode number to hand out */
+	uint64_t next_seq;        /* next version creation / seal sequence number */
+	uint8_t node_id[16];      /* random, identifies this data folder (S3 tier: node id) */
+};
+#define META_FORMAT_VERSION 1
+
+/* An inode. Regular files, directories and symlinks; no hard links (nlink is 1 for files and
+ * symlinks, 2 + subdirectories for directories; 0 while an unlinked file is still open). */
+struct meta_inode {
+	uint64_t ino;
+	uint64_t parent;       /* directory holding its one name (0 for the root) */
+	uint64_t version_ino;  /* the version directory it lives in (itself for a version directory),
+				  0 for the root, runs and anything else above the version level */
+	uint32_t mode;         /* type and permission bits, as st_mode */
+	uint32_t uid, gid;
+	uint32_t nlink;
+	uint64_t size;         /* logical size in bytes */
+	int64_t atime_ns, mtime_ns, ctime_ns;  /* nanoseconds since the epoch */
+	uint64_t generation;
+	char name[META_NAME_MAX + 1];  /* its name in parent (for paths in fsck reports) */
+};
+
+/* One extent: file bytes [file_off, file_off + len) are chunk bytes [chunk_off, chunk_off + len).
+ * Extents of one file never overlap. Bytes of a file that no extent covers read as zeros. */
+struct meta_extent {
+	uint64_t file_off;
+	uint64_t len;
+	struct digest digest;
+	uint64_t chunk_off;
+};
+
+/* A stored chunk. Presence of the record means the chunk file was durable before the record was
+ * written. */
+struct meta_chunk {
+	struct digest digest;
+	uint64_t len;     /* payload bytes */
+	uint32_t flags;   /* reserved for tier state (S3), 0 for now */
+};
+
+enum meta_version_state {
+	META_VERSION_OPEN = 0,
+	META_VERSION_SEALED = 1,
+	META_VERSION_DAMAGED = 2,  /* sealed, then lost a file to removal: never "latest" */
+};
+
+/* A version: a directory directly inside a run directory. */
+struct meta_version {
+	uint64_t run_ino;
+	uint64_t ino;            /* the version directory */
+	uint32_t state;          /* enum meta_version_state */
+	int64_t step;            /* parsed from the name, -1 when the name carries none */
+	uint64_t create_seq;     /* order of creation among all versions */
+	uint64_t seal_seq;       /* order of sealing, 0 while open */
+	int64_t sealed_ns;       /* when sealed, 0 while open */
+	uint64_t files;          /* regular files, counted at seal */
+	uint64_t logical_bytes;  /* sum of file sizes, counted at seal */
+	uint64_t stored_bytes;   /* payload bytes of the distinct chunks its files reference, at seal */
+};
+
+/* Opens (creating if missing) the database in dir. -EIO with a message on stderr when RocksDB fails;
+ * -EBUSY when another process holds it. */
+int meta_open(const char *dir, struct meta **out);
+void meta_close(struct meta *m);
+
+/* Makes every commit so far durable (syncs the write-ahead log). */
+int meta_sync(struct meta *m);
+
+/* ---- reads ---- */
+int meta_get_super(struct meta *m, struct meta_super *out);              /* -ENOENT on a new db */
+int meta_get_inode(struct meta *m, uint64_t ino, struct meta_inode *out); /* -ENOENT */
+/* Looks up name in directory parent: *ino and *mode (type bits only). -ENOENT. */
+int meta_get_dirent(struct meta *m, uint64_t parent, const char *name, uint64_t *ino, uint32_t *mode);
+/* Entries of parent in name order, starting after `after` (NULL: from the first). cb returns non-zero
+ * to stop; that value is returned. */
+int meta_list_dir(struct meta *m, uint64_t parent, const char *after,
+		  int (*cb)(const char *name, uint64_t ino, uint32_t mode, void *arg), void *arg);
+/* True if parent has no entries. */
+bool meta_dir_is_empty(struct meta *m, uint64_t parent);
+/* Extents of ino overlapping [off, off + len), in file order. len UINT64_MAX means to the end. */
+int meta_get_extents(struct meta *m, uint64_t ino, uint64_t off, uint64_t len,
+		     int (*cb)(const struct meta_extent *e, void *arg), void *arg);
+/* Symlink target into buf (NUL-terminated); returns its length or -ENOENT / -ERANGE. */
+int meta_get_symlink(struct meta *m, uint64_t ino, char *buf, size_t size);
+/* xattr value: returns its length (copies at most size bytes; size 0 just measures) or -ENODATA. */
+int meta_get_xattr(struct meta *m, uint64_t ino, const char *name, void *buf, size_t size);
+int meta_list_xattrs(struct meta *m, uint64_t ino, int (*cb)(const char *name, void *arg), void *arg);
+int meta_get_chunk(struct meta *m, const struct digest *d, struct meta_chunk *out);  /* -ENOENT */
+int meta_get_version(struct meta *m, uint64_t run_ino, uint64_t ino, struct meta_version *out);
+/* Versions of one run, in no particular order. */
+int meta_list_versions(struct meta *m, uint64_t run_ino,
+		       int (*cb)(const struct meta_version *v, void *arg), void *arg);
+
+/* ---- whole-database scans (mount-time recovery, fsck, gc) ---- */
+int meta_foreach_inode(struct meta *m, int (*cb)(const struct meta_inode *i, void *arg), void *arg);
+int meta_foreach_extent(struct meta *m, int (*cb)(uint64_t ino, const struct meta_extent *e, void *arg),
+			void *arg);
+int meta_foreach_chunk(struct meta *m, int (*cb)(const struct meta_chunk *c, void *arg), void *arg);
+int meta_foreach_dirent(struct meta *m,
+			int (*cb)(uint64_t parent, const char *name, uint64_t ino, uint32_t mode, void *arg),
+			void *arg);
+/* Inodes unlinked while open (to be deleted at the next mount). */
+int meta_foreach_orphan(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg);
+
+/* ---- writes, grouped ---- */
+struct meta_batch *meta_batch_new(void);
+void meta_batch_free(struct meta_batch *b);
+void meta_batch_clear(struct meta_batch *b);
+void meta_batch_put_super(struct meta_batch *b, const struct meta_super *s);
+void meta_batch_put_inode(struct meta_batch *b, const struct meta_inode *i);
+void meta_batch_del_inode(struct meta_batch *b, uint64_t ino);  /* the record only */
+void meta_batch_put_dirent(struct meta_batch *b, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
+void meta_batch_del_dirent(struct meta_batch *b, uint64_t parent, const char *name);
+void meta_batch_put_extent(struct meta_batch *b, uint64_t ino, const struct meta_extent *e);
+void meta_batch_del_extent(struct meta_batch *b, uint64_t ino, uint64_t file_off);
+void meta_batch_put_symlink(struct meta_batch *b, uint64_t ino, const char *target);
+void meta_batch_del_symlink(struct meta_batch *b, uint64_t ino);
+void meta_batch_put_xattr(struct meta_batch *b, uint64_t ino, const char *name, const void *val, size_t len);
+void meta_batch_del_xattr(struct meta_batch *b, uint64_t ino, const char *name);
+void meta_batch_put_chunk(struct meta_batch *b, const struct meta_chunk *c);
+void meta_batch_del_chunk(struct meta_batch *b, const struct digest *d);
+void meta_batch_put_version(struct meta_batch *b, const struct meta_version *v);
+void meta_batch_del_version(struct meta_batch *b, uint64_t run_ino, uint64_t ino);
+void meta_batch_put_orphan(struct meta_batch *b, uint64_t ino);
+void meta_batch_del_orphan(struct meta_batch *b, uint64_t ino);
+/* Deletes every extent key and xattr key of ino (used when an inode is freed). Needs the db to know
+ * which keys exist, so it takes m; the deletions still apply at commit. */
+int meta_batch_del_all_extents(struct meta *m, struct meta_batch *b, uint64_t ino);
+int meta_batch_del_all_xattrs(struct meta *m, struct meta_batch *b, uint64_t ino);
+
+/* Applies the batch atomically; with sync the WAL is synced before returning. The batch is left
+ * empty and reusable. -EIO (message on stderr) or -ENOSPC when RocksDB fails. */
+int meta_batch_commit(struct meta *m, struct meta_batch *b, bool sync);
+
+#endif

@@ -1,0 +1,47 @@
+/* meta_db.h - the RocksDB handle behind struct meta and helpers shared by meta*.c (private).
+ *
+ * One default column family; options are chosen in meta.c. Every RocksDB error goes through
+ * meta_db_error so that the message reaches stderr once and the caller gets an errno.
+ */
+#ifndef PECFS_META_DB_H
+#define PECFS_META_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rocksdb/c.h>
+
+#include "meta.h"
+
+struct meta {
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_block_based_table_options_t *table_opts;
+	rocksdb_cache_t *cache;
+	rocksdb_readoptions_t *ropts;     /* plain point reads; shared, never modified after open */
+	rocksdb_writeoptions_t *wopts;    /* unsynced commits */
+	rocksdb_writeoptions_t *wopts_sync;
+};
+
+/* Prints "pecfs: metadata: <what>: <err>" to stderr, frees err, returns -ENOSPC when the message
+ * says the disk is full, -EIO otherwise. */
+int meta_db_error(char *err, const char *what);
+
+/* Point read: 0 with *val (free with rocksdb_free) and *len, -ENOENT, or an error. */
+int meta_db_get(struct meta *m, const uint8_t *key, size_t klen, char **val, size_t *len);
+
+/* Calls cb for every key starting with prefix[0..plen), in key order, from the first key >= start
+ * (start NULL: from the prefix itself). cb returns non-zero to stop; that value is returned. */
+typedef int (*meta_db_scan_cb)(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+			       void *arg);
+int meta_db_scan(struct meta *m, const uint8_t *prefix, size_t plen, const uint8_t *start,
+		 size_t slen, meta_db_scan_cb cb, void *arg);
+
+/* Raw key/value edits of a batch, for the typed helpers in meta_batch.c. */
+void meta_batch_raw_put(struct meta_batch *b, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl);
+/* Puts a value made of two pieces (a record header and a payload) without joining them first. */
+void meta_batch_raw_put2(struct meta_batch *b, const uint8_t *k, size_t kl, const void *v1, size_t l1,
+			 const void *v2, size_t l2);
+void meta_batch_raw_del(struct meta_batch *b, const uint8_t *k, size_t kl);
+
+#endif

@@ -1,0 +1,172 @@
+/* store_chunks.c - deduplicating chunk puts, references and reads through the in-memory index.
+ *
+ * A put hashes outside any lock, then either takes a reference on a present chunk, waits for a
+ * concurrent put or deletion of the same digest to finish, or claims the digest (WRITING) and
+ * stores it: file first (durable), then its record. The record is committed unsynced: the file is
+ * already durable, and any extent naming the chunk is committed later in the same log.
+ */
+#include "store_impl.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+
+static void entry_ref_locked(struct store *st, struct store_chunk_entry *e)
+{
+	if (e->refs++ == 0)
+		st->referenced_bytes += e->len;
+}
+
+/* Stores a chunk the caller has claimed (entry in WRITING); no lock held. */
+static int store_chunk_write(struct store *st, const struct digest *d, const void *data, size_t len)
+{
+	struct meta_chunk rec = { .digest = *d, .len = len, .flags = 0 };
+	struct meta_batch *b;
+	int rc;
+
+	rc = chunk_store_put(st->chunks, d, data, len);
+	if (rc)
+		return rc;
+	b = meta_batch_new();
+	if (!b)
+		return -ENOMEM;
+	meta_batch_put_chunk(b, &rec);
+	rc = meta_batch_commit(st->meta, b, false);
+	meta_batch_free(b);
+	/* On failure the file stays without a record: a stray file that gc removes. */
+	return rc;
+}
+
+int store_chunk_put(struct store *st, const void *data, size_t len, struct digest *out, bool *was_new)
+{
+	struct store_chunk_entry *e;
+	struct digest d;
+	int rc;
+
+	assert(len <= CHUNK_MAX_SIZE);
+	digest_compute(data, len, &d);
+	*out = d;
+
+	pthread_mutex_lock(&st->lock);
+	st->logical_put_bytes += len;
+	for (;;) {
+		e = store_index_find(&st->index, &d);
+		if (!e)
+			break;
+		if (e->state == STORE_CHUNK_PRESENT) {
+			entry_ref_locked(st, e);
+			st->dedup_hits++;
+			pthread_mutex_unlock(&st->lock);
+			if (was_new)
+				*was_new = false;
+			return 0;
+		}
+		/* Someone else is writing or deleting these bytes: wait for the outcome. */
+		pthread_cond_wait(&st->cond, &st->lock);
+	}
+	e = store_index_add(&st->index, &d);
+	if (!e) {
+		st->put_errors++;
+		pthread_mutex_unlock(&st->lock);
+		return -ENOMEM;
+	}
+	e->state = STORE_CHUNK_WRITING;
+	e->len = len;
+	pthread_mutex_unlock(&st->lock);
+
+	rc = store_chunk_write(st, &d, data, len);
+
+	pthread_mutex_lock(&st->lock);
+	if (rc) {
+		/* Waiters wake to an absent digest and try the put themselves. */
+		store_index_remove(&st->index, e);
+		st->put_errors++;
+	} else {
+		e->state = STORE_CHUNK_PRESENT;
+		entry_ref_locked(st, e);
+		st->stored_chunks++;
+		st->stored_bytes += len;
+		st->new_chunks++;
+	}
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	if (was_new)
+		*was_new = rc == 0;
+	return rc;
+}
+
+int store_chunk_ref(struct store *st, const struct digest *d)
+{
+	struct store_chunk_entry *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		e = store_index_find(&st->index, d);
+		if (!e || e->state == STORE_CHUNK_PRESENT)
+			break;
+		pthread_cond_wait(&st->cond, &st->lock);
+	}
+	if (e) {
+		entry_ref_locked(st, e);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+void store_chunk_unref(struct store *st, const struct digest *d)
+{
+	struct store_chunk_entry *e;
+
+	pthread_mutex_lock(&st->lock);
+	e = store_index_find(&st->index, d);
+	assert(e && e->state == STORE_CHUNK_PRESENT && e->refs > 0);
+	if (e && e->refs > 0) {
+		if (--e->refs == 0)
+			st->referenced_bytes -= e->len;
+	} else {
+		char hex[DIGEST_HEX_LEN + 1];
+
+		digest_to_hex(d, hex);
+		fprintf(stderr, "pecfs: store: reference dropped on unreferenced chunk %s\n", hex);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+uint64_t store_chunk_refcount(struct store *st, const struct digest *d)
+{
+	struct store_chunk_entry *e;
+	uint64_t refs = 0;
+
+	pthread_mutex_lock(&st->lock);
+	e = store_index_find(&st->index, d);
+	if (e && e->state == STORE_CHUNK_PRESENT)
+		refs = e->refs;
+	pthread_mutex_unlock(&st->lock);
+	return refs;
+}
+
+int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	int rc = chunk_store_read(st->chunks, d, off, dst, len);
+
+	if (rc == -EIO)
+		atomic_fetch_add(&st->corrupt_reads, 1);
+	return rc;
+}
+
+void store_get_stats(struct store *st, struct store_stats *out)
+{
+	pthread_mutex_lock(&st->lock);
+	out->chunks = st->stored_chunks;
+	out->stored_bytes = st->stored_bytes;
+	out->referenced_bytes = st->referenced_bytes;
+	out->logical_put_bytes = st->logical_put_bytes;
+	out->dedup_hits = st->dedup_hits;
+	out->new_chunks = st->new_chunks;
+	out->put_errors = st->put_errors;
+	pthread_mutex_unlock(&st->lock);
+	out->corrupt_reads = atomic_load(&st->corrupt_reads);
+	out->free_disk_bytes = chunk_store_free_bytes(st->chunks);
+}

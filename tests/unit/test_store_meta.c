@@ -1,0 +1,528 @@
+/* test_store_meta.c - the metadata database on a real RocksDB: record round trips, directory
+ * order and resume cursors, extent overlap queries, batch atomicity, whole-database scans and
+ * persistence across reopen. Each test gets its own temporary folder, removed afterwards.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "meta.h"
+
+struct fixture {
+	char dir[64];
+	struct meta *m;
+	struct meta_batch *b;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/pecfs-meta-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(meta_open(f->dir, &f->m), 0);
+	f->b = meta_batch_new();
+	assert_non_null(f->b);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	meta_batch_free(f->b);
+	meta_close(f->m);
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static struct meta_extent extent(uint64_t off, uint64_t len, uint8_t tag)
+{
+	struct meta_extent e = { .file_off = off, .len = len, .chunk_off = 7 };
+
+	memset(e.digest.b, tag, DIGEST_LEN);
+	return e;
+}
+
+static void test_new_db_has_no_superblock_then_round_trips(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_super s = { .format_version = META_FORMAT_VERSION, .chunk_size = 4u << 20,
+				.next_ino = 42, .next_seq = 9 }, got;
+
+	assert_int_equal(meta_get_super(f->m, &got), -ENOENT);
+	memset(s.node_id, 0xab, sizeof(s.node_id));
+	meta_batch_put_super(f->b, &s);
+	assert_int_equal(meta_batch_commit(f->m, f->b, true), 0);
+	assert_int_equal(meta_get_super(f->m, &got), 0);
+	assert_memory_equal(&got, &s, sizeof(s));
+}
+
+static void test_inode_round_trip_keeps_every_field(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_inode in = { 0 }, got;
+
+	in.ino = 77;
+	in.parent = 5;
+	in.version_ino = 6;
+	in.mode = S_IFREG | 0640;
+	in.uid = 1000;
+	in.gid = 1001;
+	in.nlink = 1;
+	in.size = 123456789012ull;
+	in.atime_ns = -5;  /* before the epoch */
+	in.mtime_ns = 1700000000123456789ll;
+	in.ctime_ns = 1700000000000000001ll;
+	in.generation = 3;
+	memset(in.name, 'n', META_NAME_MAX);
+	in.name[META_NAME_MAX] = '\0';
+	meta_batch_put_inode(f->b, &in);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	memset(&got, 0xee, sizeof(got));
+	assert_int_equal(meta_get_inode(f->m, 77, &got), 0);
+	assert_int_equal(got.ino, 77);
+	assert_int_equal(got.parent, 5);
+	assert_int_equal(got.version_ino, 6);
+	assert_int_equal(got.mode, S_IFREG | 0640);
+	assert_int_equal(got.uid, 1000);
+	assert_int_equal(got.gid, 1001);
+	assert_int_equal(got.nlink, 1);
+	assert_int_equal(got.size, 123456789012ull);
+	assert_true(got.atime_ns == -5);
+	assert_true(got.mtime_ns == 1700000000123456789ll);
+	assert_true(got.ctime_ns == 1700000000000000001ll);
+	assert_int_equal(got.generation, 3);
+	assert_string_equal(got.name, in.name);
+	meta_batch_del_inode(f->b, 77);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_inode(f->m, 77, &got), -ENOENT);
+}
+
+static void test_dirent_lookup_and_delete(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t ino;
+	uint32_t mode;
+
+	meta_batch_put_dirent(f->b, 1, "file.bin", 10, S_IFREG | 0644);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_dirent(f->m, 1, "file.bin", &ino, &mode), 0);
+	assert_int_equal(ino, 10);
+	assert_int_equal(mode, S_IFREG);  /* type bits only */
+	assert_int_equal(meta_get_dirent(f->m, 1, "file.bi", &ino, &mode), -ENOENT);
+	assert_int_equal(meta_get_dirent(f->m, 2, "file.bin", &ino, &mode), -ENOENT);
+	assert_false(meta_dir_is_empty(f->m, 1));
+	assert_true(meta_dir_is_empty(f->m, 2));
+	meta_batch_del_dirent(f->b, 1, "file.bin");
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_dirent(f->m, 1, "file.bin", &ino, &mode), -ENOENT);
+	assert_true(meta_dir_is_empty(f->m, 1));
+}
+
+struct names {
+	char got[16][64];
+	int n, stop_after;
+};
+
+static int collect_name(const char *name, uint64_t ino, uint32_t mode, void *arg)
+{
+	struct names *c = arg;
+
+	(void)ino, (void)mode;
+	snprintf(c->got[c->n++], sizeof(c->got[0]), "%s", name);
+	return c->stop_after && c->n == c->stop_after ? 99 : 0;
+}
+
+static void test_list_dir_in_name_order_and_resumes_after_cursor(void **state)
+{
+	struct fixture *f = *state;
+	const char *names[] = { "b", "a", "c", "aa", "A" };
+	struct names c = { 0 };
+
+	for (int i = 0; i < 5; i++)
+		meta_batch_put_dirent(f->b, 0xff, names[i], 100 + (uint64_t)i, S_IFREG);
+	/* Neighbouring directories must never leak into the listing (0x100 sorts after 0xff). */
+	meta_batch_put_dirent(f->b, 0xfe, "zz", 1, S_IFDIR);
+	meta_batch_put_dirent(f->b, 0x100, "0", 2, S_IFDIR);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+
+	assert_int_equal(meta_list_dir(f->m, 0xff, NULL, collect_name, &c), 0);
+	assert_int_equal(c.n, 5);
+	assert_string_equal(c.got[0], "A");
+	assert_string_equal(c.got[1], "a");
+	assert_string_equal(c.got[2], "aa");
+	assert_string_equal(c.got[3], "b");
+	assert_string_equal(c.got[4], "c");
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(meta_list_dir(f->m, 0xff, "aa", collect_name, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.got[0], "b");
+
+	/* A cursor naming an entry removed meanwhile resumes at the next name. */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(meta_list_dir(f->m, 0xff, "ab", collect_name, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.got[0], "b");
+
+	memset(&c, 0, sizeof(c));
+	c.stop_after = 2;
+	assert_int_equal(meta_list_dir(f->m, 0xff, NULL, collect_name, &c), 99);
+	assert_int_equal(c.n, 2);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(meta_list_dir(f->m, 0xff, "c", collect_name, &c), 0);
+	assert_int_equal(c.n, 0);
+}
+
+struct offs {
+	uint64_t off[8];
+	int n;
+};
+
+static int collect_extent(const struct meta_extent *e, void *arg)
+{
+	struct offs *o = arg;
+
+	o->off[o->n++] = e->file_off;
+	return 0;
+}
+
+static struct offs query(struct meta *m, uint64_t ino, uint64_t off, uint64_t len)
+{
+	struct offs o = { { 0 }, 0 };
+
+	assert_int_equal(meta_get_extents(m, ino, off, len, collect_extent, &o), 0);
+	return o;
+}
+
+static void test_extent_queries_find_exactly_the_overlapping_extents(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_extent e = extent(0, 100, 1);
+	struct offs o;
+
+	meta_batch_put_extent(f->b, 5, &e);
+	e = extent(100, 50, 2);
+	meta_batch_put_extent(f->b, 5, &e);
+	e = extent(200, 100, 3);
+	meta_batch_put_extent(f->b, 5, &e);
+	e = extent(0, 1000, 4);  /* neighbours on both sides */
+	meta_batch_put_extent(f->b, 4, &e);
+	meta_batch_put_extent(f->b, 6, &e);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+
+	o = query(f->m, 5, 120, 10);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.off[0], 100);
+	o = query(f->m, 5, 150, 50);  /* the hole between extents */
+	assert_int_equal(o.n, 0);
+	o = query(f->m, 5, 0, UINT64_MAX);
+	assert_int_equal(o.n, 3);
+	assert_int_equal(o.off[2], 200);
+	o = query(f->m, 5, 99, 2);
+	assert_int_equal(o.n, 2);
+	o = query(f->m, 5, 250, 1);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.off[0], 200);
+	o = query(f->m, 5, 300, 10);
+	assert_int_equal(o.n, 0);
+	o = query(f->m, 5, 149, UINT64_MAX);
+	assert_int_equal(o.n, 2);
+	o = query(f->m, 7, 0, UINT64_MAX);
+	assert_int_equal(o.n, 0);
+	o = query(f->m, 4, 500, 1);  /* one extent covering the whole query, starting well before */
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.off[0], 0);
+}
+
+static int copy_extent(const struct meta_extent *e, void *arg)
+{
+	*(struct meta_extent *)arg = *e;
+	return 0;
+}
+
+static void test_extent_round_trip_and_delete_all(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_extent e = extent(4096, 100, 9), got = { 0 };
+	struct offs o;
+
+	meta_batch_put_extent(f->b, 8, &e);
+	e = extent(8192, 10, 9);
+	meta_batch_put_extent(f->b, 8, &e);
+	meta_batch_put_xattr(f->b, 8, "user.a", "1", 1);
+	meta_batch_put_xattr(f->b, 9, "user.keep", "2", 1);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_extents(f->m, 8, 4096, 1, copy_extent, &got), 0);
+	assert_int_equal(got.file_off, 4096);
+	assert_int_equal(got.len, 100);
+	assert_int_equal(got.chunk_off, 7);
+	assert_int_equal(got.digest.b[0], 9);
+
+	assert_int_equal(meta_batch_del_all_extents(f->m, f->b, 8), 0);
+	assert_int_equal(meta_batch_del_all_xattrs(f->m, f->b, 8), 0);
+	/* Nothing changes before commit. */
+	o = query(f->m, 8, 0, UINT64_MAX);
+	assert_int_equal(o.n, 2);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	o = query(f->m, 8, 0, UINT64_MAX);
+	assert_int_equal(o.n, 0);
+	assert_int_equal(meta_get_xattr(f->m, 8, "user.a", NULL, 0), -ENODATA);
+	assert_int_equal(meta_get_xattr(f->m, 9, "user.keep", NULL, 0), 1);
+}
+
+static void test_batch_applies_all_or_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_inode in = { .ino = 3, .mode = S_IFREG, .nlink = 1 }, got;
+	uint64_t ino;
+	uint32_t mode;
+
+	meta_batch_put_inode(f->b, &in);
+	meta_batch_put_dirent(f->b, 1, "x", 3, S_IFREG);
+	meta_batch_put_orphan(f->b, 3);
+	assert_int_equal(meta_get_inode(f->m, 3, &got), -ENOENT);
+	assert_int_equal(meta_get_dirent(f->m, 1, "x", &ino, &mode), -ENOENT);
+	/* Cleared: nothing of it may ever appear. */
+	meta_batch_clear(f->b);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_inode(f->m, 3, &got), -ENOENT);
+
+	meta_batch_put_inode(f->b, &in);
+	meta_batch_put_dirent(f->b, 1, "x", 3, S_IFREG);
+	assert_int_equal(meta_batch_commit(f->m, f->b, true), 0);
+	assert_int_equal(meta_get_inode(f->m, 3, &got), 0);
+	assert_int_equal(meta_get_dirent(f->m, 1, "x", &ino, &mode), 0);
+	/* The committed batch is left empty: committing it again changes nothing. */
+	meta_batch_del_inode(f->b, 3);
+	meta_batch_clear(f->b);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_inode(f->m, 3, &got), 0);
+}
+
+static int collect_xattr(const char *name, void *arg)
+{
+	struct names *c = arg;
+
+	snprintf(c->got[c->n++], sizeof(c->got[0]), "%s", name);
+	return 0;
+}
+
+static void test_symlink_and_xattrs_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	char buf[64];
+	struct names c = { 0 };
+
+	meta_batch_put_symlink(f->b, 12, "../v1/model.safetensors");
+	meta_batch_put_xattr(f->b, 12, "user.b", "hello", 5);
+	meta_batch_put_xattr(f->b, 12, "user.a", "", 0);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_symlink(f->m, 12, buf, sizeof(buf)), 23);
+	assert_string_equal(buf, "../v1/model.safetensors");
+	assert_int_equal(meta_get_symlink(f->m, 12, buf, 23), -ERANGE);
+	assert_int_equal(meta_get_symlink(f->m, 13, buf, sizeof(buf)), -ENOENT);
+
+	assert_int_equal(meta_get_xattr(f->m, 12, "user.b", NULL, 0), 5);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(meta_get_xattr(f->m, 12, "user.b", buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(meta_get_xattr(f->m, 12, "user.a", buf, sizeof(buf)), 0);
+	assert_int_equal(meta_get_xattr(f->m, 12, "user.c", buf, sizeof(buf)), -ENODATA);
+	assert_int_equal(meta_list_xattrs(f->m, 12, collect_xattr, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.got[0], "user.a");
+	assert_string_equal(c.got[1], "user.b");
+
+	meta_batch_del_xattr(f->b, 12, "user.b");
+	meta_batch_del_symlink(f->b, 12);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_xattr(f->m, 12, "user.b", buf, sizeof(buf)), -ENODATA);
+	assert_int_equal(meta_get_symlink(f->m, 12, buf, sizeof(buf)), -ENOENT);
+}
+
+struct version_list {
+	uint64_t ino[8];
+	int n;
+};
+
+static int collect_version(const struct meta_version *v, void *arg)
+{
+	struct version_list *l = arg;
+
+	l->ino[l->n++] = v->ino;
+	return 0;
+}
+
+static void test_chunk_and_version_records_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_chunk c = { .len = 4u << 20, .flags = 0 }, gotc;
+	struct meta_version v = { .run_ino = 2, .ino = 3, .state = META_VERSION_SEALED, .step = -1,
+				  .create_seq = 4, .seal_seq = 5, .sealed_ns = 6, .files = 7,
+				  .logical_bytes = 8, .stored_bytes = 9 }, gotv;
+	struct version_list l = { { 0 }, 0 };
+
+	memset(c.digest.b, 0x42, DIGEST_LEN);
+	meta_batch_put_chunk(f->b, &c);
+	meta_batch_put_version(f->b, &v);
+	v.ino = 10;
+	meta_batch_put_version(f->b, &v);
+	v.run_ino = 3;  /* another run */
+	meta_batch_put_version(f->b, &v);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+
+	assert_int_equal(meta_get_chunk(f->m, &c.digest, &gotc), 0);
+	assert_int_equal(gotc.len, 4u << 20);
+	assert_true(digest_equal(&gotc.digest, &c.digest));
+	assert_int_equal(meta_get_version(f->m, 2, 3, &gotv), 0);
+	assert_int_equal(gotv.state, META_VERSION_SEALED);
+	assert_true(gotv.step == -1);
+	assert_int_equal(gotv.stored_bytes, 9);
+	assert_int_equal(meta_list_versions(f->m, 2, collect_version, &l), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.ino[0], 3);
+	assert_int_equal(l.ino[1], 10);
+
+	meta_batch_del_chunk(f->b, &c.digest);
+	meta_batch_del_version(f->b, 2, 3);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_chunk(f->m, &c.digest, &gotc), -ENOENT);
+	assert_int_equal(meta_get_version(f->m, 2, 3, &gotv), -ENOENT);
+}
+
+struct counts {
+	int inodes, extents, chunks, dirents, orphans;
+};
+
+static int count_inode(const struct meta_inode *i, void *arg)
+{
+	(void)i;
+	((struct counts *)arg)->inodes++;
+	return 0;
+}
+
+static int count_extent(uint64_t ino, const struct meta_extent *e, void *arg)
+{
+	(void)ino, (void)e;
+	((struct counts *)arg)->extents++;
+	return 0;
+}
+
+static int count_chunk(const struct meta_chunk *c, void *arg)
+{
+	(void)c;
+	((struct counts *)arg)->chunks++;
+	return 0;
+}
+
+static int count_dirent(uint64_t parent, const char *name, uint64_t ino, uint32_t mode, void *arg)
+{
+	(void)parent, (void)name, (void)ino, (void)mode;
+	((struct counts *)arg)->dirents++;
+	return 0;
+}
+
+static int count_orphan(uint64_t ino, void *arg)
+{
+	assert_int_equal(ino, 21);
+	((struct counts *)arg)->orphans++;
+	return 0;
+}
+
+static void test_whole_db_scans_see_only_their_kind_and_survive_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_inode in = { .mode = S_IFREG, .nlink = 1 };
+	struct meta_extent e = extent(0, 10, 1);
+	struct meta_chunk c = { .len = 10 };
+	struct counts n = { 0 };
+
+	for (uint64_t ino = 20; ino < 23; ino++) {
+		in.ino = ino;
+		meta_batch_put_inode(f->b, &in);
+		meta_batch_put_extent(f->b, ino, &e);
+		meta_batch_put_dirent(f->b, 1, ino == 20 ? "a" : ino == 21 ? "b" : "c", ino, S_IFREG);
+	}
+	memset(c.digest.b, 1, DIGEST_LEN);
+	meta_batch_put_chunk(f->b, &c);
+	meta_batch_put_orphan(f->b, 21);
+	meta_batch_put_symlink(f->b, 20, "t");
+	meta_batch_put_xattr(f->b, 20, "user.x", "v", 1);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_sync(f->m), 0);
+
+	meta_batch_free(f->b);
+	meta_close(f->m);
+	assert_int_equal(meta_open(f->dir, &f->m), 0);
+	f->b = meta_batch_new();
+
+	assert_int_equal(meta_foreach_inode(f->m, count_inode, &n), 0);
+	assert_int_equal(meta_foreach_extent(f->m, count_extent, &n), 0);
+	assert_int_equal(meta_foreach_chunk(f->m, count_chunk, &n), 0);
+	assert_int_equal(meta_foreach_dirent(f->m, count_dirent, &n), 0);
+	assert_int_equal(meta_foreach_orphan(f->m, count_orphan, &n), 0);
+	assert_int_equal(n.inodes, 3);
+	assert_int_equal(n.extents, 3);
+	assert_int_equal(n.chunks, 1);
+	assert_int_equal(n.dirents, 3);
+	assert_int_equal(n.orphans, 1);
+	meta_batch_del_orphan(f->b, 21);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	n.orphans = 0;
+	assert_int_equal(meta_foreach_orphan(f->m, count_orphan, &n), 0);
+	assert_int_equal(n.orphans, 0);
+}
+
+static void test_second_open_of_the_same_db_is_busy(void **state)
+{
+	struct fixture *f = *state;
+	struct meta *again = NULL;
+
+	assert_int_equal(meta_open(f->dir, &again), -EBUSY);
+	assert_null(again);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_new_db_has_no_superblock_then_round_trips, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inode_round_trip_keeps_every_field, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dirent_lookup_and_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_dir_in_name_order_and_resumes_after_cursor, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_extent_queries_find_exactly_the_overlapping_extents, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_extent_round_trip_and_delete_all, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_applies_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_and_xattrs_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_and_version_records_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_whole_db_scans_see_only_their_kind_and_survive_reopen, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_second_open_of_the_same_db_is_busy, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
