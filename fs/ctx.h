@@ -1,0 +1,263 @@
+/* ctx.h - the mount context shared by the fs/ core files (internal to fs/): the inode table, the
+ * version table, open-file and directory handles, and the locks with the fields each protects.
+ *
+ * Lock order, outermost first: ns_lock -> write_gate -> fs_inode.lock -> table_lock / ver_lock.
+ * table_lock and ver_lock are leaves: nothing else is taken, and no store call is made, under them.
+ * Every write of an inode record to the database happens with ns_lock held, so the order of commits
+ * of one record matches the order of changes to its cached copy.
+ */
+#ifndef PECFS_FS_CTX_H
+#define PECFS_FS_CTX_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "../store/store.h"
+#include "config.h"
+#include "data.h"
+#include "log.h"
+
+/* One loaded inode. An entry stays in the table while the kernel holds lookups on it (nlookup) or a
+ * request or open handle holds a reference (refs). */
+struct fs_inode {
+	uint64_t ino;
+	struct fs_inode *hnext;   /* table_lock */
+	uint64_t nlookup;         /* table_lock */
+	uint32_t refs;            /* table_lock */
+
+	pthread_mutex_t lock;     /* protects the fields below */
+	struct meta_inode mi;     /* cached record; mi.size is stale while df exists (df owns the size) */
+	struct data_file *df;     /* regular files: from the first open until the entry leaves the table */
+	uint32_t open_count;      /* open file handles */
+	bool meta_dirty;          /* size / mtime changed since the record was last written */
+	bool freed;               /* unlinked and its record and content deleted */
+};
+
+/* One version (a directory directly inside a run), mirrored from its meta_version record. */
+struct fs_version {
+	struct meta_version v;          /* ver_lock */
+	char name[META_NAME_MAX + 1];   /* ver_lock: the directory's name */
+	uint32_t open_handles;          /* ver_lock: open file handles of files in it */
+	bool created_in;                /* ver_lock: a file was created in it since mount */
+	struct fs_version *next;        /* ver_lock */
+};
+
+struct fs_ctx {
+	const struct pecfs_config *cfg;
+	struct store *st;
+	struct meta *meta;
+	struct data_ctx *dc;
+	struct fuse_session *se;
+	uint32_t chunk_size;
+
+	/* Taken by every operation that changes directory entries, inode records or version records,
+	 * so that multi-key changes are atomic with respect to each other. */
+	pthread_mutex_t ns_lock;
+	struct meta_super sb;           /* ns_lock */
+
+	/* Writes hold it shared while they check the version state and store bytes; a seal holds it
+	 * exclusively, so no write lands in a version after its files were flushed. Writer-preferring. */
+	pthread_rwlock_t write_gate;
+
+	pthread_mutex_t table_lock;
+	struct fs_inode **buckets;      /* table_lock */
+	size_t nbuckets;                /* fixed at start */
+	size_t ninodes;                 /* table_lock */
+
+	pthread_mutex_t ver_lock;
+	struct fs_version *versions;    /* ver_lock */
+};
+
+/* fi->fh of an open regular file. */
+struct fs_file {
+	struct fs_inode *ind;   /* holds one reference */
+	uint64_t version_ino;   /* version counted in its open_handles at open */
+	bool writable;
+	bool wrote;             /* a write succeeded through this handle */
+};
+
+/* ---- fs.c ---- */
+int64_t fs_now_ns(void);
+static inline struct fs_ctx *fs_ctx_of(fuse_req_t req) { return fuse_req_userdata(req); }
+/* 0, or -ENAMETOOLONG / -EINVAL for a name that cannot be a directory entry. */
+int fs_check_name(const char *name);
+
+/* ---- inode.c: the inode table ---- */
+int fs_table_init(struct fs_ctx *ctx);
+void fs_table_free(struct fs_ctx *ctx);
+/* Finds or loads ino and takes a reference. -ENOENT (also for a freed inode), -EPERM for virtual. */
+int fs_inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out);
+void fs_inode_ref(struct fs_ctx *ctx, struct fs_inode *ind);
+void fs_inode_put(struct fs_ctx *ctx, struct fs_inode *ind);
+void fs_inode_lookup_inc(struct fs_ctx *ctx, struct fs_inode *ind);
+void fs_inode_forget(struct fs_ctx *ctx, uint64_t ino, uint64_t n);
+/* The loaded inodes that have a data_file, each referenced (the caller puts them and frees the array):
+ * all of them when version_ino is UINT64_MAX, else the linked files of that version. */
+int fs_inode_loaded_files(struct fs_ctx *ctx, uint64_t version_ino, struct fs_inode ***out, size_t *n);
+/* Size of ino if it is loaded (the data_file's while one exists), without loading it; -ENOENT if not
+ * loaded. */
+int fs_inode_peek_size(struct fs_ctx *ctx, uint64_t ino, uint64_t *size);
+/* Logical size (the data_file's while one exists). Caller holds ind->lock. */
+uint64_t fs_inode_size_locked(struct fs_inode *ind);
+/* Snapshot of the record with the live size. Takes ind->lock. */
+void fs_inode_snapshot(struct fs_inode *ind, struct meta_inode *out);
+void fs_inode_stat(struct fs_ctx *ctx, struct fs_inode *ind, struct stat *st);
+void fs_inode_entry(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_entry_param *e);
+/* Creates the data_file if missing. Caller holds ind->lock. */
+void fs_inode_open_data_locked(struct fs_ctx *ctx, struct fs_inode *ind);
+/* Puts the record (live size) into b. Caller holds ns_lock. */
+void fs_inode_persist_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct meta_batch *b);
+/* Writes the record if it changed (or always when sync) and commits; sync also syncs the WAL. */
+int fs_inode_persist(struct fs_ctx *ctx, struct fs_inode *ind, bool sync);
+/* Frees an unlinked file's content and records once it has no open handle. */
+void fs_inode_reap(struct fs_ctx *ctx, struct fs_inode *ind);
+/* Deletes the content and records of an unlinked inode that has no data_file (mount recovery). */
+int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino);
+/* Truncates a regular file (creating its data_file if needed) and persists it. Caller holds ns_lock. */
+int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t size);
+
+/* ---- version.c: versions and their rules ---- */
+static inline bool fs_mi_is_run(const struct meta_inode *mi)
+{
+	return S_ISDIR(mi->mode) && mi->parent == META_ROOT_INO && mi->ino != META_ROOT_INO;
+}
+static inline bool fs_mi_is_version(const struct meta_inode *mi)
+{
+	return S_ISDIR(mi->mode) && mi->ino != META_ROOT_INO && mi->version_ino == mi->ino;
+}
+/* The version that entries of directory dir belong to (0: none, dir is the root or a run). */
+static inline uint64_t fs_mi_content_version(const struct meta_inode *dir)
+{
+	return dir->version_ino;
+}
+int fs_versions_load(struct fs_ctx *ctx);
+void fs_versions_free(struct fs_ctx *ctx);
+/* 0 when entries of version vino may change (vino 0 or an open version), -EROFS otherwise. */
+int fs_version_check_writable(struct fs_ctx *ctx, uint64_t vino);
+/* State of version vino, -ENOENT when it is not a version. */
+int fs_version_state(struct fs_ctx *ctx, uint64_t vino);
+int fs_version_get(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out);
+/* Record for a new version directory into b (caller holds ns_lock; ctx->sb.next_seq advances);
+ * fs_version_insert makes it visible after the commit. */
+void fs_version_new_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t run_ino, uint64_t vino,
+			   const char *name, struct meta_version *out);
+void fs_version_insert(struct fs_ctx *ctx, const struct meta_version *v, const char *name);
+void fs_version_forget(struct fs_ctx *ctx, uint64_t vino);
+/* A version moved (new run or name; the step follows the name): record into b; fs_version_moved
+ * updates the table after the commit. */
+void fs_version_move_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino, uint64_t new_run,
+			    const char *name);
+void fs_version_moved(struct fs_ctx *ctx, uint64_t vino, uint64_t new_run, const char *name);
+/* If vino is sealed, puts it DAMAGED into b and returns true (then call fs_version_set_state). */
+bool fs_version_damage_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino);
+void fs_version_set_state(struct fs_ctx *ctx, uint64_t vino, uint32_t state);
+void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta);
+/* Seals version vino (no-op for a sealed one; -EINVAL when it is not a version) and logs it with the
+ * reason why. Caller holds ns_lock. */
+int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why);
+int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
+/* Counts an open version's files, logical bytes and stored bytes (of what is stored so far) now. */
+int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v);
+/* Seals the open versions of run_ino that the tracker file's content names. */
+void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
+				const char *content, size_t len);
+/* seal_on_next_version: first create in vino seals older open versions of its run with no open
+ * files. Caller holds ns_lock. */
+void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino);
+/* The versions of run_ino in version order (malloc'ed copies, *n of them). */
+int fs_versions_sorted(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n);
+/* Index of the latest version in a sorted array, or -1. */
+long fs_versions_latest(const struct fs_version *vs, size_t n);
+const char *fs_version_state_name(uint32_t state);
+/* Version counts over every run (stats). */
+void fs_versions_count(struct fs_ctx *ctx, uint64_t *runs, uint64_t *versions, uint64_t *sealed);
+
+/* ---- ops_ns.c: shared namespace helpers ---- */
+/* Creates a node in parent (caller holds ns_lock; parent referenced): regular file, directory or
+ * symlink (target non-NULL). Returns the new inode referenced. */
+int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, const char *name,
+	       mode_t mode, const char *target, struct fs_inode **out);
+
+/* What removing a directory entry left to do once its batch is committed. */
+struct fs_drop {
+	struct fs_inode *victim;     /* referenced */
+	uint64_t damaged_vino;       /* version to mark DAMAGED, 0 if none */
+	uint64_t removed_vino;       /* version record deleted, 0 if none */
+	int64_t ctime_ns;
+};
+/* Adds the removal of `victim` (named name in the directory whose snapshot is pmi) to b and updates
+ * pmi (nlink, times). Caller holds ns_lock. */
+void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_inode *pmi, const char *name,
+			struct fs_inode *victim, bool del_dirent, struct fs_drop *d);
+/* After the commit: updates the cached state and frees the victim's content when it is unused.
+ * Drops the reference in d->victim. */
+void fs_ns_drop_done(struct fs_ctx *ctx, struct fs_drop *d);
+/* The commit failed: nothing changed; drops the reference. */
+void fs_ns_drop_abort(struct fs_ctx *ctx, struct fs_drop *d);
+/* Applies the namespace fields of a committed snapshot to the cached record. */
+void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap);
+/* True if name is ".pec" in a directory that has a virtual .pec (the root or a run). */
+bool fs_ns_is_reserved(const struct meta_inode *dir, const char *name);
+
+/* FUSE operations, one per file by concern. */
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_op_readlink(fuse_req_t req, fuse_ino_t ino);
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
+void fs_op_access(fuse_req_t req, fuse_ino_t ino, int mask);
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		  const char *newname, unsigned int flags);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi);
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ---- pecdir.c: the virtual .pec namespace ---- */
+#define PEC_NAME ".pec"
+#define PEC_VIRT_BIT (1ull << 63)
+static inline bool pec_is_virtual(uint64_t ino) { return (ino & PEC_VIRT_BIT) != 0; }
+/* The entry of owner's .pec directory (owner: the root or a run). */
+void pec_dir_entry(struct fs_ctx *ctx, uint64_t owner, struct fuse_entry_param *e);
+int pec_lookup(struct fs_ctx *ctx, uint64_t parent, const char *name, struct fuse_entry_param *e);
+int pec_getattr(struct fs_ctx *ctx, uint64_t ino, struct stat *st);
+void pec_readdir(fuse_req_t req, uint64_t ino, size_t size, off_t off, bool plus);
+void pec_open(fuse_req_t req, uint64_t ino, struct fuse_file_info *fi);
+void pec_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+void pec_release(struct fuse_file_info *fi);
+int pec_readlink(struct fs_ctx *ctx, uint64_t ino, char *buf, size_t size);
+
+/* ---- pecgen.c: content of the virtual files (malloc'ed text into *out) ---- */
+int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len);
+int pecgen_metrics(struct fs_ctx *ctx, char **out, size_t *len);
+int pecgen_versions_json(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len);
+/* "../NAME" of the run's latest version; -ENOENT when there is none. */
+int pecgen_latest(struct fs_ctx *ctx, uint64_t run_ino, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,826 @@
+/* data.c - file contents: chunk-aligned write buffers, hashing workers, reads through extents.
+ *
+ * The contract is in data.h. The pieces: a pool of chunk-sized buffers allocated and touched once at
+ * start (first-touch memory is slow here), a FIFO of finished buffers ("jobs") served by worker
+ * threads that hash and store them, and per-file state (struct data_file) guarded by its own mutex.
+ * Extents for one chunk index are replaced as a whole, so a file written through here always has
+ * chunk-aligned extents; reads and truncation handle any extent shape (composed files need that).
+ */
+#include "data.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DATA_MAX_DIRTY 2             /* buffers one file may fill at once */
+#define DATA_MAX_FILE_SIZE (1ull << 50)
+
+struct data_job {
+	struct data_job *next;
+	struct data_file *df;
+	uint64_t idx;      /* chunk index in the file */
+	uint8_t *mem;
+	uint32_t len;
+};
+
+struct data_ctx {
+	struct store *st;
+	struct meta *meta;
+	uint32_t chunk_size;
+
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_cond;    /* a buffer came back */
+	uint8_t **free_bufs;         /* protected by pool_lock */
+	uint32_t nfree;              /* protected by pool_lock */
+	uint32_t ntotal;             /* pool size, fixed */
+	uint32_t nextra;             /* buffers allocated past the pool, protected by pool_lock */
+
+	pthread_mutex_t queue_lock;
+	pthread_cond_t queue_cond;   /* a job was queued, or stopping */
+	struct data_job *head, *tail;/* protected by queue_lock */
+	uint32_t jobs_pending;       /* queued or running, protected by pool_lock (read with it) */
+	bool stopping;               /* protected by queue_lock */
+	pthread_t *workers;
+	uint32_t nworkers;
+
+	uint64_t bytes_written, bytes_read, chunks_flushed, write_errors;  /* atomics */
+};
+
+struct data_buf {
+	uint64_t idx;
+	uint8_t *mem;
+	uint32_t len;  /* bytes [0, len) of the chunk are valid: loaded, written or zero-filled */
+};
+
+struct data_file {
+	struct data_ctx *dc;
+	uint64_t ino;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;          /* inflight dropped to 0 */
+	uint64_t size;                /* protected by lock */
+	struct data_buf bufs[DATA_MAX_DIRTY];  /* protected by lock, oldest first */
+	int nbufs;                    /* protected by lock */
+	uint32_t inflight;            /* jobs of this file queued or running, protected by lock */
+	int error;                    /* first asynchronous error not yet reported, protected by lock */
+};
+
+static void stat_add(uint64_t *counter, uint64_t n)
+{
+	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
+}
+
+/* ---- buffer pool ---- */
+
+/* Takes a buffer. Waits while the pool is empty and some job will return one; allocates an extra
+ * buffer when nothing is in flight (every buffer is held dirty by some file), which cannot deadlock. */
+static uint8_t *pool_get(struct data_ctx *dc)
+{
+	uint8_t *mem = NULL;
+
+	pthread_mutex_lock(&dc->pool_lock);
+	while (dc->nfree == 0 && dc->jobs_pending > 0)
+		pthread_cond_wait(&dc->pool_cond, &dc->pool_lock);
+	if (dc->nfree > 0) {
+		mem = dc->free_bufs[--dc->nfree];
+	} else {
+		mem = aligned_alloc(4096, dc->chunk_size);
+		if (mem)
+			dc->nextra++;
+	}
+	pthread_mutex_unlock(&dc->pool_lock);
+	return mem;
+}
+
+static void pool_put(struct data_ctx *dc, uint8_t *mem)
+{
+	pthread_mutex_lock(&dc->pool_lock);
+	if (dc->nfree < dc->ntotal) {
+		dc->free_bufs[dc->nfree++] = mem;
+	} else {  /* the pool is full, so this is one of the extra buffers */
+		assert(dc->nextra > 0);
+		dc->nextra--;
+		free(mem);
+	}
+	pthread_cond_broadcast(&dc->pool_cond);
+	pthread_mutex_unlock(&dc->pool_lock);
+}
+
+/* ---- extents ---- */
+
+struct read_arg {
+	struct data_ctx *dc;
+	uint64_t off, len;
+	uint8_t *dst;
+	int err;
+};
+
+static int read_extent_cb(const struct meta_extent *e, void *arg)
+{
+	struct read_arg *ra = arg;
+	uint64_t s = e->file_off > ra->off ? e->file_off : ra->off;
+	uint64_t e_end = e->file_off + e->len, r_end = ra->off + ra->len;
+	uint64_t end = e_end < r_end ? e_end : r_end;
+
+	if (s >= end)
+		return 0;
+	int r = store_chunk_read(ra->dc->st, &e->digest, e->chunk_off + (s - e->file_off),
+				 ra->dst + (s - ra->off), end - s);
+	if (r < 0) {
+		char hex[DIGEST_HEX_LEN + 1];
+		digest_to_hex(&e->digest, hex);
+		fprintf(stderr, "pecfs: reading chunk %s at offset %llu failed: %s\n", hex,
+			(unsigned long long)(e->chunk_off + (s - e->file_off)), strerror(-r));
+		ra->err = r == -ENOENT ? -EIO : r;
+		return 1;
+	}
+	return 0;
+}
+
+/* Fills dst with file bytes [off, off + len) as the committed extents have them (zeros in holes). */
+static int read_extents(struct data_ctx *dc, uint64_t ino, uint64_t off, void *dst, uint64_t len)
+{
+	struct read_arg ra = { .dc = dc, .off = off, .len = len, .dst = dst, .err = 0 };
+
+	memset(dst, 0, len);
+	int r = meta_get_extents(dc->meta, ino, off, len, read_extent_cb, &ra);
+	if (ra.err)
+		return ra.err;
+	return r < 0 ? r : 0;
+}
+
+/* Extents overlapping a range, copied out so the database is not iterated while it is written. */
+struct extent_list {
+	struct meta_extent *v;
+	size_t n, cap;
+};
+
+static int collect_cb(const struct meta_extent *e, void *arg)
+{
+	struct extent_list *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct meta_extent *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *e;
+	return 0;
+}
+
+static int collect_extents(struct data_ctx *dc, uint64_t ino, uint64_t off, uint64_t len,
+			   struct extent_list *l)
+{
+	l->v = NULL;
+	l->n = l->cap = 0;
+	int r = meta_get_extents(dc->meta, ino, off, len, collect_cb, l);
+	if (r < 0) {
+		free(l->v);
+		l->v = NULL;
+		l->n = 0;
+	}
+	return r < 0 ? r : 0;
+}
+
+/* Removes file bytes [start, end) from the extent map of ino into batch b: extents inside go, those
+ * straddling an edge keep the part outside. References: every removed extent is appended to *gone
+ * (to unref after the commit); every kept piece beyond the first takes a new reference now. */
+static int punch_range(struct data_ctx *dc, struct meta_batch *b, uint64_t ino, uint64_t start,
+		       uint64_t end, struct extent_list *gone)
+{
+	struct extent_list l;
+	int r = collect_extents(dc, ino, start, end - start, &l);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < l.n && r == 0; i++) {
+		struct meta_extent e = l.v[i];
+		uint64_t e_end = e.file_off + e.len;
+		bool keep_left = e.file_off < start, keep_right = e_end > end;
+
+		if (!keep_left)
+			meta_batch_del_extent(b, ino, e.file_off);
+		if (keep_left) {
+			struct meta_extent left = e;
+			left.len = start - e.file_off;
+			meta_batch_put_extent(b, ino, &left);  /* same key: keeps e's reference */
+		}
+		if (keep_right) {
+			struct meta_extent right = e;
+			right.file_off = end;
+			right.len = e_end - end;
+			right.chunk_off = e.chunk_off + (end - e.file_off);
+			meta_batch_put_extent(b, ino, &right);
+			if (keep_left)
+				r = store_chunk_ref(dc->st, &e.digest);  /* one extent became two */
+		}
+		if (!keep_left && !keep_right)
+			r = collect_cb(&e, gone);
+	}
+	free(l.v);
+	return r;
+}
+
+static void unref_all(struct data_ctx *dc, struct extent_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		store_chunk_unref(dc->st, &l->v[i].digest);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+/* Makes chunk idx of the file the stored chunk d (len bytes). Caller holds df->lock and one
+ * reference on d, which the new extent takes over on success. */
+static int commit_chunk(struct data_file *df, uint64_t idx, uint32_t len, const struct digest *d)
+{
+	struct data_ctx *dc = df->dc;
+	uint64_t start = idx * dc->chunk_size;
+	struct extent_list gone = { 0 };
+	struct meta_batch *b = meta_batch_new();
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	r = punch_range(dc, b, df->ino, start, start + dc->chunk_size, &gone);
+	if (r == 0) {
+		struct meta_extent e = { .file_off = start, .len = len, .digest = *d, .chunk_off = 0 };
+		meta_batch_put_extent(b, df->ino, &e);
+		r = meta_batch_commit(dc->meta, b, false);
+	}
+	meta_batch_free(b);
+	if (r == 0)
+		unref_all(dc, &gone);
+	else
+		free(gone.v);
+	return r;
+}
+
+/* ---- workers ---- */
+
+static void job_done(struct data_ctx *dc)
+{
+	pthread_mutex_lock(&dc->pool_lock);
+	dc->jobs_pending--;
+	pthread_cond_broadcast(&dc->pool_cond);
+	pthread_mutex_unlock(&dc->pool_lock);
+}
+
+static void run_job(struct data_ctx *dc, struct data_job *job)
+{
+	struct data_file *df = job->df;
+	struct digest d;
+	int r = store_chunk_put(dc->st, job->mem, job->len, &d, NULL);
+
+	pool_put(dc, job->mem);  /* before taking any file lock: writers may wait for buffers under theirs */
+	pthread_mutex_lock(&df->lock);
+	if (r == 0) {
+		r = commit_chunk(df, job->idx, job->len, &d);
+		if (r < 0)
+			store_chunk_unref(dc->st, &d);
+	}
+	if (r < 0) {
+		fprintf(stderr, "pecfs: storing chunk %llu of inode %llu failed: %s\n",
+			(unsigned long long)job->idx, (unsigned long long)df->ino, strerror(-r));
+		stat_add(&dc->write_errors, 1);
+		if (df->error == 0)
+			df->error = r;
+	}
+	assert(df->inflight > 0);
+	if (--df->inflight == 0)
+		pthread_cond_broadcast(&df->idle);
+	pthread_mutex_unlock(&df->lock);
+	job_done(dc);
+	free(job);
+}
+
+static void *worker_main(void *arg)
+{
+	struct data_ctx *dc = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&dc->queue_lock);
+		while (!dc->head && !dc->stopping)
+			pthread_cond_wait(&dc->queue_cond, &dc->queue_lock);
+		struct data_job *job = dc->head;
+		if (!job) {  /* stopping and drained */
+			pthread_mutex_unlock(&dc->queue_lock);
+			return NULL;
+		}
+		dc->head = job->next;
+		if (!dc->head)
+			dc->tail = NULL;
+		pthread_mutex_unlock(&dc->queue_lock);
+		run_job(dc, job);
+	}
+}
+
+/* Hands buffer i of the file to the workers. Caller holds df->lock. */
+static int submit_buf(struct data_file *df, int i)
+{
+	struct data_ctx *dc = df->dc;
+	struct data_job *job = malloc(sizeof(*job));
+
+	assert(i >= 0 && i < df->nbufs);
+	if (!job)
+		return -ENOMEM;
+	*job = (struct data_job){ .df = df, .idx = df->bufs[i].idx, .mem = df->bufs[i].mem,
+				  .len = df->bufs[i].len };
+	memmove(&df->bufs[i], &df->bufs[i + 1], (df->nbufs - i - 1) * sizeof(df->bufs[0]));
+	df->nbufs--;
+	df->inflight++;
+	stat_add(&dc->chunks_flushed, 1);
+
+	pthread_mutex_lock(&dc->pool_lock);
+	dc->jobs_pending++;
+	pthread_mutex_unlock(&dc->pool_lock);
+
+	pthread_mutex_lock(&dc->queue_lock);
+	if (dc->tail)
+		dc->tail->next = job;
+	else
+		dc->head = job;
+	dc->tail = job;
+	pthread_cond_signal(&dc->queue_cond);
+	pthread_mutex_unlock(&dc->queue_lock);
+	return 0;
+}
+
+/* Submits every buffer and waits for the workers to commit them. Caller holds df->lock. */
+static int drain(struct data_file *df)
+{
+	int r = 0;
+	while (df->nbufs > 0 && r == 0)
+		r = submit_buf(df, 0);
+	while (df->inflight > 0)
+		pthread_cond_wait(&df->idle, &df->lock);
+	return r;
+}
+
+static int take_error(struct data_file *df)
+{
+	int e = df->error;
+	df->error = 0;
+	return e;
+}
+
+/* ---- context ---- */
+
+int data_ctx_new(struct store *st, uint32_t write_buffers, uint32_t hash_threads, struct data_ctx **out)
+{
+	struct data_ctx *dc = calloc(1, sizeof(*dc));
+	int r = -ENOMEM;
+
+	if (!dc)
+		return -ENOMEM;
+	dc->st = st;
+	dc->meta = store_meta(st);
+	dc->chunk_size = store_chunk_size(st);
+	pthread_mutex_init(&dc->pool_lock, NULL);
+	pthread_cond_init(&dc->pool_cond, NULL);
+	pthread_mutex_init(&dc->queue_lock, NULL);
+	pthread_cond_init(&dc->queue_cond, NULL);
+
+	dc->free_bufs = calloc(write_buffers, sizeof(*dc->free_bufs));
+	dc->workers = calloc(hash_threads, sizeof(*dc->workers));
+	if (!dc->free_bufs || !dc->workers)
+		goto out_err;
+	for (uint32_t i = 0; i < write_buffers; i++) {
+		uint8_t *mem = aligned_alloc(4096, dc->chunk_size);
+		if (!mem)
+			goto out_err;
+		memset(mem, 0, dc->chunk_size);  /* fault the pages in now, not on the write path */
+		dc->free_bufs[dc->nfree++] = mem;
+		dc->ntotal++;
+	}
+	for (uint32_t i = 0; i < hash_threads; i++) {
+		r = -pthread_create(&dc->workers[i], NULL, worker_main, dc);
+		if (r < 0)
+			goto out_err;
+		dc->nworkers++;
+	}
+	*out = dc;
+	return 0;
+
+out_err:
+	data_ctx_free(dc);
+	return r;
+}
+
+void data_ctx_free(struct data_ctx *dc)
+{
+	if (!dc)
+		return;
+	pthread_mutex_lock(&dc->queue_lock);
+	dc->stopping = true;
+	pthread_cond_broadcast(&dc->queue_cond);
+	pthread_mutex_unlock(&dc->queue_lock);
+	for (uint32_t i = 0; i < dc->nworkers; i++)
+		pthread_join(dc->workers[i], NULL);
+	for (uint32_t i = 0; i < dc->nfree; i++)
+		free(dc->free_bufs[i]);
+	free(dc->free_bufs);
+	free(dc->workers);
+	pthread_mutex_destroy(&dc->pool_lock);
+	pthread_cond_destroy(&dc->pool_cond);
+	pthread_mutex_destroy(&dc->queue_lock);
+	pthread_cond_destroy(&dc->queue_cond);
+	free(dc);
+}
+
+void data_get_stats(struct data_ctx *dc, struct data_stats *out)
+{
+	out->bytes_written = __atomic_load_n(&dc->bytes_written, __ATOMIC_RELAXED);
+	out->bytes_read = __atomic_load_n(&dc->bytes_read, __ATOMIC_RELAXED);
+	out->chunks_flushed = __atomic_load_n(&dc->chunks_flushed, __ATOMIC_RELAXED);
+	out->write_errors = __atomic_load_n(&dc->write_errors, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&dc->pool_lock);
+	out->buffers_total = dc->ntotal;
+	out->buffers_in_use = dc->ntotal - dc->nfree + dc->nextra;
+	pthread_mutex_unlock(&dc->pool_lock);
+}
+
+/* ---- files ---- */
+
+/* Drops extents at or past `size` and clips one that straddles it, committed. */
+static int clip_extents(struct data_ctx *dc, uint64_t ino, uint64_t size)
+{
+	struct extent_list gone = { 0 };
+	struct meta_batch *b = meta_batch_new();
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	r = punch_range(dc, b, ino, size, UINT64_MAX, &gone);
+	if (r == 0)
+		r = meta_batch_commit(dc->meta, b, false);
+	meta_batch_free(b);
+	if (r == 0)
+		unref_all(dc, &gone);
+	else
+		free(gone.v);
+	return r;
+}
+
+struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size)
+{
+	struct data_file *df = calloc(1, sizeof(*df));
+
+	if (!df)
+		return NULL;
+	df->dc = dc;
+	df->ino = ino;
+	df->size = size;
+	pthread_mutex_init(&df->lock, NULL);
+	pthread_cond_init(&df->idle, NULL);
+	/* A crash between committing a chunk's extent and persisting the file size can leave extents
+	 * past the size; drop them so that a later extension reads zeros, as POSIX promises. */
+	int r = clip_extents(dc, ino, size);
+	if (r < 0)
+		fprintf(stderr, "pecfs: inode %llu: dropping extents past its size failed: %s\n",
+			(unsigned long long)ino, strerror(-r));
+	return df;
+}
+
+void data_file_free(struct data_file *df)
+{
+	if (!df)
+		return;
+	pthread_mutex_lock(&df->lock);
+	drain(df);
+	pthread_mutex_unlock(&df->lock);
+	pthread_mutex_destroy(&df->lock);
+	pthread_cond_destroy(&df->idle);
+	free(df);
+}
+
+uint64_t data_file_size(struct data_file *df)
+{
+	pthread_mutex_lock(&df->lock);
+	uint64_t size = df->size;
+	pthread_mutex_unlock(&df->lock);
+	return size;
+}
+
+bool data_file_dirty(struct data_file *df)
+{
+	pthread_mutex_lock(&df->lock);
+	bool dirty = df->nbufs > 0 || df->inflight > 0;
+	pthread_mutex_unlock(&df->lock);
+	return dirty;
+}
+
+static struct data_buf *find_buf(struct data_file *df, uint64_t idx)
+{
+	for (int i = 0; i < df->nbufs; i++)
+		if (df->bufs[i].idx == idx)
+			return &df->bufs[i];
+	return NULL;
+}
+
+/* Starts a buffer for chunk idx, loaded with the chunk's current bytes. Caller holds df->lock. */
+static int open_buf(struct data_file *df, uint64_t idx, struct data_buf **out)
+{
+	struct data_ctx *dc = df->dc;
+	uint64_t start = idx * dc->chunk_size;
+	uint32_t valid = 0;
+	int r;
+
+	if (start < df->size) {
+		/* read-modify-write: the chunk's bytes must be committed before we read them back */
+		while (df->inflight > 0)
+			pthread_cond_wait(&df->idle, &df->lock);
+		uint64_t rest = df->size - start;
+		valid = rest < dc->chunk_size ? (uint32_t)rest : dc->chunk_size;
+	}
+	if (df->nbufs == DATA_MAX_DIRTY) {
+		r = submit_buf(df, 0);
+		if (r < 0)
+			return r;
+	}
+	uint8_t *mem = pool_get(dc);
+	if (!mem)
+		return -ENOMEM;
+	if (valid > 0) {
+		r = read_extents(dc, df->ino, start, mem, valid);
+		if (r < 0) {
+			pool_put(dc, mem);
+			return r;
+		}
+	}
+	struct data_buf *b = &df->bufs[df->nbufs++];
+	*b = (struct data_buf){ .idx = idx, .mem = mem, .len = valid };
+	*out = b;
+	return 0;
+}
+
+ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t off)
+{
+	struct data_ctx *dc = df->dc;
+	const uint8_t *src = buf;
+	size_t done = 0;
+	int r = 0;
+
+	if (off > DATA_MAX_FILE_SIZE || size > DATA_MAX_FILE_SIZE - off)
+		return -EFBIG;
+	pthread_mutex_lock(&df->lock);
+	r = take_error(df);
+	while (r == 0 && done < size) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos / dc->chunk_size;
+		uint32_t in = pos % dc->chunk_size;
+		uint32_t n = dc->chunk_size - in;
+		if (n > size - done)
+			n = size - done;
+
+		struct data_buf *b = find_buf(df, idx);
+		if (!b) {
+			r = open_buf(df, idx, &b);
+			if (r < 0)
+				break;
+		}
+		if (in > b->len)
+			memset(b->mem + b->len, 0, in - b->len);
+		memcpy(b->mem + in, src + done, n);
+		if (in + n > b->len)
+			b->len = in + n;
+		done += n;
+		if (pos + n > df->size)
+			df->size = pos + n;
+		if (b->len == dc->chunk_size)
+			r = submit_buf(df, (int)(b - df->bufs));
+	}
+	pthread_mutex_unlock(&df->lock);
+	stat_add(&dc->bytes_written, done);
+	if (done > 0)
+		return (ssize_t)done;
+	return r;
+}
+
+ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off)
+{
+	struct data_ctx *dc = df->dc;
+	uint8_t *dst = buf;
+	int r = 0;
+
+	pthread_mutex_lock(&df->lock);
+	if (off >= df->size) {
+		pthread_mutex_unlock(&df->lock);
+		return 0;
+	}
+	if (size > df->size - off)
+		size = df->size - off;
+	if (df->nbufs == 0 && df->inflight == 0) {
+		/* clean file: read the extents without holding the lock, so reads run in parallel */
+		pthread_mutex_unlock(&df->lock);
+		r = read_extents(dc, df->ino, off, dst, size);
+		goto out;
+	}
+	while (df->inflight > 0)
+		pthread_cond_wait(&df->idle, &df->lock);
+	for (size_t done = 0; done < size && r == 0;) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos / dc->chunk_size;
+		uint32_t in = pos % dc->chunk_size;
+		uint32_t n = dc->chunk_size - in;
+		if (n > size - done)
+			n = size - done;
+
+		struct data_buf *b = find_buf(df, idx);
+		if (b) {
+			uint32_t have = in < b->len ? b->len - in : 0;
+			if (have > n)
+				have = n;
+			memcpy(dst + done, b->mem + in, have);
+			memset(dst + done + have, 0, n - have);
+		} else {
+			r = read_extents(dc, df->ino, pos, dst + done, n);
+		}
+		done += n;
+	}
+	pthread_mutex_unlock(&df->lock);
+out:
+	if (r < 0)
+		return r;
+	stat_add(&dc->bytes_read, size);
+	return (ssize_t)size;
+}
+
+int data_flush(struct data_file *df)
+{
+	pthread_mutex_lock(&df->lock);
+	int r = drain(df);
+	int e = take_error(df);
+	pthread_mutex_unlock(&df->lock);
+	return r < 0 ? r : e;
+}
+
+int data_truncate(struct data_file *df, uint64_t size)
+{
+	if (size > DATA_MAX_FILE_SIZE)
+		return -EFBIG;
+	pthread_mutex_lock(&df->lock);
+	int r = drain(df);
+	if (r == 0)
+		r = take_error(df);
+	if (r == 0) {
+		/* clip at the smaller size: growing must expose zeros, never old bytes */
+		r = clip_extents(df->dc, df->ino, size < df->size ? size : df->size);
+	}
+	if (r == 0)
+		df->size = size;
+	pthread_mutex_unlock(&df->lock);
+	return r;
+}
+
+int data_delete_all(struct data_ctx *dc, uint64_t ino)
+{
+	return clip_extents(dc, ino, 0);
+}
+
+/* ---- per-version accounting and content ids ---- */
+
+struct data_unique {
+	struct digest *slots;  /* open addressing; all-zero digest marks an empty slot */
+	bool has_zero;         /* the all-zero digest itself was added */
+	size_t n, cap;
+	uint64_t bytes;
+};
+
+struct data_unique *data_unique_new(void)
+{
+	return calloc(1, sizeof(struct data_unique));
+}
+
+void data_unique_free(struct data_unique *u)
+{
+	if (u)
+		free(u->slots);
+	free(u);
+}
+
+static bool digest_is_zero(const struct digest *d)
+{
+	for (int i = 0; i < DIGEST_LEN; i++)
+		if (d->b[i])
+			return false;
+	return true;
+}
+
+static size_t unique_slot(const struct data_unique *u, const struct digest *d)
+{
+	uint64_t h;
+	memcpy(&h, d->b, sizeof(h));  /* a SHA-256 is uniformly distributed already */
+	size_t i = h & (u->cap - 1);
+	while (!digest_is_zero(&u->slots[i]) && !digest_equal(&u->slots[i], d))
+		i = (i + 1) & (u->cap - 1);
+	return i;
+}
+
+static int unique_grow(struct data_unique *u)
+{
+	struct data_unique bigger = { .cap = u->cap ? u->cap * 2 : 64 };
+	bigger.slots = calloc(bigger.cap, sizeof(struct digest));
+	if (!bigger.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < u->cap; i++)
+		if (!digest_is_zero(&u->slots[i]))
+			bigger.slots[unique_slot(&bigger, &u->slots[i])] = u->slots[i];
+	free(u->slots);
+	u->slots = bigger.slots;
+	u->cap = bigger.cap;
+	return 0;
+}
+
+/* Adds d; returns 1 when it was new, 0 when already there, negative errno. */
+static int unique_insert(struct data_unique *u, const struct digest *d)
+{
+	if (digest_is_zero(d)) {
+		bool was = u->has_zero;
+		u->has_zero = true;
+		return !was;
+	}
+	if ((u->n + 1) * 2 > u->cap) {
+		int r = unique_grow(u);
+		if (r < 0)
+			return r;
+	}
+	size_t i = unique_slot(u, d);
+	if (digest_equal(&u->slots[i], d))
+		return 0;
+	u->slots[i] = *d;
+	u->n++;
+	return 1;
+}
+
+struct unique_arg {
+	struct data_ctx *dc;
+	struct data_unique *u;
+	int err;
+};
+
+static int unique_cb(const struct meta_extent *e, void *arg)
+{
+	struct unique_arg *ua = arg;
+	int r = unique_insert(ua->u, &e->digest);
+	if (r == 1) {
+		struct meta_chunk c;
+		r = meta_get_chunk(ua->dc->meta, &e->digest, &c);
+		if (r == 0)
+			ua->u->bytes += c.len;
+	}
+	if (r < 0) {
+		ua->err = r;
+		return 1;
+	}
+	return 0;
+}
+
+int data_unique_add_file(struct data_ctx *dc, struct data_unique *u, uint64_t ino)
+{
+	struct unique_arg ua = { .dc = dc, .u = u };
+	int r = meta_get_extents(dc->meta, ino, 0, UINT64_MAX, unique_cb, &ua);
+	return ua.err ? ua.err : (r < 0 ? r : 0);
+}
+
+uint64_t data_unique_bytes(const struct data_unique *u)
+{
+	return u->bytes;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+int data_content_id(struct data_ctx *dc, uint64_t ino, char hex[DIGEST_HEX_LEN + 1])
+{
+	struct extent_list l;
+	int r = collect_extents(dc, ino, 0, UINT64_MAX, &l);
+	if (r < 0)
+		return r;
+	/* each extent as file_off, len, chunk_off (little-endian u64) and the chunk digest */
+	size_t rec = 24 + DIGEST_LEN;
+	uint8_t *buf = malloc(l.n * rec + 1);
+	if (!buf) {
+		free(l.v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		uint8_t *p = buf + i * rec;
+		put_le64(p, l.v[i].file_off);
+		put_le64(p + 8, l.v[i].len);
+		put_le64(p + 16, l.v[i].chunk_off);
+		memcpy(p + 24, l.v[i].digest.b, DIGEST_LEN);
+	}
+	struct digest d;
+	digest_compute(buf, l.n * rec, &d);
+	digest_to_hex(&d, hex);
+	free(buf);
+	free(l.v);
+	return 0;
+}

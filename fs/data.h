@@ -1,0 +1,83 @@
+/* data.h - file contents: write buffering, chunking, hashing off the request thread, reads through
+ * extents.
+ *
+ * A file's bytes are cut at chunk boundaries (offset / chunk_size). Writes fill a chunk-sized buffer
+ * taken from a pre-allocated pool; a full buffer (or any buffer at flush) goes to a worker thread that
+ * hashes it, stores it through store_chunk_put (deduplicated, durable) and commits the extent that
+ * replaces that chunk's range, unsynced, in one metadata batch. Writes into a chunk that already has
+ * stored bytes read them back first (read-modify-write). Reads see buffered bytes, then extents, and
+ * zeros where neither covers the file.
+ *
+ * The data module owns a file's size while its data_file exists; the caller persists it (inode
+ * record) when it makes the file durable. Errors of asynchronous work (ENOSPC, EIO) are kept and
+ * returned by the next data_write, data_flush or data_truncate of that file, once.
+ * All functions are thread-safe; a data_file may be used by many requests at once.
+ */
+#ifndef PECFS_DATA_H
+#define PECFS_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../store/store.h"
+
+struct data_ctx;
+struct data_file;
+
+/* Starts hash_threads workers and allocates write_buffers chunk-sized buffers (touched up front). */
+int data_ctx_new(struct store *st, uint32_t write_buffers, uint32_t hash_threads, struct data_ctx **out);
+/* Stops the workers; every data_file must have been flushed and freed. */
+void data_ctx_free(struct data_ctx *dc);
+
+struct data_stats {
+	uint64_t bytes_written;   /* accepted by data_write */
+	uint64_t bytes_read;      /* returned by data_read */
+	uint64_t chunks_flushed;  /* buffers handed to workers */
+	uint64_t write_errors;    /* asynchronous failures */
+	uint32_t buffers_in_use;
+	uint32_t buffers_total;
+};
+void data_get_stats(struct data_ctx *dc, struct data_stats *out);
+
+/* Content state of inode ino whose persisted size is size. */
+struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size);
+/* Flushes (ignoring errors, which the caller already had its chance to see) and frees. */
+void data_file_free(struct data_file *df);
+
+uint64_t data_file_size(struct data_file *df);
+/* True while the file has buffered or in-flight bytes not yet committed as extents. */
+bool data_file_dirty(struct data_file *df);
+
+/* Writes size bytes at off. Returns size or a negative errno (-ENOSPC, -EIO, -EFBIG). May wait for a
+ * free buffer. */
+ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t off);
+
+/* Reads up to size bytes at off into buf; returns the count (0 at or past the end) or -EIO. */
+ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off);
+
+/* Hands every buffer to the workers and waits until all of the file's extents are committed (not
+ * synced: the caller syncs metadata). Returns 0 or the file's pending asynchronous error. */
+int data_flush(struct data_file *df);
+
+/* Sets the size: flushes, then drops or clips extents past it (committed), or extends with a hole. */
+int data_truncate(struct data_file *df, uint64_t size);
+
+/* Deletes every extent of ino (a file being freed) and gives back the chunk references, in one
+ * committed batch. The inode must have no data_file. */
+int data_delete_all(struct data_ctx *dc, uint64_t ino);
+
+/* Payload bytes of the distinct chunks the file's extents reference, added into a caller-kept set
+ * so that a version's files can be summed without counting a chunk twice; see data_unique_*. */
+struct data_unique;
+struct data_unique *data_unique_new(void);
+void data_unique_free(struct data_unique *u);
+int data_unique_add_file(struct data_ctx *dc, struct data_unique *u, uint64_t ino);
+uint64_t data_unique_bytes(const struct data_unique *u);
+
+/* A content id for user.pec.digest: SHA-256 of the file's extent list (offset, length, chunk digest,
+ * chunk offset for each), hex. Equal for byte-identical files written the same way. */
+int data_content_id(struct data_ctx *dc, uint64_t ino, char hex[DIGEST_HEX_LEN + 1]);
+
+#endif

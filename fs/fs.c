@@ -1,0 +1,292 @@
+/* fs.c - pecfs_fs_serve: builds the mount context, finishes what a crash left (files unlinked while
+ * open), mounts with libfuse's low-level API and serves requests on its multithreaded loop; at the end
+ * writes out every buffered file, syncs the metadata and unmounts.
+ *
+ * No writeback cache and no splice: files opened for writing use direct I/O, which measured fastest
+ * here (shared/notes/fuse-here.md), and the data module owns all buffering.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ctx.h"
+#include "fs.h"
+#include "log.h"
+
+#define FS_MAX_IO (1u << 20)
+
+int64_t fs_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int fs_check_name(const char *name)
+{
+	size_t len = strnlen(name, META_NAME_MAX + 1);
+	if (len > META_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return -EINVAL;
+	return 0;
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = FS_MAX_IO;
+	conn->max_readahead = FS_MAX_IO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+				  FUSE_CAP_SPLICE_MOVE);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.symlink = fs_op_symlink,
+	.rename = fs_op_rename,
+	.link = fs_op_link,
+	.open = fs_op_open,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.readdirplus = fs_op_readdirplus,
+	.releasedir = fs_op_releasedir,
+	.fsyncdir = fs_op_fsyncdir,
+	.statfs = fs_op_statfs,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+	.access = fs_op_access,
+	.create = fs_op_create,
+};
+
+static int collect_orphan(uint64_t ino, void *arg)
+{
+	struct { uint64_t *v; size_t n, cap; } *list = arg;
+	if (list->n == list->cap) {
+		size_t ncap = list->cap ? list->cap * 2 : 16;
+		uint64_t *nv = realloc(list->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		list->v = nv;
+		list->cap = ncap;
+	}
+	list->v[list->n++] = ino;
+	return 0;
+}
+
+/* Files unlinked while open when the last daemon stopped (or crashed): free them now. */
+static int fs_recover_orphans(struct fs_ctx *ctx)
+{
+	struct { uint64_t *v; size_t n, cap; } list = { 0 };
+	int rc = meta_foreach_orphan(ctx->meta, collect_orphan, &list);
+	for (size_t i = 0; rc == 0 && i < list.n; i++) {
+		rc = fs_inode_delete_records(ctx, list.v[i]);
+		if (rc < 0)
+			pecfs_log_error("cannot free unlinked inode %llu: %s", (unsigned long long)list.v[i], strerror(-rc));
+	}
+	free(list.v);
+	return rc;
+}
+
+static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struct store *st)
+{
+	pthread_mutexattr_t ma;
+	pthread_rwlockattr_t ra;
+
+	ctx->cfg = cfg;
+	ctx->st = st;
+	ctx->meta = store_meta(st);
+	ctx->chunk_size = store_chunk_size(st);
+	/* ns_lock is recursive: dropping the last reference of an inode (possible inside any namespace
+	 * operation, when a forget raced with it) writes its record back, which takes ns_lock. */
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&ctx->ns_lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&ctx->write_gate, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&ctx->table_lock, NULL);
+	pthread_mutex_init(&ctx->ver_lock, NULL);
+
+	int rc = meta_get_super(ctx->meta, &ctx->sb);
+	if (rc < 0) {
+		pecfs_log_error("cannot read the superblock of %s: %s", cfg->data_dir, strerror(-rc));
+		return rc;
+	}
+	rc = fs_table_init(ctx);
+	if (rc < 0)
+		return rc;
+	rc = data_ctx_new(st, cfg->write_buffers, cfg->hash_threads, &ctx->dc);
+	if (rc < 0) {
+		pecfs_log_error("cannot set up %u write buffers of %u bytes: %s", cfg->write_buffers, ctx->chunk_size,
+		       strerror(-rc));
+		return rc;
+	}
+	rc = fs_recover_orphans(ctx);
+	if (rc == 0)
+		rc = fs_versions_load(ctx);
+	if (rc < 0)
+		pecfs_log_error("cannot load the namespace of %s: %s", cfg->data_dir, strerror(-rc));
+	return rc;
+}
+
+/* Writes out every loaded file (the kernel sends no release for files still open at unmount), frees
+ * files that were unlinked while open, and makes the metadata durable. */
+static int fs_flush_all(struct fs_ctx *ctx)
+{
+	struct fs_inode **files = NULL;
+	size_t n = 0;
+	int rc = fs_inode_loaded_files(ctx, UINT64_MAX, &files, &n);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct fs_inode *ind = files[i];
+		int frc = data_flush(ind->df);
+		if (frc < 0) {
+			pecfs_log_error("cannot write out inode %llu at unmount: %s", (unsigned long long)ind->ino,
+			       strerror(-frc));
+			rc = rc ? rc : frc;
+		}
+		pthread_mutex_lock(&ind->lock);
+		ind->meta_dirty = true;
+		ind->open_count = 0;
+		pthread_mutex_unlock(&ind->lock);
+		frc = fs_inode_persist(ctx, ind, false);
+		rc = rc ? rc : frc;
+		fs_inode_reap(ctx, ind);
+		pthread_mutex_lock(&ind->lock);
+		if (ind->df) {
+			data_file_free(ind->df);
+			ind->df = NULL;
+		}
+		pthread_mutex_unlock(&ind->lock);
+		fs_inode_put(ctx, ind);
+	}
+	free(files);
+	int src = meta_sync(ctx->meta);
+	return rc ? rc : src;
+}
+
+static void fs_ctx_close(struct fs_ctx *ctx)
+{
+	fs_versions_free(ctx);
+	fs_table_free(ctx);
+	if (ctx->dc)
+		data_ctx_free(ctx->dc);
+	pthread_mutex_destroy(&ctx->ns_lock);
+	pthread_rwlock_destroy(&ctx->write_gate);
+	pthread_mutex_destroy(&ctx->table_lock);
+	pthread_mutex_destroy(&ctx->ver_lock);
+}
+
+/* "-o" value with libfuse's escaping of ',' and '\' inside option values. */
+static int build_options(const struct pecfs_config *cfg, char *buf, size_t size)
+{
+	size_t o = 0;
+	const char *prefix = "fsname=pecfs:";
+	for (const char *p = prefix; *p && o + 1 < size; p++)
+		buf[o++] = *p;
+	for (const char *p = cfg->data_dir; *p; p++) {
+		if (o + 3 >= size)
+			return -ENAMETOOLONG;
+		if (*p == ',' || *p == '\\')
+			buf[o++] = '\\';
+		buf[o++] = *p;
+	}
+	buf[o] = '\0';
+	int n = snprintf(buf + o, size - o, ",subtype=pecfs,default_permissions%s",
+			 cfg->allow_other ? ",allow_other" : "");
+	return n < 0 || (size_t)n >= size - o ? -ENAMETOOLONG : 0;
+}
+
+int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, void (*on_mounted)(void *arg), void *arg)
+{
+	struct fs_ctx *ctx = calloc(1, sizeof(*ctx));
+	char opts[2 * PATH_MAX + 128];
+	struct stat mst;
+	int rc;
+
+	if (!ctx)
+		return -ENOMEM;
+	rc = stat(cfg->mountpoint, &mst) < 0 ? -errno : S_ISDIR(mst.st_mode) ? 0 : -ENOTDIR;
+	if (rc < 0) {
+		pecfs_log_error("mount point %s: %s", cfg->mountpoint, strerror(-rc));
+		free(ctx);
+		return rc;
+	}
+	rc = fs_ctx_open(ctx, cfg, st);
+	if (rc < 0)
+		goto out_ctx;
+	rc = build_options(cfg, opts, sizeof(opts));
+	if (rc < 0) {
+		pecfs_log_error("data folder path too long: %s", cfg->data_dir);
+		goto out_ctx;
+	}
+
+	char *argv[] = { "pecfs", "-o", opts, cfg->fuse_debug ? "-d" : NULL, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(cfg->fuse_debug ? 4 : 3, argv);
+	ctx->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), ctx);
+	fuse_opt_free_args(&args);
+	if (!ctx->se) {
+		pecfs_log_error("cannot create the FUSE session");
+		rc = -EINVAL;
+		goto out_ctx;
+	}
+	if (fuse_set_signal_handlers(ctx->se) != 0) {
+		pecfs_log_error("cannot install signal handlers");
+		rc = -EIO;
+		goto out_session;
+	}
+	errno = 0;
+	if (fuse_session_mount(ctx->se, cfg->mountpoint) != 0) {
+		rc = errno ? -errno : -EIO;
+		pecfs_log_error("cannot mount %s: %s", cfg->mountpoint, strerror(-rc));
+		goto out_signals;
+	}
+	if (on_mounted)
+		on_mounted(arg);
+
+	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = cfg->fuse_threads };
+	int lrc = fuse_session_loop_mt(ctx->se, &lc);
+	if (lrc < 0)
+		pecfs_log_error("request loop failed: %s", strerror(-lrc));
+
+	rc = fs_flush_all(ctx);
+	if (rc < 0)
+		pecfs_log_error("not every buffered write could be stored: %s", strerror(-rc));
+	fuse_session_unmount(ctx->se);
+out_signals:
+	fuse_remove_signal_handlers(ctx->se);
+out_session:
+	fuse_session_destroy(ctx->se);
+out_ctx:
+	fs_ctx_close(ctx);
+	free(ctx);
+	return rc;
+}

@@ -1,0 +1,195 @@
+/* ops_dir.c - directory listings: opendir, readdir, readdirplus, releasedir, fsyncdir.
+ *
+ * opendir snapshots the listing into the handle and offsets index that snapshot, so entries added or
+ * removed during a listing never make it skip or repeat a name; reading from offset 0 again
+ * (rewinddir) takes a fresh snapshot. The virtual .pec entry is never listed (rm -r and cp -r of a run
+ * must not see it); it is reachable by name only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.h"
+
+struct dir_ent {
+	uint64_t ino;
+	uint32_t mode;
+	char *name;
+};
+
+struct dir_handle {
+	pthread_mutex_t lock;
+	struct dir_ent *ents;
+	size_t n, cap;
+	bool read_once;
+};
+
+static void dir_clear(struct dir_handle *dh)
+{
+	for (size_t i = 0; i < dh->n; i++)
+		free(dh->ents[i].name);
+	dh->n = 0;
+}
+
+static int dir_add(struct dir_handle *dh, const char *name, uint64_t ino, uint32_t mode)
+{
+	if (dh->n == dh->cap) {
+		size_t ncap = dh->cap ? dh->cap * 2 : 32;
+		struct dir_ent *ne = realloc(dh->ents, ncap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		dh->ents = ne;
+		dh->cap = ncap;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	dh->ents[dh->n++] = (struct dir_ent){ .ino = ino, .mode = mode, .name = copy };
+	return 0;
+}
+
+static int dir_add_cb(const char *name, uint64_t ino, uint32_t mode, void *arg)
+{
+	return dir_add(arg, name, ino, mode);
+}
+
+static int dir_snapshot(struct fs_ctx *ctx, uint64_t ino, struct dir_handle *dh)
+{
+	struct meta_inode mi;
+	dir_clear(dh);
+	int rc = meta_get_inode(ctx->meta, ino, &mi);
+	if (rc < 0)
+		return rc;
+	if (!S_ISDIR(mi.mode))
+		return -ENOTDIR;
+	if ((rc = dir_add(dh, ".", ino, S_IFDIR)) < 0 ||
+	    (rc = dir_add(dh, "..", mi.parent ? mi.parent : ino, S_IFDIR)) < 0)
+		return rc;
+	return meta_list_dir(ctx->meta, ino, NULL, dir_add_cb, dh);
+}
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	if (pec_is_virtual(ino)) {
+		fi->fh = 0;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	struct dir_handle *dh = calloc(1, sizeof(*dh));
+	if (!dh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&dh->lock, NULL);
+	int rc = dir_snapshot(ctx, ino, dh);
+	if (rc < 0) {
+		dir_clear(dh);
+		free(dh->ents);
+		pthread_mutex_destroy(&dh->lock);
+		free(dh);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)dh;
+	if (fuse_reply_open(req, fi) != 0) {
+		dir_clear(dh);
+		free(dh->ents);
+		pthread_mutex_destroy(&dh->lock);
+		free(dh);
+	}
+}
+
+static bool is_dot(const char *name)
+{
+	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+		       bool plus)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	if (pec_is_virtual(ino)) {
+		pec_readdir(req, ino, size, off, plus);
+		return;
+	}
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0;
+	int rc = 0;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&dh->lock);
+	if (off == 0 && dh->read_once)
+		rc = dir_snapshot(ctx, ino, dh);
+	dh->read_once = true;
+	for (size_t i = (size_t)off; rc == 0 && i < dh->n; i++) {
+		struct dir_ent *de = &dh->ents[i];
+		size_t len;
+		if (plus) {
+			struct fuse_entry_param e = { 0 };
+			struct fs_inode *ind = NULL;
+			if (is_dot(de->name)) {
+				/* No lookup is taken for . and ..: ino 0 tells the kernel so. */
+				e.attr.st_ino = de->ino;
+				e.attr.st_mode = de->mode;
+			} else if (fs_inode_get(ctx, de->ino, &ind) == 0) {
+				fs_inode_entry(ctx, ind, &e);
+			} else {
+				continue;  /* removed since the snapshot */
+			}
+			len = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e, (off_t)i + 1);
+			if (ind) {
+				if (len <= size - used)
+					fs_inode_lookup_inc(ctx, ind);
+				fs_inode_put(ctx, ind);
+			}
+		} else {
+			struct stat st = { .st_ino = de->ino, .st_mode = de->mode };
+			len = fuse_add_direntry(req, buf + used, size - used, de->name, &st, (off_t)i + 1);
+		}
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	pthread_mutex_unlock(&dh->lock);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+	if (dh) {
+		dir_clear(dh);
+		free(dh->ents);
+		pthread_mutex_destroy(&dh->lock);
+		free(dh);
+	}
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	/* Entries are committed before each reply; making them durable is syncing the log. */
+	fuse_reply_err(req, -meta_sync(fs_ctx_of(req)->meta));
+}

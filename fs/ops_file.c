@@ -1,0 +1,290 @@
+/* ops_file.c - open files: create, open, read, write, flush, release, fsync.
+ *
+ * Opens for writing use direct I/O (the data module buffers whole chunks; the page cache would only
+ * add a copy). Read-only opens use the page cache, and keep it across opens for sealed files, which
+ * never change, so mmap works and re-reads are free. The record (size, mtime) is written back on
+ * flush, release, fsync and truncate. Closing a written tracker file directly in a run seals the
+ * versions it names.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../policy/version_name.h"
+#include "ctx.h"
+
+#define TRACKER_MAX 4096  /* tracker files hold a name or a number */
+
+static struct fs_file *file_of(struct fuse_file_info *fi)
+{
+	return (struct fs_file *)(uintptr_t)fi->fh;
+}
+
+/* Opens ind (referenced by the caller; the handle takes its own reference). */
+static int open_inode(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_file_info *fi, bool created)
+{
+	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct fs_file *fh;
+	int rc;
+
+	if (S_ISDIR(ind->mi.mode))
+		return -EISDIR;
+	if (!S_ISREG(ind->mi.mode))
+		return -EINVAL;
+	uint64_t vino = ind->mi.version_ino;
+	int state = vino ? fs_version_state(ctx, vino) : META_VERSION_OPEN;
+	bool sealed = state > 0;
+	if (sealed && (writable || (fi->flags & O_TRUNC)))
+		return -EROFS;
+	fh = calloc(1, sizeof(*fh));
+	if (!fh)
+		return -ENOMEM;
+	if ((fi->flags & O_TRUNC) && !created) {
+		pthread_mutex_lock(&ctx->ns_lock);
+		rc = fs_version_check_writable(ctx, ind->mi.version_ino);
+		if (rc == 0)
+			rc = fs_inode_truncate_locked(ctx, ind, 0);
+		pthread_mutex_unlock(&ctx->ns_lock);
+		if (rc < 0) {
+			free(fh);
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&ind->lock);
+	if (ind->freed) {
+		pthread_mutex_unlock(&ind->lock);
+		free(fh);
+		return -ENOENT;
+	}
+	fs_inode_open_data_locked(ctx, ind);
+	if (!ind->df) {
+		pthread_mutex_unlock(&ind->lock);
+		free(fh);
+		return -ENOMEM;
+	}
+	ind->open_count++;
+	pthread_mutex_unlock(&ind->lock);
+
+	fs_inode_ref(ctx, ind);
+	fh->ind = ind;
+	fh->version_ino = vino;
+	fh->writable = writable;
+	fs_version_handles(ctx, vino, +1);
+	fi->fh = (uint64_t)(uintptr_t)fh;
+	fi->direct_io = writable;
+	fi->keep_cache = !writable && sealed;
+	return 0;
+}
+
+static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
+{
+	struct fs_inode *ind = fh->ind;
+	pthread_mutex_lock(&ind->lock);
+	ind->open_count--;
+	pthread_mutex_unlock(&ind->lock);
+	fs_version_handles(ctx, fh->version_ino, -1);
+	fs_inode_reap(ctx, ind);
+	fs_inode_put(ctx, ind);
+	free(fh);
+}
+
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct fs_inode *pind, *ind;
+	struct fuse_entry_param e;
+	int rc = fs_inode_get(ctx, parent, &pind);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_lock(&ctx->ns_lock);
+	rc = fs_ns_make(ctx, req, pind, name, S_IFREG | (mode & 07777), NULL, &ind);
+	if (rc == 0 && ctx->cfg->seal_on_next_version && ind->mi.version_ino)
+		fs_version_seal_older_locked(ctx, ind->mi.version_ino);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	fs_inode_put(ctx, pind);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = open_inode(ctx, ind, fi, true);
+	if (rc < 0) {
+		fs_inode_put(ctx, ind);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_inode_entry(ctx, ind, &e);
+	fs_inode_lookup_inc(ctx, ind);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		fs_inode_forget(ctx, ind->ino, 1);
+		close_handle(ctx, file_of(fi));
+	}
+	fs_inode_put(ctx, ind);
+}
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct fs_inode *ind;
+	if (pec_is_virtual(ino)) {
+		pec_open(req, ino, fi);
+		return;
+	}
+	int rc = fs_inode_get(ctx, ino, &ind);
+	if (rc == 0) {
+		rc = open_inode(ctx, ind, fi, false);
+		fs_inode_put(ctx, ind);
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_open(req, fi) != 0)
+		close_handle(ctx, file_of(fi));
+}
+
+/* Reads until size bytes or the end of the file: a direct-I/O read may come back short only at EOF. */
+static ssize_t read_full(struct data_file *df, char *buf, size_t size, uint64_t off)
+{
+	size_t got = 0;
+	while (got < size) {
+		ssize_t n = data_read(df, buf + got, size - got, off + got);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	if (pec_is_virtual(ino)) {
+		pec_read(req, size, off, fi);
+		return;
+	}
+	struct fs_file *fh = file_of(fi);
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = read_full(fh->ind->df, buf, size, (uint64_t)off);
+	if (n < 0) {
+		pecfs_log_error("read of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off, strerror((int)-n));
+		fuse_reply_err(req, (int)-n);
+	} else {
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	free(buf);
+}
+
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct fs_file *fh = file_of(fi);
+	struct fs_inode *ind = fh->ind;
+	ssize_t n;
+
+	if (pec_is_virtual(ino) || !fh->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_rwlock_rdlock(&ctx->write_gate);
+	pthread_mutex_lock(&ind->lock);
+	uint64_t vino = ind->mi.version_ino;
+	pthread_mutex_unlock(&ind->lock);
+	int rc = fs_version_check_writable(ctx, vino);
+	n = rc < 0 ? rc : data_write(ind->df, buf, size, (uint64_t)off);
+	pthread_rwlock_unlock(&ctx->write_gate);
+	if (n < 0) {
+		if (n != -EROFS)
+			pecfs_log_error("write of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off,
+			       strerror((int)-n));
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	pthread_mutex_lock(&ind->lock);
+	ind->mi.mtime_ns = ind->mi.ctime_ns = fs_now_ns();
+	ind->mi.mode &= ~(mode_t)(S_ISUID | S_ISGID);
+	ind->meta_dirty = true;
+	pthread_mutex_unlock(&ind->lock);
+	fh->wrote = true;
+	fuse_reply_write(req, (size_t)n);
+}
+
+/* Stores the file's buffered bytes and writes its record. */
+static int file_commit(struct fs_ctx *ctx, struct fs_inode *ind, bool sync)
+{
+	int rc = data_flush(ind->df);
+	if (rc < 0) {
+		pecfs_log_error("cannot store inode %llu: %s", (unsigned long long)ind->ino, strerror(-rc));
+		return rc;
+	}
+	return fs_inode_persist(ctx, ind, sync);
+}
+
+/* seal_on_tracker: a written tracker file directly in a run names the versions to seal. */
+static void tracker_check(struct fs_ctx *ctx, struct fs_inode *ind)
+{
+	struct meta_inode mi, pmi;
+	char content[TRACKER_MAX];
+	fs_inode_snapshot(ind, &mi);
+	if (mi.nlink == 0 || !version_name_is_tracker(mi.name) || meta_get_inode(ctx->meta, mi.parent, &pmi) < 0 ||
+	    !fs_mi_is_run(&pmi))
+		return;
+	ssize_t n = read_full(ind->df, content, sizeof(content), 0);
+	if (n < 0)
+		return;
+	fs_version_seal_by_tracker(ctx, pmi.ino, mi.name, content, (size_t)n);
+}
+
+/* Runs at every close(), which waits for it (release comes later, asynchronously): so the tracker
+ * seal happens here, and the version is sealed when the framework's close of `latest` returns. */
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	int rc = 0;
+	if (!pec_is_virtual(ino)) {
+		struct fs_file *fh = file_of(fi);
+		/* Only writers store at close: readers see buffered bytes anyway, and storing another
+		 * writer's partial chunk early would only cost a read-modify-write later. */
+		if (fh->wrote)
+			rc = file_commit(ctx, fh->ind, false);
+		if (rc == 0 && fh->wrote && ctx->cfg->seal_on_tracker)
+			tracker_check(ctx, fh->ind);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	if (pec_is_virtual(ino)) {
+		pec_release(fi);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	struct fs_file *fh = file_of(fi);
+	/* Errors were reported by flush; release has no one to report to. */
+	if (fh->wrote)
+		file_commit(ctx, fh->ind, false);
+	close_handle(ctx, fh);
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	(void)datasync;
+	int rc = 0;
+	if (!pec_is_virtual(ino)) {
+		/* Chunks are durable once stored; what is left is the extents and the record, whose
+		 * commits the synced log makes durable. */
+		rc = file_commit(ctx, file_of(fi)->ind, true);
+	}
+	fuse_reply_err(req, -rc);
+}

@@ -1,0 +1,480 @@
+/* version.c - checkpoint versions: the in-memory mirror of the version records, their order, the
+ * EROFS rule for sealed versions, and sealing (flush every file, count, record, sync).
+ *
+ * Order: versions of a run sort by (step, create_seq). A name without a step sorts as step -1, that
+ * is before every stepped version, in creation order: such names ("final", "best") carry no position
+ * in training, and putting them first keeps a stepped run's "latest" on its highest step.
+ * latest = the last SEALED (not DAMAGED) version in that order.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../policy/version_name.h"
+#include "ctx.h"
+
+static struct fs_version *ver_find(struct fs_ctx *ctx, uint64_t vino)
+{
+	for (struct fs_version *fv = ctx->versions; fv; fv = fv->next)
+		if (fv->v.ino == vino)
+			return fv;
+	return NULL;
+}
+
+void fs_version_insert(struct fs_ctx *ctx, const struct meta_version *v, const char *name)
+{
+	struct fs_version *fv = calloc(1, sizeof(*fv));
+	if (!fv) {
+		pecfs_log_error("out of memory recording version %s", name);
+		return;
+	}
+	fv->v = *v;
+	snprintf(fv->name, sizeof(fv->name), "%s", name);
+	pthread_mutex_lock(&ctx->ver_lock);
+	fv->next = ctx->versions;
+	ctx->versions = fv;
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+struct load_arg {
+	struct fs_ctx *ctx;
+	uint64_t *runs;
+	size_t n, cap;
+};
+
+static int load_run_cb(const char *name, uint64_t ino, uint32_t mode, void *arg)
+{
+	struct load_arg *la = arg;
+	(void)name;
+	if (!S_ISDIR(mode))
+		return 0;
+	if (la->n == la->cap) {
+		size_t ncap = la->cap ? la->cap * 2 : 16;
+		uint64_t *nr = realloc(la->runs, ncap * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		la->runs = nr;
+		la->cap = ncap;
+	}
+	la->runs[la->n++] = ino;
+	return 0;
+}
+
+static int load_version_cb(const struct meta_version *v, void *arg)
+{
+	struct fs_ctx *ctx = arg;
+	struct meta_inode mi;
+	if (meta_get_inode(ctx->meta, v->ino, &mi) < 0) {
+		pecfs_log_warn("version record of missing directory %llu ignored", (unsigned long long)v->ino);
+		return 0;
+	}
+	fs_version_insert(ctx, v, mi.name);
+	return 0;
+}
+
+int fs_versions_load(struct fs_ctx *ctx)
+{
+	struct load_arg la = { .ctx = ctx };
+	int rc = meta_list_dir(ctx->meta, META_ROOT_INO, NULL, load_run_cb, &la);
+	for (size_t i = 0; rc == 0 && i < la.n; i++)
+		rc = meta_list_versions(ctx->meta, la.runs[i], load_version_cb, ctx);
+	free(la.runs);
+	return rc;
+}
+
+void fs_versions_free(struct fs_ctx *ctx)
+{
+	while (ctx->versions) {
+		struct fs_version *fv = ctx->versions;
+		ctx->versions = fv->next;
+		free(fv);
+	}
+}
+
+int fs_version_state(struct fs_ctx *ctx, uint64_t vino)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	int st = fv ? (int)fv->v.state : -ENOENT;
+	pthread_mutex_unlock(&ctx->ver_lock);
+	return st;
+}
+
+int fs_version_check_writable(struct fs_ctx *ctx, uint64_t vino)
+{
+	if (vino == 0)
+		return 0;
+	int st = fs_version_state(ctx, vino);
+	return st > 0 ? -EROFS : 0;  /* SEALED or DAMAGED */
+}
+
+int fs_version_get(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv)
+		*out = *fv;
+	pthread_mutex_unlock(&ctx->ver_lock);
+	return fv ? 0 : -ENOENT;
+}
+
+void fs_version_new_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t run_ino, uint64_t vino,
+			   const char *name, struct meta_version *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->run_ino = run_ino;
+	out->ino = vino;
+	out->state = META_VERSION_OPEN;
+	out->step = version_name_step(name);
+	out->create_seq = ctx->sb.next_seq++;
+	meta_batch_put_version(b, out);
+	meta_batch_put_super(b, &ctx->sb);
+}
+
+void fs_version_forget(struct fs_ctx *ctx, uint64_t vino)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	for (struct fs_version **pp = &ctx->versions; *pp; pp = &(*pp)->next) {
+		if ((*pp)->v.ino == vino) {
+			struct fs_version *fv = *pp;
+			*pp = fv->next;
+			free(fv);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+void fs_version_move_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino, uint64_t new_run,
+			    const char *name)
+{
+	struct fs_version fv;
+	if (fs_version_get(ctx, vino, &fv) < 0)
+		return;
+	if (fv.v.run_ino != new_run)
+		meta_batch_del_version(b, fv.v.run_ino, vino);
+	fv.v.run_ino = new_run;
+	fv.v.step = version_name_step(name);
+	meta_batch_put_version(b, &fv.v);
+}
+
+void fs_version_moved(struct fs_ctx *ctx, uint64_t vino, uint64_t new_run, const char *name)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv) {
+		fv->v.run_ino = new_run;
+		fv->v.step = version_name_step(name);
+		snprintf(fv->name, sizeof(fv->name), "%s", name);
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+bool fs_version_damage_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino)
+{
+	struct fs_version fv;
+	if (vino == 0 || fs_version_get(ctx, vino, &fv) < 0 || fv.v.state != META_VERSION_SEALED)
+		return false;
+	fv.v.state = META_VERSION_DAMAGED;
+	meta_batch_put_version(b, &fv.v);
+	return true;
+}
+
+void fs_version_set_state(struct fs_ctx *ctx, uint64_t vino, uint32_t state)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv)
+		fv->v.state = state;
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta)
+{
+	if (vino == 0)
+		return;
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv) {
+		assert(delta > 0 || fv->open_handles > 0);
+		fv->open_handles += delta;
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+/* ---- sealing ---- */
+
+struct walk {
+	uint64_t *dirs;
+	size_t ndirs, capdirs;
+	uint64_t files, logical_bytes;
+	struct data_unique *u;
+	struct fs_ctx *ctx;
+	int err;
+};
+
+static int walk_cb(const char *name, uint64_t ino, uint32_t mode, void *arg)
+{
+	struct walk *w = arg;
+	(void)name;
+	if (S_ISDIR(mode)) {
+		if (w->ndirs == w->capdirs) {
+			size_t ncap = w->capdirs ? w->capdirs * 2 : 16;
+			uint64_t *nd = realloc(w->dirs, ncap * sizeof(*nd));
+			if (!nd)
+				return -ENOMEM;
+			w->dirs = nd;
+			w->capdirs = ncap;
+		}
+		w->dirs[w->ndirs++] = ino;
+		return 0;
+	}
+	if (!S_ISREG(mode))
+		return 0;
+	/* A loaded file's live size; the record's for the others (at seal both agree: every loaded
+	 * file of the version was persisted before the walk). */
+	uint64_t size;
+	if (fs_inode_peek_size(w->ctx, ino, &size) < 0) {
+		struct meta_inode mi;
+		int rc = meta_get_inode(w->ctx->meta, ino, &mi);
+		if (rc < 0)
+			return rc;
+		size = mi.size;
+	}
+	w->files++;
+	w->logical_bytes += size;
+	return data_unique_add_file(w->ctx->dc, w->u, ino);
+}
+
+/* Counts the regular files, their sizes and their distinct stored bytes under directory root. */
+static int version_count(struct fs_ctx *ctx, uint64_t root, struct meta_version *v)
+{
+	struct walk w = { .ctx = ctx, .u = data_unique_new() };
+	int rc = 0;
+	if (!w.u)
+		return -ENOMEM;
+	w.dirs = malloc(sizeof(*w.dirs));
+	if (!w.dirs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	w.dirs[0] = root;
+	w.ndirs = 1;
+	w.capdirs = 1;
+	while (w.ndirs > 0 && rc == 0) {
+		uint64_t dir = w.dirs[--w.ndirs];
+		rc = meta_list_dir(ctx->meta, dir, NULL, walk_cb, &w);
+	}
+	if (rc == 0) {
+		v->files = w.files;
+		v->logical_bytes = w.logical_bytes;
+		v->stored_bytes = data_unique_bytes(w.u);
+	}
+out:
+	free(w.dirs);
+	data_unique_free(w.u);
+	return rc;
+}
+
+int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
+{
+	struct fs_version fv;
+	struct fs_inode **files = NULL;
+	size_t n = 0;
+	struct meta_batch *b = NULL;
+	int rc;
+
+	if (fs_version_get(ctx, vino, &fv) < 0)
+		return -EINVAL;
+	if (fv.v.state != META_VERSION_OPEN)
+		return 0;
+
+	pthread_rwlock_wrlock(&ctx->write_gate);
+	rc = fs_inode_loaded_files(ctx, vino, &files, &n);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		rc = data_flush(files[i]->df);
+		if (rc < 0) {
+			pecfs_log_error("seal of version %s: cannot store inode %llu: %s", fv.name,
+			       (unsigned long long)files[i]->ino, strerror(-rc));
+			goto out;
+		}
+	}
+	b = meta_batch_new();
+	if (!b) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		fs_inode_persist_locked(ctx, files[i], b);
+	rc = meta_batch_commit(ctx->meta, b, false);
+	if (rc < 0)
+		goto out;
+	rc = version_count(ctx, vino, &fv.v);
+	if (rc < 0)
+		goto out;
+	uint64_t seq = ctx->sb.next_seq++;
+	fv.v.state = META_VERSION_SEALED;
+	fv.v.seal_seq = seq;
+	fv.v.sealed_ns = fs_now_ns();
+	meta_batch_put_version(b, &fv.v);
+	meta_batch_put_super(b, &ctx->sb);
+	rc = meta_batch_commit(ctx->meta, b, true);
+	if (rc < 0) {
+		ctx->sb.next_seq--;
+		goto out;
+	}
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *live = ver_find(ctx, vino);
+	if (live)
+		live->v = fv.v;
+	pthread_mutex_unlock(&ctx->ver_lock);
+	pecfs_log_info("sealed %s (%s): %llu files, %llu bytes, %llu stored", fv.name, why,
+		       (unsigned long long)fv.v.files, (unsigned long long)fv.v.logical_bytes,
+		       (unsigned long long)fv.v.stored_bytes);
+out:
+	pthread_rwlock_unlock(&ctx->write_gate);
+	if (rc < 0) {
+		/* Records persisted above but not sealed: mark them dirty so they are written again. */
+		for (size_t i = 0; i < n; i++) {
+			pthread_mutex_lock(&files[i]->lock);
+			files[i]->meta_dirty = true;
+			pthread_mutex_unlock(&files[i]->lock);
+		}
+		pecfs_log_error("seal of version %s failed: %s", fv.name, strerror(-rc));
+	}
+	for (size_t i = 0; i < n; i++)
+		fs_inode_put(ctx, files[i]);
+	free(files);
+	meta_batch_free(b);
+	return rc;
+}
+
+int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v)
+{
+	pthread_mutex_lock(&ctx->ns_lock);
+	int rc = version_count(ctx, vino, v);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	return rc;
+}
+
+int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why)
+{
+	pthread_mutex_lock(&ctx->ns_lock);
+	int rc = fs_version_seal_locked(ctx, vino, why);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	return rc;
+}
+
+/* Versions of a run matching a predicate, copied (ver_lock must not be held while sealing). */
+static int ver_select(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n)
+{
+	size_t cnt = 0, i = 0;
+	pthread_mutex_lock(&ctx->ver_lock);
+	for (struct fs_version *fv = ctx->versions; fv; fv = fv->next)
+		cnt += fv->v.run_ino == run_ino;
+	struct fs_version *arr = calloc(cnt ? cnt : 1, sizeof(*arr));
+	if (arr)
+		for (struct fs_version *fv = ctx->versions; fv; fv = fv->next)
+			if (fv->v.run_ino == run_ino)
+				arr[i++] = *fv;
+	pthread_mutex_unlock(&ctx->ver_lock);
+	if (!arr)
+		return -ENOMEM;
+	*out = arr;
+	*n = cnt;
+	return 0;
+}
+
+void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
+				const char *content, size_t len)
+{
+	struct fs_version *vs;
+	size_t n;
+	pthread_mutex_lock(&ctx->ns_lock);
+	if (ver_select(ctx, run_ino, &vs, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (vs[i].v.state != META_VERSION_OPEN ||
+			    !version_name_tracker_names(tracker, content, len, vs[i].name))
+				continue;
+			char why[META_NAME_MAX + 16];
+			snprintf(why, sizeof(why), "named by %s", tracker);
+			fs_version_seal_locked(ctx, vs[i].v.ino, why);
+		}
+		free(vs);
+	}
+	pthread_mutex_unlock(&ctx->ns_lock);
+}
+
+void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino)
+{
+	struct fs_version self, *vs;
+	size_t n;
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *live = ver_find(ctx, vino);
+	bool first = live && !live->created_in;
+	if (live) {
+		live->created_in = true;
+		self = *live;
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+	if (!first || ver_select(ctx, self.v.run_ino, &vs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (vs[i].v.state == META_VERSION_OPEN && vs[i].v.create_seq < self.v.create_seq &&
+		    vs[i].open_handles == 0)
+			fs_version_seal_locked(ctx, vs[i].v.ino, "a newer version was started");
+	free(vs);
+}
+
+static int ver_cmp(const void *a, const void *b)
+{
+	const struct fs_version *x = a, *y = b;
+	if (x->v.step != y->v.step)
+		return x->v.step < y->v.step ? -1 : 1;
+	if (x->v.create_seq != y->v.create_seq)
+		return x->v.create_seq < y->v.create_seq ? -1 : 1;
+	return 0;
+}
+
+int fs_versions_sorted(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n)
+{
+	int rc = ver_select(ctx, run_ino, out, n);
+	if (rc == 0)
+		qsort(*out, *n, sizeof(**out), ver_cmp);
+	return rc;
+}
+
+long fs_versions_latest(const struct fs_version *vs, size_t n)
+{
+	for (size_t i = n; i > 0; i--)
+		if (vs[i - 1].v.state == META_VERSION_SEALED)
+			return (long)(i - 1);
+	return -1;
+}
+
+const char *fs_version_state_name(uint32_t state)
+{
+	switch (state) {
+	case META_VERSION_OPEN: return "open";
+	case META_VERSION_SEALED: return "sealed";
+	case META_VERSION_DAMAGED: return "damaged";
+	default: return "unknown";
+	}
+}
+
+void fs_versions_count(struct fs_ctx *ctx, uint64_t *runs, uint64_t *versions, uint64_t *sealed)
+{
+	*versions = *sealed = 0;
+	pthread_mutex_lock(&ctx->ver_lock);
+	for (struct fs_version *fv = ctx->versions; fv; fv = fv->next) {
+		(*versions)++;
+		*sealed += fv->v.state != META_VERSION_OPEN;
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+	struct load_arg la = { .ctx = ctx };
+	*runs = meta_list_dir(ctx->meta, META_ROOT_INO, NULL, load_run_cb, &la) == 0 ? la.n : 0;
+	free(la.runs);
+}
