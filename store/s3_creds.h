@@ -1,0 +1,40 @@
+/* s3_creds.h - S3 credentials: the standard AWS_* environment variables or a credentials file that
+ * only its owner may read (AWS's INI format: [profile] sections, aws_access_key_id = ...).
+ *
+ * Secrets never leave this struct except into the SigV4 HMAC: error messages name files, lines and
+ * variables, never values. s3_creds_clear wipes the memory. Not thread-safe per struct; the S3 client
+ * keeps its own copy under a lock.
+ */
+#ifndef PECFS_S3_CREDS_H
+#define PECFS_S3_CREDS_H
+
+#include <stddef.h>
+
+struct s3_credentials {
+	char *access_key;     /* AWS_ACCESS_KEY_ID: an identifier, may appear in messages */
+	char *secret_key;     /* AWS_SECRET_ACCESS_KEY: secret */
+	char *session_token;  /* AWS_SESSION_TOKEN: secret; NULL when none */
+};
+
+/* From AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN when set). -ENOENT when
+ * either of the first two is unset or empty; -ENOMEM. */
+int s3_creds_from_env(struct s3_credentials *out);
+
+/* From a credentials file, section [profile] (or [profile NAME]; keys before any section count as
+ * [default]); profile NULL means "default". Refused with -EPERM when the file may be read or written
+ * by group or others, or belongs to another user than the caller or root. -ENOENT when the profile
+ * has no key pair, -EINVAL for a malformed line, -errno when unreadable. err gets one line, e.g.
+ * "FILE: readable by group or others (mode 0644); run chmod 600 FILE". */
+int s3_creds_from_file(const char *path, const char *profile, struct s3_credentials *out, char *err,
+		       size_t errsz);
+
+/* The environment first; the file (when not NULL) if the environment has no key pair. */
+int s3_creds_load(const char *path, const char *profile, struct s3_credentials *out, char *err, size_t errsz);
+
+/* Deep copy. -ENOMEM. */
+int s3_creds_copy(struct s3_credentials *dst, const struct s3_credentials *src);
+
+/* Wipes and frees the strings; the struct is empty afterwards. */
+void s3_creds_clear(struct s3_credentials *c);
+
+#endif
