@@ -1,0 +1,77 @@
+/* cli.h - the `pecfs` command line: one function per subcommand, and what they share (usage errors,
+ * finding pecfs mounts in /proc/self/mountinfo).
+ *
+ * Exit codes: 0 done, 1 the operation failed, 2 usage or configuration error. Errors are one line on
+ * stderr, "pecfs: <what is wrong>". Only main.c calls these; they may print and read the terminal.
+ */
+#ifndef PECFS_CLI_H
+#define PECFS_CLI_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define PECFS_VERSION "0.1.0"
+
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+/* Each takes the arguments after the subcommand name and returns the exit code. */
+int cli_mount(int argc, char **argv);
+int cli_umount(int argc, char **argv);
+int cli_seal(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_fsck(int argc, char **argv);
+int cli_gc(int argc, char **argv);
+int cli_pin(int argc, char **argv);
+int cli_unpin(int argc, char **argv);
+
+/* Help texts (usage, every option, an example) to out. */
+void cli_help_mount(FILE *out);
+void cli_help_umount(FILE *out);
+void cli_help_seal(FILE *out);
+void cli_help_status(FILE *out);
+void cli_help_fsck(FILE *out);
+void cli_help_gc(FILE *out);
+void cli_help_pin(FILE *out);
+
+/* Prints "pecfs: <message>" to stderr; returns code (so `return cli_error(CLI_USAGE, ...)`). */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True for "-h" and "--help". */
+bool cli_is_help(const char *arg);
+
+/* A pecfs mount as /proc/self/mountinfo lists it. */
+struct cli_mount {
+	char mountpoint[PATH_MAX];
+	char data_dir[PATH_MAX];   /* from the source "pecfs:DATA_DIR" */
+	dev_t dev;
+};
+
+/* Every pecfs mount, in mount order; *out is malloc'ed (free it), possibly NULL with *n 0. */
+int cli_mounts_list(struct cli_mount **out, size_t *n);
+
+/* The pecfs mount whose device is dev / whose mount point is path / whose data folder is data_dir;
+ * -ENOENT when there is none. */
+int cli_mount_by_dev(dev_t dev, struct cli_mount *out);
+int cli_mount_by_mountpoint(const char *path, struct cli_mount *out);
+int cli_mount_by_data_dir(const char *data_dir, struct cli_mount *out);
+
+/* True when some mount (of any type) has path as its mount point. */
+bool cli_is_mountpoint(const char *path);
+
+/* Absolute, normalised form of path without touching path itself (only its parent is resolved), so
+ * that it works on a dead mount point whose stat fails with ENOTCONN. */
+int cli_abspath(const char *path, char *out, size_t size);
+
+/* Pid written in DATA_DIR/LOCK by the process that has the store open; 0 when none can be read. */
+pid_t cli_lock_pid(const char *data_dir);
+
+/* True while a process holds DATA_DIR/LOCK (the store is open). */
+bool cli_store_in_use(const char *data_dir);
+
+/* Waits up to timeout_ms for DATA_DIR/LOCK to be released; true once it is. When tell is set and the
+ * wait lasts over 2 s, says once on stderr what it is waiting for. */
+bool cli_wait_store_free(const char *data_dir, long timeout_ms, const char *tell);
+
+#endif

@@ -1,0 +1,343 @@
+/* config.c - pecfs settings: the table of keys, parsing of values, the configuration file.
+ *
+ * One table (pecfs_config_keys) names every setting, its kind, default and help line; the command line,
+ * --help and deploy/pecfs.conf.example follow it. Values are parsed strictly: a typo must be an error
+ * naming the setting, never a silently different filesystem. No I/O except reading the file.
+ */
+#include "config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define CFG_MIN_CHUNK (64u << 10)
+#define CFG_MAX_CHUNK (64u << 20)
+#define CFG_MAX_LINE 4096
+
+const struct pecfs_config_key pecfs_config_keys[] = {
+	{ "foreground", PECFS_CONFIG_BOOL, "no", "stay in the foreground and log to stderr (-f)" },
+	{ "allow-other", PECFS_CONFIG_BOOL, "no",
+	  "let other users use the mount (non-root needs user_allow_other in /etc/fuse.conf)" },
+	{ "fuse-debug", PECFS_CONFIG_BOOL, "no", "trace every FUSE request on stderr (use with -f)" },
+	{ "log-level", PECFS_CONFIG_LEVEL, "info", "least severe message logged: error, warn, info or debug" },
+	{ "syslog", PECFS_CONFIG_BOOL, "no", "log to syslog instead of stderr (always so when daemonized)" },
+	{ "chunk-size", PECFS_CONFIG_SIZE, "4M",
+	  "deduplication unit, a power of two from 64K to 64M; fixed when the data folder is created" },
+	{ "write-buffers", PECFS_CONFIG_COUNT, "32", "chunk-sized write buffers kept allocated for writers" },
+	{ "hash-threads", PECFS_CONFIG_COUNT, "2", "threads that hash and store full chunks" },
+	{ "fuse-threads", PECFS_CONFIG_COUNT, "16", "most threads answering FUSE requests" },
+	{ "reserve-free", PECFS_CONFIG_SIZE, "256M", "writes fail with ENOSPC when the data disk has less free" },
+	{ "attr-timeout", PECFS_CONFIG_SECONDS, "1.0", "seconds the kernel may cache attributes and names" },
+	{ "seal-on-tracker", PECFS_CONFIG_BOOL, "yes",
+	  "writing latest / latest_checkpointed_iteration.txt seals the version it names" },
+	{ "seal-on-rename", PECFS_CONFIG_BOOL, "yes",
+	  "renaming a temporary version directory (step-100.tmp) into place seals it" },
+	{ "seal-on-next-version", PECFS_CONFIG_BOOL, "no",
+	  "the first file created in a newer version seals older versions with no open files" },
+	{ NULL, 0, NULL, NULL },
+};
+
+/* Writes a one-line reason into err (which may be NULL) and returns -EINVAL. */
+static int cfg_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int cfg_fail(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errsz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+const struct pecfs_config_key *pecfs_config_find(const char *name)
+{
+	for (const struct pecfs_config_key *k = pecfs_config_keys; k->name != NULL; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+void pecfs_config_defaults(struct pecfs_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = PECFS_LOG_INFO;
+	cfg->chunk_size = 4u << 20;
+	cfg->write_buffers = 32;
+	cfg->hash_threads = 2;
+	cfg->fuse_threads = 16;
+	cfg->reserve_free_bytes = 256ull << 20;
+	cfg->attr_timeout = 1.0;
+	cfg->seal_on_tracker = true;
+	cfg->seal_on_rename = true;
+}
+
+static int cfg_parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* "4M" -> 4194304. Accepts a whole number, then optionally K/M/G/T (any case), optionally followed by
+ * "B" or "iB" ("4MiB"). */
+static int cfg_parse_size(const char *v, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	unsigned shift = 0;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (shift != 0 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+		end += strlen(end);
+	if (*end != '\0' || (shift != 0 && n > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)n << shift;
+	return 0;
+}
+
+static int cfg_parse_count(const char *v, uint64_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long long n;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 1 || n > max)
+		return -EINVAL;
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int cfg_parse_level(const char *v, enum pecfs_log_level *out)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+
+	for (int i = 0; i < 4; i++) {
+		if (strcasecmp(v, names[i]) == 0) {
+			*out = (enum pecfs_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static bool cfg_chunk_size_ok(uint64_t n)
+{
+	return n >= CFG_MIN_CHUNK && n <= CFG_MAX_CHUNK && (n & (n - 1)) == 0;
+}
+
+static bool *cfg_bool_field(struct pecfs_config *cfg, const char *name)
+{
+	if (strcmp(name, "foreground") == 0)
+		return &cfg->foreground;
+	if (strcmp(name, "allow-other") == 0)
+		return &cfg->allow_other;
+	if (strcmp(name, "fuse-debug") == 0)
+		return &cfg->fuse_debug;
+	if (strcmp(name, "syslog") == 0)
+		return &cfg->syslog;
+	if (strcmp(name, "seal-on-tracker") == 0)
+		return &cfg->seal_on_tracker;
+	if (strcmp(name, "seal-on-rename") == 0)
+		return &cfg->seal_on_rename;
+	if (strcmp(name, "seal-on-next-version") == 0)
+		return &cfg->seal_on_next_version;
+	return NULL;
+}
+
+static uint32_t *cfg_count_field(struct pecfs_config *cfg, const char *name, uint64_t *max)
+{
+	if (strcmp(name, "write-buffers") == 0) {
+		*max = 65536;
+		return &cfg->write_buffers;
+	}
+	if (strcmp(name, "hash-threads") == 0) {
+		*max = 256;
+		return &cfg->hash_threads;
+	}
+	if (strcmp(name, "fuse-threads") == 0) {
+		*max = 1024;
+		return &cfg->fuse_threads;
+	}
+	return NULL;
+}
+
+int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *value, char *err, size_t errsz)
+{
+	const struct pecfs_config_key *key = pecfs_config_find(name);
+	uint64_t size, max = 0;
+	uint32_t *count;
+	char *end;
+	double secs;
+
+	if (key == NULL)
+		return cfg_fail(err, errsz, "unknown setting '%s'", name);
+	if (value == NULL || value[0] == '\0')
+		return cfg_fail(err, errsz, "%s: missing value", name);
+
+	switch (key->kind) {
+	case PECFS_CONFIG_BOOL:
+		if (cfg_parse_bool(value, cfg_bool_field(cfg, name)) < 0)
+			return cfg_fail(err, errsz, "%s: '%s' is not yes or no", name, value);
+		return 0;
+	case PECFS_CONFIG_LEVEL:
+		if (cfg_parse_level(value, &cfg->log_level) < 0)
+			return cfg_fail(err, errsz, "%s: '%s' is not error, warn, info or debug", name, value);
+		return 0;
+	case PECFS_CONFIG_COUNT:
+		count = cfg_count_field(cfg, name, &max);
+		assert(count != NULL);
+		if (cfg_parse_count(value, max, count) < 0)
+			return cfg_fail(err, errsz, "%s: '%s' is not a whole number from 1 to %llu", name, value,
+					(unsigned long long)max);
+		return 0;
+	case PECFS_CONFIG_SECONDS:
+		errno = 0;
+		secs = strtod(value, &end);
+		if (errno != 0 || end == value || *end != '\0' || !isfinite(secs) || secs < 0 || secs > 86400)
+			return cfg_fail(err, errsz, "%s: '%s' is not a number of seconds from 0 to 86400", name,
+					value);
+		cfg->attr_timeout = secs;
+		return 0;
+	case PECFS_CONFIG_SIZE:
+		if (cfg_parse_size(value, &size) < 0)
+			return cfg_fail(err, errsz, "%s: '%s' is not a size (a number with an optional K, M, G or T suffix)",
+					name, value);
+		if (strcmp(name, "chunk-size") == 0) {
+			if (!cfg_chunk_size_ok(size))
+				return cfg_fail(err, errsz, "chunk-size: '%s' is not a power of two from 64K to 64M",
+						value);
+			cfg->chunk_size = (uint32_t)size;
+		} else {
+			cfg->reserve_free_bytes = size;
+		}
+		return 0;
+	}
+	return cfg_fail(err, errsz, "%s: unsupported kind of setting", name);
+}
+
+/* Trims leading and trailing white space in place. */
+static char *cfg_trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+/* Applies one line; 1 when it was blank or a comment, 0 when it set something, -EINVAL. */
+static int cfg_apply_line(struct pecfs_config *cfg, char *line, char *err, size_t errsz)
+{
+	char *hash = strchr(line, '#'), *eq, *key, *value;
+
+	if (hash != NULL)
+		*hash = '\0';   /* no value contains '#', so a comment may also end a line */
+	line = cfg_trim(line);
+	if (*line == '\0')
+		return 1;
+	eq = strchr(line, '=');
+	if (eq == NULL)
+		return cfg_fail(err, errsz, "expected 'key = value', got '%.64s'", line);
+	*eq = '\0';
+	key = cfg_trim(line);
+	value = cfg_trim(eq + 1);
+	if (*key == '\0')
+		return cfg_fail(err, errsz, "missing key before '='");
+	return pecfs_config_set(cfg, key, value, err, errsz);
+}
+
+int pecfs_config_load(struct pecfs_config *cfg, const char *path, char *err, size_t errsz)
+{
+	char line[CFG_MAX_LINE], reason[512];
+	unsigned lineno = 0;
+	size_t len;
+	int rc = 0;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		rc = -errno;
+		cfg_fail(err, errsz, "cannot read %s: %s", path, strerror(errno));
+		return rc;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		len = strlen(line);
+		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+			rc = cfg_fail(err, errsz, "%s:%u: line longer than %d bytes", path, lineno, CFG_MAX_LINE - 2);
+			goto out;
+		}
+		rc = cfg_apply_line(cfg, line, reason, sizeof(reason));
+		if (rc < 0) {
+			cfg_fail(err, errsz, "%s:%u: %s", path, lineno, reason);
+			goto out;
+		}
+		rc = 0;
+	}
+	if (ferror(f))
+		rc = cfg_fail(err, errsz, "cannot read %s: %s", path, strerror(EIO));
+	else
+		snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", path);
+out:
+	fclose(f);
+	return rc;
+}
+
+int pecfs_config_validate(const struct pecfs_config *cfg, char *err, size_t errsz)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+	uint64_t pool = (uint64_t)cfg->write_buffers * cfg->chunk_size;
+
+	if (!cfg_chunk_size_ok(cfg->chunk_size))
+		return cfg_fail(err, errsz, "chunk-size: %u is not a power of two from 64K to 64M", cfg->chunk_size);
+	if (cfg->write_buffers < 1 || cfg->hash_threads < 1 || cfg->fuse_threads < 1)
+		return cfg_fail(err, errsz, "write-buffers, hash-threads and fuse-threads must be at least 1");
+	if (cfg->log_level > PECFS_LOG_DEBUG)
+		return cfg_fail(err, errsz, "log-level: unknown level %d", (int)cfg->log_level);
+	if (!isfinite(cfg->attr_timeout) || cfg->attr_timeout < 0)
+		return cfg_fail(err, errsz, "attr-timeout: must be a number of seconds >= 0");
+	/* The write buffers are allocated and touched up front: refuse a pool that cannot fit. */
+	if (pages > 0 && page_size > 0 && pool > (uint64_t)pages * (uint64_t)page_size / 2)
+		return cfg_fail(err, errsz,
+				"write-buffers x chunk-size is %llu MiB, more than half of this machine's memory",
+				(unsigned long long)(pool >> 20));
+	return 0;
+}

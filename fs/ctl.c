@@ -1,0 +1,302 @@
+/* ctl.c - the control socket: the daemon's listener thread, the command runner, the client.
+ *
+ * A data folder path may be longer than sun_path (108 bytes); the socket is then reached through the
+ * folder's descriptor as /proc/self/fd/N/ctl.sock. Requests are serialised (one at a time): gc and
+ * fsck each scan the whole store, so running two at once would only make both slower.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define CTL_REQUEST_MAX 64
+#define CTL_RECV_TIMEOUT_S 5
+#define CTL_SEND_TIMEOUT_S 60
+
+struct ctl_server {
+	struct store *st;
+	int dir_fd;        /* the data folder, for a socket path of any length */
+	int listen_fd;
+	int stop_pipe[2];  /* written by ctl_server_stop to wake the thread */
+	pthread_t thread;
+};
+
+int ctl_execute(struct store *st, const char *cmd, FILE *out)
+{
+	struct store_fsck_report fr;
+	struct store_gc_report gr;
+	int rc;
+
+	if (strcmp(cmd, "fsck") == 0) {
+		rc = store_fsck(st, out, &fr);
+		if (rc < 0)
+			return rc;
+		return fr.problems == 0 ? 0 : 1;
+	}
+	if (strcmp(cmd, "gc") == 0) {
+		rc = store_gc(st, &gr);
+		if (rc < 0)
+			return rc;
+		fprintf(out, "gc: removed %llu unreferenced chunks (%llu bytes, %.1f MiB) and %llu stray chunk files; "
+			"%llu chunks kept\n",
+			(unsigned long long)gr.chunks_removed, (unsigned long long)gr.bytes_removed,
+			gr.bytes_removed / 1048576.0, (unsigned long long)gr.files_removed,
+			(unsigned long long)gr.chunks_kept);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Fills sa with the socket's address: the plain path when it fits, else via /proc/self/fd/dir_fd. */
+static int ctl_address(const char *data_dir, int dir_fd, struct sockaddr_un *sa)
+{
+	int n;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/%s", data_dir, CTL_SOCKET_NAME);
+	if (n > 0 && (size_t)n < sizeof(sa->sun_path))
+		return 0;
+	n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", dir_fd, CTL_SOCKET_NAME);
+	return n > 0 && (size_t)n < sizeof(sa->sun_path) ? 0 : -ENAMETOOLONG;
+}
+
+/* Reads one request line (without its newline) from fd; -EPROTO if it is not one. */
+static int ctl_read_request(int fd, char *buf, size_t size)
+{
+	size_t used = 0;
+	ssize_t n;
+	char *nl;
+
+	while (used < size - 1) {
+		n = recv(fd, buf + used, size - 1 - used, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPROTO;
+		used += (size_t)n;
+		buf[used] = '\0';
+		nl = strchr(buf, '\n');
+		if (nl != NULL) {
+			*nl = '\0';
+			return 0;
+		}
+	}
+	return -EPROTO;
+}
+
+static void ctl_serve_client(struct ctl_server *cs, int fd)
+{
+	struct timeval rcv = { .tv_sec = CTL_RECV_TIMEOUT_S }, snd = { .tv_sec = CTL_SEND_TIMEOUT_S };
+	char request[CTL_REQUEST_MAX];
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	FILE *out;
+	int rc, out_fd;
+
+	/* The socket's mode already keeps others out; checking the peer too costs nothing. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid()))
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+	if (ctl_read_request(fd, request, sizeof(request)) < 0)
+		return;
+	out_fd = dup(fd);
+	out = out_fd < 0 ? NULL : fdopen(out_fd, "w");
+	if (out == NULL) {
+		if (out_fd >= 0)
+			close(out_fd);
+		return;
+	}
+	pecfs_log_info("control request '%s'", request);
+	rc = ctl_execute(cs->st, request, out);
+	if (rc == -EINVAL)
+		fprintf(out, "error %d unknown request '%s' (expected fsck or gc)\n", EINVAL, request);
+	else if (rc < 0)
+		fprintf(out, "error %d %s failed: %s\n", -rc, request, strerror(-rc));
+	else
+		fprintf(out, "ok %d\n", rc);
+	if (fclose(out) != 0)
+		pecfs_log_warn("control request '%s': the client went away before the reply", request);
+}
+
+static void *ctl_thread(void *arg)
+{
+	struct ctl_server *cs = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = cs->listen_fd, .events = POLLIN },
+		{ .fd = cs->stop_pipe[0], .events = POLLIN },
+	};
+	int fd;
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			pecfs_log_error("control socket: poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[1].revents != 0)
+			break;
+		if ((pfd[0].revents & POLLIN) == 0)
+			continue;
+		fd = accept4(cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ctl_serve_client(cs, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int ctl_server_start(struct store *st, struct ctl_server **out)
+{
+	const char *data_dir = store_data_dir(st);
+	struct ctl_server *cs;
+	struct sockaddr_un sa;
+	int rc;
+
+	cs = calloc(1, sizeof(*cs));
+	if (cs == NULL)
+		return -ENOMEM;
+	cs->st = st;
+	cs->listen_fd = cs->stop_pipe[0] = cs->stop_pipe[1] = -1;
+	cs->dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cs->dir_fd < 0)
+		goto out_errno;
+	rc = ctl_address(data_dir, cs->dir_fd, &sa);
+	if (rc < 0)
+		goto out_free;
+	if (unlinkat(cs->dir_fd, CTL_SOCKET_NAME, 0) < 0 && errno != ENOENT)
+		goto out_errno;
+	cs->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cs->listen_fd < 0 || bind(cs->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto out_errno;
+	/* Restrict before listen(): until then no one can connect, so there is no window. */
+	if (fchmodat(cs->dir_fd, CTL_SOCKET_NAME, 0600, 0) < 0 || listen(cs->listen_fd, 4) < 0 ||
+	    pipe2(cs->stop_pipe, O_CLOEXEC) < 0)
+		goto out_errno;
+	rc = pthread_create(&cs->thread, NULL, ctl_thread, cs);
+	if (rc != 0) {
+		rc = -rc;
+		goto out_free;
+	}
+	*out = cs;
+	return 0;
+
+out_errno:
+	rc = -errno;
+out_free:
+	pecfs_log_error("control socket %s/%s: %s", data_dir, CTL_SOCKET_NAME, strerror(-rc));
+	if (cs->listen_fd >= 0) {
+		close(cs->listen_fd);
+		unlinkat(cs->dir_fd, CTL_SOCKET_NAME, 0);
+	}
+	if (cs->stop_pipe[0] >= 0) {
+		close(cs->stop_pipe[0]);
+		close(cs->stop_pipe[1]);
+	}
+	if (cs->dir_fd >= 0)
+		close(cs->dir_fd);
+	free(cs);
+	return rc;
+}
+
+void ctl_server_stop(struct ctl_server *cs)
+{
+	if (cs == NULL)
+		return;
+	while (write(cs->stop_pipe[1], "x", 1) < 0 && errno == EINTR)
+		;
+	pthread_join(cs->thread, NULL);
+	unlinkat(cs->dir_fd, CTL_SOCKET_NAME, 0);
+	close(cs->listen_fd);
+	close(cs->stop_pipe[0]);
+	close(cs->stop_pipe[1]);
+	close(cs->dir_fd);
+	free(cs);
+}
+
+/* Reads the reply: report lines go to out, the final line decides the exit code; -ECONNRESET when
+ * the connection ends before it. */
+static int ctl_read_reply(int fd, FILE *out)
+{
+	FILE *in = fdopen(fd, "r");
+	char *line = NULL, *msg;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = -1;
+
+	if (in == NULL) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((len = getline(&line, &cap, in)) >= 0) {
+		if (strncmp(line, "ok ", 3) == 0) {
+			rc = atoi(line + 3);
+			break;
+		}
+		if (strncmp(line, "error ", 6) == 0) {
+			msg = strchr(line + 6, ' ');
+			fprintf(stderr, "pecfs: %s", msg != NULL ? msg + 1 : line + 6);
+			rc = 1;
+			break;
+		}
+		fwrite(line, 1, (size_t)len, out);
+	}
+	if (rc < 0)
+		rc = -ECONNRESET;   /* the daemon hung up: it is exiting, or was killed */
+	free(line);
+	fclose(in);
+	fflush(out);
+	return rc;
+}
+
+int ctl_request(const char *data_dir, const char *cmd, FILE *out)
+{
+	struct sockaddr_un sa;
+	char request[CTL_REQUEST_MAX];
+	int dir_fd, fd = -1, rc, n;
+
+	dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return -errno;
+	rc = ctl_address(data_dir, dir_fd, &sa);
+	if (rc < 0)
+		goto out;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	n = snprintf(request, sizeof(request), "%s\n", cmd);
+	if (n < 0 || (size_t)n >= sizeof(request)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	errno = 0;
+	if (send(fd, request, (size_t)n, MSG_NOSIGNAL) != n) {
+		rc = errno != 0 ? -errno : -EIO;   /* a short send of a few bytes: the peer went away */
+		goto out;
+	}
+	rc = ctl_read_reply(fd, out);
+	fd = -1;   /* closed by ctl_read_reply */
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dir_fd);
+	return rc;
+}
