@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+# bench_core.py - pecfs against its baselines, measured in the same run (medians of --reps runs):
+# (1) sequential write of unique data + cold sequential read on raw disk, a direct-I/O passthrough FUSE
+# filesystem, and pecfs; (2) 8 concurrent writers of one byte-identical file: wall time vs raw, stored
+# bytes, ratio to one writer; (3) small files created, stat'ed and removed; (4) peak daemon RSS.
+# Not pass/fail. Needs root (drop_caches, mounts). Python stdlib only. Use tests/bench/run.sh.
+import argparse
+import mmap
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+MiB = 1 << 20
+BLOCK = MiB
+
+# Writes unique data: a random base, each 1 MiB block stamped with (tag, block index) at every 64 KiB,
+# so no 4 MiB-aligned chunk (nor any 64 KiB piece of one) ever repeats across blocks, files or tags.
+WRITER_SRC = r"""
+import mmap, os, random, struct, sys
+def write_unique(path, size, tag, fsync=True):
+    base = mmap.mmap(-1, 8 << 20)
+    base.write(random.Random(1).randbytes(8 << 20))
+    buf = mmap.mmap(-1, 1 << 20)  # page-aligned: unaligned buffers split FUSE direct-I/O writes
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for i in range(size >> 20):
+            src = (i * 4096 * 7) % (7 << 20)
+            buf[:] = base[src:src + (1 << 20)]
+            for k in range(0, 1 << 20, 65536):
+                struct.pack_into("<QQ", buf, k, tag, i * 16 + k // 65536)
+            n = os.write(fd, buf)
+            assert n == 1 << 20
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+if __name__ == "__main__":
+    write_unique(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+"""
+_ns = {}
+exec(compile(WRITER_SRC.replace('if __name__ == "__main__"', "if False"), "writer", "exec"), _ns)
+write_unique = _ns["write_unique"]
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def read_all(path):
+    buf = mmap.mmap(-1, BLOCK)
+    total = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            n = os.readv(fd, [buf])
+            if n == 0:
+                break
+            total += n
+    finally:
+        os.close(fd)
+    return total
+
+
+def du(path):
+    total = 0
+    for root, _d, files in os.walk(path):
+        for n in files:
+            try:
+                total += os.lstat(os.path.join(root, n)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+class Target:
+    """Where a benchmark writes: .root is a directory to create files in."""
+
+    def __init__(self, name, root):
+        self.name, self.root = name, root
+
+    def workdir(self, label):
+        d = os.path.join(self.root, label)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def cleanup_between(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class Raw(Target):
+    pass
+
+
+class Passthrough(Target):
+    def __init__(self, binary, base):
+        self.src = os.path.join(base, "pt-src")
+        mnt = os.path.join(base, "pt-mnt")
+        os.makedirs(self.src)
+        os.makedirs(mnt)
+        subprocess.run([binary, self.src, mnt], check=True)
+        super().__init__("passthrough", mnt)
+
+    def close(self):
+        subprocess.run(["fusermount3", "-u", self.root], check=False)
+
+
+class Pecfs(Target):
+    def __init__(self, binary, base, options):
+        self.bin = binary
+        self.data = os.path.join(base, "pecfs-data")
+        mnt = os.path.join(base, "pecfs-mnt")
+        os.makedirs(self.data)
+        os.makedirs(mnt)
+        subprocess.run([binary, "mount"] + options + [self.data, mnt], check=True)
+        super().__init__("pecfs", mnt)
+
+    def workdir(self, label):
+        # a run directory with one version per benchmark step
+        d = os.path.join(self.root, "bench", label)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def pid(self):
+        with open(os.path.join(self.data, "LOCK")) as f:
+            return int(f.read().split()[0])
+
+    def vm_hwm_kib(self):
+        with open("/proc/%d/status" % self.pid()) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stored(self):
+        return du(os.path.join(self.data, "chunks"))
+
+    def cleanup_between(self):
+        subprocess.run([self.bin, "gc", self.data], check=True, capture_output=True)
+
+    def close(self):
+        subprocess.run([self.bin, "umount", self.root], check=False)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def fmt_ratio(a, b):
+    return "%.2fx" % (a / b) if b else "n/a"
+
+
+def bench_sequential(targets, size, reps, log):
+    res = {}
+    hwm = None
+    for t in targets:
+        wr, rd = [], []
+        for r in range(reps):
+            d = t.workdir("seq%d" % r)
+            p = os.path.join(d, "data.bin")
+            drop_caches()
+            t0 = time.monotonic()
+            write_unique(p, size, tag=1000 + r)
+            wr.append(size / MiB / (time.monotonic() - t0))
+            drop_caches()
+            t0 = time.monotonic()
+            n = read_all(p)
+            rd.append(size / MiB / (time.monotonic() - t0))
+            if n != size:
+                raise RuntimeError("%s: read %d of %d bytes" % (t.name, n, size))
+            if isinstance(t, Pecfs):
+                hwm = max(hwm or 0, t.vm_hwm_kib())
+            shutil.rmtree(d)
+            t.cleanup_between()
+            log("  %-12s rep %d: write %7.0f MiB/s, cold read %7.0f MiB/s" % (t.name, r + 1, wr[-1], rd[-1]))
+        res[t.name] = (median(wr), median(rd))
+    return res, hwm
+
+
+def run_writers(dirs, size, tag):
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER_SRC, os.path.join(d, "model.bin"), str(size), str(tag)])
+             for d in dirs]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("writer failed")
+    return time.monotonic() - t0
+
+
+def bench_replicas(raw, pec, size, writers, reps, log):
+    raw_t, pec_t, one_t, stored = [], [], [], []
+    for r in range(reps):
+        tag = 2000 + r
+        dirs = [raw.workdir("rep%d/rank%d" % (r, i)) for i in range(writers)]
+        drop_caches()
+        raw_t.append(run_writers(dirs, size, tag))
+        shutil.rmtree(raw.workdir("rep%d" % r))
+
+        before = pec.stored()
+        dirs = [pec.workdir("rep%d-rank%d" % (r, i)) for i in range(writers)]
+        drop_caches()
+        pec_t.append(run_writers(dirs, size, tag))
+        stored.append(pec.stored() - before)
+        for d in dirs:
+            shutil.rmtree(d)
+        pec.cleanup_between()
+
+        d = pec.workdir("rep%d-single" % r)
+        drop_caches()
+        one_t.append(run_writers([d], size, tag + 100))
+        shutil.rmtree(d)
+        pec.cleanup_between()
+        log("  rep %d: raw %d copies %.2f s, pecfs %d writers %.2f s (stored %.1f MiB), pecfs 1 writer %.2f s"
+            % (r + 1, writers, raw_t[-1], writers, pec_t[-1], stored[-1] / MiB, one_t[-1]))
+    return median(raw_t), median(pec_t), median(one_t), max(stored)
+
+
+def bench_small_files(t, count, reps):
+    rates = {"create": [], "stat": [], "remove": []}
+    payload = b"x" * 4096
+    for r in range(reps):
+        d = t.workdir("small%d" % r)
+        names = [os.path.join(d, "f%05d" % i) for i in range(count)]
+        t0 = time.monotonic()
+        for n in names:
+            fd = os.open(n, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, payload)
+            os.close(fd)
+        t1 = time.monotonic()
+        for n in names:
+            os.stat(n)
+        t2 = time.monotonic()
+        for n in names:
+            os.unlink(n)
+        t3 = time.monotonic()
+        os.rmdir(d)
+        t.cleanup_between()
+        rates["create"].append(count / (t1 - t0))
+        rates["stat"].append(count / (t2 - t1))
+        rates["remove"].append(count / (t3 - t2))
+    return {k: median(v) for k, v in rates.items()}
+
+
+def parse_size(s):
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(s[:-1]) * mult[s[-1].upper()]) if s[-1].upper() in mult else int(s)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pecfs", required=True, help="the pecfs binary")
+    ap.add_argument("--passthrough", required=True, help="the passthrough baseline binary")
+    ap.add_argument("--dir", default="/var/tmp", help="a folder on the data disk (default /var/tmp)")
+    ap.add_argument("--size", default="4G", help="sequential file size (default 4G)")
+    ap.add_argument("--replica-size", default="1G", help="size of the replicated file (default 1G)")
+    ap.add_argument("--writers", type=int, default=8)
+    ap.add_argument("--small-files", type=int, default=10000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
+    ap.add_argument("--pecfs-option", action="append", default=[], help="extra pecfs mount option")
+    a = ap.parse_args()
+    if a.quick:
+        a.size, a.replica_size, a.small_files = "512M", "128M", 2000
+    size, rsize = parse_size(a.size), parse_size(a.replica_size)
+    if os.geteuid() != 0:
+        sys.exit("bench_core.py needs root (drop_caches, FUSE mounts)")
+
+    def log(s):
+        print(s, flush=True)
+
+    base = tempfile.mkdtemp(prefix="pecfs-bench-", dir=a.dir)
+    targets = []
+    try:
+        raw = Raw("raw", os.path.join(base, "raw"))
+        pt = Passthrough(a.passthrough, base)
+        pec = Pecfs(a.pecfs, base, a.pecfs_option)
+        targets = [raw, pt, pec]
+        log("pecfs benchmark: %s sequential, %d x %s replicas, %d small files, median of %d; base %s"
+            % (a.size, a.writers, a.replica_size, a.small_files, a.reps, base))
+
+        log("\n[1] sequential write (1 MiB writes, fsync at end) and cold sequential read")
+        seq, hwm = bench_sequential(targets, size, a.reps, log)
+        for name, (w, r) in seq.items():
+            log("  %-12s write %7.0f MiB/s   read %7.0f MiB/s" % (name, w, r))
+        log("  pecfs/passthrough: write %s, read %s   (target >= 0.90x)"
+            % (fmt_ratio(seq["pecfs"][0], seq["passthrough"][0]), fmt_ratio(seq["pecfs"][1], seq["passthrough"][1])))
+        log("  pecfs/raw:         write %s, read %s"
+            % (fmt_ratio(seq["pecfs"][0], seq["raw"][0]), fmt_ratio(seq["pecfs"][1], seq["raw"][1])))
+        log("  passthrough/raw:   write %s, read %s"
+            % (fmt_ratio(seq["passthrough"][0], seq["raw"][0]), fmt_ratio(seq["passthrough"][1], seq["raw"][1])))
+
+        log("\n[2] %d concurrent writers of the same %s file (fsync included)" % (a.writers, a.replica_size))
+        raw_t, pec_t, one_t, stored = bench_replicas(raw, pec, rsize, a.writers, a.reps, log)
+        log("  raw (%d copies) %.2f s   pecfs %.2f s   pecfs/raw %s   (target <= 1.00x)"
+            % (a.writers, raw_t, pec_t, fmt_ratio(pec_t, raw_t)))
+        log("  pecfs stored %.3f GiB for %d x %.3f GiB logical (target <= %.3f GiB)"
+            % (stored / (1 << 30), a.writers, rsize / (1 << 30), rsize * 1.01 / (1 << 30)))
+        log("  pecfs %d writers / 1 writer: %s (%.2f s vs %.2f s)" % (a.writers, fmt_ratio(pec_t, one_t), pec_t, one_t))
+
+        log("\n[3] %d small files (4 KiB) created, stat'ed, removed (ops/s)" % a.small_files)
+        small = {t.name: bench_small_files(t, a.small_files, a.reps) for t in targets}
+        for name, r in small.items():
+            log("  %-12s create %8.0f   stat %8.0f   remove %8.0f" % (name, r["create"], r["stat"], r["remove"]))
+        for phase in ("create", "stat", "remove"):
+            log("  %-7s pecfs/raw %s   pecfs/passthrough %s" % (
+                phase, fmt_ratio(small["pecfs"][phase], small["raw"][phase]),
+                fmt_ratio(small["pecfs"][phase], small["passthrough"][phase])))
+
+        log("\n[4] peak pecfs daemon memory (VmHWM) during the write benchmark: %.1f MiB" % ((hwm or 0) / 1024))
+        log("    (peak over the whole run so far: %.1f MiB)" % (pec.vm_hwm_kib() / 1024))
+    finally:
+        for t in reversed(targets):
+            t.close()
+        for sub in ("pt-mnt", "pecfs-mnt"):
+            p = os.path.join(base, sub)
+            if is_mounted(p):
+                subprocess.run(["fusermount3", "-uz", p], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+# test_faults.py - bad input and faults give a clear error and lose nothing: a full data disk (a 96 MiB
+# tmpfs as DATA_DIR) gives the writer ENOSPC and the mount keeps working once space is freed; a chunk
+# corrupted on disk reads as EIO and fsck names it and the file using it; bad command lines, a busy
+# mount point and a second mount of one data folder exit 2 with a one-line message.
+import errno
+import os
+import unittest
+
+import pecfs_harness as h
+
+MiB = 1 << 20
+
+
+def one_line_error(tc, cp, what):
+    tc.assertEqual(cp.returncode, 2, "%s: exit %d, stderr %r" % (what, cp.returncode, cp.stderr))
+    msg = cp.stderr.strip()
+    tc.assertTrue(msg, "%s: no message" % what)
+    tc.assertEqual(len(msg.splitlines()), 1, "%s: message is not one line: %r" % (what, msg))
+    return msg
+
+
+class DiskFull(unittest.TestCase):
+    def test_enospc_then_recovery(self):
+        m = h.Mount(mount=False)
+        with m:
+            data = os.path.join(m.base, "small")
+            m.mount_tmpfs(data, "96M")
+            m.data = os.path.join(data, "d")
+            os.makedirs(m.data)
+            m.options = ["--chunk-size", "1M", "--reserve-free", "2M", "--write-buffers", "8"]
+            m.mount()
+            # a sealed version written before the disk fills up
+            os.makedirs(m.path("run", "v1"))
+            sealed = {"a": h.random_bytes(5 * MiB + 3, 1), "b": h.random_bytes(100, 2)}
+            for n, b in sealed.items():
+                h.write_file(m.path("run", "v1", n), b)
+            h.cli("seal", m.path("run", "v1"), check=True)
+
+            os.makedirs(m.path("run", "v2"))
+            big = m.path("run", "v2", "big")
+            got = 0
+            written = 0
+            fd = os.open(big, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                for i in range(300):  # 300 MiB of unique data cannot fit in 96 MiB
+                    os.write(fd, h.random_bytes(MiB, 1000 + i))
+                    written += MiB
+                os.fsync(fd)
+            except OSError as e:
+                got = e.errno
+            finally:
+                try:
+                    os.close(fd)
+                except OSError as e:
+                    got = got or e.errno
+            self.assertEqual(h.errname(got), "ENOSPC", "after %d MiB" % (written // MiB))
+            print("\nENOSPC after %d MiB written" % (written // MiB))
+            # the mount still answers; metadata can still change; sealed data is intact
+            self.assertIn("big", os.listdir(m.path("run", "v2")))
+            for n, b in sealed.items():
+                self.assertEqual(h.read_file(m.path("run", "v1", n)), b)
+            st = m.stats()
+            self.assertGreaterEqual(st.get("put_errors", 1), 1)
+            # free the space, reclaim the chunks, write again
+            os.unlink(big)
+            cp = h.cli("gc", m.data)
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            after = h.random_bytes(8 * MiB, 99)
+            h.write_file(m.path("run", "v2", "after"), after, fsync=True)
+            self.assertEqual(h.read_file(m.path("run", "v2", "after")), after)
+            m.remount()
+            for n, b in sealed.items():
+                self.assertEqual(h.read_file(m.path("run", "v1", n)), b)
+            self.assertEqual(h.read_file(m.path("run", "v2", "after")), after)
+            self.assertEqual(m.version_state("run", "v1"), "sealed")
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+
+
+class Corruption(unittest.TestCase):
+    def test_corrupt_chunk_reads_eio_and_fsck_names_it(self):
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            os.makedirs(m.path("run", "v1"))
+            data = h.random_bytes(3 * MiB, 7)
+            h.write_file(m.path("run", "v1", "weights.bin"), data, fsync=True)
+            h.write_file(m.path("run", "v1", "other.bin"), b"unrelated", fsync=True)
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, "clean store: " + cp.stdout + cp.stderr)
+            digests = h.chunk_digests(data, MiB)
+            files = h.chunk_files(m.data)
+            for dg in digests:
+                self.assertIn(dg, files, "chunk file named by SHA-256 of its payload")
+            victim = files[digests[1]]
+            with open(victim, "r+b") as f:
+                f.seek(4096 + 12345)
+                b = f.read(1)
+                f.seek(4096 + 12345)
+                f.write(bytes([b[0] ^ 0x40]))
+            m.mount()
+            p = m.path("run", "v1", "weights.bin")
+            with open(p, "rb", buffering=0) as f:
+                self.assertEqual(os.pread(f.fileno(), MiB, 0), data[:MiB])
+                self.assertEqual(os.pread(f.fileno(), MiB, 2 * MiB), data[2 * MiB:])
+                self.assertEqual(h.errno_of(os.pread, f.fileno(), 4096, MiB + 8192), errno.EIO)
+                self.assertEqual(h.errno_of(os.pread, f.fileno(), 100, MiB + 12345 - 50), errno.EIO)
+            self.assertEqual(h.errno_of(h.read_file, p), errno.EIO)
+            self.assertEqual(h.read_file(m.path("run", "v1", "other.bin")), b"unrelated")
+            self.assertGreaterEqual(m.stats()["corrupt_reads"], 1)
+            m.umount()
+            cp = m.fsck()
+            out = cp.stdout + cp.stderr
+            self.assertEqual(cp.returncode, 1, out)
+            lines = [l for l in out.splitlines() if digests[1] in l]
+            self.assertTrue(lines, "fsck does not name the corrupt chunk:\n" + out)
+            self.assertTrue(any("/run/v1/weights.bin" in l for l in out.splitlines()),
+                            "fsck does not name the file using it:\n" + out)
+            for dg in (digests[0], digests[2]):
+                self.assertFalse(any(dg in l for l in out.splitlines()), "healthy chunk reported:\n" + out)
+
+    def test_corrupt_header_and_missing_chunk(self):
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            os.makedirs(m.path("run", "v1"))
+            a = h.random_bytes(MiB, 8)
+            b = h.random_bytes(MiB, 9)
+            h.write_file(m.path("run", "v1", "a"), a, fsync=True)
+            h.write_file(m.path("run", "v1", "b"), b, fsync=True)
+            m.umount()
+            files = h.chunk_files(m.data)
+            with open(files[h.sha256_bytes(a)], "r+b") as f:
+                f.write(b"\0" * 64)  # header
+            os.unlink(files[h.sha256_bytes(b)])
+            m.mount()
+            self.assertEqual(h.errno_of(h.read_file, m.path("run", "v1", "a")), errno.EIO)
+            self.assertEqual(h.errno_of(h.read_file, m.path("run", "v1", "b")), errno.EIO)
+            m.umount()
+            cp = m.fsck()
+            out = cp.stdout + cp.stderr
+            self.assertEqual(cp.returncode, 1, out)
+            self.assertIn(h.sha256_bytes(a), out)
+            self.assertIn(h.sha256_bytes(b), out)
+
+
+class BadInput(unittest.TestCase):
+    def test_unknown_option(self):
+        with h.Mount(mount=False) as m:
+            cp = h.cli("mount", "--no-such-option", m.data, m.mnt)
+            msg = one_line_error(self, cp, "unknown option")
+            self.assertIn("no-such-option", msg)
+            self.assertFalse(h.is_mounted(m.mnt))
+
+    def test_bad_option_values(self):
+        with h.Mount(mount=False) as m:
+            for args in (["--chunk-size", "3M"], ["--chunk-size", "banana"], ["--chunk-size", "1K"],
+                         ["--write-buffers", "0"], ["--allow-other=maybe"]):
+                with self.subTest(args=args):
+                    cp = h.cli("mount", *args, m.data, m.mnt)
+                    one_line_error(self, cp, " ".join(args))
+                    self.assertFalse(h.is_mounted(m.mnt))
+
+    def test_malformed_config_file(self):
+        with h.Mount(mount=False) as m:
+            for text, needle in (("chunk-size = 4M\nthis line has no equals sign\n", ":2"),
+                                 ("no-such-key = 1\n", "no-such-key"),
+                                 ("chunk-size = lots\n", "chunk-size")):
+                with self.subTest(text=text):
+                    conf = os.path.join(m.base, "pecfs.conf")
+                    with open(conf, "w") as f:
+                        f.write(text)
+                    cp = h.cli("mount", "--config", conf, m.data, m.mnt)
+                    msg = one_line_error(self, cp, "config %r" % text)
+                    self.assertIn(needle, msg)
+                    self.assertFalse(h.is_mounted(m.mnt))
+            cp = h.cli("mount", "--config", os.path.join(m.base, "absent.conf"), m.data, m.mnt)
+            one_line_error(self, cp, "missing config file")
+
+    def test_good_config_file_is_used(self):
+        with h.Mount(mount=False) as m:
+            conf = os.path.join(m.base, "pecfs.conf")
+            with open(conf, "w") as f:
+                f.write("# comment\n\nchunk-size = 1M\nwrite-buffers = 4\n")
+            m.options = ["--config", conf]
+            m.mount()
+            os.makedirs(m.path("r", "v"))
+            data = h.random_bytes(3 * MiB, 3)
+            h.write_file(m.path("r", "v", "f"), data, fsync=True)
+            files = h.chunk_files(m.data)
+            for dg in h.chunk_digests(data, MiB):
+                self.assertIn(dg, files, "config file's chunk-size 1M not applied")
+
+    def test_missing_mount_point(self):
+        with h.Mount(mount=False) as m:
+            cp = h.cli("mount", m.data, os.path.join(m.base, "does-not-exist"))
+            one_line_error(self, cp, "missing mount point")
+            cp = h.cli("mount", m.data)
+            self.assertEqual(cp.returncode, 2, cp.stderr)
+
+    def test_busy_mount_point(self):
+        with h.Mount() as m:
+            other = os.path.join(m.base, "other-data")
+            os.makedirs(other)
+            cp = h.cli("mount", other, m.mnt)
+            msg = one_line_error(self, cp, "busy mount point")
+            self.assertIn(m.mnt, msg)
+            os.makedirs(m.path("r", "v"))  # first mount unharmed
+            h.write_file(m.path("r", "v", "f"), b"fine")
+            self.assertEqual(h.read_file(m.path("r", "v", "f")), b"fine")
+
+    def test_second_mount_of_same_data_folder(self):
+        with h.Mount() as m:
+            mnt2 = os.path.join(m.base, "mnt2")
+            os.makedirs(mnt2)
+            cp = h.cli("mount", m.data, mnt2)
+            msg = one_line_error(self, cp, "data folder in use")
+            self.assertIn(str(m.pid()), msg)
+            self.assertFalse(h.is_mounted(mnt2))
+            os.makedirs(m.path("r", "v"))
+            h.write_file(m.path("r", "v", "f"), b"fine")
+            self.assertEqual(h.read_file(m.path("r", "v", "f")), b"fine")
+
+    def test_not_a_data_folder(self):
+        with h.Mount(mount=False) as m:
+            with open(os.path.join(m.data, "unrelated.txt"), "w") as f:
+                f.write("someone else's files")
+            os.makedirs(os.path.join(m.data, "meta"))
+            with open(os.path.join(m.data, "meta", "CURRENT"), "w") as f:
+                f.write("garbage\n")
+            cp = h.cli("mount", m.data, m.mnt)
+            self.assertNotEqual(cp.returncode, 0)
+            self.assertTrue(cp.stderr.strip())
+            self.assertFalse(h.is_mounted(m.mnt))
+
+    def test_help_for_each_command(self):
+        for cmd in ("mount", "umount", "seal", "status", "fsck", "gc"):
+            with self.subTest(cmd):
+                cp = h.cli(cmd, "--help")
+                self.assertEqual(cp.returncode, 0, cp.stderr)
+                self.assertIn(cmd, cp.stdout)
+        cp = h.cli("--help")
+        self.assertEqual(cp.returncode, 0)
+        cp = h.cli("no-such-command")
+        one_line_error(self, cp, "unknown command")
+
+    def test_umount_of_dead_mount(self):
+        with h.Mount() as m:
+            pid = m.pid()
+            os.kill(pid, 9)
+            h.wait_until(lambda: not h.pid_alive(pid), 10)
+            cp = h.cli("umount", m.mnt)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertFalse(h.is_mounted(m.mnt))
+            m.mount()  # the lock died with the daemon
+            self.assertTrue(h.is_mounted(m.mnt))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,138 @@
+# test_gc.py - `pecfs gc DATA_DIR` while mounted: chunks no file references any more (after deletes and
+# overwrites) are removed from disk, chunks still shared with other files stay, everything reachable
+# reads back, writes racing with gc lose nothing, and fsck is clean afterwards.
+import os
+import random
+import subprocess
+import sys
+import unittest
+
+import pecfs_harness as h
+
+MiB = 1 << 20
+
+
+def chunk_state(m):
+    return h.du_bytes(os.path.join(m.data, "chunks"))
+
+
+class GarbageCollection(unittest.TestCase):
+    def gc(self, m):
+        cp = h.cli("gc", m.data, timeout=300)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        return cp.stdout
+
+    def test_gc_reclaims_deleted_and_overwritten_chunks(self):
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            d = m.path("run", "v1")
+            os.makedirs(d)
+            A = h.random_bytes(8 * MiB, 1)
+            B = h.random_bytes(8 * MiB, 2)
+            h.write_file(os.path.join(d, "a"), A, fsync=True)
+            h.write_file(os.path.join(d, "b"), B, fsync=True)
+            h.write_file(os.path.join(d, "c"), A, fsync=True)  # shares every chunk with a
+            os.makedirs(m.path("run", "v0"))
+            S = h.random_bytes(3 * MiB, 3)
+            h.write_file(m.path("run", "v0", "sealed"), S)
+            h.cli("seal", m.path("run", "v0"), check=True)
+            self.gc(m)  # nothing to collect yet
+            bytes0, n0 = chunk_state(m)
+            self.assertEqual(n0, 8 + 8 + 3)
+
+            os.unlink(os.path.join(d, "b"))
+            self.gc(m)
+            bytes1, n1 = chunk_state(m)
+            self.assertEqual(n1, n0 - 8, "chunks of a deleted file are reclaimed")
+            self.assertLess(bytes1, bytes0 - 8 * MiB + 1)
+            for dg in h.chunk_digests(B, MiB):
+                self.assertNotIn(dg, h.chunk_files(m.data))
+
+            # overwrite a completely: its old chunks are still c's, so nothing goes
+            A2 = h.random_bytes(8 * MiB, 4)
+            h.write_file(os.path.join(d, "a"), A2, fsync=True)
+            self.gc(m)
+            _, n2 = chunk_state(m)
+            self.assertEqual(n2, n1 + 8)
+            self.assertEqual(h.read_file(os.path.join(d, "c")), A)
+
+            # now c goes too: A's chunks are garbage
+            os.unlink(os.path.join(d, "c"))
+            self.gc(m)
+            _, n3 = chunk_state(m)
+            self.assertEqual(n3, n2 - 8)
+
+            # a partial overwrite replaces one chunk
+            with open(os.path.join(d, "a"), "r+b") as f:
+                f.seek(3 * MiB + 100)
+                f.write(b"patched")
+                f.flush()
+                os.fsync(f.fileno())
+            self.gc(m)
+            _, n4 = chunk_state(m)
+            self.assertEqual(n4, n3, "one chunk replaced by one chunk")
+            expect = bytearray(A2)
+            expect[3 * MiB + 100:3 * MiB + 107] = b"patched"
+            self.assertEqual(h.read_file(os.path.join(d, "a")), bytes(expect))
+            self.assertNotIn(h.chunk_digests(A2, MiB)[3], h.chunk_files(m.data))
+
+            # truncation drops the chunks past the end
+            os.truncate(os.path.join(d, "a"), 2 * MiB)
+            self.gc(m)
+            _, n5 = chunk_state(m)
+            self.assertEqual(n5, n4 - 6)
+            self.assertEqual(h.read_file(os.path.join(d, "a")), A2[:2 * MiB])
+            self.assertEqual(h.read_file(m.path("run", "v0", "sealed")), S)
+
+            st = m.stats()
+            self.assertEqual(st["chunks"], n5)
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            m.mount()
+            self.assertEqual(h.read_file(m.path("run", "v0", "sealed")), S)
+            self.assertEqual(h.read_file(os.path.join(d, "a")), A2[:2 * MiB])
+
+    def test_gc_racing_with_writers_of_the_same_bytes(self):
+        # Writers keep re-creating files whose chunks gc is collecting at the same moment: every file
+        # must read back, and nothing may reference a removed chunk.
+        writer = r"""
+import os, random, sys
+d, rounds = sys.argv[1], int(sys.argv[2])
+blocks = [random.Random(s).randbytes(1 << 20) for s in range(6)]
+for r in range(rounds):
+    for i in range(3):
+        p = os.path.join(d, "f%d" % i)
+        data = b"".join(blocks[(r + i + k) % 6] for k in range(4))
+        with open(p, "wb") as f:
+            f.write(data)
+        if r % 3 == 0:
+            os.unlink(p)
+"""
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            d = m.path("run", "v")
+            os.makedirs(d)
+            w = subprocess.Popen([sys.executable, "-c", writer, d, "41"])  # the last round keeps its files
+            gcs = 0
+            while w.poll() is None:
+                self.gc(m)
+                gcs += 1
+            self.assertEqual(w.wait(), 0)
+            self.assertGreater(gcs, 1)
+            blocks = [random.Random(s).randbytes(MiB) for s in range(6)]
+            for i in range(3):
+                p = os.path.join(d, "f%d" % i)
+                expect = b"".join(blocks[(40 + i + k) % 6] for k in range(4))
+                self.assertEqual(h.read_file(p), expect, p)
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            m.mount()
+            self.gc(m)
+            for i in range(3):
+                p = os.path.join(d, "f%d" % i)
+                self.assertEqual(h.sha256_file(p), h.sha256_bytes(
+                    b"".join(blocks[(40 + i + k) % 6] for k in range(4))))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

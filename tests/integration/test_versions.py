@@ -1,0 +1,270 @@
+# test_versions.py - the version lifecycle seen through the mount: each seal trigger (pecfs seal, the
+# user.pec.seal xattr, DeepSpeed's and Megatron's tracker files, renaming a temporary directory into
+# place), EROFS for every kind of change after sealing, rm -r of a sealed version, the damaged state,
+# RUN/.pec/versions and RUN/.pec/latest, ordering by step, and states kept across a remount.
+import errno
+import json
+import os
+import shutil
+import unittest
+
+import pecfs_harness as h
+
+MiB = 1 << 20
+
+
+def make_version(m, run, name, nfiles=3, size=300000, seed=0):
+    """Creates RUN/NAME with nfiles files; returns {relative path: bytes}."""
+    d = m.path(run, name)
+    os.makedirs(os.path.join(d, "sub"))
+    files = {}
+    for i in range(nfiles):
+        rel = "file%d.bin" % i if i % 2 == 0 else "sub/file%d.bin" % i
+        files[rel] = h.random_bytes(size + i, hash((run, name, seed, i)) & 0xffffffff)
+        h.write_file(os.path.join(d, rel), files[rel])
+    return files
+
+
+def check_version(tc, m, run, name, files):
+    d = m.path(run, name)
+    for rel, data in files.items():
+        tc.assertEqual(h.read_file(os.path.join(d, rel)), data, "%s/%s/%s" % (run, name, rel))
+
+
+class Versions(unittest.TestCase):
+    def setUp(self):
+        self.m = h.Mount(["--chunk-size", "1M"])
+
+    def tearDown(self):
+        self.m.cleanup()
+
+    def state(self, run, name):
+        return self.m.version_state(run, name)
+
+    def wait_state(self, run, name, want, timeout=5):
+        h.wait_until(lambda: self.state(run, name) == want, timeout)
+        self.assertEqual(self.state(run, name), want, "%s/%s" % (run, name))
+
+    def test_seal_with_cli(self):
+        m = self.m
+        files = make_version(m, "run", "v1")
+        self.assertEqual(self.state("run", "v1"), "open")
+        self.assertEqual(os.getxattr(m.path("run", "v1", "file0.bin"), "user.pec.state").rstrip(b"\0\n"),
+                         b"open")
+        cp = h.cli("seal", m.path("run", "v1"))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(self.state("run", "v1"), "sealed")
+        self.assertEqual(os.getxattr(m.path("run", "v1", "file0.bin"), "user.pec.state").rstrip(b"\0\n"),
+                         b"sealed")
+        check_version(self, m, "run", "v1", files)
+        self.assertEqual(os.readlink(m.path("run", ".pec", "latest")), "../v1")
+        self.assertEqual(h.read_file(m.path("run", ".pec", "latest", "file0.bin")), files["file0.bin"])
+
+    def test_seal_with_xattr(self):
+        m = self.m
+        files = make_version(m, "run", "v1")
+        os.setxattr(m.path("run", "v1"), "user.pec.seal", b"1")
+        self.assertEqual(self.state("run", "v1"), "sealed")
+        check_version(self, m, "run", "v1", files)
+
+    def test_seal_on_deepspeed_latest(self):
+        m = self.m
+        files = make_version(m, "ds", "global_step200")
+        make_version(m, "ds", "global_step300")
+        with open(m.path("ds", "latest"), "w") as f:
+            f.write("global_step200")
+        self.wait_state("ds", "global_step200", "sealed")
+        self.assertEqual(self.state("ds", "global_step300"), "open")
+        self.assertEqual(h.read_file(m.path("ds", "latest")), b"global_step200")  # an ordinary file
+        check_version(self, m, "ds", "global_step200", files)
+        v = {x["name"]: x for x in m.versions("ds")["versions"]}
+        self.assertEqual(v["global_step200"]["step"], 200)
+        self.assertEqual(v["global_step300"]["step"], 300)
+        # the tracker moves on: the next version it names is sealed too
+        with open(m.path("ds", "latest"), "w") as f:
+            f.write("global_step300\n")
+        self.wait_state("ds", "global_step300", "sealed")
+        self.assertEqual(os.readlink(m.path("ds", ".pec", "latest")), "../global_step300")
+
+    def test_seal_on_megatron_tracker(self):
+        m = self.m
+        files = make_version(m, "mg", "iter_0000200")
+        make_version(m, "mg", "iter_0000100")
+        with open(m.path("mg", "latest_checkpointed_iteration.txt"), "w") as f:
+            f.write("200")
+        self.wait_state("mg", "iter_0000200", "sealed")
+        self.assertEqual(self.state("mg", "iter_0000100"), "open")
+        check_version(self, m, "mg", "iter_0000200", files)
+        v = {x["name"]: x for x in m.versions("mg")["versions"]}
+        self.assertEqual(v["iter_0000200"]["step"], 200)
+
+    def test_seal_on_rename_into_place(self):
+        m = self.m
+        files = make_version(m, "hf", "step-100.tmp")
+        self.assertEqual(self.state("hf", "step-100.tmp"), "open")
+        os.rename(m.path("hf", "step-100.tmp"), m.path("hf", "step-100"))
+        self.assertEqual(self.state("hf", "step-100"), "sealed")
+        self.assertIsNone(self.state("hf", "step-100.tmp"))
+        check_version(self, m, "hf", "step-100", files)
+        self.assertEqual(os.readlink(m.path("hf", ".pec", "latest")), "../step-100")
+
+    def test_sealed_version_rejects_changes(self):
+        m = self.m
+        files = make_version(m, "run", "v1")
+        os.makedirs(m.path("run", "v2"))
+        h.write_file(m.path("run", "v2", "outside"), b"o")
+        h.cli("seal", m.path("run", "v1"), check=True)
+        d = m.path("run", "v1")
+        f0 = os.path.join(d, "file0.bin")
+        cases = {
+            "open for write": lambda: os.open(f0, os.O_WRONLY),
+            "open for append": lambda: os.open(f0, os.O_WRONLY | os.O_APPEND),
+            "open O_TRUNC": lambda: os.open(f0, os.O_RDWR | os.O_TRUNC),
+            "create": lambda: os.open(os.path.join(d, "new"), os.O_WRONLY | os.O_CREAT, 0o644),
+            "create in subdir": lambda: open(os.path.join(d, "sub", "new"), "wb"),
+            "truncate": lambda: os.truncate(f0, 10),
+            "mkdir": lambda: os.mkdir(os.path.join(d, "newdir")),
+            "symlink": lambda: os.symlink("file0.bin", os.path.join(d, "ln")),
+            "rename inside": lambda: os.rename(f0, os.path.join(d, "renamed")),
+            "rename out": lambda: os.rename(f0, m.path("run", "v2", "stolen")),
+            "rename in": lambda: os.rename(m.path("run", "v2", "outside"), os.path.join(d, "outside")),
+            "rename over": lambda: os.rename(m.path("run", "v2", "outside"), f0),
+            "chmod": lambda: os.chmod(f0, 0o600),
+            "chmod dir": lambda: os.chmod(d, 0o700),
+            "chown": lambda: os.chown(f0, 1, 1),
+            "utime": lambda: os.utime(f0, (1, 1)),
+        }
+        for what, fn in cases.items():
+            with self.subTest(what):
+                self.assertEqual(h.errname(h.errno_of(fn)), "EROFS")
+        check_version(self, m, "run", "v1", files)
+        self.assertEqual(sorted(os.listdir(d)), ["file0.bin", "file2.bin", "sub"])
+        self.assertEqual(self.state("run", "v1"), "sealed")
+        # (access(W_OK) is answered by the kernel from the mode bits under default_permissions, and
+        # sealed files keep their write bits so that `rm -r` does not prompt: not checked here)
+        self.assertTrue(os.access(f0, os.R_OK))
+        # reading and mmap-style read-only opens still work
+        with open(f0, "rb") as f:
+            self.assertEqual(f.read(), files["file0.bin"])
+
+    def test_rm_r_of_sealed_version(self):
+        m = self.m
+        make_version(m, "run", "v1")
+        h.cli("seal", m.path("run", "v1"), check=True)
+        shutil.rmtree(m.path("run", "v1"))
+        self.assertFalse(os.path.exists(m.path("run", "v1")))
+        self.assertIsNone(self.state("run", "v1"))
+        self.assertEqual(os.listdir(m.path("run")), [])
+
+    def test_unlink_in_sealed_version_marks_it_damaged(self):
+        m = self.m
+        f1 = make_version(m, "run", "step-100")
+        make_version(m, "run", "step-200")
+        h.cli("seal", m.path("run", "step-100"), check=True)
+        h.cli("seal", m.path("run", "step-200"), check=True)
+        self.assertEqual(os.readlink(m.path("run", ".pec", "latest")), "../step-200")
+        os.unlink(m.path("run", "step-200", "file0.bin"))
+        self.assertEqual(self.state("run", "step-200"), "damaged")
+        self.assertEqual(os.readlink(m.path("run", ".pec", "latest")), "../step-100")
+        self.assertEqual(m.versions("run")["latest"], "step-100")
+        # still read-only
+        self.assertEqual(h.errno_of(open, m.path("run", "step-200", "file0.bin"), "wb"), errno.EROFS)
+        check_version(self, m, "run", "step-100", f1)
+        m.remount()
+        self.assertEqual(self.state("run", "step-200"), "damaged")
+        self.assertEqual(os.readlink(m.path("run", ".pec", "latest")), "../step-100")
+
+    def test_versions_file_and_ordering_by_step(self):
+        m = self.m
+        sizes = {}
+        for name in ("step-300", "step-100", "step-200", "notes"):
+            files = make_version(m, "run", name, nfiles=4, size=200000)
+            sizes[name] = sum(len(b) for b in files.values())
+        self.assertFalse(os.path.exists(m.path("run", ".pec", "latest")))  # nothing sealed yet
+        h.cli("seal", m.path("run", "step-300"), check=True)
+        h.cli("seal", m.path("run", "step-100"), check=True)
+        doc = m.versions("run")
+        self.assertEqual(doc["run"], "run")
+        self.assertEqual(doc["latest"], "step-300")  # newest by step, not by the time it was sealed
+        self.assertEqual(os.readlink(m.path("run", ".pec", "latest")), "../step-300")
+        vs = {v["name"]: v for v in doc["versions"]}
+        self.assertEqual(set(vs), {"step-100", "step-200", "step-300", "notes"})
+        for name, v in vs.items():
+            self.assertEqual(v["files"], 4, name)
+            self.assertEqual(v["logical_bytes"], sizes[name], name)
+            self.assertLessEqual(v["stored_bytes"], v["logical_bytes"] + 4 * 4096, name)
+            self.assertGreater(v["stored_bytes"], 0, name)
+        self.assertEqual(vs["step-100"]["state"], "sealed")
+        self.assertEqual(vs["step-200"]["state"], "open")
+        self.assertEqual(vs["step-300"]["state"], "sealed")
+        self.assertEqual(vs["step-200"]["step"], 200)
+        stepped = sorted((v for v in doc["versions"] if v["name"].startswith("step-")), key=lambda v: v["order"])
+        self.assertEqual([v["name"] for v in stepped], ["step-100", "step-200", "step-300"])
+        # tools see the virtual files as ordinary read-only files
+        self.assertEqual(json.loads(h.read_file(m.path("run", ".pec", "versions")))["run"], "run")
+        self.assertNotEqual(h.errno_of(open, m.path("run", ".pec", "versions"), "wb"), 0)
+
+    def test_states_survive_remount(self):
+        m = self.m
+        f1 = make_version(m, "run", "step-1")
+        f2 = make_version(m, "run", "step-2")
+        make_version(m, "run", "step-3")
+        h.cli("seal", m.path("run", "step-1"), check=True)
+        h.cli("seal", m.path("run", "step-2"), check=True)
+        os.unlink(m.path("run", "step-2", "file2.bin"))
+        del f2["file2.bin"]
+        before = {v["name"]: (v["state"], v["step"], v["files"], v["logical_bytes"])
+                  for v in m.versions("run")["versions"]}
+        m.remount()
+        after = {v["name"]: (v["state"], v["step"], v["files"], v["logical_bytes"])
+                 for v in m.versions("run")["versions"]}
+        self.assertEqual(before, after)
+        self.assertEqual(after["step-1"][0], "sealed")
+        self.assertEqual(after["step-2"][0], "damaged")
+        self.assertEqual(after["step-3"][0], "open")
+        self.assertEqual(h.errno_of(open, m.path("run", "step-1", "new"), "wb"), errno.EROFS)
+        h.write_file(m.path("run", "step-3", "more"), b"still open")
+        check_version(self, m, "run", "step-1", f1)
+        check_version(self, m, "run", "step-2", f2)
+        self.assertEqual(os.readlink(m.path("run", ".pec", "latest")), "../step-1")
+        m.umount()
+        cp = m.fsck()
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+
+    def test_seal_on_next_version_when_enabled(self):
+        m = self.m
+        m.remount(["--seal-on-next-version"])
+        f1 = make_version(m, "nv", "step-1")
+        self.assertEqual(self.state("nv", "step-1"), "open")  # a new version without files yet
+        os.makedirs(m.path("nv", "step-2"))
+        h.write_file(m.path("nv", "step-2", "first"), b"first file of the next version")
+        self.wait_state("nv", "step-1", "sealed")
+        self.assertEqual(self.state("nv", "step-2"), "open")
+        check_version(self, m, "nv", "step-1", f1)
+        # a version with a file still open for writing is not sealed under the writer
+        fd = os.open(m.path("nv", "step-2", "held"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"partial")
+            os.makedirs(m.path("nv", "step-3"))
+            h.write_file(m.path("nv", "step-3", "x"), b"x")
+            self.assertEqual(self.state("nv", "step-2"), "open")
+            os.write(fd, b" and the rest")
+        finally:
+            os.close(fd)
+        self.assertEqual(h.read_file(m.path("nv", "step-2", "held")), b"partial and the rest")
+
+    def test_status_command(self):
+        m = self.m
+        make_version(m, "run", "v1")
+        h.cli("seal", m.path("run", "v1"), check=True)
+        cp = h.cli("status", m.mnt)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("v1", cp.stdout)
+        cp = h.cli("status", m.path("run"), "--json")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        doc = json.loads(cp.stdout)
+        self.assertIn("v1", json.dumps(doc))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
