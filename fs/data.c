@@ -41,7 +41,7 @@ struct data_ctx {
 	pthread_mutex_t queue_lock;
 	pthread_cond_t queue_cond;   /* a job was queued, or stopping */
 	struct data_job *head, *tail;/* protected by queue_lock */
-	uint32_t jobs_pending;       /* queued or running, protected by pool_lock (read with it) */
+	uint32_t job_buffers;        /* buffers held by queued or running jobs, protected by pool_lock */
 	bool stopping;               /* protected by queue_lock */
 	pthread_t *workers;
 	uint32_t nworkers;
@@ -74,14 +74,16 @@ static void stat_add(uint64_t *counter, uint64_t n)
 
 /* ---- buffer pool ---- */
 
-/* Takes a buffer. Waits while the pool is empty and some job will return one; allocates an extra
- * buffer when nothing is in flight (every buffer is held dirty by some file), which cannot deadlock. */
+/* Takes a buffer. Waits while the pool is empty and some job still holds one (jobs give their
+ * buffer back before they take any file lock, so they always can); allocates an extra buffer when
+ * no job holds one, i.e. files hold every buffer dirty and waiting could last forever. Callers hold
+ * no file lock. */
 static uint8_t *pool_get(struct data_ctx *dc)
 {
 	uint8_t *mem = NULL;
 
 	pthread_mutex_lock(&dc->pool_lock);
-	while (dc->nfree == 0 && dc->jobs_pending > 0)
+	while (dc->nfree == 0 && dc->job_buffers > 0)
 		pthread_cond_wait(&dc->pool_cond, &dc->pool_lock);
 	if (dc->nfree > 0) {
 		mem = dc->free_bufs[--dc->nfree];
@@ -94,9 +96,11 @@ static uint8_t *pool_get(struct data_ctx *dc)
 	return mem;
 }
 
-static void pool_put(struct data_ctx *dc, uint8_t *mem)
+static void pool_put(struct data_ctx *dc, uint8_t *mem, bool from_job)
 {
 	pthread_mutex_lock(&dc->pool_lock);
+	if (from_job)
+		dc->job_buffers--;
 	if (dc->nfree < dc->ntotal) {
 		dc->free_bufs[dc->nfree++] = mem;
 	} else {  /* the pool is full, so this is one of the extra buffers */
@@ -261,21 +265,13 @@ static int commit_chunk(struct data_file *df, uint64_t idx, uint32_t len, const 
 
 /* ---- workers ---- */
 
-static void job_done(struct data_ctx *dc)
-{
-	pthread_mutex_lock(&dc->pool_lock);
-	dc->jobs_pending--;
-	pthread_cond_broadcast(&dc->pool_cond);
-	pthread_mutex_unlock(&dc->pool_lock);
-}
-
 static void run_job(struct data_ctx *dc, struct data_job *job)
 {
 	struct data_file *df = job->df;
 	struct digest d;
 	int r = store_chunk_put(dc->st, job->mem, job->len, &d, NULL);
 
-	pool_put(dc, job->mem);  /* before taking any file lock: writers may wait for buffers under theirs */
+	pool_put(dc, job->mem, true);  /* before taking the file lock, see pool_get */
 	pthread_mutex_lock(&df->lock);
 	if (r == 0) {
 		r = commit_chunk(df, job->idx, job->len, &d);
@@ -293,7 +289,6 @@ static void run_job(struct data_ctx *dc, struct data_job *job)
 	if (--df->inflight == 0)
 		pthread_cond_broadcast(&df->idle);
 	pthread_mutex_unlock(&df->lock);
-	job_done(dc);
 	free(job);
 }
 
@@ -335,7 +330,7 @@ static int submit_buf(struct data_file *df, int i)
 	stat_add(&dc->chunks_flushed, 1);
 
 	pthread_mutex_lock(&dc->pool_lock);
-	dc->jobs_pending++;
+	dc->job_buffers++;
 	pthread_mutex_unlock(&dc->pool_lock);
 
 	pthread_mutex_lock(&dc->queue_lock);
@@ -521,40 +516,61 @@ static struct data_buf *find_buf(struct data_file *df, uint64_t idx)
 	return NULL;
 }
 
-/* Starts a buffer for chunk idx, loaded with the chunk's current bytes. Caller holds df->lock. */
+/* Starts a buffer for chunk idx, loaded with the chunk's current bytes, or finds the one another
+ * request started meanwhile. Caller holds df->lock, which is dropped while waiting for a buffer, so
+ * everything is checked again after each wait. */
 static int open_buf(struct data_file *df, uint64_t idx, struct data_buf **out)
 {
 	struct data_ctx *dc = df->dc;
 	uint64_t start = idx * dc->chunk_size;
-	uint32_t valid = 0;
+	uint8_t *mem = NULL;
 	int r;
 
-	if (start < df->size) {
-		/* read-modify-write: the chunk's bytes must be committed before we read them back */
-		while (df->inflight > 0)
+	for (;;) {
+		struct data_buf *b = find_buf(df, idx);
+		if (b) {
+			if (mem)
+				pool_put(dc, mem, false);
+			*out = b;
+			return 0;
+		}
+		if (start < df->size && df->inflight > 0) {
+			/* read-modify-write: the chunk's bytes must be committed before we read them back */
 			pthread_cond_wait(&df->idle, &df->lock);
+			continue;
+		}
+		if (df->nbufs == DATA_MAX_DIRTY) {
+			r = submit_buf(df, 0);
+			if (r < 0)
+				goto out_err;
+			continue;
+		}
+		if (mem)
+			break;
+		pthread_mutex_unlock(&df->lock);
+		mem = pool_get(dc);
+		pthread_mutex_lock(&df->lock);
+		if (!mem)
+			return -ENOMEM;
+	}
+
+	uint32_t valid = 0;
+	if (start < df->size) {
 		uint64_t rest = df->size - start;
 		valid = rest < dc->chunk_size ? (uint32_t)rest : dc->chunk_size;
-	}
-	if (df->nbufs == DATA_MAX_DIRTY) {
-		r = submit_buf(df, 0);
-		if (r < 0)
-			return r;
-	}
-	uint8_t *mem = pool_get(dc);
-	if (!mem)
-		return -ENOMEM;
-	if (valid > 0) {
 		r = read_extents(dc, df->ino, start, mem, valid);
-		if (r < 0) {
-			pool_put(dc, mem);
-			return r;
-		}
+		if (r < 0)
+			goto out_err;
 	}
 	struct data_buf *b = &df->bufs[df->nbufs++];
 	*b = (struct data_buf){ .idx = idx, .mem = mem, .len = valid };
 	*out = b;
 	return 0;
+
+out_err:
+	if (mem)
+		pool_put(dc, mem, false);
+	return r;
 }
 
 ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t off)

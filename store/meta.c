@@ -48,9 +48,11 @@ int meta_open(const char *dir, struct meta **out)
 		return -ENOMEM;
 	m->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(m->opts, 1);
-	/* Metadata is small next to the data: 64 MiB of memtable absorbs a 4 GiB checkpoint's
-	 * extents many times over, so flushes stay rare during a write burst. */
-	rocksdb_options_set_write_buffer_size(m->opts, 64u << 20);
+	/* Metadata is small next to the data: a 4 GiB checkpoint has ~1000 extents of ~70 bytes, so
+	 * 8 MiB of memtable absorbs many checkpoints between flushes. Kept small on purpose: RocksDB
+	 * preallocates each write-ahead log file at about 1.1x this size, disk that a nearly full
+	 * data disk needs for chunks. */
+	rocksdb_options_set_write_buffer_size(m->opts, 8u << 20);
 	rocksdb_options_set_compression(m->opts, rocksdb_lz4_compression);
 	rocksdb_options_set_keep_log_file_num(m->opts, 3);
 	rocksdb_options_set_max_log_file_size(m->opts, 8u << 20);
