@@ -3,9 +3,12 @@
 # as a non-root user it goes through sudo.
 
 PECFS_BUILD_PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 librocksdb-dev libssl-dev
-	libjansson-dev libcmocka-dev libcurl4-openssl-dev python3 attr)
-# The test suite also mounts tmpfs (util-linux), compares files (diffutils) and looks at processes.
-PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc)
+	libjansson-dev libcmocka-dev libcurl4-openssl-dev libexpat1-dev python3 attr)
+# The test suite also mounts tmpfs (util-linux), compares files (diffutils), looks at processes, and
+# runs a throwaway Ceph RADOS Gateway on loopback as the S3 server (deploy/s3-rgw.sh; openssl makes
+# its test certificate).
+PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
+	radosgw ceph-mon ceph-osd openssl)
 
 pecfs_install_packages() {
 	local missing=() pkg sudo=()
