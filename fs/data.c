@@ -117,6 +117,7 @@ static void pool_put(struct data_ctx *dc, uint8_t *mem, bool from_job)
 struct read_arg {
 	struct data_ctx *dc;
 	uint64_t off, len;
+	uint64_t filled;  /* bytes [off, off + filled) of the range are written to dst */
 	uint8_t *dst;
 	int err;
 };
@@ -130,6 +131,8 @@ static int read_extent_cb(const struct meta_extent *e, void *arg)
 
 	if (s >= end)
 		return 0;
+	if (s > ra->off + ra->filled)  /* a hole before this extent */
+		memset(ra->dst + ra->filled, 0, s - ra->off - ra->filled);
 	int r = store_chunk_read(ra->dc->st, &e->digest, e->chunk_off + (s - e->file_off),
 				 ra->dst + (s - ra->off), end - s);
 	if (r < 0) {
@@ -140,6 +143,7 @@ static int read_extent_cb(const struct meta_extent *e, void *arg)
 		ra->err = r == -ENOENT ? -EIO : r;
 		return 1;
 	}
+	ra->filled = end - ra->off;
 	return 0;
 }
 
@@ -148,11 +152,14 @@ static int read_extents(struct data_ctx *dc, uint64_t ino, uint64_t off, void *d
 {
 	struct read_arg ra = { .dc = dc, .off = off, .len = len, .dst = dst, .err = 0 };
 
-	memset(dst, 0, len);
 	int r = meta_get_extents(dc->meta, ino, off, len, read_extent_cb, &ra);
 	if (ra.err)
 		return ra.err;
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	if (ra.filled < len)  /* a hole at the end */
+		memset(ra.dst + ra.filled, 0, len - ra.filled);
+	return 0;
 }
 
 /* Extents overlapping a range, copied out so the database is not iterated while it is written. */

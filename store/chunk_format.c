@@ -48,12 +48,18 @@ void chunk_header_encode(uint8_t *hdr, const struct digest *d, const void *data,
 	put_le64(hdr + 16, len);
 	memcpy(hdr + 24, d->b, DIGEST_LEN);
 	put_le32(hdr + 56, n);
+	const void *bufs[CHUNK_MAX_CRCS] = { 0 };
+	size_t lens[CHUNK_MAX_CRCS] = { 0 };
+	uint32_t crcs[CHUNK_MAX_CRCS];
 	for (uint32_t i = 0; i < n; i++) {
 		size_t off = (size_t)i * CHUNK_CRC_BLOCK;
-		size_t blen = len - off < CHUNK_CRC_BLOCK ? len - off : CHUNK_CRC_BLOCK;
 
-		put_le32(hdr + CHUNK_HDR_TABLE_OFF + 4 * i, crc32c(0, p + off, blen));
+		bufs[i] = p + off;
+		lens[i] = len - off < CHUNK_CRC_BLOCK ? len - off : CHUNK_CRC_BLOCK;
 	}
+	crc32c_many(bufs, lens, n, crcs);
+	for (uint32_t i = 0; i < n; i++)
+		put_le32(hdr + CHUNK_HDR_TABLE_OFF + 4 * i, crcs[i]);
 	put_le32(hdr + CHUNK_HDR_CRC_OFF, crc32c(0, hdr, CHUNK_HDR_CRC_OFF));
 }
 

@@ -2,10 +2,11 @@
  * reads that check the CRC-32C of every block they touch, and whole-chunk verification.
  *
  * Full blocks inside the requested range are read straight into the caller's buffer; only the
- * partial blocks at either end go through a per-call scratch buffer. A chunk that fails a check
+ * partial blocks at either end go through a per-thread scratch buffer. A chunk that fails a check
  * is never served: the caller gets -EIO.
  */
 #include "chunk_store_impl.h"
+#include "thread_buf.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -210,6 +211,9 @@ static int preadv_full(int fd, struct iovec *iov, int iovcnt, off_t off)
 	return 0;
 }
 
+/* Room for the two partial blocks of a read. */
+static struct thread_buf read_scratch = THREAD_BUF_INIT;
+
 static int chunk_read_blocks(struct chunk_open *o, uint64_t off, uint8_t *dst, size_t len)
 {
 	const uint64_t bs = o->hdr.block_size, plen = o->hdr.payload_len;
@@ -228,7 +232,7 @@ static int chunk_read_blocks(struct chunk_open *o, uint64_t off, uint8_t *dst, s
 		} else {
 			/* Only the first and the last block can be partial. */
 			if (!scratch) {
-				scratch = malloc(2 * bs);
+				scratch = thread_buf_get(&read_scratch, 2 * bs);
 				if (!scratch)
 					return -ENOMEM;
 			}
@@ -239,10 +243,16 @@ static int chunk_read_blocks(struct chunk_open *o, uint64_t off, uint8_t *dst, s
 	rc = preadv_full(o->fd, iov, (int)nblocks, (off_t)(CHUNK_HDR_SIZE + first * bs));
 	if (rc)
 		goto out;
+	const void *bufs[CHUNK_MAX_CRCS];
+	size_t lens[CHUNK_MAX_CRCS];
+	uint32_t crcs[CHUNK_MAX_CRCS];
+	for (uint64_t i = 0; i < nblocks; i++) {
+		bufs[i] = check[i].iov_base;
+		lens[i] = check[i].iov_len;
+	}
+	crc32c_many(bufs, lens, nblocks, crcs);
 	for (uint64_t b = first; b <= last; b++) {
-		const struct iovec *v = &check[b - first];
-
-		if (crc32c(0, v->iov_base, v->iov_len) != o->hdr.crcs[b]) {
+		if (crcs[b - first] != o->hdr.crcs[b]) {
 			char hex[DIGEST_HEX_LEN + 1];
 
 			digest_to_hex(&o->digest, hex);
@@ -263,7 +273,6 @@ static int chunk_read_blocks(struct chunk_open *o, uint64_t off, uint8_t *dst, s
 		memcpy(dst + (tstart - off), tail, off + len - tstart);
 	}
 out:
-	free(scratch);
 	return rc;
 }
 

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "chunk_format.h"
@@ -29,6 +30,7 @@ struct chunk_store {
 	int tmp_fd;             /* DATA_DIR/chunks/tmp */
 	uint64_t reserve_free_bytes;
 	atomic_uint_fast64_t tmp_seq;  /* makes temporary names unique within the process */
+	atomic_bool no_direct_io;      /* the file system refused O_DIRECT once: write buffered */
 
 	pthread_mutex_t lock;   /* protects the cache below and chunk_open.refs / last_used */
 	struct chunk_open *cache[CHUNK_FD_CACHE];

@@ -2,7 +2,8 @@
  *
  * The SSE4.2 crc32 instruction handles 8 bytes per step; CPUs without it use a byte-wise table
  * built on first use. The choice is made once (pthread_once) and both paths give identical results.
- * Not the fastest possible (no three-stream interleave), but far faster than the disk it guards.
+ * crc32c_many interleaves three independent buffers (chunk blocks are checked in batches), which
+ * hides the instruction's latency.
  */
 #include "crc32c.h"
 
@@ -64,6 +65,52 @@ static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p, size_t len)
 	return (uint32_t)c;
 }
 #endif
+
+#if defined(__x86_64__)
+/* Three streams of the same length n (a multiple of 8) in lockstep; c[] carries the states. */
+__attribute__((target("sse4.2")))
+static void crc32c_hw3(uint64_t c[3], const uint8_t *const p[3], size_t n)
+{
+	uint64_t c0 = c[0], c1 = c[1], c2 = c[2];
+
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t v0, v1, v2;
+
+		memcpy(&v0, p[0] + i, 8);
+		memcpy(&v1, p[1] + i, 8);
+		memcpy(&v2, p[2] + i, 8);
+		c0 = _mm_crc32_u64(c0, v0);
+		c1 = _mm_crc32_u64(c1, v1);
+		c2 = _mm_crc32_u64(c2, v2);
+	}
+	c[0] = c0;
+	c[1] = c1;
+	c[2] = c2;
+}
+#endif
+
+void crc32c_many(const void *const *bufs, const size_t *lens, size_t n, uint32_t *out)
+{
+	size_t i = 0;
+
+	pthread_once(&crc32c_once, crc32c_init);
+#if defined(__x86_64__)
+	for (; crc32c_use_hw && i + 3 <= n; i += 3) {
+		size_t common = lens[i];
+		for (int k = 1; k < 3; k++)
+			if (lens[i + k] < common)
+				common = lens[i + k];
+		common &= ~(size_t)7;
+		uint64_t c[3] = { 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
+		const uint8_t *p[3] = { bufs[i], bufs[i + 1], bufs[i + 2] };
+		crc32c_hw3(c, p, common);
+		for (int k = 0; k < 3; k++)
+			out[i + k] = ~crc32c_hw((uint32_t)c[k], p[k] + common, lens[i + k] - common);
+	}
+#endif
+	for (; i < n; i++)
+		out[i] = crc32c(0, bufs[i], lens[i]);
+}
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {

@@ -108,6 +108,28 @@ static void test_crc32c_vector(void **state)
 	assert_int_equal(crc32c(0, "", 0), 0);
 }
 
+static void test_crc32c_many_equals_one_at_a_time(void **state)
+{
+	(void)state;
+	enum { N = 10 };
+	static uint8_t data[N][3000];
+	const void *bufs[N];
+	size_t lens[N];
+	uint32_t got[N];
+
+	srand(7);
+	for (int i = 0; i < N; i++) {
+		for (size_t k = 0; k < sizeof(data[i]); k++)
+			data[i][k] = (uint8_t)rand();
+		/* unequal lengths, odd alignments and a short tail exercise every path */
+		bufs[i] = data[i] + (i % 5);
+		lens[i] = (size_t)(2990 - 37 * i - (i % 3));
+	}
+	crc32c_many(bufs, lens, N, got);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(got[i], crc32c(0, bufs[i], lens[i]));
+}
+
 static void test_digest_matches_known_sha256_and_hex_round_trips(void **state)
 {
 	struct digest d, back;
@@ -377,6 +399,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_vector),
+		cmocka_unit_test(test_crc32c_many_equals_one_at_a_time),
 		cmocka_unit_test(test_digest_matches_known_sha256_and_hex_round_trips),
 		cmocka_unit_test_setup_teardown(test_put_then_read_returns_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_is_header_plus_payload, setup, teardown),
