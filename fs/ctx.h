@@ -199,6 +199,9 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 void fs_ns_drop_done(struct fs_ctx *ctx, struct fs_drop *d);
 /* The commit failed: nothing changed; drops the reference. */
 void fs_ns_drop_abort(struct fs_ctx *ctx, struct fs_drop *d);
+/* Removes entry name of directory pind (a file, or an empty directory when dir is set) as unlink or
+ * rmdir do. Caller holds ns_lock. */
+int fs_ns_remove_locked(struct fs_ctx *ctx, struct fs_inode *pind, const char *name, bool dir);
 /* Applies the namespace fields of a committed snapshot to the cached record. */
 void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap);
 /* True if name is ".pec" in a directory that has a virtual .pec (the root or a run). */
@@ -245,11 +248,20 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 static inline bool pec_is_virtual(uint64_t ino) { return (ino & PEC_VIRT_BIT) != 0; }
 /* The entry of owner's .pec directory (owner: the root or a run). */
 void pec_dir_entry(struct fs_ctx *ctx, uint64_t owner, struct fuse_entry_param *e);
-int pec_lookup(struct fs_ctx *ctx, uint64_t parent, const char *name, struct fuse_entry_param *e);
+/* Looks name up in virtual directory parent: fills e, or, for a real inode a raw view shows, sets
+ * *real_ino (the caller replies with that inode's entry). */
+int pec_lookup(struct fs_ctx *ctx, uint64_t parent, const char *name, struct fuse_entry_param *e,
+	       uint64_t *real_ino);
 int pec_getattr(struct fs_ctx *ctx, uint64_t ino, struct stat *st);
+/* setattr of a virtual file (the truncation of an O_TRUNC open of RUN/.pec/tokens). */
+int pec_setattr(struct fs_ctx *ctx, uint64_t ino, int to_set, struct stat *st);
 void pec_readdir(fuse_req_t req, uint64_t ino, size_t size, off_t off, bool plus);
 void pec_open(fuse_req_t req, uint64_t ino, struct fuse_file_info *fi);
 void pec_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+/* Writes into a writable virtual file's handle: size or -errno. */
+int pec_write(struct fuse_file_info *fi, const char *buf, size_t size, off_t off);
+/* close(): submits what was written (RUN/.pec/tokens); -EINVAL for a rejected report. */
+int pec_flush(struct fs_ctx *ctx, struct fuse_file_info *fi);
 void pec_release(struct fuse_file_info *fi);
 int pec_readlink(struct fs_ctx *ctx, uint64_t ino, char *buf, size_t size);
 

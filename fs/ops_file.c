@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../policy/version_name.h"
+#include "../store/thread_buf.h"
 #include "ctx.h"
 
 #define TRACKER_MAX 4096  /* tracker files hold a name or a number */
@@ -159,6 +160,9 @@ static ssize_t read_full(struct data_file *df, char *buf, size_t size, uint64_t 
 	return (ssize_t)got;
 }
 
+/* Read replies are built in a buffer per request thread (see thread_buf.h for why). */
+static struct thread_buf read_reply_buf = THREAD_BUF_INIT;
+
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	if (pec_is_virtual(ino)) {
@@ -166,7 +170,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		return;
 	}
 	struct fs_file *fh = file_of(fi);
-	char *buf = malloc(size ? size : 1);
+	char *buf = thread_buf_get(&read_reply_buf, size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -178,18 +182,25 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	} else {
 		fuse_reply_buf(req, buf, (size_t)n);
 	}
-	free(buf);
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
-	struct fs_file *fh = file_of(fi);
-	struct fs_inode *ind = fh->ind;
 	ssize_t n;
 
-	if (pec_is_virtual(ino) || !fh->writable) {
+	if (pec_is_virtual(ino)) {
+		int rc = pec_write(fi, buf, size, off);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_write(req, (size_t)rc);
+		return;
+	}
+	struct fs_file *fh = file_of(fi);
+	struct fs_inode *ind = fh->ind;
+	if (!fh->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -248,7 +259,9 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	int rc = 0;
-	if (!pec_is_virtual(ino)) {
+	if (pec_is_virtual(ino)) {
+		rc = pec_flush(ctx, fi);
+	} else {
 		struct fs_file *fh = file_of(fi);
 		/* Only writers store at close: readers see buffered bytes anyway, and storing another
 		 * writer's partial chunk early would only cost a read-modify-write later. */

@@ -53,7 +53,16 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (pec_is_virtual(parent)) {
-		rc = pec_lookup(ctx, parent, name, &e);
+		rc = pec_lookup(ctx, parent, name, &e, &ino);
+		if (rc == 0 && ino) {
+			/* A raw view shows the real inode: reply as for its own name. */
+			rc = fs_inode_get(ctx, ino, &ind);
+			if (rc == 0) {
+				reply_entry_of(req, ctx, ind);
+				fs_inode_put(ctx, ind);
+				return;
+			}
+		}
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
 		else
@@ -176,6 +185,14 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	struct fs_inode *ind;
 	struct stat st;
 	(void)fi;
+	if (pec_is_virtual(ino)) {
+		int prc = pec_setattr(ctx, ino, to_set, &st);
+		if (prc < 0)
+			fuse_reply_err(req, -prc);
+		else
+			fuse_reply_attr(req, &st, 0);
+		return;
+	}
 	int rc = fs_inode_get(ctx, ino, &ind);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -352,8 +369,11 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 			struct fs_version fv;
 			if (fs_version_get(ctx, vmi.ino, &fv) == 0)
 				meta_batch_del_version(b, fv.v.run_ino, vmi.ino);
+			meta_batch_del_manifest(b, vmi.ino);
 			d->removed_vino = vmi.ino;
 		}
+		if (fs_mi_is_run(&vmi))
+			meta_batch_del_tokens(b, vmi.ino);
 	} else {
 		/* Files and symlinks: unlinked now, freed by fs_inode_reap once unused; the orphan key
 		 * lets the next mount finish that after a crash. */
@@ -387,7 +407,7 @@ void fs_ns_drop_abort(struct fs_ctx *ctx, struct fs_drop *d)
 	fs_inode_put(ctx, d->victim);
 }
 
-static int remove_locked(struct fs_ctx *ctx, struct fs_inode *pind, const char *name, bool dir)
+int fs_ns_remove_locked(struct fs_ctx *ctx, struct fs_inode *pind, const char *name, bool dir)
 {
 	struct meta_inode pmi;
 	struct fs_inode *victim;
@@ -441,7 +461,7 @@ static void remove_and_reply(fuse_req_t req, fuse_ino_t parent, const char *name
 	int rc = fs_inode_get(ctx, parent, &pind);
 	if (rc == 0) {
 		pthread_mutex_lock(&ctx->ns_lock);
-		rc = remove_locked(ctx, pind, name, dir);
+		rc = fs_ns_remove_locked(ctx, pind, name, dir);
 		pthread_mutex_unlock(&ctx->ns_lock);
 		fs_inode_put(ctx, pind);
 	}

@@ -4,7 +4,9 @@
  * Order: versions of a run sort by (step, create_seq). A name without a step sorts as step -1, that
  * is before every stepped version, in creation order: such names ("final", "best") carry no position
  * in training, and putting them first keeps a stepped run's "latest" on its highest step.
- * latest = the last SEALED (not DAMAGED) version in that order.
+ * latest = the last SEALED (not DAMAGED, not INCOMPLETE) version in that order.
+ * A seal also composes the version (compose.c: inherited expert files and the manifest go into the
+ * seal's synced batch) and then applies the run's retention (retain.c).
  */
 #include <assert.h>
 #include <errno.h>
@@ -12,7 +14,7 @@
 #include <string.h>
 
 #include "../policy/version_name.h"
-#include "ctx.h"
+#include "compose.h"
 
 static struct fs_version *ver_find(struct fs_ctx *ctx, uint64_t vino)
 {
@@ -174,7 +176,8 @@ void fs_version_moved(struct fs_ctx *ctx, uint64_t vino, uint64_t new_run, const
 bool fs_version_damage_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino)
 {
 	struct fs_version fv;
-	if (vino == 0 || fs_version_get(ctx, vino, &fv) < 0 || fv.v.state != META_VERSION_SEALED)
+	if (vino == 0 || fs_version_get(ctx, vino, &fv) < 0 ||
+	    (fv.v.state != META_VERSION_SEALED && fv.v.state != META_VERSION_INCOMPLETE))
 		return false;
 	fv.v.state = META_VERSION_DAMAGED;
 	meta_batch_put_version(b, &fv.v);
@@ -247,8 +250,9 @@ static int walk_cb(const char *name, uint64_t ino, uint32_t mode, void *arg)
 	return data_unique_add_file(w->ctx->dc, w->u, ino);
 }
 
-/* Counts the regular files, their sizes and their distinct stored bytes under directory root. */
-static int version_count(struct fs_ctx *ctx, uint64_t root, struct meta_version *v)
+/* Counts the regular files, their sizes and their distinct stored bytes under directory root; the
+ * chunks of the extra inodes (sources of files composition adds in the same batch) count too. */
+static int version_count(struct fs_ctx *ctx, uint64_t root, const struct fs_compose *extra, struct meta_version *v)
 {
 	struct walk w = { .ctx = ctx, .u = data_unique_new() };
 	int rc = 0;
@@ -266,9 +270,11 @@ static int version_count(struct fs_ctx *ctx, uint64_t root, struct meta_version 
 		uint64_t dir = w.dirs[--w.ndirs];
 		rc = meta_list_dir(ctx->meta, dir, NULL, walk_cb, &w);
 	}
+	for (size_t i = 0; rc == 0 && extra && i < extra->n_sources; i++)
+		rc = data_unique_add_file(ctx->dc, w.u, extra->sources[i]);
 	if (rc == 0) {
-		v->files = w.files;
-		v->logical_bytes = w.logical_bytes;
+		v->files = w.files + (extra ? extra->files : 0);
+		v->logical_bytes = w.logical_bytes + (extra ? extra->logical_bytes : 0);
 		v->stored_bytes = data_unique_bytes(w.u);
 	}
 out:
@@ -283,6 +289,7 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 	struct fs_inode **files = NULL;
 	size_t n = 0;
 	struct meta_batch *b = NULL;
+	struct fs_compose comp;
 	int rc;
 
 	if (fs_version_get(ctx, vino, &fv) < 0)
@@ -312,16 +319,22 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 	rc = meta_batch_commit(ctx->meta, b, false);
 	if (rc < 0)
 		goto out;
-	rc = version_count(ctx, vino, &fv.v);
+	rc = fs_compose_seal(ctx, &fv, b, &comp);
 	if (rc < 0)
 		goto out;
+	rc = version_count(ctx, vino, &comp, &fv.v);
+	if (rc < 0) {
+		fs_compose_done(ctx, &comp, false);
+		goto out;
+	}
 	uint64_t seq = ctx->sb.next_seq++;
-	fv.v.state = META_VERSION_SEALED;
+	fv.v.state = comp.state;
 	fv.v.seal_seq = seq;
 	fv.v.sealed_ns = fs_now_ns();
 	meta_batch_put_version(b, &fv.v);
 	meta_batch_put_super(b, &ctx->sb);
 	rc = meta_batch_commit(ctx->meta, b, true);
+	fs_compose_done(ctx, &comp, rc == 0);
 	if (rc < 0) {
 		ctx->sb.next_seq--;
 		goto out;
@@ -331,11 +344,13 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 	if (live)
 		live->v = fv.v;
 	pthread_mutex_unlock(&ctx->ver_lock);
-	pecfs_log_info("sealed %s (%s): %llu files, %llu bytes, %llu stored", fv.name, why,
-		       (unsigned long long)fv.v.files, (unsigned long long)fv.v.logical_bytes,
-		       (unsigned long long)fv.v.stored_bytes);
+	pecfs_log_info("sealed %s (%s): %s, %llu files, %llu bytes, %llu stored", fv.name, why,
+		       fs_version_state_name(fv.v.state), (unsigned long long)fv.v.files,
+		       (unsigned long long)fv.v.logical_bytes, (unsigned long long)fv.v.stored_bytes);
 out:
 	pthread_rwlock_unlock(&ctx->write_gate);
+	if (rc == 0)
+		fs_retain_run(ctx, fv.v.run_ino);
 	if (rc < 0) {
 		/* Records persisted above but not sealed: mark them dirty so they are written again. */
 		for (size_t i = 0; i < n; i++) {
@@ -355,7 +370,7 @@ out:
 int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v)
 {
 	pthread_mutex_lock(&ctx->ns_lock);
-	int rc = version_count(ctx, vino, v);
+	int rc = version_count(ctx, vino, NULL, v);
 	pthread_mutex_unlock(&ctx->ns_lock);
 	return rc;
 }
@@ -461,6 +476,7 @@ const char *fs_version_state_name(uint32_t state)
 	case META_VERSION_OPEN: return "open";
 	case META_VERSION_SEALED: return "sealed";
 	case META_VERSION_DAMAGED: return "damaged";
+	case META_VERSION_INCOMPLETE: return "incomplete";
 	default: return "unknown";
 	}
 }

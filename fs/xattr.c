@@ -1,7 +1,10 @@
 /* xattr.c - extended attributes. user.* names are stored in the metadata database; user.pec.* are
  * read-only facts generated on request (files: digest, chunks, version, state, tier; version
- * directories: state, step, order). Setting user.pec.seal on a version directory seals it (this is
- * how `pecfs seal` works). Other namespaces (security.*, trusted.*, system.*) are not supported.
+ * directories: state, step, order) or stored by the fs (inherited files: source, staleness). Setting
+ * user.pec.seal on a version directory seals it (this is how `pecfs seal` works); user.pec.pin pins
+ * one (`pecfs pin`, allowed on sealed versions too); the PEC settings of a run (pec_runcfg.c) are
+ * user.pec.* names on the run directory, validated when set. Other namespaces (security.*,
+ * trusted.*, system.*) are not supported.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -9,7 +12,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-#include "ctx.h"
+#include "compose.h"
 
 #define XATTR_PREFIX_USER "user."
 #define XATTR_PREFIX_PEC "user.pec."
@@ -132,6 +135,36 @@ static int set_locked(struct fs_ctx *ctx, struct fs_inode *ind, const char *name
 	return rc;
 }
 
+/* The user.pec.* names a user may set or remove (value NULL): a pin on a version, a run's setting. */
+static int pec_set_locked(struct fs_ctx *ctx, struct fs_inode *ind, const char *name, const char *value,
+			  size_t size, int flags)
+{
+	if (pec_runcfg_is_key(name)) {
+		if (!fs_mi_is_run(&ind->mi))
+			return -EINVAL;
+		int rc = value ? pec_runcfg_validate(name, value, size) : 0;
+		return rc < 0 ? rc : set_locked(ctx, ind, name, value, size, value ? flags : XATTR_REPLACE);
+	}
+	if (strcmp(name, PEC_XATTR_PIN) != 0)
+		return -EPERM;
+	if (!fs_mi_is_version(&ind->mi))
+		return -EINVAL;
+	/* A pin is not content: it may change on a sealed version, so set_locked's rule is skipped. */
+	bool pinned = meta_get_xattr(ctx->meta, ind->ino, name, NULL, 0) >= 0;
+	if (!value && !pinned)
+		return -ENODATA;
+	struct meta_batch *b = meta_batch_new();
+	if (!b)
+		return -ENOMEM;
+	if (value)
+		meta_batch_put_xattr(b, ind->ino, name, "1", 1);
+	else
+		meta_batch_del_xattr(b, ind->ino, name);
+	int rc = meta_batch_commit(ctx->meta, b, true);
+	meta_batch_free(b);
+	return rc;
+}
+
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
@@ -161,7 +194,9 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 			rc = fs_version_seal(ctx, ind->ino, "on request");
 		}
 	} else if (is_pec(name)) {
-		rc = -EPERM;
+		pthread_mutex_lock(&ctx->ns_lock);
+		rc = pec_set_locked(ctx, ind, name, value, size, flags);
+		pthread_mutex_unlock(&ctx->ns_lock);
 	} else {
 		pthread_mutex_lock(&ctx->ns_lock);
 		rc = set_locked(ctx, ind, name, value, size, flags);
@@ -199,12 +234,14 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (is_pec(name)) {
+	if (is_pec(name))
 		rc = pec_fact(ctx, ind, name + strlen(XATTR_PREFIX_PEC), fact, sizeof(fact));
+	if (is_pec(name) && rc != -ENODATA) {
 		if (rc >= (int)sizeof(fact))
 			rc = -ERANGE;
 		reply_value(req, fact, rc, size);
 	} else {
+		/* Stored user.* values, and the user.pec.* ones the fs stores (source, pin, settings). */
 		char *val = malloc(XATTR_VALUE_MAX);
 		if (!val) {
 			rc = -ENOMEM;
@@ -293,16 +330,15 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	if (is_pec(name)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
 	if ((rc = fs_inode_get(ctx, ino, &ind)) < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	pthread_mutex_lock(&ctx->ns_lock);
-	rc = set_locked(ctx, ind, name, NULL, 0, XATTR_REPLACE);
+	if (is_pec(name))
+		rc = pec_set_locked(ctx, ind, name, NULL, 0, XATTR_REPLACE);
+	else
+		rc = set_locked(ctx, ind, name, NULL, 0, XATTR_REPLACE);
 	pthread_mutex_unlock(&ctx->ns_lock);
 	fs_inode_put(ctx, ind);
 	fuse_reply_err(req, -rc);

@@ -53,6 +53,10 @@ int pec_tokens_sum(const struct pec_tokens *a, const struct pec_tokens *b, struc
 /* Adds the report's layers and expert counts to *lo. 0 or -ENOMEM. */
 int pec_tokens_layout(const struct pec_tokens *t, struct pec_layout *lo);
 
+/* The report as JSON text in the schema pec_tokens_parse reads (NUL-terminated, malloc'd; the
+ * caller frees it). 0 or -ENOMEM. */
+int pec_tokens_to_json(const struct pec_tokens *t, char **out);
+
 void pec_tokens_free(struct pec_tokens *t);
 
 #endif

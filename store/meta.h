@@ -68,6 +68,8 @@ enum meta_version_state {
 	META_VERSION_OPEN = 0,
 	META_VERSION_SEALED = 1,
 	META_VERSION_DAMAGED = 2,  /* sealed, then lost a file to removal: never "latest" */
+	META_VERSION_INCOMPLETE = 3, /* sealed, but its composition lacks an expert unit that no
+					version ever wrote: immutable like SEALED, never "latest" */
 };
 
 /* A version: a directory directly inside a run directory. */
@@ -117,6 +119,13 @@ int meta_get_version(struct meta *m, uint64_t run_ino, uint64_t ino, struct meta
 int meta_list_versions(struct meta *m, uint64_t run_ino,
 		       int (*cb)(const struct meta_version *v, void *arg), void *arg);
 
+/* PEC records, JSON text owned by fs/ (schemas in policy/PEC.md): the fixed composition (manifest) of
+ * a sealed version, keyed by the version's inode, and the token report pending for a run since its
+ * last seal, keyed by the run's inode. *out is malloc'ed and NUL-terminated (the caller frees it).
+ * -ENOENT when there is none. */
+int meta_get_manifest(struct meta *m, uint64_t version_ino, char **out, size_t *len);
+int meta_get_tokens(struct meta *m, uint64_t run_ino, char **out, size_t *len);
+
 /* ---- whole-database scans (mount-time recovery, fsck, gc) ---- */
 int meta_foreach_inode(struct meta *m, int (*cb)(const struct meta_inode *i, void *arg), void *arg);
 int meta_foreach_extent(struct meta *m, int (*cb)(uint64_t ino, const struct meta_extent *e, void *arg),
@@ -149,6 +158,10 @@ void meta_batch_put_version(struct meta_batch *b, const struct meta_version *v);
 void meta_batch_del_version(struct meta_batch *b, uint64_t run_ino, uint64_t ino);
 void meta_batch_put_orphan(struct meta_batch *b, uint64_t ino);
 void meta_batch_del_orphan(struct meta_batch *b, uint64_t ino);
+void meta_batch_put_manifest(struct meta_batch *b, uint64_t version_ino, const char *json, size_t len);
+void meta_batch_del_manifest(struct meta_batch *b, uint64_t version_ino);
+void meta_batch_put_tokens(struct meta_batch *b, uint64_t run_ino, const char *json, size_t len);
+void meta_batch_del_tokens(struct meta_batch *b, uint64_t run_ino);
 /* Deletes every extent key and xattr key of ino (used when an inode is freed). Needs the db to know
  * which keys exist, so it takes m; the deletions still apply at commit. */
 int meta_batch_del_all_extents(struct meta *m, struct meta_batch *b, uint64_t ino);

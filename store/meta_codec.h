@@ -21,6 +21,8 @@
 #define META_KEY_CHUNK   'C'
 #define META_KEY_VERSION 'V'
 #define META_KEY_ORPHAN  'O'
+#define META_KEY_MANIFEST 'M'
+#define META_KEY_TOKENS  'T'
 
 #define META_RECORD_V1 1
 #define META_XATTR_NAME_MAX 255
