@@ -9,6 +9,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -25,6 +26,7 @@ int cli_fsck(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_pin(int argc, char **argv);
 int cli_unpin(int argc, char **argv);
+int cli_restore(int argc, char **argv);
 
 /* Help texts (usage, every option, an example) to out. */
 void cli_help_mount(FILE *out);
@@ -34,6 +36,7 @@ void cli_help_status(FILE *out);
 void cli_help_fsck(FILE *out);
 void cli_help_gc(FILE *out);
 void cli_help_pin(FILE *out);
+void cli_help_restore(FILE *out);
 
 /* Prints "pecfs: <message>" to stderr; returns code (so `return cli_error(CLI_USAGE, ...)`). */
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -73,5 +76,25 @@ bool cli_store_in_use(const char *data_dir);
 /* Waits up to timeout_ms for DATA_DIR/LOCK to be released; true once it is. When tell is set and the
  * wait lasts over 2 s, says once on stderr what it is waiting for. */
 bool cli_wait_store_free(const char *data_dir, long timeout_ms, const char *tell);
+
+/* ---- the S3 tier (cli_tier.c) ---- */
+struct pecfs_config;
+struct store;
+struct tier;
+
+/* Starts the tier on st when cfg->s3 is set (*out NULL otherwise). CLI_USAGE after printing the
+ * reason for a bad setting or missing credentials, 0 when started or not configured. */
+int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier **out);
+
+/* mount --from: imports the bucket's committed versions into cfg->data_dir before the mount opens it
+ * (nothing when cfg->from is ""). 0, or an exit code after printing the reason. */
+int cli_tier_import(const struct pecfs_config *cfg);
+
+/* Waits until version_path (on mountpoint, just sealed) is committed in S3; a progress bar on a
+ * terminal. Returns the exit code. */
+int cli_seal_wait_upload(const char *version_path, const char *mountpoint);
+
+/* "\rlabel [####    ]  42.0% 12/30 MiB" to out. */
+void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total);
 
 #endif

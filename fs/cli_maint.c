@@ -29,8 +29,8 @@ void cli_help_seal(FILE *out)
 		"Returns once the version is durable on local disk. Sealing a sealed version does nothing.\n"
 		"\n"
 		"options:\n"
-		"  --wait-upload   also wait until the version is uploaded to the S3 tier; with no S3 tier\n"
-		"                  configured (as now) it returns right after the seal\n"
+		"  --wait-upload   also wait until the version is committed in the S3 tier (a progress bar\n"
+		"                  on a terminal); on a mount without --s3 it returns right after the seal\n"
 		"  -h, --help      show this help\n"
 		"\n"
 		"exit status: 0 sealed, 1 a PATH could not be sealed, 2 bad usage.\n"
@@ -65,6 +65,7 @@ int cli_seal(int argc, char **argv)
 	struct cli_mount m;
 	struct stat st;
 	int rc = CLI_OK, first = 0;
+	bool wait_upload = false;
 
 	for (; first < argc && argv[first][0] == '-'; first++) {
 		if (cli_is_help(argv[first])) {
@@ -77,6 +78,7 @@ int cli_seal(int argc, char **argv)
 		}
 		if (strcmp(argv[first], "--wait-upload") != 0)
 			return cli_error(CLI_USAGE, "unknown option %s (see pecfs seal --help)", argv[first]);
+		wait_upload = true;
 	}
 	if (first >= argc)
 		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload] PATH...)");
@@ -102,6 +104,8 @@ int cli_seal(int argc, char **argv)
 			continue;
 		}
 		printf("sealed %s\n", path);
+		if (wait_upload && cli_seal_wait_upload(path, m.mountpoint) != CLI_OK)
+			rc = CLI_FAILED;
 	}
 	return rc;
 }

@@ -23,6 +23,7 @@
 #include "ctl.h"
 #include "fs.h"
 #include "log.h"
+#include "../store/tier.h"
 
 #define MOUNT_SYSTEM_CONFIG "/etc/pecfs/pecfs.conf"
 #define MOUNT_MSG_MAX 1024
@@ -34,6 +35,8 @@ static const char *mount_placeholder(enum pecfs_config_kind kind)
 	case PECFS_CONFIG_COUNT: return " N";
 	case PECFS_CONFIG_SECONDS: return " SECONDS";
 	case PECFS_CONFIG_LEVEL: return " LEVEL";
+	case PECFS_CONFIG_TEXT: return " TEXT";
+	case PECFS_CONFIG_RATIO: return " RATIO";
 	case PECFS_CONFIG_BOOL: break;
 	}
 	return "";
@@ -345,10 +348,14 @@ static int mount_serve(struct mount_run *run)
 				     .reserve_free_bytes = cfg->reserve_free_bytes };
 	struct ctl_server *ctl = NULL;
 	struct store *st = NULL;
+	struct tier *tier = NULL;
 	char msg[MOUNT_MSG_MAX];
 	pid_t busy_pid = 0;
 	int rc;
 
+	rc = cli_tier_import(cfg);
+	if (rc != 0)
+		return rc;
 	mount_capture_begin(&run->capture);
 	rc = store_open(cfg->data_dir, &opt, &st, &busy_pid);
 	mount_capture_end(&run->capture, msg, sizeof(msg), false);
@@ -368,6 +375,12 @@ static int mount_serve(struct mount_run *run)
 		return cli_error(CLI_FAILED, "cannot start the control socket in %s: %s", cfg->data_dir,
 				 strerror(-rc));
 	}
+	rc = cli_tier_start(cfg, st, &tier);
+	if (rc != 0) {
+		ctl_server_stop(ctl);
+		store_close(st);
+		return rc;
+	}
 
 	mount_capture_begin(&run->capture);
 	rc = pecfs_fs_serve(cfg, st, mount_on_mounted, run);
@@ -384,6 +397,7 @@ static int mount_serve(struct mount_run *run)
 		pecfs_log_info("%s unmounted, everything stored", cfg->mountpoint);
 	}
 	ctl_server_stop(ctl);
+	tier_close(tier);
 	store_close(st);
 	return rc < 0 ? CLI_FAILED : CLI_OK;
 }

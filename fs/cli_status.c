@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void cli_help_status(FILE *out)
 {
@@ -21,7 +22,8 @@ void cli_help_status(FILE *out)
 		"Shows each pecfs mount (or only the one holding PATH; only that run when PATH is a run or\n"
 		"inside one): its data folder, logical bytes (what files hold) against stored bytes (what the\n"
 		"disk holds after deduplication), and per run a table of versions with state, step, files,\n"
-		"logical and stored bytes, and which version is latest.\n"
+		"logical and stored bytes, and which version is latest. With an S3 tier: its state, the last\n"
+		"error, versions and bytes waiting for upload and the upload rate (a progress bar on a tty).\n"
 		"\n"
 		"options:\n"
 		"  --json       print {\"mounts\": [{\"mountpoint\", \"data_dir\", \"stats\": MNT/.pec/stats,\n"
@@ -132,6 +134,29 @@ static int status_load_runs(const char *mnt, const char *only, json_t *runs)
 	return rc;
 }
 
+/* The S3 tier's line (when the mount has one): where, state, pending work, rate; a bar on a tty. */
+static void status_print_tier(json_t *stats)
+{
+	json_t *t = json_object_get(stats, "s3"), *err;
+	double pending = status_num(t, "bytes_pending"), done = status_num(t, "bytes_uploaded");
+	char a[32], b[32], c[32];
+
+	if (!json_is_object(t))
+		return;
+	printf("  S3 tier %s (node %s): %s; %.0f version%s pending (%s), %s uploaded since mount, %s/s\n",
+	       json_string_value(json_object_get(t, "uri")) ?: "?", json_string_value(json_object_get(t, "node_id")) ?: "?",
+	       json_string_value(json_object_get(t, "state")) ?: "?", status_num(t, "versions_pending"),
+	       status_plural(t, "versions_pending"), status_bytes(pending, a, sizeof(a)),
+	       status_bytes(done, b, sizeof(b)), status_bytes(status_num(t, "rate_bytes_per_s"), c, sizeof(c)));
+	err = json_object_get(t, "error");
+	if (json_is_string(err))
+		printf("  S3 error (retrying with backoff, nothing is lost): %s\n", json_string_value(err));
+	if (pending > 0 && isatty(STDOUT_FILENO)) {
+		cli_progress_bar(stdout, "  upload", (uint64_t)done, (uint64_t)(done + pending));
+		putchar('\n');
+	}
+}
+
 static void status_print_mount(json_t *m)
 {
 	json_t *stats = json_object_get(m, "stats"), *runs = json_object_get(m, "runs"), *run;
@@ -154,6 +179,7 @@ static void status_print_mount(json_t *m)
 		printf(" (%.2fx reduction)", logical / stored);
 	printf("\n  dedup ratio %.2f (bytes written / new bytes stored since mount); free disk %s\n",
 	       status_num(stats, "dedup_ratio"), status_bytes(status_num(stats, "free_disk_bytes"), c, sizeof(c)));
+	status_print_tier(stats);
 
 	json_array_foreach(runs, i, run) {
 		json_t *latest = json_object_get(run, "latest"), *versions = json_object_get(run, "versions"), *v;

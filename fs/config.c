@@ -41,6 +41,19 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	  "renaming a temporary version directory (step-100.tmp) into place seals it" },
 	{ "seal-on-next-version", PECFS_CONFIG_BOOL, "no",
 	  "the first file created in a newer version seals older versions with no open files" },
+	{ "s3", PECFS_CONFIG_TEXT, "", "attach the S3 tier: upload sealed versions to s3://BUCKET/PREFIX" },
+	{ "s3-endpoint", PECFS_CONFIG_TEXT, "", "S3 server URL, http(s)://host[:port] (default: AWS for s3-region)" },
+	{ "s3-region", PECFS_CONFIG_TEXT, "us-east-1", "region requests are signed for" },
+	{ "s3-addressing", PECFS_CONFIG_TEXT, "auto", "bucket addressing: path, virtual or auto" },
+	{ "s3-ca-file", PECFS_CONFIG_TEXT, "", "PEM file of CAs to trust for the S3 endpoint (private servers)" },
+	{ "s3-credentials-file", PECFS_CONFIG_TEXT, "",
+	  "AWS-style credentials file (mode 0600) used when AWS_ACCESS_KEY_ID is not set" },
+	{ "node-id", PECFS_CONFIG_TEXT, "", "this node's name in the bucket (default: the data folder's random id)" },
+	{ "upload-threads", PECFS_CONFIG_COUNT, "8", "chunks uploaded to S3 at once" },
+	{ "upload-bandwidth", PECFS_CONFIG_SIZE, "0", "most bytes per second sent to S3, 0 for unlimited" },
+	{ "cache-size", PECFS_CONFIG_SIZE, "0", "local bytes of uploaded chunks to keep, 0 for unlimited" },
+	{ "cache-min-free", PECFS_CONFIG_RATIO, "0", "evict uploaded chunks while the data disk has less free" },
+	{ "from", PECFS_CONFIG_TEXT, "", "import the committed versions of s3://BUCKET/PREFIX (mount on a fresh node)" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -78,6 +91,7 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->attr_timeout = 1.0;
 	cfg->seal_on_tracker = true;
 	cfg->seal_on_rename = true;
+	cfg->upload_threads = 8;
 }
 
 static int cfg_parse_bool(const char *v, bool *out)
@@ -193,7 +207,42 @@ static uint32_t *cfg_count_field(struct pecfs_config *cfg, const char *name, uin
 		*max = 1024;
 		return &cfg->fuse_threads;
 	}
+	if (strcmp(name, "upload-threads") == 0) {
+		*max = 64;
+		return &cfg->upload_threads;
+	}
 	return NULL;
+}
+
+/* The S3 settings that are strings; values are checked where they are used (tier_open), except
+ * those with a fixed set of words. */
+static int cfg_set_text(struct pecfs_config *cfg, const char *name, const char *value, char *err, size_t errsz)
+{
+	struct { const char *name; char *field; size_t size; } f[] = {
+		{ "s3", cfg->s3, sizeof(cfg->s3) },
+		{ "s3-endpoint", cfg->s3_endpoint, sizeof(cfg->s3_endpoint) },
+		{ "s3-region", cfg->s3_region, sizeof(cfg->s3_region) },
+		{ "s3-addressing", cfg->s3_addressing, sizeof(cfg->s3_addressing) },
+		{ "s3-ca-file", cfg->s3_ca_file, sizeof(cfg->s3_ca_file) },
+		{ "s3-credentials-file", cfg->s3_credentials_file, sizeof(cfg->s3_credentials_file) },
+		{ "node-id", cfg->node_id, sizeof(cfg->node_id) },
+		{ "from", cfg->from, sizeof(cfg->from) },
+	};
+
+	if (strcmp(name, "s3-addressing") == 0 && value[0] && strcmp(value, "path") != 0 &&
+	    strcmp(value, "virtual") != 0 && strcmp(value, "auto") != 0)
+		return cfg_fail(err, errsz, "s3-addressing: '%s' is not path, virtual or auto", value);
+	if ((strcmp(name, "s3") == 0 || strcmp(name, "from") == 0) && value[0] && strncmp(value, "s3://", 5) != 0)
+		return cfg_fail(err, errsz, "%s: '%s' is not s3://BUCKET/PREFIX", name, value);
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		if (strcmp(name, f[i].name) != 0)
+			continue;
+		if (strlen(value) >= f[i].size)
+			return cfg_fail(err, errsz, "%s: value longer than %zu bytes", name, f[i].size - 1);
+		memcpy(f[i].field, value, strlen(value) + 1);
+		return 0;
+	}
+	return cfg_fail(err, errsz, "%s: unsupported kind of setting", name);
 }
 
 int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *value, char *err, size_t errsz)
@@ -206,7 +255,8 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 
 	if (key == NULL)
 		return cfg_fail(err, errsz, "unknown setting '%s'", name);
-	if (value == NULL || value[0] == '\0')
+	/* A text setting may be set to "" (`s3 =`): the feature stays off, as by default. */
+	if (value == NULL || (value[0] == '\0' && key->kind != PECFS_CONFIG_TEXT))
 		return cfg_fail(err, errsz, "%s: missing value", name);
 
 	switch (key->kind) {
@@ -242,9 +292,22 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 				return cfg_fail(err, errsz, "chunk-size: '%s' is not a power of two from 64K to 64M",
 						value);
 			cfg->chunk_size = (uint32_t)size;
+		} else if (strcmp(name, "upload-bandwidth") == 0) {
+			cfg->upload_bandwidth = size;
+		} else if (strcmp(name, "cache-size") == 0) {
+			cfg->cache_size = size;
 		} else {
 			cfg->reserve_free_bytes = size;
 		}
+		return 0;
+	case PECFS_CONFIG_TEXT:
+		return cfg_set_text(cfg, name, value, err, errsz);
+	case PECFS_CONFIG_RATIO:
+		errno = 0;
+		secs = strtod(value, &end);
+		if (errno != 0 || end == value || *end != '\0' || !isfinite(secs) || secs < 0 || secs > 1)
+			return cfg_fail(err, errsz, "%s: '%s' is not a ratio from 0 to 1", name, value);
+		cfg->cache_min_free = secs;
 		return 0;
 	}
 	return cfg_fail(err, errsz, "%s: unsupported kind of setting", name);

@@ -37,6 +37,20 @@ struct pecfs_config {
 	bool seal_on_rename;          /* renaming a temporary version directory into place seals it; on */
 	bool seal_on_next_version;    /* the first file created in a newer version seals older versions of the
 					 run that have no open files; default off */
+
+	/* The S3 tier (store/tier.h): off while s3 is "" (local disk alone). */
+	char s3[512];                 /* s3://BUCKET[/PREFIX] */
+	char s3_endpoint[512];        /* http(s)://host[:port]; "": AWS's endpoint for s3_region */
+	char s3_region[64];           /* "": us-east-1 */
+	char s3_addressing[16];       /* "", "path" or "virtual" */
+	char s3_ca_file[PATH_MAX];
+	char s3_credentials_file[PATH_MAX];
+	char node_id[64];             /* "": the data folder's own random id */
+	uint32_t upload_threads;      /* chunks uploaded at once; default 8 */
+	uint64_t upload_bandwidth;    /* bytes per second, 0 unlimited */
+	uint64_t cache_size;          /* local bytes of uploaded chunks kept, 0 unlimited */
+	double cache_min_free;        /* evict uploaded chunks while the data disk has less free (ratio) */
+	char from[512];               /* mount --from s3://...: import the bucket's versions */
 };
 
 /* The settings, for --help and option parsing: pecfs_config_keys is terminated by a NULL name. */
@@ -46,6 +60,8 @@ enum pecfs_config_kind {
 	PECFS_CONFIG_COUNT,    /* a positive whole number */
 	PECFS_CONFIG_SECONDS,  /* a non-negative decimal number of seconds */
 	PECFS_CONFIG_LEVEL,    /* error|warn|info|debug */
+	PECFS_CONFIG_TEXT,     /* a string (a URL, a path, a name) */
+	PECFS_CONFIG_RATIO,    /* a decimal number from 0 to 1 */
 };
 struct pecfs_config_key {
 	const char *name;

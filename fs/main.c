@@ -24,6 +24,7 @@ static const struct main_command main_commands[] = {
 	{ "gc", cli_gc, cli_help_gc, "reclaim chunks that no file uses any more" },
 	{ "pin", cli_pin, cli_help_pin, "keep versions whatever the run's retention" },
 	{ "unpin", cli_unpin, cli_help_pin, "let retention remove pinned versions again" },
+	{ "restore", cli_restore, cli_help_restore, "copy a version out of the S3 tier into a folder" },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -6,6 +6,7 @@
  * already durable, and any extent naming the chunk is committed later in the same log.
  */
 #include "store_impl.h"
+#include "tier.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -149,8 +150,14 @@ uint64_t store_chunk_refcount(struct store *st, const struct digest *d)
 
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len)
 {
+	struct tier *t = atomic_load(&st->tier);
 	int rc = chunk_store_read(st->chunks, d, off, dst, len);
 
+	/* With an S3 tier, an absent chunk file may be an evicted (or imported) chunk: fetch it. */
+	if (rc == -ENOENT && t)
+		rc = tier_read_through(t, d, off, dst, len);
+	else if (rc == 0 && t)
+		tier_cache_touch(t, d);
 	if (rc == -EIO)
 		atomic_fetch_add(&st->corrupt_reads, 1);
 	return rc;

@@ -7,6 +7,7 @@
  * that uses it. While mounted and busy, in-flight writes may show up as transient findings.
  */
 #include "store_impl.h"
+#include "tier.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -94,6 +95,9 @@ static void fsck_verify_chunks(struct fsck_ctx *f)
 		if (rc == 0 && (chunk_store_stat(f->st->chunks, &c->digest, &len) != 0 || len != c->len))
 			rc = -EIO;
 		if (rc == 0)
+			continue;
+		/* An S3-tier chunk evicted from (or not yet fetched to) local disk is not missing. */
+		if (rc == -ENOENT && tier_chunk_in_bucket(f->st->meta, &c->digest))
 			continue;
 		digest_to_hex(&c->digest, hex);
 		if (rc == -ENOENT) {

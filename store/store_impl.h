@@ -48,6 +48,10 @@ struct store {
 	atomic_uint_fast64_t corrupt_reads;
 
 	pthread_mutex_t maint_lock;  /* one gc or fsck at a time */
+
+	/* The S3 tier (tier.h), set by tier_open and cleared by tier_close while no other thread uses
+	 * the store's tier functions; NULL when the store is local only. */
+	struct tier *_Atomic tier;
 };
 
 /* ---- index (caller holds store.lock) ---- */

@@ -1,0 +1,166 @@
+/* cli_tier.c - the S3 tier seen from the command line: starting it with the daemon's store from
+ * the settings, its log lines into the daemon's log, and `pecfs seal --wait-upload`, which polls
+ * RUN/.pec/versions (so it needs nothing but read access to the mount).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "../store/tier.h"
+
+static void cli_tier_log(void *ctx, enum s3_log_level level, const char *msg)
+{
+	(void)ctx;
+	pecfs_log((enum pecfs_log_level)level, "%s", msg);
+}
+
+static const char *nz(const char *s)
+{
+	return s[0] ? s : NULL;
+}
+
+static void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->uri = cfg->s3[0] ? cfg->s3 : cfg->from;
+	o->endpoint = nz(cfg->s3_endpoint);
+	o->region = nz(cfg->s3_region);
+	o->addressing = strcmp(cfg->s3_addressing, "path") == 0      ? S3_ADDRESSING_PATH :
+			strcmp(cfg->s3_addressing, "virtual") == 0 ? S3_ADDRESSING_VIRTUAL :
+								     S3_ADDRESSING_AUTO;
+	o->ca_file = nz(cfg->s3_ca_file);
+	o->credentials_file = nz(cfg->s3_credentials_file);
+}
+
+int cli_tier_import(const struct pecfs_config *cfg)
+{
+	struct store_options so = { .chunk_size = cfg->chunk_size, .reserve_free_bytes = cfg->reserve_free_bytes };
+	struct tier_options o;
+	struct store *st;
+	uint64_t n = 0;
+	char err[512] = "";
+	int rc;
+
+	if (!cfg->from[0])
+		return 0;
+	cli_tier_options(cfg, &o);
+	o.uri = cfg->from;
+	if (store_open(cfg->data_dir, &so, &st, NULL) < 0)
+		return 0;  /* the mount's own open reports why */
+	rc = tier_import(st, &o, cfg->foreground ? stderr : NULL, &n, err, sizeof(err));
+	store_close(st);
+	if (rc < 0)
+		return cli_error(CLI_FAILED, "mount --from %s: %s", cfg->from, err[0] ? err : strerror(-rc));
+	return 0;
+}
+
+int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier **out)
+{
+	struct tier_options o;
+	char err[512] = "";
+	int rc;
+
+	*out = NULL;
+	if (!cfg->s3[0] && !cfg->from[0])
+		return 0;
+	cli_tier_options(cfg, &o);
+	o.upload_threads = cfg->upload_threads;
+	o.node_id = nz(cfg->node_id);
+	o.upload_bandwidth = cfg->upload_bandwidth;
+	o.cache_size = cfg->cache_size;
+	o.cache_min_free = cfg->cache_min_free;
+	o.log = cli_tier_log;
+	rc = tier_open(st, &o, out, err, sizeof(err));
+	if (rc < 0)
+		return cli_error(CLI_USAGE, "S3 tier %s: %s", o.uri, err[0] ? err : strerror(-rc));
+	pecfs_log_info("S3 tier: uploading sealed versions to %s", o.uri);
+	return 0;
+}
+
+/* The entry of version name in RUN/.pec/versions: 1 uploaded, 0 not yet, -errno. */
+static int seal_upload_state(const char *run, const char *name, uint64_t *done, uint64_t *total)
+{
+	char path[PATH_MAX + 32];
+	json_error_t jerr;
+	json_t *root, *vs, *v;
+	size_t i;
+	int rc = -ENOENT;
+
+	snprintf(path, sizeof(path), "%s/.pec/versions", run);
+	root = json_load_file(path, 0, &jerr);
+	if (!root)
+		return -EIO;
+	vs = json_object_get(root, "versions");
+	json_array_foreach(vs, i, v) {
+		if (strcmp(json_string_value(json_object_get(v, "name")) ?: "", name) != 0)
+			continue;
+		*done = (uint64_t)json_integer_value(json_object_get(v, "uploaded_bytes"));
+		*total = (uint64_t)json_integer_value(json_object_get(v, "stored_bytes"));
+		rc = json_is_true(json_object_get(v, "uploaded")) ? 1 : 0;
+		break;
+	}
+	json_decref(root);
+	return rc;
+}
+
+static bool mount_has_tier(const char *mountpoint)
+{
+	char path[PATH_MAX + 32];
+	json_t *root;
+	bool yes;
+
+	snprintf(path, sizeof(path), "%s/.pec/stats", mountpoint);
+	root = json_load_file(path, 0, NULL);
+	yes = root && json_is_object(json_object_get(root, "s3"));
+	json_decref(root);
+	return yes;
+}
+
+void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total)
+{
+	int width = 30, fill = total ? (int)((double)done / (double)total * width) : 0;
+
+	if (fill > width)
+		fill = width;
+	fprintf(out, "\r%s [%.*s%*s] %5.1f%% %llu/%llu MiB", label, fill, "##############################",
+		width - fill, "", total ? 100.0 * (double)done / (double)total : 0.0,
+		(unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+	fflush(out);
+}
+
+int cli_seal_wait_upload(const char *version_path, const char *mountpoint)
+{
+	char buf[PATH_MAX], run[PATH_MAX], name[PATH_MAX];
+	bool tty = isatty(STDERR_FILENO);
+	uint64_t done = 0, total = 0;
+	int rc;
+
+	if (!mount_has_tier(mountpoint))
+		return CLI_OK;  /* local disk alone: sealed is as far as a version goes */
+	snprintf(buf, sizeof(buf), "%s", version_path);
+	snprintf(name, sizeof(name), "%s", basename(buf));
+	snprintf(buf, sizeof(buf), "%s", version_path);
+	snprintf(run, sizeof(run), "%s", dirname(buf));
+	for (;;) {
+		rc = seal_upload_state(run, name, &done, &total);
+		if (rc < 0)
+			return cli_error(CLI_FAILED, "%s: cannot read its upload state: %s", version_path, strerror(-rc));
+		if (tty)
+			cli_progress_bar(stderr, "uploading", rc == 1 ? total : done, total);
+		if (rc == 1)
+			break;
+		struct timespec ts = { 0, 200000000 };
+		nanosleep(&ts, NULL);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	printf("uploaded %s\n", version_path);
+	return CLI_OK;
+}

@@ -1,0 +1,51 @@
+/* tier_status.c - the S3 tier's figures as JSON for the .pec files (see tier_status.h). */
+#include "tier_status.h"
+
+#include <string.h>
+
+#include "../store/tier.h"
+
+void tier_status_version_json(struct store *st, const struct meta_version *v, json_t *e)
+{
+	uint64_t bytes = 0;
+	bool uploaded = false;
+
+	if (v->state != META_VERSION_OPEN)
+		store_tier_version_status(st, v->run_ino, v->ino, &bytes, &uploaded);
+	json_object_set_new(e, "uploaded_bytes", json_integer((json_int_t)bytes));
+	json_object_set_new(e, "uploaded", json_boolean(uploaded));
+	if (uploaded && v->state == META_VERSION_SEALED)
+		json_object_set_new(e, "state", json_string("uploaded"));
+}
+
+void tier_status_stats_json(struct store *st, json_t *o)
+{
+	static const char *const states[] = { "idle", "uploading", "retrying" };
+	struct tier_status s;
+	json_t *t;
+
+	if (store_tier_status(st, &s) < 0)
+		return;
+	t = json_object();
+	if (!t)
+		return;
+	json_object_set_new(t, "uri", json_string(s.uri));
+	json_object_set_new(t, "node_id", json_string(s.node_id));
+	json_object_set_new(t, "state", json_string(states[s.state]));
+	json_object_set_new(t, "error", s.error[0] ? json_string(s.error) : json_null());
+	json_object_set_new(t, "versions_pending", json_integer((json_int_t)s.versions_pending));
+	json_object_set_new(t, "bytes_pending", json_integer((json_int_t)s.bytes_pending));
+	json_object_set_new(t, "versions_uploaded", json_integer((json_int_t)s.versions_uploaded));
+	json_object_set_new(t, "bytes_uploaded", json_integer((json_int_t)s.bytes_uploaded));
+	json_object_set_new(t, "chunks_uploaded", json_integer((json_int_t)s.chunks_uploaded));
+	json_object_set_new(t, "chunks_skipped", json_integer((json_int_t)s.chunks_skipped));
+	json_object_set_new(t, "rate_bytes_per_s", json_real(s.rate_bytes_per_s));
+	json_object_set_new(t, "failures", json_integer((json_int_t)s.failures));
+	json_object_set_new(t, "fetched_chunks", json_integer((json_int_t)s.fetched_chunks));
+	json_object_set_new(t, "fetched_bytes", json_integer((json_int_t)s.fetched_bytes));
+	json_object_set_new(t, "fetch_corrupt", json_integer((json_int_t)s.fetch_corrupt));
+	json_object_set_new(t, "evicted_chunks", json_integer((json_int_t)s.evicted_chunks));
+	json_object_set_new(t, "evicted_bytes", json_integer((json_int_t)s.evicted_bytes));
+	json_object_set_new(t, "local_chunk_bytes", json_integer((json_int_t)s.local_bytes));
+	json_object_set_new(o, "s3", t);
+}

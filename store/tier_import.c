@@ -1,0 +1,417 @@
+/* tier_import.c - `mount --from`: the bucket's committed versions become local sealed versions whose
+ * chunks stay remote until read. Per version: every node's manifest is read and merged by path (a
+ * path two nodes both list keeps the first), then one synced batch writes the run (if new), the
+ * version directory, its entries, extents, chunk records (no file), 'R' marks and the upload record,
+ * so a crash leaves each version either fully imported or absent. Versions already present locally
+ * (same run and name) are left alone.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tier_impl.h"
+
+struct dir_slot {
+	char *path;             /* "" for the version directory itself */
+	struct meta_inode mi;
+};
+
+struct import {
+	struct meta *meta;
+	struct meta_super sb;
+	struct meta_batch *b;
+	struct dir_slot *dirs;
+	size_t ndirs, capdirs;
+	struct meta_version v;
+	int64_t now;
+};
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void imp_inode(struct import *im, struct meta_inode *mi, uint64_t parent, const char *name, uint32_t mode,
+		      int64_t mtime)
+{
+	memset(mi, 0, sizeof(*mi));
+	mi->ino = im->sb.next_ino++;
+	mi->parent = parent;
+	mi->version_ino = im->v.ino ? im->v.ino : mi->ino;
+	mi->mode = mode;
+	mi->uid = getuid();
+	mi->gid = getgid();
+	mi->nlink = S_ISDIR(mode) ? 2 : 1;
+	mi->atime_ns = mi->ctime_ns = im->now;
+	mi->mtime_ns = mtime ? mtime : im->now;
+	snprintf(mi->name, sizeof(mi->name), "%s", name);
+}
+
+static int dir_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct dir_slot *)elem)->path);
+}
+
+static struct dir_slot *dir_find(struct import *im, const char *path)
+{
+	return bsearch(path, im->dirs, im->ndirs, sizeof(*im->dirs), dir_cmp);
+}
+
+/* Adds directory path (its parent must exist) keeping dirs sorted. */
+static int dir_add(struct import *im, const char *path, uint32_t mode, int64_t mtime, struct dir_slot **out);
+
+/* The directory slot of path's parent, creating missing ancestors (0755). */
+static int dir_parent(struct import *im, const char *path, struct dir_slot **out, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	char parent[4096];
+
+	*base = slash ? slash + 1 : path;
+	snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - path) : 0, path);
+	*out = dir_find(im, parent);
+	if (*out)
+		return 0;
+	return dir_add(im, parent, S_IFDIR | 0755, 0, out);
+}
+
+static int dir_add(struct import *im, const char *path, uint32_t mode, int64_t mtime, struct dir_slot **out)
+{
+	struct dir_slot *parent, *slot;
+	const char *base;
+	size_t at;
+	int rc = dir_parent(im, path, &parent, &base);
+
+	if (rc < 0)
+		return rc;
+	uint64_t pino = parent->mi.ino;
+	parent->mi.nlink++;
+	if (im->ndirs == im->capdirs) {
+		size_t cap = im->capdirs * 2 + 16;
+		slot = realloc(im->dirs, cap * sizeof(*slot));
+		if (!slot)
+			return -ENOMEM;
+		im->dirs = slot;
+		im->capdirs = cap;
+	}
+	for (at = im->ndirs; at > 0 && strcmp(im->dirs[at - 1].path, path) > 0; at--)
+		;
+	memmove(&im->dirs[at + 1], &im->dirs[at], (im->ndirs - at) * sizeof(*im->dirs));
+	slot = &im->dirs[at];
+	slot->path = strdup(path);
+	if (!slot->path) {
+		memmove(&im->dirs[at], &im->dirs[at + 1], (im->ndirs - at) * sizeof(*im->dirs));
+		return -ENOMEM;
+	}
+	im->ndirs++;
+	imp_inode(im, &slot->mi, pino, base, mode, mtime);
+	meta_batch_put_dirent(im->b, pino, base, slot->mi.ino, S_IFDIR);
+	*out = slot;
+	return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct s3_manifest_entry *const *)a)[0]->path,
+		      ((const struct s3_manifest_entry *const *)b)[0]->path);
+}
+
+static int import_file(struct import *im, const struct s3_manifest_entry *e, uint64_t *stored)
+{
+	struct dir_slot *parent;
+	struct meta_inode mi;
+	const char *base;
+	int rc = dir_parent(im, e->path, &parent, &base);
+
+	if (rc < 0)
+		return rc;
+	imp_inode(im, &mi, parent->mi.ino, base, e->mode, e->mtime_ns);
+	if (S_ISLNK(e->mode)) {
+		mi.size = strlen(e->target);
+		meta_batch_put_symlink(im->b, mi.ino, e->target);
+	} else {
+		mi.size = e->size;
+		im->v.files++;
+		im->v.logical_bytes += e->size;
+		for (size_t i = 0; i < e->next; i++) {
+			const struct s3_manifest_extent *x = &e->ext[i];
+			struct meta_extent me = { .file_off = x->file_off, .len = x->len, .digest = x->digest,
+						  .chunk_off = x->chunk_off };
+			struct meta_chunk c;
+			meta_batch_put_extent(im->b, mi.ino, &me);
+			if (meta_get_chunk(im->meta, &x->digest, &c) == -ENOENT) {
+				c = (struct meta_chunk){ .digest = x->digest, .len = x->chunk_len };
+				meta_batch_put_chunk(im->b, &c);
+				*stored += x->chunk_len;
+			}
+			tier_batch_mark_remote(im->b, &x->digest);
+		}
+	}
+	meta_batch_put_inode(im->b, &mi);
+	meta_batch_put_dirent(im->b, parent->mi.ino, base, mi.ino, mi.mode & S_IFMT);
+	return 0;
+}
+
+static void dirs_clear(struct import *im)
+{
+	for (size_t i = 0; i < im->ndirs; i++)
+		free(im->dirs[i].path);
+	im->ndirs = 0;
+}
+
+/* One version from its merged manifests, in one synced batch. run is updated (nlink). */
+static int import_version(struct import *im, struct meta_inode *run, const char *name, struct s3_manifest *ms,
+			  size_t n)
+{
+	struct s3_manifest_entry **all = NULL;
+	struct tier_upload_record rec = { 0 };
+	size_t total = 0, k = 0;
+	uint64_t stored = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += ms[i].n;
+	all = malloc((total ? total : 1) * sizeof(*all));
+	im->capdirs = 16;
+	im->dirs = im->dirs ? im->dirs : malloc(im->capdirs * sizeof(*im->dirs));
+	if (!all || !im->dirs) {
+		free(all);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < ms[i].n; j++)
+			all[k++] = &ms[i].entries[j];
+	qsort(all, k, sizeof(*all), entry_cmp);
+
+	memset(&im->v, 0, sizeof(im->v));
+	im->now = wall_ns();
+	meta_batch_clear(im->b);
+	/* The version directory is dirs[0] with path "", the parent of every top-level entry. */
+	im->dirs[0].path = strdup("");
+	if (!im->dirs[0].path) {
+		free(all);
+		return -ENOMEM;
+	}
+	im->ndirs = 1;
+	imp_inode(im, &im->dirs[0].mi, run->ino, name, S_IFDIR | 0755, ms[0].sealed_ns);
+	im->v.ino = im->dirs[0].mi.ino;
+	run->nlink++;
+	meta_batch_put_dirent(im->b, run->ino, name, im->v.ino, S_IFDIR);
+	for (size_t i = 0; i < k && rc == 0; i++) {
+		if (i > 0 && strcmp(all[i]->path, all[i - 1]->path) == 0)
+			continue;  /* listed by two nodes: the first wins */
+		if (S_ISDIR(all[i]->mode)) {
+			struct dir_slot *d = dir_find(im, all[i]->path);
+			if (!d)
+				rc = dir_add(im, all[i]->path, all[i]->mode, all[i]->mtime_ns, &d);
+		} else {
+			rc = import_file(im, all[i], &stored);
+		}
+	}
+	free(all);
+	if (rc < 0)
+		goto out;
+	im->v.run_ino = run->ino;
+	im->v.state = META_VERSION_SEALED;
+	im->v.step = ms[0].step;
+	im->v.create_seq = im->sb.next_seq++;
+	im->v.seal_seq = im->sb.next_seq++;
+	im->v.sealed_ns = ms[0].sealed_ns ? ms[0].sealed_ns : im->now;
+	im->v.stored_bytes = stored;
+	for (size_t i = 0; i < im->ndirs; i++)
+		meta_batch_put_inode(im->b, &im->dirs[i].mi);
+	meta_batch_put_inode(im->b, run);
+	meta_batch_put_version(im->b, &im->v);
+	rec.uploaded_bytes = stored;
+	rec.committed_ns = im->now;
+	tier_batch_put_record(im->b, run->ino, im->v.ino, &rec);
+	meta_batch_put_super(im->b, &im->sb);
+	rc = meta_batch_commit(im->meta, im->b, true);
+out:
+	dirs_clear(im);
+	return rc;
+}
+
+struct names {
+	char **v;
+	size_t n;
+};
+
+static int collect_prefix(void *ctx, const struct s3_object *o)
+{
+	struct names *ns = ctx;
+	size_t len = strlen(o->key);
+	const char *start;
+	char **v;
+
+	if (!o->is_prefix || len < 2)
+		return 0;
+	/* "…/NAME/" -> "NAME" */
+	for (start = o->key + len - 2; start > o->key && start[-1] != '/'; start--)
+		;
+	v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	ns->v = v;
+	ns->v[ns->n] = strndup(start, (size_t)(o->key + len - 1 - start));
+	if (!ns->v[ns->n])
+		return -ENOMEM;
+	ns->n++;
+	return 0;
+}
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		free(ns->v[i]);
+	free(ns->v);
+	memset(ns, 0, sizeof(*ns));
+}
+
+struct mlist {
+	struct s3_client *c;
+	struct s3_manifest *m;
+	size_t n;
+	char msg[400];
+};
+
+static int collect_manifest(void *ctx, const struct s3_object *o)
+{
+	struct mlist *ml = ctx;
+	size_t len = strlen(o->key), tlen;
+	struct s3_result res = { 0 };
+	struct s3_manifest *m;
+	char *text = NULL, err[256];
+	int rc;
+
+	if (o->is_prefix || len < 9 || strcmp(o->key + len - 9, ".manifest") != 0)
+		return 0;
+	m = realloc(ml->m, (ml->n + 1) * sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	ml->m = m;
+	rc = s3_get_all(ml->c, o->key, S3_MANIFEST_MAX_BYTES, (void **)&text, &tlen, &res);
+	if (rc < 0) {
+		snprintf(ml->msg, sizeof(ml->msg), "%.390s", res.message[0] ? res.message : strerror(-rc));
+		return rc;
+	}
+	rc = s3_manifest_decode(text, tlen, &ml->m[ml->n], err, sizeof(err));
+	free(text);
+	if (rc < 0) {
+		snprintf(ml->msg, sizeof(ml->msg), "%.200s: %.190s", o->key, err);
+		return rc;
+	}
+	ml->n++;
+	return 0;
+}
+
+static void mlist_free(struct mlist *ml)
+{
+	for (size_t i = 0; i < ml->n; i++)
+		s3_manifest_free(&ml->m[i]);
+	free(ml->m);
+	ml->m = NULL;
+	ml->n = 0;
+}
+
+/* The run directory named name under the root, created in its own batch when missing. */
+static int import_run(struct import *im, const char *name, struct meta_inode *run)
+{
+	struct meta_inode root;
+	uint64_t ino;
+	uint32_t mode;
+	int rc = meta_get_dirent(im->meta, META_ROOT_INO, name, &ino, &mode);
+
+	if (rc == 0)
+		return S_ISDIR(mode) ? meta_get_inode(im->meta, ino, run) : -ENOTDIR;
+	if (rc != -ENOENT)
+		return rc;
+	rc = meta_get_inode(im->meta, META_ROOT_INO, &root);
+	if (rc < 0)
+		return rc;
+	im->now = wall_ns();
+	memset(&im->v, 0, sizeof(im->v));
+	imp_inode(im, run, META_ROOT_INO, name, S_IFDIR | 0755, 0);
+	run->version_ino = 0;  /* runs are above the version level */
+	root.nlink++;
+	meta_batch_clear(im->b);
+	meta_batch_put_inode(im->b, run);
+	meta_batch_put_inode(im->b, &root);
+	meta_batch_put_dirent(im->b, META_ROOT_INO, name, run->ino, S_IFDIR);
+	meta_batch_put_super(im->b, &im->sb);
+	return meta_batch_commit(im->meta, im->b, true);
+}
+
+int tier_import(struct store *st, const struct tier_options *opt, FILE *progress, uint64_t *imported, char *err,
+		size_t errsz)
+{
+	struct import im = { .meta = store_meta(st) };
+	struct names runs = { 0 };
+	struct s3_result res = { 0 };
+	struct s3_client *c = NULL;
+	char bucket[S3_BUCKET_MAX], prefix[TIER_PREFIX_MAX], key[2048];
+	int rc;
+
+	*imported = 0;
+	rc = tier_client_new(opt, 8, NULL, NULL, &c, bucket, prefix, err, errsz);
+	if (rc < 0)
+		return rc;
+	im.b = meta_batch_new();
+	rc = im.b ? meta_get_super(im.meta, &im.sb) : -ENOMEM;
+	if (rc < 0)
+		goto out;
+	snprintf(key, sizeof(key), "%s%sruns/", prefix, prefix[0] ? "/" : "");
+	rc = s3_list(c, key, "/", 0, collect_prefix, &runs, &res);
+	if (rc < 0) {
+		snprintf(err, errsz, "listing %s: %s", opt->uri, res.message[0] ? res.message : strerror(-rc));
+		goto out;
+	}
+	for (size_t r = 0; r < runs.n && rc == 0; r++) {
+		struct names vers = { 0 };
+		struct meta_inode run;
+		snprintf(key, sizeof(key), "%s%sruns/%s/", prefix, prefix[0] ? "/" : "", runs.v[r]);
+		rc = s3_list(c, key, "/", 0, collect_prefix, &vers, &res);
+		if (rc == 0 && vers.n > 0)
+			rc = import_run(&im, runs.v[r], &run);
+		for (size_t v = 0; v < vers.n && rc == 0; v++) {
+			struct mlist ml = { .c = c };
+			uint64_t ino, size;
+			uint32_t mode;
+			char vkey[2600];
+			if (meta_get_dirent(im.meta, run.ino, vers.v[v], &ino, &mode) == 0)
+				continue;  /* already here */
+			snprintf(vkey, sizeof(vkey), "%s%s/COMMIT", key, vers.v[v]);
+			if (s3_head(c, vkey, &size, NULL, NULL) < 0)
+				continue;  /* not committed: not a version yet */
+			snprintf(vkey, sizeof(vkey), "%s%s/", key, vers.v[v]);
+			rc = s3_list(c, vkey, NULL, 0, collect_manifest, &ml, &res);
+			if (rc == 0 && ml.n > 0)
+				rc = import_version(&im, &run, vers.v[v], ml.m, ml.n);
+			if (rc < 0)
+				snprintf(err, errsz, "importing %s/%s: %s", runs.v[r], vers.v[v],
+					 ml.msg[0] ? ml.msg : res.message[0] ? res.message : strerror(-rc));
+			else if (ml.n > 0) {
+				(*imported)++;
+				if (progress)
+					fprintf(progress, "imported %s/%s (%zu node manifest%s)\n", runs.v[r], vers.v[v],
+						ml.n, ml.n == 1 ? "" : "s");
+			}
+			mlist_free(&ml);
+		}
+		if (rc < 0 && !err[0])
+			snprintf(err, errsz, "listing %s: %s", key, res.message[0] ? res.message : strerror(-rc));
+		names_free(&vers);
+	}
+out:
+	names_free(&runs);
+	dirs_clear(&im);
+	free(im.dirs);
+	meta_batch_free(im.b);
+	s3_client_free(c);
+	return rc;
+}

@@ -1,0 +1,332 @@
+# test_s3_tier.py - the S3 tier on real mounts against a real S3 server (a throwaway Ceph RGW that
+# deploy/s3-rgw.sh starts in this test's scratch folder, on free loopback ports, stopped at the end):
+# upload order, dedup across versions, restore, mount --from, eviction and read-through, a corrupt
+# object, wrong credentials, kill -9 mid-upload, and a 30 s server outage. Each test uses its own
+# prefix in one bucket. The bucket is read with pecfs-s3check (next to PECFS_BIN in the build).
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pecfs_harness as h  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RGW_SCRIPT = os.path.join(HERE, "..", "..", "deploy", "s3-rgw.sh")
+ACCESS_KEY = "pecfs-tier"
+SECRET_KEY = "pecfs-tier-Secret-41c9e2"
+BUCKET = "pecfs-tier-test"
+MIB = 1 << 20
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ceph_missing():
+    return [b for b in ("radosgw", "ceph-mon", "ceph-osd", "radosgw-admin") if not shutil.which(b)]
+
+
+def s3check_bin():
+    build = os.path.dirname(os.path.dirname(os.path.abspath(h.PECFS_BIN)))
+    return os.environ.get("PECS3_CHECK_BIN") or os.path.join(build, "store", "pecfs-s3check")
+
+
+@unittest.skipIf(ceph_missing(), "Ceph packages not installed: %s" % " ".join(ceph_missing()))
+class S3TierTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        h.require_binary()
+        cls.scratch = tempfile.mkdtemp(prefix="pecfs-s3tier-", dir=h.BASE_DIR)
+        cls.rgw_dir = os.path.join(cls.scratch, "rgw")
+        cls.port = free_port()
+        cls.rgw_env = dict(os.environ, RGW_PORT=str(cls.port), MON_PORT=str(free_port()), S3_ACCESS_KEY=ACCESS_KEY,
+                           S3_SECRET_KEY=SECRET_KEY, RGW_MEM_BYTES=str(2 << 30))
+        cls.endpoint = "http://127.0.0.1:%d" % cls.port
+        cls.saved_env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                        "AWS_SESSION_TOKEN")}
+        os.environ["AWS_ACCESS_KEY_ID"] = ACCESS_KEY
+        os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        try:
+            cls.rgw("start", timeout=180)
+            cls.s3("mb")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([RGW_SCRIPT, "stop", cls.rgw_dir], env=cls.rgw_env, capture_output=True, timeout=120)
+        shutil.rmtree(cls.scratch, ignore_errors=True)
+        for k, v in cls.saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    @classmethod
+    def rgw(cls, cmd, timeout=90):
+        cp = subprocess.run([RGW_SCRIPT, cmd, cls.rgw_dir], env=cls.rgw_env, capture_output=True, text=True,
+                            timeout=timeout)
+        if cp.returncode:
+            raise RuntimeError("s3-rgw.sh %s failed: %s" % (cmd, cp.stderr))
+
+    @classmethod
+    def s3(cls, *args, check=True):
+        env = dict(os.environ, PECS3_ENDPOINT=cls.endpoint, PECS3_BUCKET=BUCKET, AWS_ACCESS_KEY_ID=ACCESS_KEY,
+                   AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        cp = subprocess.run([s3check_bin(), "--path-style"] + [str(a) for a in args], capture_output=True,
+                            env=env, timeout=120)
+        if check and cp.returncode:
+            raise AssertionError("pecfs-s3check %s failed: %s" % (" ".join(map(str, args)), cp.stderr))
+        return cp
+
+    def listing(self, prefix):
+        """{key: size} under prefix."""
+        out = {}
+        for line in self.s3("ls", prefix + "/").stdout.decode().splitlines():
+            key, size = line.rsplit(" ", 1)
+            out[key] = int(size)
+        return out
+
+    def tier_opts(self, prefix, *extra):
+        return ["--s3", "s3://%s/%s" % (BUCKET, prefix), "--s3-endpoint", self.endpoint, "--s3-addressing",
+                "path"] + list(extra)
+
+    def mount(self, prefix, *extra, data=None):
+        m = h.Mount(self.tier_opts(prefix, *extra), data=data)
+        self.addCleanup(m.cleanup)
+        return m
+
+    def write_version(self, m, run, name, files):
+        os.makedirs(m.path(run, name), exist_ok=True)
+        for rel, data in files.items():
+            os.makedirs(os.path.dirname(m.path(run, name, rel)), exist_ok=True)
+            h.write_file(m.path(run, name, rel), data)
+
+    def seal_wait(self, m, run, name, timeout=120):
+        cp = h.cli("seal", "--wait-upload", m.path(run, name), timeout=timeout)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(self.version(m, run, name)["state"], "uploaded")
+
+    def version(self, m, run, name):
+        return [v for v in m.versions(run)["versions"] if v["name"] == name][0]
+
+    def restore(self, prefix, what, dest, check=True):
+        cp = h.cli("restore", *self.tier_opts(prefix), what, dest, timeout=120)
+        if check:
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        return cp
+
+    def experts(self, seed, n=8, size=3 * MIB):
+        return {"layer_0/expert_%d.pt" % i: h.random_bytes(size, seed * 100 + i) for i in range(n)}
+
+    # ---- upload ----
+
+    def test_upload_order_and_layout(self):
+        m = self.mount("order")
+        files = self.experts(1, n=4)
+        files["meta/config.json"] = b'{"a": 1}\n'
+        self.write_version(m, "run", "step-10", files)
+        os.symlink("layer_0", m.path("run", "step-10", "experts"))
+        self.seal_wait(m, "run", "step-10")
+        keys = self.listing("order")
+        chunks = [k for k in keys if k.startswith("order/chunks/")]
+        manifests = [k for k in keys if k.endswith(".manifest")]
+        self.assertIn("order/runs/run/step-10/COMMIT", keys)
+        self.assertEqual(len(manifests), 1)
+        self.assertTrue(manifests[0].startswith("order/runs/run/step-10/"))
+        want = set()
+        for data in files.values():
+            want.update(h.chunk_digests(data, 4 * MIB))
+        got = {k.rsplit("/", 1)[1] for k in chunks}
+        self.assertEqual(got, want)
+        for k in chunks:  # chunks/<hex[0:2]>/<hex>, object = 64-byte header + payload
+            hexd = k.rsplit("/", 1)[1]
+            self.assertEqual(k.split("/")[-2], hexd[:2])
+        manifest = json.loads(self.s3("get", manifests[0]).stdout)
+        self.assertEqual(manifest["version"], "step-10")
+        paths = {e["path"]: e for e in manifest["entries"]}
+        self.assertEqual(paths["experts"]["target"], "layer_0")
+        self.assertEqual(paths["meta/config.json"]["size"], 9)
+        stats = m.stats()["s3"]
+        self.assertEqual(stats["versions_pending"], 0)
+        self.assertIsNone(stats["error"])
+        # `pecfs status` shows the tier
+        st = h.cli("status", m.mnt)
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertIn("s3://%s/order" % BUCKET, st.stdout)
+
+    def test_second_version_uploads_only_changed_bytes(self):
+        m = self.mount("dedup")
+        v1 = self.experts(2)
+        self.write_version(m, "run", "step-1", v1)
+        self.seal_wait(m, "run", "step-1")
+        sent1 = m.stats()["s3"]["bytes_uploaded"]
+        v2 = dict(v1)
+        v2["layer_0/expert_3.pt"] = h.random_bytes(3 * MIB, 999)
+        self.write_version(m, "run", "step-2", v2)
+        self.seal_wait(m, "run", "step-2")
+        sent2 = m.stats()["s3"]["bytes_uploaded"] - sent1
+        self.assertGreater(sent2, 0)
+        self.assertLessEqual(sent2, 1.05 * 3 * MIB)
+
+    def test_restore_is_bit_identical(self):
+        m = self.mount("restore")
+        files = self.experts(3, n=5, size=5 * MIB + 123)
+        files["empty"] = b""
+        self.write_version(m, "run", "step-5", files)
+        self.seal_wait(m, "run", "step-5")
+        self.write_version(m, "run", "step-6", {"x.bin": b"later"})
+        self.seal_wait(m, "run", "step-6")
+        dest = os.path.join(self.scratch, "restored-5")
+        self.restore("restore", "run@step-5", dest)
+        self.assertEqual(h.diff_trees(h.tree_snapshot(m.path("run", "step-5")), h.tree_snapshot(dest)), [])
+        latest = os.path.join(self.scratch, "restored-latest")
+        self.restore("restore", "run", latest)
+        self.assertEqual(h.read_file(os.path.join(latest, "x.bin")), b"later")
+        missing = self.restore("restore", "run@nope", os.path.join(self.scratch, "r-nope"), check=False)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("no committed version", missing.stderr)
+
+    def test_mount_from_on_fresh_node_reads_everything(self):
+        m = self.mount("fromtest")
+        files = self.experts(4, n=4)
+        self.write_version(m, "run", "step-7", files)
+        os.makedirs(m.path("run", "step-7", "empty_dir"))
+        self.seal_wait(m, "run", "step-7")
+        fresh = h.Mount(["--from", "s3://%s/fromtest" % BUCKET, "--s3-endpoint", self.endpoint,
+                         "--s3-addressing", "path"])
+        self.addCleanup(fresh.cleanup)
+        self.assertEqual(h.chunk_files(fresh.data), {})
+        self.assertEqual(h.diff_trees(h.tree_snapshot(m.path("run", "step-7")),
+                                      h.tree_snapshot(fresh.path("run", "step-7"))), [])
+        self.assertGreater(fresh.stats()["s3"]["fetched_chunks"], 0)
+        self.assertEqual(fresh.version_state("run", "step-7"), "uploaded")
+
+    def test_eviction_then_reads_fetch_back(self):
+        m = self.mount("evict", "--cache-size", "4M")
+        files = self.experts(5, n=4, size=4 * MIB)
+        self.write_version(m, "run", "step-1", files)
+        self.seal_wait(m, "run", "step-1")
+        self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["evicted_chunks"] >= 3, 20))
+        self.assertLessEqual(sum(os.path.getsize(p) for p in h.chunk_files(m.data).values()), 5 * MIB)
+        h.drop_caches()
+        for rel, data in files.items():
+            self.assertEqual(h.sha256_file(m.path("run", "step-1", rel)), h.sha256_bytes(data), rel)
+        self.assertGreater(m.stats()["s3"]["fetched_chunks"], 0)
+
+    def test_corrupt_object_reads_eio(self):
+        m = self.mount("corrupt", "--cache-size", "1M")
+        data = h.random_bytes(4 * MIB, 77)
+        self.write_version(m, "run", "v", {"f.bin": data})
+        self.seal_wait(m, "run", "v")
+        self.assertTrue(h.wait_until(lambda: h.chunk_files(m.data) == {}, 20))
+        key = "corrupt/chunks/%s/%s" % (h.sha256_bytes(data)[:2], h.sha256_bytes(data))
+        obj = bytearray(self.s3("get", key).stdout)
+        obj[100000] ^= 0xFF
+        bad = os.path.join(self.scratch, "bad.obj")
+        with open(bad, "wb") as f:
+            f.write(obj)
+        self.s3("put", key, bad)
+        h.drop_caches()
+        with self.assertRaises(OSError) as cm:
+            h.read_file(m.path("run", "v", "f.bin"))
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        self.assertGreaterEqual(m.stats()["s3"]["fetch_corrupt"], 1)
+
+    def test_two_nodes_write_one_version(self):
+        a = self.mount("nodes", "--node-id", "node-a")
+        b = self.mount("nodes", "--node-id", "node-b")
+        shared = h.random_bytes(4 * MIB, 11)  # non-expert state both nodes write: stored once in S3
+        fa = {"rank0.pt": h.random_bytes(2 * MIB, 12), "common.pt": shared}
+        fb = {"rank1.pt": h.random_bytes(2 * MIB, 13), "common.pt": shared}
+        self.write_version(a, "run", "step-3", fa)
+        self.write_version(b, "run", "step-3", fb)
+        self.seal_wait(a, "run", "step-3")
+        self.seal_wait(b, "run", "step-3")
+        keys = self.listing("nodes")
+        self.assertIn("nodes/runs/run/step-3/node-a.manifest", keys)
+        self.assertIn("nodes/runs/run/step-3/node-b.manifest", keys)
+        self.assertIn("nodes/runs/run/step-3/COMMIT", keys)
+        self.assertEqual(len([k for k in keys if k.startswith("nodes/chunks/")]), 3)
+        dest = os.path.join(self.scratch, "restored-nodes")
+        self.restore("nodes", "run@step-3", dest)
+        for name, data in list(fa.items()) + list(fb.items()):
+            self.assertEqual(h.read_file(os.path.join(dest, name)), data, name)
+        c = h.Mount(["--from", "s3://%s/nodes" % BUCKET, "--s3-endpoint", self.endpoint, "--s3-addressing", "path"])
+        self.addCleanup(c.cleanup)
+        self.assertEqual(sorted(os.listdir(c.path("run", "step-3"))), ["common.pt", "rank0.pt", "rank1.pt"])
+        self.assertEqual(h.read_file(c.path("run", "step-3", "rank1.pt")), fb["rank1.pt"])
+
+    # ---- faults ----
+
+    def test_wrong_credentials_then_fixed(self):
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "wrong-secret-value"
+        try:
+            m = self.mount("creds")
+        finally:
+            os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
+        data = h.random_bytes(2 * MIB, 5)
+        self.write_version(m, "run", "v", {"a.bin": data})
+        self.assertEqual(h.cli("seal", m.path("run", "v")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["state"] == "retrying", 30))
+        err = m.stats()["s3"]["error"]
+        self.assertIn("403", err + str(m.stats()["s3"]))  # the server's refusal, with its reason
+        self.assertNotIn("wrong-secret-value", err)
+        st = h.cli("status", m.mnt)
+        self.assertIn("retrying", st.stdout)
+        self.assertEqual(h.read_file(m.path("run", "v", "a.bin")), data)  # the local tier works
+        self.assertNotIn("creds/runs/run/v/COMMIT", self.listing("creds"))
+        m.remount()
+        self.seal_wait(m, "run", "v")
+        self.assertIn("creds/runs/run/v/COMMIT", self.listing("creds"))
+
+    def test_kill9_mid_upload_resumes(self):
+        m = self.mount("kill", "--upload-bandwidth", "8M", "--upload-threads", "2")
+        files = self.experts(6, n=8, size=4 * MIB)
+        self.write_version(m, "run", "v", files)
+        self.assertEqual(h.cli("seal", m.path("run", "v")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["chunks_uploaded"] >= 1, 30))
+        m.kill9()
+        self.assertNotIn("kill/runs/run/v/COMMIT", self.listing("kill"))
+        m.options = self.tier_opts("kill")
+        m.mount()
+        self.seal_wait(m, "run", "v")
+        dest = os.path.join(self.scratch, "restored-kill")
+        self.restore("kill", "run@v", dest)
+        self.assertEqual(h.diff_trees(h.tree_snapshot(m.path("run", "v")), h.tree_snapshot(dest)), [])
+
+    def test_server_outage_30s_then_completes(self):
+        m = self.mount("outage", "--upload-bandwidth", "8M", "--upload-threads", "2")
+        files = self.experts(7, n=8, size=4 * MIB)
+        self.write_version(m, "run", "v", files)
+        self.assertEqual(h.cli("seal", m.path("run", "v")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["chunks_uploaded"] >= 1, 30))
+        self.rgw("rgw-stop")
+        try:
+            self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["state"] == "retrying", 60))
+            time.sleep(30)
+        finally:
+            self.rgw("rgw-start")
+        self.assertTrue(h.wait_until(lambda: "outage/runs/run/v/COMMIT" in self.listing("outage"), 150, 1))
+        keys = self.listing("outage")
+        manifest = [k for k in keys if k.endswith(".manifest")][0]
+        for e in json.loads(self.s3("get", manifest).stdout)["entries"]:
+            for x in e.get("extents", []):
+                self.assertIn("outage/chunks/%s/%s" % (x[2][:2], x[2]), keys)
+        self.assertTrue(h.wait_until(lambda: self.version(m, "run", "v")["state"] == "uploaded", 30))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
