@@ -244,22 +244,21 @@ static void unref_all(struct data_ctx *dc, struct extent_list *l)
 	l->n = l->cap = 0;
 }
 
-/* Makes chunk idx of the file the stored chunk d (len bytes). Caller holds df->lock and one
- * reference on d, which the new extent takes over on success. */
-static int commit_chunk(struct data_file *df, uint64_t idx, uint32_t len, const struct digest *d)
+/* Replaces file bytes [start, end) of ino by extent e (NULL: a hole) in one committed batch, then
+ * gives back the references of the extents that went. A new extent's reference is the caller's. */
+static int replace_range(struct data_ctx *dc, uint64_t ino, uint64_t start, uint64_t end,
+			 const struct meta_extent *e)
 {
-	struct data_ctx *dc = df->dc;
-	uint64_t start = idx * dc->chunk_size;
 	struct extent_list gone = { 0 };
 	struct meta_batch *b = meta_batch_new();
 	int r;
 
 	if (!b)
 		return -ENOMEM;
-	r = punch_range(dc, b, df->ino, start, start + dc->chunk_size, &gone);
+	r = punch_range(dc, b, ino, start, end, &gone);
 	if (r == 0) {
-		struct meta_extent e = { .file_off = start, .len = len, .digest = *d, .chunk_off = 0 };
-		meta_batch_put_extent(b, df->ino, &e);
+		if (e)
+			meta_batch_put_extent(b, ino, e);
 		r = meta_batch_commit(dc->meta, b, false);
 	}
 	meta_batch_free(b);
@@ -268,6 +267,16 @@ static int commit_chunk(struct data_file *df, uint64_t idx, uint32_t len, const 
 	else
 		free(gone.v);
 	return r;
+}
+
+/* Makes chunk idx of the file the stored chunk d (len bytes). Caller holds df->lock and one
+ * reference on d, which the new extent takes over on success. */
+static int commit_chunk(struct data_file *df, uint64_t idx, uint32_t len, const struct digest *d)
+{
+	uint64_t start = idx * df->dc->chunk_size;
+	struct meta_extent e = { .file_off = start, .len = len, .digest = *d, .chunk_off = 0 };
+
+	return replace_range(df->dc, df->ino, start, start + df->dc->chunk_size, &e);
 }
 
 /* ---- workers ---- */
@@ -450,21 +459,7 @@ void data_get_stats(struct data_ctx *dc, struct data_stats *out)
 /* Drops extents at or past `size` and clips one that straddles it, committed. */
 static int clip_extents(struct data_ctx *dc, uint64_t ino, uint64_t size)
 {
-	struct extent_list gone = { 0 };
-	struct meta_batch *b = meta_batch_new();
-	int r;
-
-	if (!b)
-		return -ENOMEM;
-	r = punch_range(dc, b, ino, size, UINT64_MAX, &gone);
-	if (r == 0)
-		r = meta_batch_commit(dc->meta, b, false);
-	meta_batch_free(b);
-	if (r == 0)
-		unref_all(dc, &gone);
-	else
-		free(gone.v);
-	return r;
+	return replace_range(dc, ino, size, UINT64_MAX, NULL);
 }
 
 struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size)
