@@ -57,6 +57,10 @@ int cli_mounts_list(struct cli_mount **out, size_t *n);
 /* The pecfs mount whose device is dev / whose mount point is path / whose data folder is data_dir;
  * -ENOENT when there is none. */
 int cli_mount_by_dev(dev_t dev, struct cli_mount *out);
+/* Checks that path exists and is a directory on a pecfs mount, before a pecfs attribute is set on
+ * it (another filesystem would store a user.* attribute silently); fills *m with that mount.
+ * CLI_OK, or CLI_FAILED after printing why (not_dir: the reason when it is no directory). */
+int cli_check_version_path(const char *path, const char *not_dir, struct cli_mount *m);
 int cli_mount_by_mountpoint(const char *path, struct cli_mount *out);
 int cli_mount_by_data_dir(const char *data_dir, struct cli_mount *out);
 

@@ -286,3 +286,16 @@ bool cli_wait_store_free(const char *data_dir, long timeout_ms, const char *tell
 	}
 	return true;
 }
+
+int cli_check_version_path(const char *path, const char *not_dir, struct cli_mount *m)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return cli_error(CLI_FAILED, "%s: %s", path, strerror(errno));
+	if (cli_mount_by_dev(st.st_dev, m) < 0)
+		return cli_error(CLI_FAILED, "%s: not on a pecfs mount", path);
+	if (!S_ISDIR(st.st_mode))
+		return cli_error(CLI_FAILED, "%s: %s", path, not_dir);
+	return CLI_OK;
+}

@@ -63,7 +63,6 @@ static const char *seal_reason(int err)
 int cli_seal(int argc, char **argv)
 {
 	struct cli_mount m;
-	struct stat st;
 	int rc = CLI_OK, first = 0;
 	bool wait_upload = false;
 
@@ -86,17 +85,8 @@ int cli_seal(int argc, char **argv)
 	for (int i = first; i < argc; i++) {
 		const char *path = argv[i];
 
-		if (stat(path, &st) < 0) {
-			rc = cli_error(CLI_FAILED, "%s: %s", path, strerror(errno));
-			continue;
-		}
-		/* A user.* attribute would be stored silently by another filesystem: check first. */
-		if (cli_mount_by_dev(st.st_dev, &m) < 0) {
-			rc = cli_error(CLI_FAILED, "%s: not on a pecfs mount", path);
-			continue;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			rc = cli_error(CLI_FAILED, "%s: %s", path, seal_reason(EINVAL));
+		if (cli_check_version_path(path, seal_reason(EINVAL), &m) != CLI_OK) {
+			rc = CLI_FAILED;
 			continue;
 		}
 		if (setxattr(path, SEAL_XATTR, "1", 1, 0) < 0) {

@@ -49,7 +49,6 @@ static int pin_run(int argc, char **argv, bool pin)
 {
 	const char *cmd = pin ? "pin" : "unpin";
 	struct cli_mount m;
-	struct stat st;
 	int rc = CLI_OK, first = 0;
 
 	for (; first < argc && argv[first][0] == '-'; first++) {
@@ -67,16 +66,8 @@ static int pin_run(int argc, char **argv, bool pin)
 		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs %s PATH...)", cmd);
 	for (int i = first; i < argc; i++) {
 		const char *path = argv[i];
-		if (stat(path, &st) < 0) {
-			rc = cli_error(CLI_FAILED, "%s: %s", path, strerror(errno));
-			continue;
-		}
-		if (cli_mount_by_dev(st.st_dev, &m) < 0) {
-			rc = cli_error(CLI_FAILED, "%s: not on a pecfs mount", path);
-			continue;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			rc = cli_error(CLI_FAILED, "%s: %s", path, pin_reason(EINVAL));
+		if (cli_check_version_path(path, pin_reason(EINVAL), &m) != CLI_OK) {
+			rc = CLI_FAILED;
 			continue;
 		}
 		int r = pin ? setxattr(path, PIN_XATTR, "1", 1, 0) : removexattr(path, PIN_XATTR);

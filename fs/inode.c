@@ -405,11 +405,5 @@ int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t 
 	ind->mi.mode &= ~(mode_t)(S_ISUID | S_ISGID);
 	ind->meta_dirty = true;
 	pthread_mutex_unlock(&ind->lock);
-	struct meta_batch *b = meta_batch_new();
-	if (!b)
-		return -ENOMEM;
-	fs_inode_persist_locked(ctx, ind, b);
-	rc = meta_batch_commit(ctx->meta, b, false);
-	meta_batch_free(b);
-	return rc;
+	return fs_inode_persist(ctx, ind, false);
 }

@@ -170,13 +170,7 @@ static int setattr_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct stat 
 	ind->meta_dirty = true;
 	pthread_mutex_unlock(&ind->lock);
 
-	struct meta_batch *b = meta_batch_new();
-	if (!b)
-		return -ENOMEM;
-	fs_inode_persist_locked(ctx, ind, b);
-	rc = meta_batch_commit(ctx->meta, b, false);
-	meta_batch_free(b);
-	return rc;
+	return fs_inode_persist(ctx, ind, false);
 }
 
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
