@@ -9,13 +9,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RGW_SCRIPT = os.path.join(HERE, "..", "..", "deploy", "s3-rgw.sh")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from s3_fixture import RGW_SCRIPT, ceph_missing, free_port, rgw_script  # noqa: E402
+
 ACCESS_KEY = "pecfs-test"
 SECRET_KEY = "pecfs-test-Secret-9f3a7c"     # never to be seen in any output
 BUCKET = "pecfs-client-test"
@@ -27,16 +29,6 @@ def find_check_bin():
         build = os.path.dirname(os.path.dirname(os.path.abspath(os.environ["PECFS_BIN"])))
         path = os.path.join(build, "store", "pecfs-s3check")
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ceph_missing():
-    return [b for b in ("radosgw", "ceph-mon", "ceph-osd", "radosgw-admin") if not shutil.which(b)]
 
 
 class Result:
@@ -81,10 +73,7 @@ class S3ClientTest(unittest.TestCase):
 
     @classmethod
     def rgw(cls, cmd, timeout=60):
-        cp = subprocess.run([RGW_SCRIPT, cmd, cls.rgw_dir], env=cls.rgw_env, capture_output=True, text=True,
-                            timeout=timeout)
-        if cp.returncode:
-            raise RuntimeError("s3-rgw.sh %s failed: %s" % (cmd, cp.stderr))
+        rgw_script(cmd, cls.rgw_dir, cls.rgw_env, timeout)
 
     @classmethod
     def check_env(cls, **extra):
