@@ -24,6 +24,7 @@ int cli_seal(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_fsck(int argc, char **argv);
 int cli_gc(int argc, char **argv);
+int cli_gc_remote(int argc, char **argv);
 int cli_pin(int argc, char **argv);
 int cli_unpin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
@@ -35,6 +36,7 @@ void cli_help_seal(FILE *out);
 void cli_help_status(FILE *out);
 void cli_help_fsck(FILE *out);
 void cli_help_gc(FILE *out);
+void cli_help_gc_remote(FILE *out);
 void cli_help_pin(FILE *out);
 void cli_help_restore(FILE *out);
 
@@ -93,6 +95,15 @@ int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier
 /* mount --from: imports the bucket's committed versions into cfg->data_dir before the mount opens it
  * (nothing when cfg->from is ""). 0, or an exit code after printing the reason. */
 int cli_tier_import(const struct pecfs_config *cfg);
+
+struct tier_options;
+/* The connection settings of cfg (s3 or else from, endpoint, region, addressing, CA, credentials). */
+void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o);
+
+/* For commands that talk to the bucket without a mount: takes argv[*i] when it is -c/--config FILE
+ * or an --s3* setting (--s3-endpoint URL, --s3-region=R, ...), advancing *i past its value.
+ * 1 taken, 0 not such an option, -1 after printing why it is bad (exit with CLI_USAGE). */
+int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i);
 
 /* Waits until version_path (on mountpoint, just sealed) is committed in S3; a progress bar on a
  * terminal. Returns the exit code. */

@@ -1,4 +1,4 @@
-/* cli_maint.c - `pecfs seal`, `pecfs fsck`, `pecfs gc`.
+/* cli_maint.c - `pecfs seal`, `pecfs fsck` (and `fsck --remote`, the S3 tier's bucket), `pecfs gc`.
  *
  * seal is a setxattr on the version directory, answered by the mounted filesystem. fsck and gc open the
  * data folder themselves when it is not mounted, and otherwise ask its daemon over the control socket
@@ -11,9 +11,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "../store/store.h"
+#include "../store/tier.h"
 
 #define SEAL_XATTR "user.pec.seal"
 #define MAINT_ATTEMPTS 3
@@ -121,13 +124,39 @@ static void cli_help_maint(FILE *out, const char *cmd, const char *what, const c
 
 void cli_help_fsck(FILE *out)
 {
-	cli_help_maint(out, "fsck",
-		       "Checks a data folder: every chunk's SHA-256 and checksums, every file's references to\n"
-		       "chunks, the directory tree. Prints one line per problem (a corrupt or missing chunk is\n"
-		       "named with every file that uses it) and a summary. Changes nothing.",
-		       "0 no problems, 1 problems found or the check could not run, 2 bad usage\n"
-		       "or not a data folder.",
-		       "pecfs fsck /var/lib/pecfs");
+	fprintf(out,
+		"usage: pecfs fsck DATA_DIR\n"
+		"       pecfs fsck --remote [options] [DATA_DIR]\n"
+		"\n"
+		"Checks a data folder: every chunk's SHA-256 and checksums, every file's references to\n"
+		"chunks, the directory tree. Prints one line per problem (a corrupt or missing chunk is\n"
+		"named with every file that uses it) and a summary. Changes nothing.\n"
+		"Works on a mounted data folder too: the daemon serving it runs the fsck and reports here.\n"
+		"\n"
+		"With --remote it checks the S3 tier's bucket under s3://BUCKET/PREFIX, with no mount (and DATA_DIR\n"
+		"first, when given): every COMMIT and manifest parses, every COMMIT has its manifests, and every\n"
+		"chunk object a manifest names exists and has a sound header, length and SHA-256 (this downloads\n"
+		"every referenced chunk; --quick checks existence and size only). A bad object is printed with its\n"
+		"key and the files (run/version/path) that use it. Chunk objects no manifest names are counted,\n"
+		"not errors (`pecfs gc --remote` removes them). Changes nothing.\n"
+		"\n"
+		"options (with --remote):\n"
+		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix (required here or in the configuration file)\n"
+		"  --s3-endpoint URL          S3 server, http(s)://host[:port] (default: AWS)\n"
+		"  --s3-region R, --s3-addressing path|virtual, --s3-ca-file F, --s3-credentials-file F\n"
+		"  --quick                    chunk objects: listed with the right size is enough, no download\n"
+		"  --jobs N                   requests at once, 1 to 64 (default: upload-threads, 8)\n"
+		"  -c, --config FILE          read the s3* settings from a pecfs configuration file\n"
+		"  -h, --help                 show this help\n"
+		"\n"
+		"exit status: 0 no problems; 1 problems found, or the local check could not run; 2 bad usage, not a\n"
+		"data folder, or the remote check could not run or finish (server unreachable, credentials\n"
+		"refused, objects unreadable, a bucket garbage collection running).\n"
+		"\n"
+		"examples:\n"
+		"  pecfs fsck /var/lib/pecfs\n"
+		"  pecfs fsck --remote -c /etc/pecfs/pecfs.conf\n"
+		"  pecfs fsck --remote --s3 s3://ckpt/team --s3-endpoint http://10.0.0.5:7480 --jobs 32\n");
 }
 
 void cli_help_gc(FILE *out)
@@ -135,7 +164,7 @@ void cli_help_gc(FILE *out)
 	cli_help_maint(out, "gc",
 		       "Reclaims disk space: removes the chunks no file references any more (after files were\n"
 		       "deleted or overwritten) and stray chunk files left by a crash. The file system stays\n"
-		       "mounted and writable meanwhile.",
+		       "mounted and writable meanwhile. `pecfs gc --remote --help`: the S3 tier's bucket.",
 		       "0 done, 1 failed, 2 bad usage or not a data folder.",
 		       "pecfs gc /var/lib/pecfs");
 }
@@ -201,12 +230,142 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 			 (long)pid, data_dir, CTL_SOCKET_NAME, strerror(-rc));
 }
 
+/* ---- fsck --remote ---- */
+
+struct fsck_progress {
+	bool shown;
+};
+
+static void fsck_remote_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct fsck_progress *p = ctx;
+
+	if (!total)
+		return;
+	cli_progress_bar(stderr, "verifying", done, total);
+	p->shown = true;
+}
+
+static const char *plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
+static int fsck_remote_jobs(const char *v, unsigned *jobs)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (end == v || *end || n < 1 || n > 64)
+		return cli_error(CLI_USAGE, "--jobs: '%s' is not a number from 1 to 64", v);
+	*jobs = (unsigned)n;
+	return 0;
+}
+
+/* 0, -1 after --help, or an exit code. */
+static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_fsck_options *o,
+			     const char **data_dir)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		int taken = cli_s3_arg(cfg, argc, argv, &i);
+
+		if (taken < 0)
+			return CLI_USAGE;
+		if (taken)
+			continue;
+		if (cli_is_help(a)) {
+			cli_help_fsck(stdout);
+			return -1;
+		}
+		if (strcmp(a, "--remote") == 0) {
+			continue;
+		} else if (strcmp(a, "--quick") == 0) {
+			o->quick = true;
+		} else if (strncmp(a, "--jobs=", 7) == 0) {
+			if (fsck_remote_jobs(a + 7, &o->jobs))
+				return CLI_USAGE;
+		} else if (strcmp(a, "--jobs") == 0) {
+			if (i + 1 >= argc)
+				return cli_error(CLI_USAGE, "option --jobs needs a value");
+			if (fsck_remote_jobs(argv[++i], &o->jobs))
+				return CLI_USAGE;
+		} else if (a[0] == '-') {
+			return cli_error(CLI_USAGE, "unknown option %s (see pecfs fsck --help)", a);
+		} else if (!*data_dir) {
+			*data_dir = a;
+		} else {
+			return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] "
+					 "[DATA_DIR])", a);
+		}
+	}
+	if (!cfg->s3[0] && !cfg->from[0])
+		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX (or s3 = ... in the configuration file)");
+	if (!o->jobs)
+		o->jobs = cfg->upload_threads;
+	return 0;
+}
+
+static int cli_fsck_remote(int argc, char **argv)
+{
+	struct tier_fsck_options o = { 0 };
+	struct fsck_progress prog = { false };
+	struct tier_fsck_report r;
+	struct pecfs_config cfg;
+	struct tier_options to;
+	const char *data_dir = NULL, *uri;
+	char err[512] = "";
+	int rc, local = CLI_OK;
+
+	pecfs_config_defaults(&cfg);
+	rc = fsck_remote_parse(argc, argv, &cfg, &o, &data_dir);
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if (data_dir) {
+		local = cli_maint("fsck", 1, (char **)&data_dir, cli_help_fsck);
+		if (local == CLI_USAGE)
+			return local;
+	}
+	cli_tier_options(&cfg, &to);
+	uri = to.uri;
+	o.out = stdout;
+	if (isatty(STDERR_FILENO)) {
+		o.progress = fsck_remote_progress;
+		o.progress_ctx = &prog;
+	}
+	rc = tier_fsck(&to, &o, &r, err, sizeof(err));
+	if (prog.shown)
+		fputc('\n', stderr);
+	if (rc < 0)
+		return cli_error(CLI_USAGE, "fsck --remote %s: %s", uri, err[0] ? err : strerror(-rc));
+	printf("fsck --remote %s: %llu committed version%s (%llu not committed), %llu manifest%s, %llu node state%s, "
+	       "%llu chunk object%s (%.1f MiB %s); %llu problem%s (chunk objects: %llu missing, %llu corrupt); "
+	       "%llu unreferenced chunk object%s (%.1f MiB, not an error)\n",
+	       uri, (unsigned long long)r.versions, plural(r.versions), (unsigned long long)r.uncommitted,
+	       (unsigned long long)r.manifests, plural(r.manifests), (unsigned long long)r.node_states,
+	       plural(r.node_states), (unsigned long long)r.chunks, plural(r.chunks), (double)r.bytes / (1 << 20),
+	       o.quick ? "listed" : "verified", (unsigned long long)r.problems, plural(r.problems),
+	       (unsigned long long)r.missing, (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced,
+	       plural(r.unreferenced), (double)r.unreferenced_bytes / (1 << 20));
+	fflush(stdout);
+	if (r.unreadable)
+		return cli_error(CLI_USAGE, "fsck --remote %s: the check is incomplete: %llu object%s could not "
+				 "be read (see above); check again when the server answers", uri,
+				 (unsigned long long)r.unreadable, plural(r.unreadable));
+	return r.problems || local != CLI_OK ? CLI_FAILED : CLI_OK;
+}
+
 int cli_fsck(int argc, char **argv)
 {
+	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--remote") == 0)
+			return cli_fsck_remote(argc, argv);
 	return cli_maint("fsck", argc, argv, cli_help_fsck);
 }
 
 int cli_gc(int argc, char **argv)
 {
+	if (argc >= 1 && strcmp(argv[0], "--remote") == 0)
+		return cli_gc_remote(argc - 1, argv + 1);
 	return cli_maint("gc", argc, argv, cli_help_gc);
 }

@@ -148,9 +148,17 @@ static void status_print_tier(json_t *stats)
 	       json_string_value(json_object_get(t, "state")) ?: "?", status_num(t, "versions_pending"),
 	       status_plural(t, "versions_pending"), status_bytes(pending, a, sizeof(a)),
 	       status_bytes(done, b, sizeof(b)), status_bytes(status_num(t, "rate_bytes_per_s"), c, sizeof(c)));
+	if (status_num(t, "versions_awaiting_nodes") > 0)
+		printf("  S3: %.0f version%s uploaded here, COMMIT waiting for the other nodes' parts\n",
+		       status_num(t, "versions_awaiting_nodes"), status_plural(t, "versions_awaiting_nodes"));
 	err = json_object_get(t, "error");
 	if (json_is_string(err))
 		printf("  S3 error (retrying with backoff, nothing is lost): %s\n", json_string_value(err));
+	if (status_num(t, "fetched_chunks") > 0)
+		printf("  S3 reads since mount: %.0f chunks fetched (%s), %.0f of them read ahead, %.0f read-ahead hits, "
+		       "%.0f corrupt\n", status_num(t, "fetched_chunks"), status_bytes(status_num(t, "fetched_bytes"), a,
+		       sizeof(a)), status_num(t, "prefetched_chunks"), status_num(t, "prefetch_hits"),
+		       status_num(t, "fetch_corrupt"));
 	if (pending > 0 && isatty(STDOUT_FILENO)) {
 		cli_progress_bar(stdout, "  upload", (uint64_t)done, (uint64_t)(done + pending));
 		putchar('\n');

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tier_persist.h"
 #include "../store/tier.h"
 
 static void cli_tier_log(void *ctx, enum s3_log_level level, const char *msg)
@@ -26,7 +27,7 @@ static const char *nz(const char *s)
 	return s[0] ? s : NULL;
 }
 
-static void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o)
+void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->uri = cfg->s3[0] ? cfg->s3 : cfg->from;
@@ -37,6 +38,48 @@ static void cli_tier_options(const struct pecfs_config *cfg, struct tier_options
 								     S3_ADDRESSING_AUTO;
 	o->ca_file = nz(cfg->s3_ca_file);
 	o->credentials_file = nz(cfg->s3_credentials_file);
+}
+
+int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *eq, *val;
+	char name[64], err[512];
+	size_t n;
+
+	if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+		if (*i + 1 >= argc) {
+			cli_error(CLI_USAGE, "option %s needs a value", a);
+			return -1;
+		}
+		if (pecfs_config_load(cfg, argv[++*i], err, sizeof(err)) < 0) {
+			cli_error(CLI_USAGE, "%s", err);
+			return -1;
+		}
+		return 1;
+	}
+	if (strncmp(a, "--s3", 4) != 0)
+		return 0;
+	eq = strchr(a, '=');
+	n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+	if (n >= sizeof(name)) {
+		cli_error(CLI_USAGE, "unknown option %s", a);
+		return -1;
+	}
+	memcpy(name, a + 2, n);
+	name[n] = '\0';
+	if (eq) {
+		val = eq + 1;
+	} else if (*i + 1 < argc) {
+		val = argv[++*i];
+	} else {
+		cli_error(CLI_USAGE, "option %s needs a value", a);
+		return -1;
+	}
+	if (pecfs_config_set(cfg, name, val, err, sizeof(err)) < 0) {
+		cli_error(CLI_USAGE, "%s", err);
+		return -1;
+	}
+	return 1;
 }
 
 int cli_tier_import(const struct pecfs_config *cfg)
@@ -63,6 +106,7 @@ int cli_tier_import(const struct pecfs_config *cfg)
 
 int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier **out)
 {
+	struct tier_persist_hook persist;
 	struct tier_options o;
 	char err[512] = "";
 	int rc;
@@ -72,14 +116,22 @@ int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier
 		return 0;
 	cli_tier_options(cfg, &o);
 	o.upload_threads = cfg->upload_threads;
+	o.nodes = cfg->s3_nodes;
 	o.node_id = nz(cfg->node_id);
 	o.upload_bandwidth = cfg->upload_bandwidth;
 	o.cache_size = cfg->cache_size;
 	o.cache_min_free = cfg->cache_min_free;
+	o.prefetch = cfg->s3_prefetch;
 	o.log = cli_tier_log;
-	rc = tier_open(st, &o, out, err, sizeof(err));
+	rc = tier_persist_hook_new(cfg, &persist);
 	if (rc < 0)
+		return cli_error(CLI_FAILED, "S3 tier %s: %s", o.uri, strerror(-rc));
+	o.persist = &persist;  /* once open, the tier owns persist.ctx */
+	rc = tier_open(st, &o, out, err, sizeof(err));
+	if (rc < 0) {
+		persist.free(persist.ctx);
 		return cli_error(CLI_USAGE, "S3 tier %s: %s", o.uri, err[0] ? err : strerror(-rc));
+	}
 	pecfs_log_info("S3 tier: uploading sealed versions to %s", o.uri);
 	return 0;
 }

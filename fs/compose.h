@@ -29,6 +29,10 @@ int pec_runcfg_load(struct fs_ctx *ctx, uint64_t run_ino, struct pec_runcfg *out
 void pec_runcfg_free(struct pec_runcfg *c);
 /* True for the xattr names that are run settings. */
 bool pec_runcfg_is_key(const char *name);
+/* The run's S3 persist settings (user.pec.persist, user.pec.k_persist) over the mount's, which *pec
+ * and *k_persist hold on entry; an invalid stored value is logged and ignored. Needs no mount
+ * context (the uploader calls it). */
+void pec_runcfg_persist(struct meta *m, uint64_t run_ino, bool *pec, uint32_t *k_persist);
 /* 0 when value is valid for the setting name, else -EINVAL. */
 int pec_runcfg_validate(const char *name, const char *value, size_t size);
 

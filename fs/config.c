@@ -49,10 +49,17 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "s3-credentials-file", PECFS_CONFIG_TEXT, "",
 	  "AWS-style credentials file (mode 0600) used when AWS_ACCESS_KEY_ID is not set" },
 	{ "node-id", PECFS_CONFIG_TEXT, "", "this node's name in the bucket (default: the data folder's random id)" },
+	{ "s3-nodes", PECFS_CONFIG_COUNT, "1",
+	  "nodes that each upload a part of every version; COMMIT waits for all their manifests" },
 	{ "upload-threads", PECFS_CONFIG_COUNT, "8", "chunks uploaded to S3 at once" },
 	{ "upload-bandwidth", PECFS_CONFIG_SIZE, "0", "most bytes per second sent to S3, 0 for unlimited" },
 	{ "cache-size", PECFS_CONFIG_SIZE, "0", "local bytes of uploaded chunks to keep, 0 for unlimited" },
 	{ "cache-min-free", PECFS_CONFIG_RATIO, "0", "evict uploaded chunks while the data disk has less free" },
+	{ "s3-prefetch", PECFS_CONFIG_COUNT, "8",
+	  "chunks fetched from S3 ahead of a sequential reader, half of them at a time (0 to 64; 0: off)" },
+	{ "s3-persist", PECFS_CONFIG_TEXT, "full",
+	  "what a sealed version uploads: full, or pec (non-expert state + s3-k-persist experts per layer)" },
+	{ "s3-k-persist", PECFS_CONFIG_COUNT, "1", "with s3-persist pec: experts per MoE layer each upload adds" },
 	{ "from", PECFS_CONFIG_TEXT, "", "import the committed versions of s3://BUCKET/PREFIX (mount on a fresh node)" },
 	{ NULL, 0, NULL, NULL },
 };
@@ -92,6 +99,10 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->seal_on_tracker = true;
 	cfg->seal_on_rename = true;
 	cfg->upload_threads = 8;
+	cfg->s3_nodes = 1;
+	cfg->s3_prefetch = 8;
+	snprintf(cfg->s3_persist, sizeof(cfg->s3_persist), "full");
+	cfg->s3_k_persist = 1;
 }
 
 static int cfg_parse_bool(const char *v, bool *out)
@@ -211,6 +222,18 @@ static uint32_t *cfg_count_field(struct pecfs_config *cfg, const char *name, uin
 		*max = 64;
 		return &cfg->upload_threads;
 	}
+	if (strcmp(name, "s3-nodes") == 0) {
+		*max = 4096;
+		return &cfg->s3_nodes;
+	}
+	if (strcmp(name, "s3-prefetch") == 0) {  /* the one count where 0 means off */
+		*max = 64;
+		return &cfg->s3_prefetch;
+	}
+	if (strcmp(name, "s3-k-persist") == 0) {
+		*max = 65536;
+		return &cfg->s3_k_persist;
+	}
 	return NULL;
 }
 
@@ -227,11 +250,14 @@ static int cfg_set_text(struct pecfs_config *cfg, const char *name, const char *
 		{ "s3-credentials-file", cfg->s3_credentials_file, sizeof(cfg->s3_credentials_file) },
 		{ "node-id", cfg->node_id, sizeof(cfg->node_id) },
 		{ "from", cfg->from, sizeof(cfg->from) },
+		{ "s3-persist", cfg->s3_persist, sizeof(cfg->s3_persist) },
 	};
 
 	if (strcmp(name, "s3-addressing") == 0 && value[0] && strcmp(value, "path") != 0 &&
 	    strcmp(value, "virtual") != 0 && strcmp(value, "auto") != 0)
 		return cfg_fail(err, errsz, "s3-addressing: '%s' is not path, virtual or auto", value);
+	if (strcmp(name, "s3-persist") == 0 && value[0] && strcmp(value, "full") != 0 && strcmp(value, "pec") != 0)
+		return cfg_fail(err, errsz, "s3-persist: '%s' is not full or pec", value);
 	if ((strcmp(name, "s3") == 0 || strcmp(name, "from") == 0) && value[0] && strncmp(value, "s3://", 5) != 0)
 		return cfg_fail(err, errsz, "%s: '%s' is not s3://BUCKET/PREFIX", name, value);
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
@@ -271,9 +297,13 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 	case PECFS_CONFIG_COUNT:
 		count = cfg_count_field(cfg, name, &max);
 		assert(count != NULL);
+		if (strcmp(name, "s3-prefetch") == 0 && strcmp(value, "0") == 0) {
+			*count = 0;
+			return 0;
+		}
 		if (cfg_parse_count(value, max, count) < 0)
-			return cfg_fail(err, errsz, "%s: '%s' is not a whole number from 1 to %llu", name, value,
-					(unsigned long long)max);
+			return cfg_fail(err, errsz, "%s: '%s' is not a whole number from %d to %llu", name, value,
+					strcmp(name, "s3-prefetch") == 0 ? 0 : 1, (unsigned long long)max);
 		return 0;
 	case PECFS_CONFIG_SECONDS:
 		errno = 0;

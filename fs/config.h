@@ -46,10 +46,15 @@ struct pecfs_config {
 	char s3_ca_file[PATH_MAX];
 	char s3_credentials_file[PATH_MAX];
 	char node_id[64];             /* "": the data folder's own random id */
+	uint32_t s3_nodes;            /* node parts a version needs before COMMIT; default 1 */
 	uint32_t upload_threads;      /* chunks uploaded at once; default 8 */
 	uint64_t upload_bandwidth;    /* bytes per second, 0 unlimited */
 	uint64_t cache_size;          /* local bytes of uploaded chunks kept, 0 unlimited */
 	double cache_min_free;        /* evict uploaded chunks while the data disk has less free (ratio) */
+	uint32_t s3_prefetch;         /* chunks read ahead from S3 for a sequential reader; 0 off; default 8 */
+	char s3_persist[8];           /* "full" (or ""): every sealed version in full; "pec": non-expert state
+					 plus s3_k_persist experts per layer (fs/tier_persist.h) */
+	uint32_t s3_k_persist;        /* experts per layer an uploaded version adds under "pec"; default 1 */
 	char from[512];               /* mount --from s3://...: import the bucket's versions */
 };
 

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "../store/store.h"
+#include "../store/tier.h"
 #include "config.h"
 #include "data.h"
 #include "log.h"
@@ -79,6 +80,7 @@ struct fs_file {
 	uint64_t version_ino;   /* version counted in its open_handles at open */
 	bool writable;
 	bool wrote;             /* a write succeeded through this handle */
+	struct tier_readahead ra;  /* read-only handles: this reader's pattern, for S3 read-ahead */
 };
 
 /* ---- fs.c ---- */

@@ -6,6 +6,9 @@
  *   user.pec.strategy    "sequential" or "load-aware"
  *   user.pec.k           K of the plan (default: the most experts of a layer the latest version wrote)
  *   user.pec.dynamic_k   "0" or "1";  user.pec.plt_budget  fraction in (0, 1]
+ *   user.pec.persist     "full" or "pec": what the S3 tier uploads of the run's versions
+ *   user.pec.k_persist   experts per layer an upload adds under "pec" (0 to 65536)
+ * The two persist settings are read by the uploader (pec_runcfg_persist), which has no mount context.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,10 +23,13 @@
 #define CFG_K "user.pec.k"
 #define CFG_DYNAMIC_K "user.pec.dynamic_k"
 #define CFG_PLT_BUDGET "user.pec.plt_budget"
+#define CFG_PERSIST "user.pec.persist"
+#define CFG_K_PERSIST "user.pec.k_persist"
+#define CFG_K_PERSIST_MAX 65536
 #define CFG_VALUE_MAX 16384
 
 static const char *const cfg_keys[] = { CFG_FILE_PATTERNS, CFG_TENSOR_PATTERNS, CFG_KEEP, CFG_STRATEGY,
-					CFG_K, CFG_DYNAMIC_K, CFG_PLT_BUDGET };
+					CFG_K, CFG_DYNAMIC_K, CFG_PLT_BUDGET, CFG_PERSIST, CFG_K_PERSIST };
 
 bool pec_runcfg_is_key(const char *name)
 {
@@ -72,6 +78,17 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 	return 0;
 }
 
+/* The persist settings: *pec from "full" / "pec", *k from a count. -EINVAL. */
+static int parse_persist(const char *name, const char *value, bool *pec, uint32_t *k)
+{
+	if (strcmp(name, CFG_K_PERSIST) == 0)
+		return parse_u32(value, 0, CFG_K_PERSIST_MAX, k);
+	if (strcmp(value, "full") != 0 && strcmp(value, "pec") != 0)
+		return -EINVAL;
+	*pec = strcmp(value, "pec") == 0;
+	return 0;
+}
+
 /* Checks one setting's NUL-terminated value; fills cfg when it is not NULL. */
 static int apply(const char *name, char *value, struct pec_runcfg *cfg)
 {
@@ -83,6 +100,11 @@ static int apply(const char *name, char *value, struct pec_runcfg *cfg)
 	}
 	if (strcmp(name, CFG_KEEP) == 0)
 		return parse_u32(value, 0, UINT32_MAX, &cfg->keep);
+	if (strcmp(name, CFG_PERSIST) == 0 || strcmp(name, CFG_K_PERSIST) == 0) {
+		bool pec;
+		uint32_t k;
+		return parse_persist(name, value, &pec, &k);  /* checked only: pec_runcfg_persist reads them */
+	}
 	if (strcmp(name, CFG_K) == 0) {
 		int rc = parse_u32(value, 1, PEC_MAX_EXPERT + 1, &cfg->plan.k);
 		cfg->k_set |= rc == 0;
@@ -173,6 +195,33 @@ int pec_runcfg_load(struct fs_ctx *ctx, uint64_t run_ino, struct pec_runcfg *out
 				       cfg_keys[i]);
 	}
 	return 0;
+}
+
+/* One persist setting of the run into *pec or *k; absent or invalid leaves them as they are. */
+static void persist_load(struct meta *m, uint64_t run_ino, const char *name, bool *pec, uint32_t *k)
+{
+	char val[32];
+	int len = meta_get_xattr(m, run_ino, name, val, sizeof(val) - 1);
+
+	if (len == -ENODATA)
+		return;
+	if (len >= 0 && (size_t)len < sizeof(val)) {
+		bool p = *pec;
+		uint32_t n = *k;
+		val[len] = '\0';
+		if (parse_persist(name, val, &p, &n) == 0) {
+			*pec = p;
+			*k = n;
+			return;
+		}
+	}
+	pecfs_log_warn("run %llu: ignoring invalid setting %s", (unsigned long long)run_ino, name);
+}
+
+void pec_runcfg_persist(struct meta *m, uint64_t run_ino, bool *pec, uint32_t *k_persist)
+{
+	persist_load(m, run_ino, CFG_PERSIST, pec, k_persist);
+	persist_load(m, run_ino, CFG_K_PERSIST, pec, k_persist);
 }
 
 void pec_runcfg_free(struct pec_runcfg *c)

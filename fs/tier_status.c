@@ -35,6 +35,7 @@ void tier_status_stats_json(struct store *st, json_t *o)
 	json_object_set_new(t, "error", s.error[0] ? json_string(s.error) : json_null());
 	json_object_set_new(t, "versions_pending", json_integer((json_int_t)s.versions_pending));
 	json_object_set_new(t, "bytes_pending", json_integer((json_int_t)s.bytes_pending));
+	json_object_set_new(t, "versions_awaiting_nodes", json_integer((json_int_t)s.versions_awaiting_nodes));
 	json_object_set_new(t, "versions_uploaded", json_integer((json_int_t)s.versions_uploaded));
 	json_object_set_new(t, "bytes_uploaded", json_integer((json_int_t)s.bytes_uploaded));
 	json_object_set_new(t, "chunks_uploaded", json_integer((json_int_t)s.chunks_uploaded));
@@ -44,6 +45,8 @@ void tier_status_stats_json(struct store *st, json_t *o)
 	json_object_set_new(t, "fetched_chunks", json_integer((json_int_t)s.fetched_chunks));
 	json_object_set_new(t, "fetched_bytes", json_integer((json_int_t)s.fetched_bytes));
 	json_object_set_new(t, "fetch_corrupt", json_integer((json_int_t)s.fetch_corrupt));
+	json_object_set_new(t, "prefetched_chunks", json_integer((json_int_t)s.prefetched_chunks));
+	json_object_set_new(t, "prefetch_hits", json_integer((json_int_t)s.prefetch_hits));
 	json_object_set_new(t, "evicted_chunks", json_integer((json_int_t)s.evicted_chunks));
 	json_object_set_new(t, "evicted_bytes", json_integer((json_int_t)s.evicted_bytes));
 	json_object_set_new(t, "local_chunk_bytes", json_integer((json_int_t)s.local_bytes));

@@ -33,6 +33,7 @@ void s3_manifest_free(struct s3_manifest *m)
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->entries[i].path);
 		free(m->entries[i].target);
+		free(m->entries[i].source);
 		free(m->entries[i].ext);
 	}
 	free(m->entries);
@@ -87,6 +88,34 @@ int s3_manifest_add_extent(struct s3_manifest_entry *e, const struct s3_manifest
 	return 0;
 }
 
+int s3_manifest_set_extents(struct s3_manifest_entry *e, const struct s3_manifest_extent *x, size_t n)
+{
+	struct s3_manifest_extent *copy = malloc((n ? n : 1) * sizeof(*copy));
+
+	if (!copy)
+		return -ENOMEM;
+	if (n)
+		memcpy(copy, x, n * sizeof(*copy));
+	free(e->ext);
+	e->ext = copy;
+	e->next = e->ext_cap = n;
+	return 0;
+}
+
+int s3_manifest_set_source(struct s3_manifest_entry *e, const char *source, int64_t staleness)
+{
+	char *copy = NULL;
+
+	if (source && (!s3_manifest_name_ok(source) || staleness < 0))
+		return -EINVAL;
+	if (source && !(copy = strdup(source)))
+		return -ENOMEM;
+	free(e->source);
+	e->source = copy;
+	e->staleness = source ? staleness : 0;
+	return 0;
+}
+
 static const char *mf_type(uint32_t mode)
 {
 	if (S_ISDIR(mode))
@@ -122,6 +151,10 @@ static json_t *mf_entry_json(const struct s3_manifest_entry *e)
 						    (json_int_t)x->chunk_off, (json_int_t)x->chunk_len));
 	}
 	json_object_set_new(o, "extents", xs);
+	if (e->source) {
+		json_object_set_new(o, "source", json_string(e->source));
+		json_object_set_new(o, "staleness", json_integer((json_int_t)e->staleness));
+	}
 	return o;
 }
 
@@ -175,6 +208,11 @@ int s3_manifest_path_ok(const char *path)
 	return 1;
 }
 
+int s3_manifest_name_ok(const char *name)
+{
+	return s3_manifest_path_ok(name) && !strchr(name, '/');
+}
+
 static int mf_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int mf_fail(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -218,6 +256,21 @@ static int mf_decode_extents(json_t *xs, struct s3_manifest_entry *e, char *err,
 	return 0;
 }
 
+/* The optional "source" and "staleness" of a file entry: both or neither, a version name and a
+ * count of steps. */
+static int mf_decode_source(json_t *o, struct s3_manifest_entry *e, char *err, size_t errsz)
+{
+	json_t *src = json_object_get(o, "source"), *stale = json_object_get(o, "staleness");
+
+	if (!src && !stale)
+		return 0;
+	if (!S_ISREG(e->mode) || !json_is_string(src) || !json_is_integer(stale) ||
+	    !s3_manifest_name_ok(json_string_value(src)) || json_integer_value(stale) < 0)
+		return mf_fail(err, errsz, "%s: source must be a version name and staleness a count of steps, "
+			       "both on a file entry", e->path);
+	return s3_manifest_set_source(e, json_string_value(src), json_integer_value(stale));
+}
+
 static int mf_decode_entry(json_t *o, struct s3_manifest *m, char *err, size_t errsz)
 {
 	const char *path = NULL, *type = NULL, *target = NULL;
@@ -243,9 +296,10 @@ static int mf_decode_entry(json_t *o, struct s3_manifest *m, char *err, size_t e
 				   fmt == S_IFLNK ? target : NULL, &e);
 	if (rc < 0)
 		return rc;
-	if (fmt == S_IFREG)
-		return mf_decode_extents(json_object_get(o, "extents"), e, err, errsz);
-	return 0;
+	rc = mf_decode_source(o, e, err, errsz);
+	if (rc == 0 && fmt == S_IFREG)
+		rc = mf_decode_extents(json_object_get(o, "extents"), e, err, errsz);
+	return rc;
 }
 
 int s3_manifest_decode(const char *text, size_t len, struct s3_manifest *m, char *err, size_t errsz)

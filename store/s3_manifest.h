@@ -26,6 +26,9 @@ struct s3_manifest_entry {
 	uint64_t size;
 	int64_t mtime_ns;
 	char *target;     /* symlinks only, else NULL */
+	char *source;     /* files only, optional: the version whose upload first stored these bytes when
+			     it is not this one (`s3-persist pec`, or a unit the version inherited); else NULL */
+	int64_t staleness;  /* steps (or versions) from source to this version; meaningful with source */
 	struct s3_manifest_extent *ext;
 	size_t next, ext_cap;
 };
@@ -49,6 +52,13 @@ int s3_manifest_add_entry(struct s3_manifest *m, const char *path, uint32_t mode
 			  int64_t mtime_ns, const char *target, struct s3_manifest_entry **out);
 int s3_manifest_add_extent(struct s3_manifest_entry *e, const struct s3_manifest_extent *x);
 
+/* Replaces e's extents by copies of x[0..n). -ENOMEM (e unchanged). */
+int s3_manifest_set_extents(struct s3_manifest_entry *e, const struct s3_manifest_extent *x, size_t n);
+
+/* Names the version holding e's bytes (a file entry) and how stale they are; source NULL clears it.
+ * -EINVAL for a name s3_manifest_name_ok refuses or a negative staleness, -ENOMEM. */
+int s3_manifest_set_source(struct s3_manifest_entry *e, const char *source, int64_t staleness);
+
 /* JSON text, malloc'ed, in *out (*len bytes, NUL-terminated). -ENOMEM. */
 int s3_manifest_encode(const struct s3_manifest *m, char **out, size_t *len);
 
@@ -58,5 +68,8 @@ int s3_manifest_decode(const char *text, size_t len, struct s3_manifest *m, char
 
 /* True for a relative path without empty, "." or ".." components. */
 int s3_manifest_path_ok(const char *path);
+
+/* True for a version or run name: one path component (no '/', not "." or "..", 1-255 bytes). */
+int s3_manifest_name_ok(const char *name);
 
 #endif

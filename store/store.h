@@ -61,6 +61,10 @@ uint64_t store_chunk_refcount(struct store *st, const struct digest *d);
 /* Reads chunk bytes (see chunk_store_read); counts -EIO in the corruption counter. */
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len);
 
+/* Every digest the chunk index holds (referenced or awaiting gc, local or evicted), sorted, in a
+ * malloc'ed array; *gen changes whenever the set does (cheap to poll with a NULL out). 0 or -ENOMEM. */
+int store_chunk_list(struct store *st, struct digest **out, size_t *n, uint64_t *gen);
+
 struct store_stats {
 	uint64_t chunks;              /* chunks stored */
 	uint64_t stored_bytes;        /* their payload bytes */

@@ -11,6 +11,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static void entry_ref_locked(struct store *st, struct store_chunk_entry *e)
 {
@@ -151,8 +153,12 @@ uint64_t store_chunk_refcount(struct store *st, const struct digest *d)
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len)
 {
 	struct tier *t = atomic_load(&st->tier);
-	int rc = chunk_store_read(st->chunks, d, off, dst, len);
+	int rc;
 
+	/* A chunk fetched ahead of its reader is served from memory while it is held there. */
+	if (t && tier_prefetch_read(t, d, off, dst, len) == 0)
+		return 0;
+	rc = chunk_store_read(st->chunks, d, off, dst, len);
 	/* With an S3 tier, an absent chunk file may be an evicted (or imported) chunk: fetch it. */
 	if (rc == -ENOENT && t)
 		rc = tier_read_through(t, d, off, dst, len);
@@ -176,4 +182,44 @@ void store_get_stats(struct store *st, struct store_stats *out)
 	pthread_mutex_unlock(&st->lock);
 	out->corrupt_reads = atomic_load(&st->corrupt_reads);
 	out->free_disk_bytes = chunk_store_free_bytes(st->chunks);
+}
+
+struct digest_list {
+	struct digest *d;
+	size_t n;
+};
+
+static void list_entry(struct store_chunk_entry *e, void *arg)
+{
+	struct digest_list *l = arg;
+
+	l->d[l->n++] = e->digest;
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DIGEST_LEN);
+}
+
+int store_chunk_list(struct store *st, struct digest **out, size_t *n, uint64_t *gen)
+{
+	struct digest_list l = { 0 };
+
+	pthread_mutex_lock(&st->lock);
+	*gen = st->index.gen;
+	if (!out) {
+		pthread_mutex_unlock(&st->lock);
+		return 0;
+	}
+	l.d = malloc((st->index.count ? st->index.count : 1) * sizeof(*l.d));
+	if (!l.d) {
+		pthread_mutex_unlock(&st->lock);
+		return -ENOMEM;
+	}
+	store_index_foreach(&st->index, list_entry, &l);
+	pthread_mutex_unlock(&st->lock);
+	qsort(l.d, l.n, sizeof(*l.d), digest_cmp);
+	*out = l.d;
+	*n = l.n;
+	return 0;
 }

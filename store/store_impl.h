@@ -31,6 +31,7 @@ struct store_index {
 	struct store_chunk_entry **buckets;
 	uint64_t nbuckets;  /* a power of two */
 	uint64_t count;
+	uint64_t gen;       /* bumped by every add and remove: the digest set changed */
 };
 
 struct store {

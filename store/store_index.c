@@ -91,6 +91,7 @@ struct store_chunk_entry *store_index_add(struct store_index *ix, const struct d
 	e->next = ix->buckets[h];
 	ix->buckets[h] = e;
 	ix->count++;
+	ix->gen++;
 	return e;
 }
 
@@ -102,6 +103,7 @@ void store_index_remove(struct store_index *ix, struct store_chunk_entry *e)
 		if (*pp == e) {
 			*pp = e->next;
 			ix->count--;
+			ix->gen++;
 			free(e);
 			return;
 		}

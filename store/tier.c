@@ -32,22 +32,41 @@ void tier_logf(struct tier *t, enum s3_log_level level, const char *fmt, ...)
 	t->log(t->log_ctx, level, msg);
 }
 
-int tier_key(const struct tier *t, char *buf, size_t size, const char *fmt, ...)
+static int tier_vkey(const char *prefix, char *buf, size_t size, const char *fmt, va_list ap)
 {
 	size_t off = 0;
-	va_list ap;
 	int n;
 
-	if (t->prefix[0]) {
-		n = snprintf(buf, size, "%s/", t->prefix);
+	if (prefix[0]) {
+		n = snprintf(buf, size, "%s/", prefix);
 		if (n < 0 || (size_t)n >= size)
 			return -ENAMETOOLONG;
 		off = (size_t)n;
 	}
-	va_start(ap, fmt);
 	n = vsnprintf(buf + off, size - off, fmt, ap);
-	va_end(ap);
 	return n < 0 || (size_t)n >= size - off ? -ENAMETOOLONG : 0;
+}
+
+int tier_key(const struct tier *t, char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = tier_vkey(t->prefix, buf, size, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int tier_gc_key(const char *prefix, char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = tier_vkey(prefix, buf, size, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 void tier_throttle(struct tier *t, uint64_t len)
@@ -113,9 +132,10 @@ int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 	cc.max_connections = max_connections;
 	cc.log = log;
 	cc.log_ctx = log_ctx;
-	/* Few attempts per call: the uploader retries whole versions with its own backoff forever, and
-	 * a short call keeps unmount and status changes prompt during an outage. */
-	cc.max_attempts = 4;
+	/* Few attempts per call by default: the uploader retries whole versions with its own backoff
+	 * forever, and a short call keeps unmount and status changes prompt during an outage. Readers
+	 * without a retry of their own ask for more (opt->max_attempts). */
+	cc.max_attempts = opt->max_attempts ? opt->max_attempts : 4;
 	cc.retry_max_ms = 4000;
 	rc = s3_client_new(&cc, out, err, errsz);
 	s3_creds_clear(&creds);
@@ -138,11 +158,14 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 	t->st = st;
 	t->meta = store_meta(st);
 	t->threads = opt->upload_threads ? opt->upload_threads : 8;
+	t->nodes = opt->nodes ? opt->nodes : 1;
 	t->bandwidth = opt->upload_bandwidth;
 	t->cache_size = opt->cache_size;
 	t->cache_min_free = opt->cache_min_free;
 	t->log = opt->log;
 	t->log_ctx = opt->log_ctx;
+	if (opt->persist)
+		t->persist = *opt->persist;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->fetched, NULL);
@@ -151,7 +174,9 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 		if (rc < 0)
 			goto out_err;
 	}
-	rc = tier_client_new(opt, t->threads + 2, tier_s3_log, t, &t->client, t->bucket, t->prefix, err, errsz);
+	/* Connections: the upload workers, the uploader's own requests, demand reads and read-ahead. */
+	rc = tier_client_new(opt, t->threads + 2 + (opt->prefetch < 32 ? (opt->prefetch + 1) / 2 : 16), tier_s3_log, t,
+			     &t->client, t->bucket, t->prefix, err, errsz);
 	if (rc < 0)
 		goto out_err;
 	snprintf(t->uri, sizeof(t->uri), "%s", opt->uri);
@@ -175,10 +200,16 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 	snprintf(t->status.uri, sizeof(t->status.uri), "%s", t->uri);
 	snprintf(t->status.node_id, sizeof(t->status.node_id), "%s", t->node_id);
 	t->rate_t_ns = tier_now_ns();
+	rc = tier_prefetch_start(t, opt->prefetch);
+	if (rc < 0) {
+		snprintf(err, errsz, "cannot start the read-ahead threads: %s", strerror(-rc));
+		goto out_err;
+	}
 	atomic_store(&st->tier, t);
 	rc = -pthread_create(&t->uploader, NULL, tier_upload_main, t);
 	if (rc < 0) {
 		atomic_store(&st->tier, NULL);
+		tier_prefetch_stop(t);
 		snprintf(err, errsz, "cannot start the uploader: %s", strerror(-rc));
 		goto out_err;
 	}
@@ -205,6 +236,9 @@ void tier_close(struct tier *t)
 	pthread_cond_broadcast(&t->wake);
 	pthread_mutex_unlock(&t->lock);
 	pthread_join(t->uploader, NULL);
+	tier_prefetch_stop(t);
+	if (t->persist.free)
+		t->persist.free(t->persist.ctx);  /* the only user of the hook was the uploader */
 	atomic_store(&t->st->tier, NULL);
 	s3_client_free(t->client);
 	tier_lru_free(t->lru);
@@ -251,7 +285,7 @@ int store_tier_version_status(struct store *st, uint64_t run_ino, uint64_t versi
 	*uploaded = false;
 	*uploaded_bytes = 0;
 	if (tier_record_get(t->meta, run_ino, version_ino, &r) == 0) {
-		*uploaded = true;
+		*uploaded = r.committed_ns != 0;  /* 0: our part is up, COMMIT waits for other nodes */
 		*uploaded_bytes = r.uploaded_bytes;
 		return 0;
 	}

@@ -11,6 +11,7 @@
 #ifndef PECFS_TIER_H
 #define PECFS_TIER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,9 @@
 
 struct tier;
 
+/* Tries per request for a reader that has no retry of its own: ~20 s of backoff rides out a blip. */
+#define TIER_READER_ATTEMPTS 10
+
 struct tier_options {
 	const char *uri;              /* s3://BUCKET[/PREFIX], required */
 	const char *endpoint;         /* http(s)://host[:port]; NULL: AWS's for the region */
@@ -32,14 +36,51 @@ struct tier_options {
 	const char *ca_file;          /* NULL: the system's CAs */
 	const char *credentials_file; /* used when AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are unset */
 	const char *node_id;          /* NULL or "": the data folder's node id (hex) */
+	unsigned nodes;               /* node parts (manifests) a version needs before its COMMIT; 0: 1 */
 	unsigned upload_threads;      /* chunks sent at once; 0: 8 */
+	unsigned max_attempts;        /* tries per S3 request (tier_client_new); 0: 4, for the uploader, which
+					 retries whole versions itself; a reader with no retry of its own
+					 (restore, import, fsck --remote) wants TIER_READER_ATTEMPTS */
 	uint64_t upload_bandwidth;    /* bytes per second, 0: unlimited */
+	unsigned prefetch;            /* chunks fetched ahead of a sequential reader of remote chunks, half
+					 of them at a time; 0: no read-ahead (tier_readahead) */
 	uint64_t cache_size;          /* local chunk bytes kept; beyond, uploaded chunks are evicted LRU;
 					 0: unlimited */
 	double cache_min_free;        /* also evict while the data disk's free ratio is below this */
 	/* One line per event (state changes of the uploader, completed versions); NULL: silent. */
 	void (*log)(void *ctx, enum s3_log_level level, const char *msg);
 	void *log_ctx;
+	/* Persist selection (see tier_persist_fn), copied by tier_open; NULL: every version is uploaded as
+	 * walked. Once tier_open succeeds the tier owns persist->ctx and frees it in tier_close. */
+	const struct tier_persist_hook *persist;
+};
+
+/* ---- persist selection: a hook between walking a version and uploading it ---- */
+struct s3_manifest;
+
+/* What the hook is given besides the manifest; everything belongs to the tier. */
+struct tier_persist_call {
+	struct s3_client *client;         /* the tier's client (thread-safe) */
+	const char *prefix;               /* the bucket key prefix without trailing '/', may be "" */
+	const char *node_id;
+	struct meta *meta;                /* the store's metadata, to read the version's records */
+	const struct meta_version *version;
+};
+
+/* Called by the uploader thread for each version after its manifest m was walked from the metadata
+ * and before any chunk is sent. It may rewrite m in place: give an entry the extents of a copy already
+ * in the bucket (s3_manifest_set_extents) and name that copy's version (s3_manifest_set_source). The
+ * uploader then makes sure every chunk the rewritten manifest names is in the bucket (those already
+ * there are only checked), so a rewrite can make an upload smaller but never leave a reference to a
+ * missing object. It may read and create objects under prefix. 0, or a negative errno with a message
+ * in msg (the version is then retried later, like any failed upload). */
+typedef int (*tier_persist_fn)(void *ctx, const struct tier_persist_call *call, struct s3_manifest *m, char *msg,
+			       size_t msgsz);
+
+struct tier_persist_hook {
+	tier_persist_fn fn;
+	void *ctx;
+	void (*free)(void *ctx);          /* NULL: nothing to free */
 };
 
 /* Starts the tier on st. Refuses (-EINVAL, reason in err) a bad URI, endpoint or missing
@@ -60,6 +101,7 @@ struct tier_status {
 	char error[400];              /* the last failure while state is TIER_RETRYING, else "" */
 	uint64_t versions_pending;    /* sealed versions not yet committed in S3 */
 	uint64_t bytes_pending;       /* stored bytes of those versions not yet known in S3 */
+	uint64_t versions_awaiting_nodes; /* this node's part uploaded, COMMIT waits for other nodes' parts */
 	uint64_t versions_uploaded;   /* committed by this node since open */
 	uint64_t bytes_uploaded;      /* chunk bytes sent since open (objects already there not counted) */
 	uint64_t chunks_uploaded, chunks_skipped;  /* sent / found in the bucket already, since open */
@@ -67,6 +109,8 @@ struct tier_status {
 	uint64_t failures;            /* failed attempts since open */
 	uint64_t fetched_chunks, fetched_bytes;  /* read-through fetches from S3 since open */
 	uint64_t fetch_corrupt;       /* fetches refused for a digest mismatch (reads got EIO) */
+	uint64_t prefetched_chunks;   /* of fetched_chunks, those fetched ahead of a sequential reader */
+	uint64_t prefetch_hits;       /* prefetched chunks that a read then found local (or waited for) */
 	uint64_t evicted_chunks, evicted_bytes;  /* uploaded chunk files removed since open */
 	uint64_t local_bytes;         /* chunk file bytes on local disk, at the last eviction pass */
 };
@@ -91,6 +135,25 @@ bool tier_chunk_in_bucket(struct meta *m, const struct digest *d);
  * remote, -EIO (and fetch_corrupt) for a corrupt object, or the client's error. */
 int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
 
+/* Where one open file's reads went, for read-ahead: zeroed when the file is opened, owned by the
+ * caller; reads through the same open file may note themselves concurrently. */
+struct tier_readahead {
+	atomic_uint_fast64_t next;    /* where the last read ended */
+	atomic_uint streak;           /* reads in a row that started near the previous end */
+	atomic_uint_fast64_t chunk;   /* 1 + chunk index of the last read-ahead scheduled */
+};
+
+/* Notes a read of [off, off + len) of inode ino (called before serving it). Once reads follow each
+ * other, each new chunk the reader enters queues background fetches of the remote, locally absent
+ * chunks among the next `prefetch` chunks of the file (verified and stored like read-through; a
+ * demand read of a chunk being fetched waits for that fetch). Never waits for the network. A no-op
+ * when t is NULL or its prefetch is 0. */
+void tier_readahead(struct tier *t, struct tier_readahead *ra, uint64_t ino, uint64_t off, size_t len);
+
+/* Serves a read of chunk d from the read-ahead buffers when it was fetched moments ago and is still
+ * there (called by store_chunk_read before the chunk file): 0, or -ENOENT when it is not held. */
+int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
+
 /* Records a read of chunk d for least-recently-used eviction (cheap; a no-op without a cache limit). */
 void tier_cache_touch(struct tier *t, const struct digest *d);
 
@@ -102,6 +165,66 @@ void tier_cache_touch(struct tier *t, const struct digest *d);
  * to progress when not NULL. */
 int tier_import(struct store *st, const struct tier_options *opt, FILE *progress, uint64_t *imported, char *err,
 		size_t errsz);
+
+/* ---- bucket garbage collection (tier_gc_sweep.c; protocol in FORMAT.md section 5) ---- */
+struct tier_gc_options {
+	uint32_t keep;            /* committed versions kept per run, newest first; 0: every version */
+	int64_t grace_ns;         /* objects younger than this are never deleted */
+	bool dry_run;             /* report what would go, delete nothing */
+	const char *forget_node;  /* drop this node's published state first (a node gone for good) */
+};
+
+struct tier_gc_report {
+	uint64_t epoch;           /* the collection's epoch */
+	uint64_t nodes;           /* node states read */
+	uint64_t versions, uncommitted, versions_retired;
+	uint64_t objects_deleted; /* COMMIT and manifest objects */
+	uint64_t chunks, chunks_live, chunks_recent;  /* chunk objects seen / referenced / within grace */
+	uint64_t chunks_deleted, bytes_deleted;
+};
+
+/* Collects the bucket of opt: retires committed versions beyond the newest o->keep of each run that
+ * no node keeps, and deletes chunk objects no node and no remaining manifest references, leaving
+ * anything younger than the grace period. One line per retired version and node to progress (may be
+ * NULL). -EBUSY when another collection runs; other failures with a reason in err. */
+int tier_bucket_gc(const struct tier_options *opt, const struct tier_gc_options *o, FILE *progress,
+		   struct tier_gc_report *out, char *err, size_t errsz);
+
+/* ---- checking the bucket (tier_fsck.c, `pecfs fsck --remote`; FORMAT.md section 5, Remote check) ---- */
+struct tier_fsck_options {
+	bool quick;               /* chunk objects: listed with the right size is enough, nothing downloaded */
+	unsigned jobs;            /* requests at once; 0: 8 */
+	FILE *out;                /* problem lines, then notes; NULL: stdout */
+	/* Called now and then from the calling thread while chunks are verified (payload bytes done, of
+	   total); NULL: none. */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
+};
+
+struct tier_fsck_report {
+	uint64_t versions;        /* committed versions */
+	uint64_t uncommitted;     /* versions with manifests but no COMMIT (an upload under way or cut short,
+				     parts waiting for other nodes): not an error */
+	uint64_t manifests, node_states;
+	uint64_t chunks;          /* distinct chunk objects named by manifests */
+	uint64_t objects;         /* objects checked: COMMITs, manifests, node states, chunks */
+	uint64_t bytes;           /* chunk payload bytes verified (quick: chunk object bytes listed) */
+	uint64_t problems;        /* damage found, one printed line each */
+	uint64_t missing, corrupt;  /* of problems: chunk objects */
+	uint64_t unreferenced, unreferenced_bytes;  /* chunk objects no manifest names: not an error */
+	uint64_t unexpected;      /* other objects under the prefix ("note:" lines): not an error */
+	uint64_t unreadable;      /* objects that could not be read (network, permission): check incomplete */
+};
+
+/* Checks the bucket and prefix of opt, reading only: every COMMIT and manifest parses and names the
+ * version it is stored under, every COMMIT has its manifests, every chunk object a manifest names
+ * exists with the right size and, unless o->quick, has a sound header and SHA-256 (tier_chunk_fetch_into).
+ * One line per problem to o->out, naming the object's key and, for a chunk, the files (run/version/path)
+ * that use it. 0 when the check ran to the end (findings in r), -EINVAL for bad options, -EAGAIN while a
+ * bucket garbage collection runs or when one ran meanwhile, else the error that stopped the check
+ * (server unreachable, credentials refused); a reason in err unless 0. */
+int tier_fsck(const struct tier_options *opt, const struct tier_fsck_options *o, struct tier_fsck_report *r,
+	      char *err, size_t errsz);
 
 /* ---- chunk objects: a 64-byte header, then the payload (FORMAT.md section 5) ---- */
 #define TIER_CHUNK_HDR 64
@@ -117,6 +240,12 @@ void tier_chunk_header(const struct digest *d, uint64_t len, uint8_t *hdr);
  * -ENOENT (no such object) or the client's error. */
 int tier_chunk_fetch(struct s3_client *c, const char *prefix, const struct digest *d, void **payload,
 		     size_t *len, struct s3_result *res);
+
+/* The same for a chunk whose payload length len the caller knows (a manifest names it): the object is
+ * read straight into buf (at least len + TIER_CHUNK_HDR + 1 bytes), header first, payload at
+ * buf + TIER_CHUNK_HDR, with no allocation or copy. -EIO also when the object's length differs. */
+int tier_chunk_fetch_into(struct s3_client *c, const char *prefix, const struct digest *d, uint64_t len, void *buf,
+			  struct s3_result *res);
 
 /* Splits an s3:// URI and makes a client for the options' server (credentials from the environment
  * or options->credentials_file; opt->log is not used, the client logs to log/log_ctx, which may be

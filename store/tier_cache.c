@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 
 #include "store_impl.h"
+#include "thread_buf.h"
 #include "tier_impl.h"
 
 struct lru_entry {
@@ -103,6 +104,7 @@ void tier_cache_touch(struct tier *t, const struct digest *d)
 	struct lru_entry *e;
 	int64_t now;
 
+	tier_prefetch_note_read(t, d);
 	if (!l)
 		return;
 	now = tier_now_ns();
@@ -131,6 +133,27 @@ static int fetch_slot(struct tier *t, const struct digest *d)
 	return -1;
 }
 
+bool tier_fetch_in_flight(struct tier *t, const struct digest *d)
+{
+	pthread_mutex_lock(&t->lock);
+	bool busy = fetch_slot(t, d) >= 0;
+	pthread_mutex_unlock(&t->lock);
+	return busy;
+}
+
+bool tier_fetch_try_claim(struct tier *t, const struct digest *d)
+{
+	bool claimed = false;
+
+	pthread_mutex_lock(&t->lock);
+	if (fetch_slot(t, d) < 0 && t->nfetching < TIER_FETCH_SLOTS) {
+		t->fetching[t->nfetching++] = *d;
+		claimed = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return claimed;
+}
+
 /* Claims the fetch of d (true), or waits for another reader's fetch of it and returns false, after
  * which the chunk file is normally there. Readers of one chunk (kernel readahead issues several at
  * once) so cost one GET instead of one each. */
@@ -150,7 +173,7 @@ static bool fetch_claim(struct tier *t, const struct digest *d, bool *owner)
 	return true;
 }
 
-static void fetch_release(struct tier *t, const struct digest *d)
+void tier_fetch_release(struct tier *t, const struct digest *d)
 {
 	pthread_mutex_lock(&t->lock);
 	int i = fetch_slot(t, d);
@@ -171,23 +194,77 @@ int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void
 		return -ENOENT;
 	while (!fetch_claim(t, d, &owner)) {
 		rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
+		if (rc == 0)
+			tier_prefetch_note_read(t, d);
 		if (rc != -ENOENT)
 			return rc;  /* the other fetch stored it (or it failed: try ourselves) */
 	}
-	rc = read_through_fetch(t, d, off, dst, len);
+	/* A read-ahead may have stored it between our miss and the claim. */
+	rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
+	if (rc == -ENOENT)
+		rc = read_through_fetch(t, d, off, dst, len);
+	else if (rc == 0)
+		tier_prefetch_note_read(t, d);
 	if (owner)
-		fetch_release(t, d);
+		tier_fetch_release(t, d);
 	return rc;
 }
 
-static int read_through_fetch(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len)
+/* Each thread's object buffer for demand reads, reused: fresh pages fault in slowly here, and a
+ * chunk is a few MiB. At most one per FUSE thread. */
+static struct thread_buf fetch_buf = THREAD_BUF_INIT;
+
+/* Where an object of a len-byte payload goes in mem (of len + TIER_FETCH_SLACK bytes): the payload
+ * lands 4 KiB-aligned, which lets chunk_store_put write it with O_DIRECT (no copy into the page
+ * cache, the largest cost of a cache fill). */
+uint8_t *tier_fetch_place(void *mem)
 {
-	struct s3_result res = { 0 };
-	void *payload = NULL;
-	size_t plen = 0;
+	return (uint8_t *)(((uintptr_t)mem + TIER_CHUNK_HDR + 4095) & ~(uintptr_t)4095) - TIER_CHUNK_HDR;
+}
+
+/* Fetches the object of d into *obj (in buf, or the thread's buffer when buf is NULL); the payload
+ * length is known from the chunk record. */
+static int fetch_object(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, uint8_t **obj,
+			size_t *plen, struct s3_result *res)
+{
+	struct meta_chunk rec;
+	void *mem, *p = NULL;
 	int rc;
 
-	rc = tier_chunk_fetch(t->client, t->prefix, d, &payload, &plen, &res);
+	if (meta_get_chunk(t->meta, d, &rec) < 0 || rec.len > CHUNK_MAX_SIZE) {
+		/* No record of its length (not expected for a chunk marked remote): fetch it whole. */
+		rc = tier_chunk_fetch(t->client, t->prefix, d, &p, plen, res);
+		if (rc < 0)
+			return rc;
+		rec.len = *plen;
+	}
+	if (buf && buf->cap < rec.len + TIER_FETCH_SLACK) {
+		free(buf->mem);
+		buf->mem = malloc(rec.len + TIER_FETCH_SLACK);
+		buf->cap = buf->mem ? rec.len + TIER_FETCH_SLACK : 0;
+	}
+	mem = buf ? buf->mem : thread_buf_get(&fetch_buf, rec.len + TIER_FETCH_SLACK);
+	if (!mem) {
+		free(p);
+		return -ENOMEM;
+	}
+	*obj = tier_fetch_place(mem);
+	*plen = rec.len;
+	if (!p)
+		return tier_chunk_fetch_into(t->client, t->prefix, d, rec.len, *obj, res);
+	memcpy(*obj + TIER_CHUNK_HDR, p, rec.len);
+	free(p);
+	return 0;
+}
+
+int tier_fetch_store(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
+		     size_t *plen)
+{
+	struct s3_result res = { 0 };
+	uint8_t *obj = NULL;
+	int rc;
+
+	rc = fetch_object(t, d, buf, &obj, plen, &res);
 	if (rc < 0) {
 		char hex[DIGEST_HEX_LEN + 1];
 		digest_to_hex(d, hex);
@@ -199,20 +276,29 @@ static int read_through_fetch(struct tier *t, const struct digest *d, uint64_t o
 			  res.message[0] ? res.message : strerror(-rc));
 		return rc == -ENOENT ? -EIO : rc;  /* marked remote but gone: the read cannot be served */
 	}
-	if (off + len > plen) {
-		free(payload);
-		return -EINVAL;
-	}
-	memcpy(dst, (const char *)payload + off, len);
+	*payload = obj + TIER_CHUNK_HDR;
 	/* Keep it locally for the next reads; a full disk only costs a later fetch. */
-	chunk_store_put(store_chunks(t->st), d, payload, plen);
-	free(payload);
+	chunk_store_put(store_chunks(t->st), d, *payload, *plen);
 	pthread_mutex_lock(&t->lock);
 	t->status.fetched_chunks++;
-	t->status.fetched_bytes += plen;
+	t->status.fetched_bytes += *plen;
 	pthread_mutex_unlock(&t->lock);
 	tier_cache_touch(t, d);
 	return 0;
+}
+
+static int read_through_fetch(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	const uint8_t *payload = NULL;
+	size_t plen = 0;
+	int rc;
+
+	rc = tier_fetch_store(t, d, NULL, &payload, &plen);
+	if (rc == 0 && off + len > plen)
+		rc = -EINVAL;
+	if (rc == 0)
+		memcpy(dst, payload + off, len);
+	return rc;
 }
 
 struct candidate {
@@ -260,12 +346,37 @@ static int candidate_cmp(const void *a, const void *b)
 	return x->key < y->key ? -1 : x->key > y->key;
 }
 
+/* A chunk's local file may go only while its object is known in the bucket in the current GC epoch:
+ * a mark from an earlier epoch is checked with a HEAD first (and dropped when the object is gone). */
+static bool still_in_bucket(struct tier *t, const struct digest *d, uint64_t epoch)
+{
+	char key[TIER_PREFIX_MAX + 160];
+	struct s3_result res = { 0 };
+	struct meta_chunk c;
+	uint64_t seen, size = 0;
+	int rc;
+
+	if (tier_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == epoch)
+		return true;
+	if (tier_chunk_key(t->prefix, d, key, sizeof(key)) < 0 || meta_get_chunk(t->meta, d, &c) < 0)
+		return false;
+	rc = s3_head(t->client, key, &size, NULL, &res);
+	if (rc == 0 && size == c.len + TIER_CHUNK_HDR) {
+		tier_chunk_mark_remote(t->meta, d, epoch);
+		return true;
+	}
+	if (rc == -ENOENT)
+		tier_chunk_unmark_remote(t->meta, d);
+	return false;
+}
+
 void tier_cache_evict(struct tier *t)
 {
 	struct gather g = { .t = t };
 	struct statvfs sv;
-	uint64_t total = 0, need_free = 0, freed = 0, evicted = 0;
+	uint64_t total = 0, need_free = 0, freed = 0, evicted = 0, epoch = 0;
 	double ratio = 1.0;
+	char msg[400];
 
 	if (t->cache_size == 0 && t->cache_min_free <= 0)
 		return;
@@ -275,6 +386,8 @@ void tier_cache_evict(struct tier *t)
 	t->evict_after_ns = tier_now_ns() + 2000000000;
 	if (chunk_store_foreach(store_chunks(t->st), gather_chunk, &g) < 0)
 		goto out;
+	if (tier_gc_prepare(t, NULL, 0, &epoch, msg, sizeof(msg)) < 0)
+		goto out;  /* nothing leaves while the bucket is unreachable or being collected */
 	if (statvfs(store_data_dir(t->st), &sv) == 0 && sv.f_blocks > 0) {
 		total = (uint64_t)sv.f_blocks * sv.f_frsize;
 		ratio = (double)sv.f_bavail / (double)sv.f_blocks;
@@ -287,6 +400,8 @@ void tier_cache_evict(struct tier *t)
 		bool over = t->cache_size && g.local - freed > t->cache_size;
 		if (!over && freed >= need_free)
 			break;
+		if (!still_in_bucket(t, &g.c[i].d, epoch))
+			continue;
 		if (chunk_store_delete(store_chunks(t->st), &g.c[i].d) == 0) {
 			freed += g.c[i].bytes;
 			evicted++;

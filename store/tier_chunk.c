@@ -48,13 +48,36 @@ void tier_chunk_header(const struct digest *d, uint64_t len, uint8_t *hdr)
 	put_le32(hdr + 56, crc32c(0, hdr, 56));
 }
 
+/* Checks a whole object (header, then payload) against d: 0 or -EIO. */
+static int chunk_object_check(const struct digest *d, const uint8_t *obj, size_t olen)
+{
+	struct digest got;
+	uint64_t plen = 0;
+
+	for (int i = 0; i < 8 && olen >= TIER_CHUNK_HDR; i++)
+		plen |= (uint64_t)obj[16 + i] << (8 * i);
+	if (olen < TIER_CHUNK_HDR || memcmp(obj, TIER_CHUNK_MAGIC, 8) != 0 ||
+	    get_le32(obj + 8) != TIER_CHUNK_FORMAT || get_le32(obj + 12) != TIER_CHUNK_HDR ||
+	    get_le32(obj + 56) != crc32c(0, obj, 56) || memcmp(obj + 24, d->b, DIGEST_LEN) != 0 ||
+	    plen != olen - TIER_CHUNK_HDR)
+		return -EIO;
+	digest_compute(obj + TIER_CHUNK_HDR, (size_t)plen, &got);
+	return digest_equal(&got, d) ? 0 : -EIO;
+}
+
+static int chunk_corrupt(const char *key, struct s3_result *res)
+{
+	if (res)
+		snprintf(res->message, sizeof(res->message), "%.300s: chunk object is corrupt (header or SHA-256 mismatch)",
+			 key);
+	return -EIO;
+}
+
 int tier_chunk_fetch(struct s3_client *c, const char *prefix, const struct digest *d, void **payload,
 		     size_t *len, struct s3_result *res)
 {
 	char key[TIER_PREFIX_MAX + 160];
-	uint8_t *obj = NULL, *hdr;
-	struct digest got;
-	uint64_t plen = 0;
+	uint8_t *obj = NULL;
 	size_t olen;
 	int rc;
 
@@ -64,31 +87,34 @@ int tier_chunk_fetch(struct s3_client *c, const char *prefix, const struct diges
 	rc = s3_get_all(c, key, CHUNK_MAX_SIZE + TIER_CHUNK_HDR, (void **)&obj, &olen, res);
 	if (rc < 0)
 		return rc;
-	hdr = obj;
-	for (int i = 0; i < 8 && olen >= TIER_CHUNK_HDR; i++)
-		plen |= (uint64_t)hdr[16 + i] << (8 * i);
-	if (olen < TIER_CHUNK_HDR || memcmp(hdr, TIER_CHUNK_MAGIC, 8) != 0 ||
-	    get_le32(hdr + 8) != TIER_CHUNK_FORMAT || get_le32(hdr + 12) != TIER_CHUNK_HDR ||
-	    get_le32(hdr + 56) != crc32c(0, hdr, 56) || memcmp(hdr + 24, d->b, DIGEST_LEN) != 0 ||
-	    plen != olen - TIER_CHUNK_HDR) {
-		rc = -EIO;
-		goto out_err;
-	}
-	digest_compute(obj + TIER_CHUNK_HDR, (size_t)plen, &got);
-	if (!digest_equal(&got, d)) {
-		rc = -EIO;
-		goto out_err;
+	if (chunk_object_check(d, obj, olen) < 0) {
+		free(obj);
+		return chunk_corrupt(key, res);
 	}
 	/* Hand out the payload alone: move it to the front instead of copying into a new buffer. */
-	memmove(obj, obj + TIER_CHUNK_HDR, (size_t)plen);
+	memmove(obj, obj + TIER_CHUNK_HDR, olen - TIER_CHUNK_HDR);
 	*payload = obj;
-	*len = (size_t)plen;
+	*len = olen - TIER_CHUNK_HDR;
 	return 0;
+}
 
-out_err:
-	if (res)
-		snprintf(res->message, sizeof(res->message), "%.300s: chunk object is corrupt (header or SHA-256 mismatch)",
-			 key);
-	free(obj);
-	return rc;
+int tier_chunk_fetch_into(struct s3_client *c, const char *prefix, const struct digest *d, uint64_t len, void *buf,
+			  struct s3_result *res)
+{
+	char key[TIER_PREFIX_MAX + 160];
+	size_t got = 0;
+	int rc;
+
+	rc = tier_chunk_key(prefix, d, key, sizeof(key));
+	if (rc < 0)
+		return rc;
+	/* One byte more than expected, so that a longer object is seen (and refused) too. */
+	rc = s3_get(c, key, 0, (size_t)len + TIER_CHUNK_HDR + 1, buf, &got, res);
+	if (rc == -EFBIG)  /* a server that ignored the range, for an object longer than expected */
+		return chunk_corrupt(key, res);
+	if (rc < 0)
+		return rc;
+	if (got != len + TIER_CHUNK_HDR || chunk_object_check(d, buf, got) < 0)
+		return chunk_corrupt(key, res);
+	return 0;
 }

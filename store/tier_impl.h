@@ -28,9 +28,18 @@ struct tier {
 	uint64_t cache_size;
 	double cache_min_free;
 	struct tier_lru *lru;           /* last reads, for eviction (tier_cache.c), own lock */
+	struct tier_prefetch *prefetch; /* read-ahead queue and workers (tier_prefetch.c), own lock; NULL: off */
 	int64_t evict_after_ns;         /* uploader thread only: next eviction pass while idle */
+	unsigned nodes;                 /* node parts a version needs before COMMIT */
+	/* The node state last published (uploader thread only, tier_gc.c). */
+	bool published;
+	uint64_t published_gen;
+	uint8_t published_vhash[32];
+	int64_t published_ns;
+	int64_t commit_check_ns;        /* uploader thread only: next look for versions awaiting nodes */
 	void (*log)(void *ctx, enum s3_log_level level, const char *msg);
 	void *log_ctx;
+	struct tier_persist_hook persist;  /* fn NULL: versions are uploaded as walked */
 
 	pthread_t uploader;
 	atomic_bool stopping;
@@ -43,7 +52,7 @@ struct tier {
 	int64_t bw_next_ns;             /* bandwidth limit: when the next transfer may start */
 	int64_t rate_t_ns;              /* rate sampling */
 	uint64_t rate_bytes;
-	struct digest fetching[TIER_FETCH_SLOTS];  /* read-through fetches in flight, one per chunk */
+	struct digest fetching[TIER_FETCH_SLOTS];  /* read-through and prefetch fetches in flight, one per chunk */
 	unsigned nfetching;
 	pthread_cond_t fetched;         /* a fetch finished */
 };
@@ -62,18 +71,26 @@ void tier_throttle(struct tier *t, uint64_t len);
 struct tier_upload_record {
 	uint64_t uploaded_bytes;  /* chunk bytes of the version in S3 at commit */
 	uint64_t chunks;
-	int64_t committed_ns;
+	int64_t committed_ns;     /* 0: this node's part is up, COMMIT waits for the other nodes' parts */
 };
 int tier_record_get(struct meta *m, uint64_t run, uint64_t ino, struct tier_upload_record *out); /* -ENOENT */
 int tier_record_put(struct meta *m, uint64_t run, uint64_t ino, const struct tier_upload_record *r);
 bool tier_chunk_is_remote(struct meta *m, const struct digest *d);
-int tier_chunk_mark_remote(struct meta *m, const struct digest *d);
+/* The bucket GC epoch in which the chunk's object was last seen in the bucket; -ENOENT when unmarked.
+ * A mark from an older epoch is a hint only: that collection may have deleted the object. */
+int tier_chunk_remote_epoch(struct meta *m, const struct digest *d, uint64_t *epoch);
+int tier_chunk_mark_remote(struct meta *m, const struct digest *d, uint64_t epoch);
+int tier_chunk_unmark_remote(struct meta *m, const struct digest *d);
 /* The same two records as part of a larger batch (import). */
-void tier_batch_mark_remote(struct meta_batch *b, const struct digest *d);
+void tier_batch_mark_remote(struct meta_batch *b, const struct digest *d, uint64_t epoch);
 void tier_batch_put_record(struct meta_batch *b, uint64_t run, uint64_t ino, const struct tier_upload_record *r);
 
 /* ---- building a version's manifest from the metadata (tier_walk.c) ---- */
 int tier_walk_version(struct tier *t, const struct meta_version *v, struct s3_manifest *out);
+/* Runs the persist hook, if any, on a walked manifest (tier_persist.c). On failure m is freed and msg
+ * says why, naming the version. */
+int tier_persist_apply(struct tier *t, const struct meta_version *v, struct s3_manifest *m, char *msg,
+		       size_t msgsz);
 
 /* ---- the local cache (tier_cache.c) ---- */
 int tier_lru_new(struct tier_lru **out);
@@ -81,6 +98,77 @@ void tier_lru_free(struct tier_lru *l);
 /* Removes uploaded chunk files, least recently read first, until the local bytes fit cache_size and
  * the free ratio is at least cache_min_free. Called by the uploader thread between versions. */
 void tier_cache_evict(struct tier *t);
+
+/* ---- bucket garbage collection protocol (tier_gc.c, tier_gc_sweep.c) ---- */
+#define TIER_GC_STALE_NS (15ll * 60 * 1000000000)  /* a collector silent this long has died */
+
+struct tier_gc_epoch {
+	uint64_t epoch;
+	bool collecting;
+	int64_t updated_ns;
+	char node[TIER_NODE_ID_MAX];
+};
+
+/* One node's published state: the versions it keeps and its chunk index. */
+struct tier_node_state {
+	char node[TIER_NODE_ID_MAX];
+	int64_t updated_ns;
+	char **versions;       /* "run/version" */
+	size_t n_versions;
+	struct digest *chunks; /* sorted as published */
+	size_t n_chunks;
+};
+
+/* "%s/%s" of prefix and rest, or rest alone when prefix is "" (tier_key without a tier). */
+int tier_gc_key(const char *prefix, char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int64_t tier_wall_ns(void);
+/* An absent epoch object reads as epoch 0, not collecting. */
+int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_epoch *out, struct s3_result *res);
+int tier_gc_epoch_put(struct s3_client *c, const char *prefix, const struct tier_gc_epoch *ep, struct s3_result *res);
+bool tier_gc_epoch_stale(const struct tier_gc_epoch *ep);
+int tier_node_state_decode(const char *text, size_t len, struct tier_node_state *out, char *err, size_t errsz);
+void tier_node_state_free(struct tier_node_state *s);
+/* Writes nodes/<id>.json when the chunk index or the version list changed since the last time, when
+ * forced, or when there are extra digests (those the node is about to name in a manifest, which a
+ * persist selection may take from earlier uploads the local index no longer holds). Uploader
+ * thread only. */
+int tier_publish_node(struct tier *t, const struct digest *extra, size_t nextra, bool force, char *msg,
+		      size_t msgsz);
+/* tier_publish_node at most every few seconds, for an idle uploader; failures are logged. */
+void tier_publish_idle(struct tier *t);
+/* Before relying on objects already in the bucket (skipping uploads, evicting): publishes the node
+ * state and reads the epoch into *epoch. -EAGAIN (reason in msg) while a collection runs. */
+int tier_gc_prepare(struct tier *t, const struct digest *extra, size_t nextra, uint64_t *epoch, char *msg,
+		    size_t msgsz);
+
+/* Fetch slots (tier_cache.c): a fetch of d is in flight / claim its slot without waiting (false when
+ * another fetch of d runs or every slot is taken) / give it back and wake the readers waiting on it. */
+bool tier_fetch_in_flight(struct tier *t, const struct digest *d);
+bool tier_fetch_try_claim(struct tier *t, const struct digest *d);
+void tier_fetch_release(struct tier *t, const struct digest *d);
+/* A reusable buffer for one fetched object; tier_fetch_store grows it as needed, its owner frees mem. */
+struct tier_fetch_buf {
+	void *mem;
+	size_t cap;
+};
+#define TIER_FETCH_SLACK (TIER_CHUNK_HDR + 1 + 2 * 4096)  /* bytes a buffer needs beyond the payload */
+/* Where the object goes in a buffer's mem so that its payload is 4 KiB-aligned. */
+uint8_t *tier_fetch_place(void *mem);
+/* Downloads and verifies chunk d into buf (NULL: a buffer of the calling thread, at most one chunk
+ * per thread), stores it as a local chunk file and counts it (fetched_*). *payload (*len bytes)
+ * points into that buffer, valid until its next use. -EIO for a corrupt or vanished object (counted
+ * and logged; nothing stored), or the client's error. Call with d's fetch slot held. */
+int tier_fetch_store(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
+		     size_t *len);
+
+/* ---- read-ahead (tier_prefetch.c) ---- */
+/* Starts ceil(ahead / 2) workers (at most 16; the window is capped at 64 chunks). 0: read-ahead stays
+ * off. */
+int tier_prefetch_start(struct tier *t, unsigned ahead);
+/* Sets t->stopping, lets each worker finish the fetch in hand and joins them. */
+void tier_prefetch_stop(struct tier *t);
+/* A read found chunk d local: counts a prefetch hit when d was prefetched and not read since. */
+void tier_prefetch_note_read(struct tier *t, const struct digest *d);
 
 /* ---- the uploader thread (tier_upload.c) ---- */
 void *tier_upload_main(void *arg);

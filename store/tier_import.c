@@ -27,6 +27,7 @@ struct import {
 	size_t ndirs, capdirs;
 	struct meta_version v;
 	int64_t now;
+	uint64_t epoch;         /* bucket GC epoch the imported chunks were seen in */
 };
 
 static int64_t wall_ns(void)
@@ -121,6 +122,21 @@ static int entry_cmp(const void *a, const void *b)
 		      ((const struct s3_manifest_entry *const *)b)[0]->path);
 }
 
+/* Where an entry's bytes come from when the manifest names an earlier version (`s3-persist pec`, or a
+ * unit the version inherited): the same two xattrs fs/compose.c stores on inherited files, so that a
+ * --from mount tells the remote composition the way a local mount tells the local one. */
+#define IMPORT_XATTR_SOURCE "user.pec.source"
+#define IMPORT_XATTR_STALENESS "user.pec.staleness"
+
+static void import_source(struct import *im, uint64_t ino, const struct s3_manifest_entry *e)
+{
+	char stale[32];
+	int n = snprintf(stale, sizeof(stale), "%lld", (long long)e->staleness);
+
+	meta_batch_put_xattr(im->b, ino, IMPORT_XATTR_SOURCE, e->source, strlen(e->source));
+	meta_batch_put_xattr(im->b, ino, IMPORT_XATTR_STALENESS, stale, (size_t)n);
+}
+
 static int import_file(struct import *im, const struct s3_manifest_entry *e, uint64_t *stored)
 {
 	struct dir_slot *parent;
@@ -149,8 +165,10 @@ static int import_file(struct import *im, const struct s3_manifest_entry *e, uin
 				meta_batch_put_chunk(im->b, &c);
 				*stored += x->chunk_len;
 			}
-			tier_batch_mark_remote(im->b, &x->digest);
+			tier_batch_mark_remote(im->b, &x->digest, im->epoch);
 		}
+		if (e->source)
+			import_source(im, mi.ino, e);
 	}
 	meta_batch_put_inode(im->b, &mi);
 	meta_batch_put_dirent(im->b, parent->mi.ino, base, mi.ino, mi.mode & S_IFMT);
@@ -347,6 +365,23 @@ static int import_run(struct import *im, const char *name, struct meta_inode *ru
 	return meta_batch_commit(im->meta, im->b, true);
 }
 
+/* Imports only between collections: chunks seen now stay until the next one has read this node's state. */
+static int import_epoch(struct s3_client *c, const char *prefix, uint64_t *epoch, struct s3_result *res)
+{
+	struct tier_gc_epoch ep;
+	int rc = tier_gc_epoch_get(c, prefix, &ep, res);
+
+	if (rc < 0)
+		return rc;
+	if (ep.collecting && !tier_gc_epoch_stale(&ep)) {
+		snprintf(res->message, sizeof(res->message),
+			 "a bucket garbage collection (node %.64s) is running; mount again when it is over", ep.node);
+		return -EAGAIN;
+	}
+	*epoch = ep.epoch;
+	return 0;
+}
+
 int tier_import(struct store *st, const struct tier_options *opt, FILE *progress, uint64_t *imported, char *err,
 		size_t errsz)
 {
@@ -354,17 +389,26 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 	struct names runs = { 0 };
 	struct s3_result res = { 0 };
 	struct s3_client *c = NULL;
+	struct tier_options ro;
 	char bucket[S3_BUCKET_MAX], prefix[TIER_PREFIX_MAX], key[2048];
 	int rc;
 
 	*imported = 0;
-	rc = tier_client_new(opt, 8, NULL, NULL, &c, bucket, prefix, err, errsz);
+	ro = *opt;
+	if (!ro.max_attempts)
+		ro.max_attempts = TIER_READER_ATTEMPTS;  /* one failed request fails the mount */
+	rc = tier_client_new(&ro, 8, NULL, NULL, &c, bucket, prefix, err, errsz);
 	if (rc < 0)
 		return rc;
 	im.b = meta_batch_new();
 	rc = im.b ? meta_get_super(im.meta, &im.sb) : -ENOMEM;
 	if (rc < 0)
 		goto out;
+	rc = import_epoch(c, prefix, &im.epoch, &res);
+	if (rc < 0) {
+		snprintf(err, errsz, "%s: %s", opt->uri, res.message[0] ? res.message : strerror(-rc));
+		goto out;
+	}
 	snprintf(key, sizeof(key), "%s%sruns/", prefix, prefix[0] ? "/" : "");
 	rc = s3_list(c, key, "/", 0, collect_prefix, &runs, &res);
 	if (rc < 0) {
@@ -386,8 +430,16 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 			if (meta_get_dirent(im.meta, run.ino, vers.v[v], &ino, &mode) == 0)
 				continue;  /* already here */
 			snprintf(vkey, sizeof(vkey), "%s%s/COMMIT", key, vers.v[v]);
-			if (s3_head(c, vkey, &size, NULL, NULL) < 0)
+			rc = s3_head(c, vkey, &size, NULL, &res);
+			if (rc == -ENOENT) {
+				rc = 0;
 				continue;  /* not committed: not a version yet */
+			}
+			if (rc < 0) {  /* unknown (the server is unreachable): never skip a version silently */
+				snprintf(err, errsz, "checking %s/%s: %s", runs.v[r], vers.v[v],
+					 res.message[0] ? res.message : strerror(-rc));
+				break;
+			}
 			snprintf(vkey, sizeof(vkey), "%s%s/", key, vers.v[v]);
 			rc = s3_list(c, vkey, NULL, 0, collect_manifest, &ml, &res);
 			if (rc == 0 && ml.n > 0)

@@ -1,7 +1,8 @@
 /* tier_record.c - the tier's two record kinds in the metadata database (FORMAT.md section 3):
  *   'U' run ino, version ino -> the version is committed in S3 by this node (the upload queue is
  *                               "sealed versions without a U record", so it survives restarts)
- *   'R' chunk SHA-256         -> the chunk's object is known to be in the bucket
+ *   'R' chunk SHA-256         -> the chunk's object is known to be in the bucket, confirmed in the
+ *                               bucket's garbage collection epoch stored in the value (tier_gc.c)
  * Raw keys through meta_db.h: these records are the tier's own, the rest of meta.h never reads them.
  */
 #include <errno.h>
@@ -86,44 +87,74 @@ int tier_record_put(struct meta *m, uint64_t run, uint64_t ino, const struct tie
 	return rc;
 }
 
-bool tier_chunk_is_remote(struct meta *m, const struct digest *d)
+static void remote_key(uint8_t *k, const struct digest *d)
+{
+	k[0] = TIER_KEY_REMOTE;
+	memcpy(k + 1, d->b, DIGEST_LEN);
+}
+
+int tier_chunk_remote_epoch(struct meta *m, const struct digest *d, uint64_t *epoch)
 {
 	uint8_t k[1 + DIGEST_LEN];
 	size_t len;
 	char *v;
+	int rc;
 
-	k[0] = TIER_KEY_REMOTE;
-	memcpy(k + 1, d->b, DIGEST_LEN);
-	if (meta_db_get(m, k, sizeof(k), &v, &len) < 0)
-		return false;
+	remote_key(k, d);
+	rc = meta_db_get(m, k, sizeof(k), &v, &len);
+	if (rc < 0)
+		return rc;
+	/* A one-byte value predates bucket garbage collection: confirmed in epoch 0. */
+	*epoch = len >= 1 + 8 ? le64_get((const uint8_t *)v + 1) : 0;
 	rocksdb_free(v);
-	return true;
+	return 0;
 }
 
-int tier_chunk_mark_remote(struct meta *m, const struct digest *d)
+bool tier_chunk_is_remote(struct meta *m, const struct digest *d)
 {
-	uint8_t k[1 + DIGEST_LEN], v = TIER_RECORD_V1;
+	uint64_t epoch;
+
+	return tier_chunk_remote_epoch(m, d, &epoch) == 0;
+}
+
+void tier_batch_mark_remote(struct meta_batch *b, const struct digest *d, uint64_t epoch)
+{
+	uint8_t k[1 + DIGEST_LEN], v[1 + 8];
+
+	remote_key(k, d);
+	v[0] = TIER_RECORD_V1;
+	le64_put(v + 1, epoch);
+	meta_batch_raw_put(b, k, sizeof(k), v, sizeof(v));
+}
+
+/* Not synced: losing a mark in a crash only costs a HEAD that finds the object again. */
+static int remote_commit(struct meta *m, const struct digest *d, bool mark, uint64_t epoch)
+{
+	uint8_t k[1 + DIGEST_LEN];
 	struct meta_batch *b = meta_batch_new();
 	int rc;
 
 	if (!b)
 		return -ENOMEM;
-	k[0] = TIER_KEY_REMOTE;
-	memcpy(k + 1, d->b, DIGEST_LEN);
-	meta_batch_raw_put(b, k, sizeof(k), &v, 1);
-	/* Not synced: losing the mark in a crash only costs a HEAD that finds the object. */
+	if (mark) {
+		tier_batch_mark_remote(b, d, epoch);
+	} else {
+		remote_key(k, d);
+		meta_batch_raw_del(b, k, sizeof(k));
+	}
 	rc = meta_batch_commit(m, b, false);
 	meta_batch_free(b);
 	return rc;
 }
 
-void tier_batch_mark_remote(struct meta_batch *b, const struct digest *d)
+int tier_chunk_mark_remote(struct meta *m, const struct digest *d, uint64_t epoch)
 {
-	uint8_t k[1 + DIGEST_LEN], v = TIER_RECORD_V1;
+	return remote_commit(m, d, true, epoch);
+}
 
-	k[0] = TIER_KEY_REMOTE;
-	memcpy(k + 1, d->b, DIGEST_LEN);
-	meta_batch_raw_put(b, k, sizeof(k), &v, 1);
+int tier_chunk_unmark_remote(struct meta *m, const struct digest *d)
+{
+	return remote_commit(m, d, false, 0);
 }
 
 void tier_batch_put_record(struct meta_batch *b, uint64_t run, uint64_t ino, const struct tier_upload_record *r)

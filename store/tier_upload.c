@@ -17,11 +17,15 @@
 
 #define TIER_SCAN_MS 1000
 #define TIER_BACKOFF_MAX_MS 30000
+#define TIER_AWAIT_CHECK_MS 2000
 
 struct pending {
 	struct meta_version best;
 	bool found;
 	uint64_t versions, bytes;
+	uint64_t awaiting;      /* parts up, COMMIT waiting for other nodes */
+	struct meta_version *await;
+	size_t nawait;
 	struct tier *t;
 	uint64_t run;
 };
@@ -33,8 +37,17 @@ static int pending_version(const struct meta_version *v, void *arg)
 
 	if (v->state != META_VERSION_SEALED && v->state != META_VERSION_INCOMPLETE)
 		return 0;
-	if (tier_record_get(p->t->meta, v->run_ino, v->ino, &r) == 0)
+	if (tier_record_get(p->t->meta, v->run_ino, v->ino, &r) == 0) {
+		if (r.committed_ns == 0) {
+			struct meta_version *a = realloc(p->await, (p->nawait + 1) * sizeof(*a));
+			if (!a)
+				return -ENOMEM;
+			p->await = a;
+			p->await[p->nawait++] = *v;
+			p->awaiting++;
+		}
 		return 0;
+	}
 	p->versions++;
 	p->bytes += v->stored_bytes;
 	if (!p->found || v->seal_seq < p->best.seal_seq) {
@@ -56,6 +69,7 @@ static int pending_run(const char *name, uint64_t ino, uint32_t mode, void *arg)
 
 struct chunk_job {
 	struct tier *t;
+	uint64_t epoch;         /* bucket GC epoch read before the first chunk */
 	struct digest *d;
 	uint64_t *len;
 	size_t n;
@@ -106,10 +120,11 @@ static int upload_chunk(struct chunk_job *j, const struct digest *d, uint64_t le
 	struct tier *t = j->t;
 	char key[TIER_PREFIX_MAX + 160];
 	struct s3_result res = { 0 };
-	uint64_t size = 0;
+	uint64_t size = 0, seen;
 	int rc;
 
-	if (tier_chunk_is_remote(t->meta, d)) {
+	/* A mark from an earlier GC epoch is only a hint: that collection may have deleted the object. */
+	if (tier_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == j->epoch) {
 		job_credit(t, len, false);
 		return 0;
 	}
@@ -142,12 +157,12 @@ static int upload_chunk(struct chunk_job *j, const struct digest *d, uint64_t le
 		job_fail(j, rc, "uploading a chunk", &res);
 		return rc;
 	}
-	tier_chunk_mark_remote(t->meta, d);
+	tier_chunk_mark_remote(t->meta, d, j->epoch);
 	job_credit(t, len, true);
 	return 0;
 
 done_skipped:
-	tier_chunk_mark_remote(t->meta, d);
+	tier_chunk_mark_remote(t->meta, d, j->epoch);
 	job_credit(t, len, false);
 	return 0;
 }
@@ -199,10 +214,10 @@ static int manifest_chunks(const struct s3_manifest *m, struct chunk_ref **out, 
 	return 0;
 }
 
-static int upload_chunks(struct tier *t, const struct chunk_ref *refs, size_t n, uint64_t *bytes, char *msg,
-			 size_t msgsz)
+static int upload_chunks(struct tier *t, uint64_t epoch, const struct chunk_ref *refs, size_t n, uint64_t *bytes,
+			 char *msg, size_t msgsz)
 {
-	struct chunk_job j = { .t = t, .n = n };
+	struct chunk_job j = { .t = t, .n = n, .epoch = epoch };
 	pthread_t th[64];
 	size_t nth = t->threads < 64 ? t->threads : 64, started = 0;
 
@@ -240,9 +255,26 @@ static int upload_chunks(struct tier *t, const struct chunk_ref *refs, size_t n,
 	return j.rc;
 }
 
-static int put_manifest_and_commit(struct tier *t, const struct s3_manifest *m, char *msg, size_t msgsz)
+/* Publishes this node's state with every chunk the manifest names (a persist selection reuses
+ * chunks of earlier uploads that the local index may no longer hold) and reads the GC epoch. */
+static int prepare_refs(struct tier *t, const struct chunk_ref *refs, size_t n, uint64_t *epoch, char *msg,
+			size_t msgsz)
 {
-	char key[TIER_PREFIX_MAX + 1024], *text = NULL, *commit = NULL;
+	struct digest *d = malloc((n ? n : 1) * sizeof(*d));
+	int rc;
+
+	if (!d)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		d[i] = refs[i].d;
+	rc = tier_gc_prepare(t, d, n, epoch, msg, msgsz);
+	free(d);
+	return rc;
+}
+
+static int put_manifest(struct tier *t, const struct s3_manifest *m, char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
 	struct s3_result res = { 0 };
 	size_t len;
 	int rc;
@@ -253,21 +285,51 @@ static int put_manifest_and_commit(struct tier *t, const struct s3_manifest *m, 
 	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/%s.manifest", m->run, m->version, t->node_id);
 	if (rc == 0)
 		rc = s3_put(t->client, key, text, len, NULL, 0, &res);
-	if (rc < 0) {
+	if (rc < 0)
 		snprintf(msg, msgsz, "uploading the manifest: %.300s", res.message[0] ? res.message : strerror(-rc));
-		goto out;
+	free(text);
+	return rc;
+}
+
+static int count_manifest(void *ctx, const struct s3_object *o)
+{
+	size_t len = strlen(o->key);
+
+	if (!o->is_prefix && len > 9 && strcmp(o->key + len - 9, ".manifest") == 0)
+		(*(unsigned *)ctx)++;
+	return 0;
+}
+
+/* The commit barrier: COMMIT is created (once, conditionally) when the version has the manifests of
+ * t->nodes nodes. *committed tells whether the version is committed now, by us or by another node. */
+static int commit_if_complete(struct tier *t, const char *run, const char *version, const struct meta_version *v,
+			      bool *committed, char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 1024], *commit = NULL;
+	struct s3_result res = { 0 };
+	unsigned parts = 0;
+	json_t *cj;
+	int rc;
+
+	*committed = false;
+	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/", run, version);
+	if (rc == 0 && t->nodes > 1)
+		rc = s3_list(t->client, key, NULL, 0, count_manifest, &parts, &res);
+	if (rc < 0) {
+		snprintf(msg, msgsz, "listing the version's parts: %.300s", res.message[0] ? res.message : strerror(-rc));
+		return rc;
 	}
+	if (t->nodes > 1 && parts < t->nodes)
+		return 0;
 	/* COMMIT names the version's facts so that a reader can pick "latest" from COMMITs alone. */
-	json_t *cj = json_pack("{s:i,s:s,s:s,s:o,s:I,s:s}", "format", 1, "run", m->run, "version", m->version,
-			       "step", m->step >= 0 ? json_integer(m->step) : json_null(), "sealed_ns",
-			       (json_int_t)m->sealed_ns, "node", t->node_id);
+	cj = json_pack("{s:i,s:s,s:s,s:o,s:I,s:s,s:I}", "format", 1, "run", run, "version", version, "step",
+		       v->step >= 0 ? json_integer(v->step) : json_null(), "sealed_ns", (json_int_t)v->sealed_ns, "node",
+		       t->node_id, "parts", (json_int_t)(t->nodes > 1 ? parts : 1));
 	commit = cj ? json_dumps(cj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(cj);
-	if (!commit) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/COMMIT", m->run, m->version);
+	if (!commit)
+		return -ENOMEM;
+	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/COMMIT", run, version);
 	memset(&res, 0, sizeof(res));
 	if (rc == 0)
 		rc = s3_put(t->client, key, commit, strlen(commit), NULL, S3_PUT_IF_ABSENT, &res);
@@ -275,9 +337,9 @@ static int put_manifest_and_commit(struct tier *t, const struct s3_manifest *m, 
 		rc = 0;  /* another node's part, or an earlier attempt of ours, committed it first */
 	if (rc < 0)
 		snprintf(msg, msgsz, "creating COMMIT: %.300s", res.message[0] ? res.message : strerror(-rc));
-out:
+	else
+		*committed = true;
 	free(commit);
-	free(text);
 	return rc;
 }
 
@@ -286,6 +348,8 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	struct tier_upload_record rec = { 0 };
 	struct s3_manifest m;
 	struct chunk_ref *refs = NULL;
+	uint64_t epoch = 0;
+	bool committed = false;
 	size_t n = 0;
 	int rc;
 
@@ -294,6 +358,9 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 		snprintf(msg, msgsz, "reading version metadata: %s", strerror(-rc));
 		return rc;
 	}
+	rc = tier_persist_apply(t, v, &m, msg, msgsz);  /* persist selection; frees m on failure */
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&t->lock);
 	t->cur_run = v->run_ino;
 	t->cur_ino = v->ino;
@@ -302,20 +369,26 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	pthread_mutex_unlock(&t->lock);
 	rc = manifest_chunks(&m, &refs, &n);
 	if (rc == 0)
-		rc = upload_chunks(t, refs, n, &rec.uploaded_bytes, msg, msgsz);
+		rc = prepare_refs(t, refs, n, &epoch, msg, msgsz);
 	if (rc == 0)
-		rc = put_manifest_and_commit(t, &m, msg, msgsz);
+		rc = upload_chunks(t, epoch, refs, n, &rec.uploaded_bytes, msg, msgsz);
+	if (rc == 0)
+		rc = put_manifest(t, &m, msg, msgsz);
+	if (rc == 0)
+		rc = commit_if_complete(t, m.run, m.version, v, &committed, msg, msgsz);
 	if (rc == 0) {
 		rec.chunks = n;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		rec.committed_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+		rec.committed_ns = committed ? tier_wall_ns() : 0;
 		rc = tier_record_put(t->meta, v->run_ino, v->ino, &rec);
 		if (rc < 0)
 			snprintf(msg, msgsz, "recording the upload: %s", strerror(-rc));
-		else
+		else if (committed)
 			tier_logf(t, S3_LOG_INFO, "S3 tier: %s/%s uploaded (%zu chunks, %llu bytes)", m.run, m.version,
 				  n, (unsigned long long)rec.uploaded_bytes);
+		else
+			tier_logf(t, S3_LOG_INFO, "S3 tier: %s/%s: this node's part uploaded (%zu chunks, %llu bytes); "
+				  "COMMIT waits for the parts of %u nodes", m.run, m.version, n,
+				  (unsigned long long)rec.uploaded_bytes, t->nodes);
 	} else if (rc != -ECANCELED) {
 		char where[600];
 		snprintf(where, sizeof(where), "%.100s/%.100s: %.380s", m.run, m.version, msg);
@@ -324,10 +397,48 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	pthread_mutex_lock(&t->lock);
 	t->cur_run = t->cur_ino = 0;
 	t->cur_bytes = 0;
+	if (rc == 0 && committed)
+		t->status.versions_uploaded++;
 	pthread_mutex_unlock(&t->lock);
 	free(refs);
 	s3_manifest_free(&m);
 	return rc;
+}
+
+/* Versions whose part is up but not yet committed: COMMIT once the other nodes' parts are there. */
+static void check_awaiting(struct tier *t, const struct pending *p)
+{
+	char msg[400];
+
+	if (p->nawait == 0 || tier_now_ns() < t->commit_check_ns)
+		return;
+	t->commit_check_ns = tier_now_ns() + (int64_t)TIER_AWAIT_CHECK_MS * 1000000;
+	for (size_t i = 0; i < p->nawait && !atomic_load(&t->stopping); i++) {
+		const struct meta_version *v = &p->await[i];
+		struct meta_inode run, ver;
+		struct tier_upload_record rec;
+		bool committed = false;
+
+		if (meta_get_inode(t->meta, v->run_ino, &run) < 0 || meta_get_inode(t->meta, v->ino, &ver) < 0 ||
+		    tier_record_get(t->meta, v->run_ino, v->ino, &rec) < 0)
+			continue;  /* removed meanwhile */
+		if (commit_if_complete(t, run.name, ver.name, v, &committed, msg, sizeof(msg)) < 0) {
+			tier_logf(t, S3_LOG_WARN, "S3 tier: %s/%s: %s", run.name, ver.name, msg);
+			continue;
+		}
+		if (!committed)
+			continue;
+		rec.committed_ns = tier_wall_ns();
+		if (tier_record_put(t->meta, v->run_ino, v->ino, &rec) == 0) {
+			tier_logf(t, S3_LOG_INFO, "S3 tier: %s/%s committed: every node's part is uploaded", run.name,
+				  ver.name);
+			pthread_mutex_lock(&t->lock);
+			t->status.versions_uploaded++;
+			if (t->status.versions_awaiting_nodes > 0)
+				t->status.versions_awaiting_nodes--;
+			pthread_mutex_unlock(&t->lock);
+		}
+	}
 }
 
 /* Sleeps ms on the wake condition; returns early when the tier is closed. */
@@ -362,10 +473,15 @@ void *tier_upload_main(void *arg)
 		pthread_mutex_lock(&t->lock);
 		t->status.versions_pending = p.versions;
 		t->status.bytes_pending = p.bytes;
+		t->status.versions_awaiting_nodes = p.awaiting;
 		if (!p.found && t->status.state == TIER_UPLOADING)
 			t->status.state = TIER_IDLE;
 		pthread_mutex_unlock(&t->lock);
+		if (rc == 0)
+			check_awaiting(t, &p);
+		free(p.await);
 		if (rc < 0 || !p.found) {
+			tier_publish_idle(t);
 			tier_cache_evict(t);
 			tier_wait(t, TIER_SCAN_MS);
 			continue;
@@ -374,8 +490,6 @@ void *tier_upload_main(void *arg)
 		rc = upload_version(t, &p.best, msg, sizeof(msg));
 		if (rc == 0 || rc == -ECANCELED) {
 			pthread_mutex_lock(&t->lock);
-			if (rc == 0)
-				t->status.versions_uploaded++;
 			if (t->status.state == TIER_RETRYING) {
 				t->status.state = TIER_UPLOADING;
 				t->status.error[0] = '\0';

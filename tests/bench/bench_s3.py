@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-# bench_s3.py - the S3 tier against awscli on the same local Ceph RGW (deploy/s3-rgw.sh, started in a
-# scratch folder and stopped at the end), in one run: upload of a sealed version (seal to COMMIT) vs
-# `aws s3 cp --recursive` of the same files; a second version with 1 of 8 experts per layer changed
-# (bytes uploaded vs bytes changed); `pecfs restore` vs `aws s3 cp --recursive` download; and a cold
-# read of every file through `pecfs mount --from` (s3fs-fuse, when installed, read the same way).
-# Not pass/fail: prints ratios. Needs root, the Ceph packages, awscli. --quick: 256 MiB instead of 4 GiB.
+"""bench_s3.py - the S3 tier against awscli and s3fs-fuse on the same local Ceph RGW.
+
+deploy/s3-rgw.sh is started in a scratch folder and stopped at the end. In one run: upload of a sealed
+version (seal to COMMIT) vs `aws s3 cp --recursive` of the same files; a second version with 1 of 8
+experts per layer changed (bytes uploaded vs bytes changed); `pecfs restore` into a fresh folder vs
+`aws s3 cp --recursive` download; a cold sequential read of every file through `pecfs mount --from` on
+a fresh data folder vs through s3fs-fuse mounted on the same bucket (the same file contents, which
+s3fs sees as the plain objects awscli uploaded). Restore, download and reads are repeated --reps times,
+alternating which tool goes first, with the page cache dropped and the server idle before each; the
+medians and their ratios are printed. Not pass/fail. Needs root, the Ceph packages, awscli and (for its line) s3fs.
+"""
 import argparse
+import glob
 import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +27,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 RGW = os.path.join(ROOT, "deploy", "s3-rgw.sh")
 MiB = 1 << 20
 AK, SK, BUCKET = "pecfs-bench", "pecfs-bench-secret-7d1f", "pecfs-bench"
+LAYERS, EXPERTS = 4, 8
 
 
 def free_port():
@@ -47,11 +55,42 @@ def drop_caches():
         f.write("3")
 
 
-def make_files(dst, layers, experts, size, seed, changed=None, base=None):
+def cpu_seconds(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_server_idle(rgw_dir, limit=90):
+    """Waits (untimed) until the Ceph daemons use under 5% of a CPU, so that work left over from the
+    previous step (the server's own cleanup of deleted objects and parts) is not billed to the next."""
+    pids = []
+    for path in glob.glob(os.path.join(rgw_dir, "run", "*.pid")):
+        with open(path) as f:
+            pids.append(int(f.read().split()[0]))
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        before = sum(cpu_seconds(p) for p in pids)
+        time.sleep(1)
+        if sum(cpu_seconds(p) for p in pids) - before < 0.05:
+            return
+
+
+def parse_size(text):
+    units = {"": 1, "K": 1 << 10, "M": MiB, "G": 1 << 30}
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    return int(float(t[:len(t) - len(unit)]) * units[unit])
+
+
+def make_files(dst, size, changed=None, base=None):
     """layer_L_expert_E files of size bytes; with base, copies base except the (L, changed) experts."""
     os.makedirs(dst, exist_ok=True)
-    for L in range(layers):
-        for E in range(experts):
+    for L in range(LAYERS):
+        for E in range(EXPERTS):
             name = "layer_%d_expert_%d_mp_rank_00_model_states.pt" % (L, E)
             if base and E != changed:
                 shutil.copyfile(os.path.join(base, name), os.path.join(dst, name))
@@ -64,18 +103,129 @@ def make_files(dst, layers, experts, size, seed, changed=None, base=None):
                     left -= n
 
 
+def is_mounted(path):
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+def wait_mounted(path, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if is_mounted(path):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("%s did not get mounted" % path)
+
+
+def cat_all(folder):
+    """Reads every file of folder sequentially, one after the other (as a loader would)."""
+    run(["sh", "-c", "cat %s/* > /dev/null" % folder])
+
+
+class Bench:
+    def __init__(self, a, scratch, env, endpoint):
+        self.a, self.scratch, self.env = a, scratch, env
+        self.rgw_dir = os.path.join(scratch, "rgw")
+        self.aws = ["aws", "--endpoint-url", endpoint, "s3"]
+        self.tier = ["--s3-endpoint", endpoint, "--s3-addressing", "path"]
+        self.endpoint = endpoint
+        self.mounts = []    # pecfs mount points to unmount at the end
+        self.fuse = []      # other FUSE mount points (s3fs)
+
+    def pecfs_mount(self, data, mnt, *opts):
+        os.makedirs(data, exist_ok=True)
+        os.makedirs(mnt, exist_ok=True)
+        run([self.a.pecfs, "mount"] + list(opts) + [data, mnt], env=self.env)
+        self.mounts.append(mnt)
+
+    def pecfs_umount(self, mnt):
+        run([self.a.pecfs, "umount", mnt], env=self.env, timeout=600)
+        self.mounts.remove(mnt)
+
+    def restore_once(self, n):
+        dst = os.path.join(self.scratch, "restore-pecfs-%d" % n)
+        drop_caches()
+        wait_server_idle(self.rgw_dir)
+        t = timed(lambda: run([self.a.pecfs, "restore", "--s3", "s3://%s/pecfs" % BUCKET] + self.tier +
+                              ["run@step-1", dst], env=self.env))
+        return t, dst
+
+    def download_once(self, n):
+        dst = os.path.join(self.scratch, "restore-aws-%d" % n)
+        drop_caches()
+        wait_server_idle(self.rgw_dir)
+        t = timed(lambda: run(self.aws + ["cp", "--recursive", "--quiet", "s3://%s/aws/v1/" % BUCKET, dst],
+                              env=self.env))
+        return t, dst
+
+    def from_read_once(self, n):
+        """Cold sequential read of every file through a --from mount on a fresh data folder."""
+        data, mnt = os.path.join(self.scratch, "from-data-%d" % n), os.path.join(self.scratch, "from-mnt-%d" % n)
+        opts = ["--from", "s3://%s/pecfs" % BUCKET] + self.tier
+        if self.a.prefetch is not None:
+            opts += ["--s3-prefetch", str(self.a.prefetch)]
+        self.pecfs_mount(data, mnt, *opts)
+        try:
+            drop_caches()
+            wait_server_idle(self.rgw_dir)
+            t = timed(lambda: cat_all(os.path.join(mnt, "run", "step-1")))
+            stats = json.load(open(os.path.join(mnt, ".pec", "stats"))).get("s3", {})
+        finally:
+            self.pecfs_umount(mnt)
+            shutil.rmtree(data, ignore_errors=True)
+        return t, stats
+
+    def s3fs_read_once(self, n):
+        """Cold sequential read of the same file contents through s3fs-fuse (objects under aws/v1/)."""
+        mnt = os.path.join(self.scratch, "s3fs-mnt-%d" % n)
+        os.makedirs(mnt, exist_ok=True)
+        passwd = os.path.join(self.scratch, "s3fs-passwd")
+        with open(passwd, "w") as f:
+            f.write("%s:%s\n" % (AK, SK))
+        os.chmod(passwd, 0o600)
+        run(["s3fs", BUCKET, mnt, "-o", "url=" + self.endpoint, "-o", "use_path_request_style", "-o",
+             "passwd_file=" + passwd, "-o", "endpoint=us-east-1", "-o", "ro"], env=self.env)
+        self.fuse.append(mnt)
+        try:
+            wait_mounted(mnt)
+            drop_caches()
+            wait_server_idle(self.rgw_dir)
+            t = timed(lambda: cat_all(os.path.join(mnt, "aws", "v1")))
+        finally:
+            run(["fusermount3", "-u", mnt], check=False)
+            self.fuse.remove(mnt)
+        return t
+
+    def cleanup(self):
+        for m in list(self.mounts):
+            subprocess.run([self.a.pecfs, "umount", m], capture_output=True, timeout=600)
+        for m in list(self.fuse):
+            subprocess.run(["fusermount3", "-uz", m], capture_output=True, timeout=60)
+
+
+def mibps(total, t):
+    return total / MiB / t
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pecfs", default=os.environ.get("PECFS_BIN", os.path.join(ROOT, "build", "fs", "pecfs")))
-    ap.add_argument("--quick", action="store_true", help="256 MiB version instead of 4 GiB")
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--size", default="4G", help="bytes of the version, 32 files (default 4G)")
+    ap.add_argument("--quick", action="store_true", help="a 256M version (same as --size 256M)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of restore, download and reads (default 3)")
+    ap.add_argument("--threads", type=int, default=8, help="pecfs upload threads (default 8)")
+    ap.add_argument("--prefetch", type=int, default=None, help="--s3-prefetch for the --from mount (default: "
+                    "pecfs's own default)")
+    ap.add_argument("--skip", default="", help="comma-separated parts to leave out: restore, read, s3fs")
     a = ap.parse_args()
-    layers, experts = 4, 8
-    size = (8 if a.quick else 128) * MiB  # 4 x 8 x 128 MiB = 4 GiB
-    total = layers * experts * size
+    size = parse_size("256M" if a.quick else a.size) // (LAYERS * EXPERTS)
+    size -= size % MiB if size >= MiB else 0
+    total = LAYERS * EXPERTS * size
+    skip = set(x for x in a.skip.split(",") if x)
     for tool in ("aws", "radosgw"):
         if not shutil.which(tool):
             sys.exit("bench_s3: %s is not installed (apt-get install -y awscli radosgw ceph-mon ceph-osd)" % tool)
+    have_s3fs = shutil.which("s3fs") is not None and "s3fs" not in skip
 
     scratch = tempfile.mkdtemp(prefix="pecfs-bench-s3-", dir="/var/tmp")
     rgw_dir = os.path.join(scratch, "rgw")
@@ -85,66 +235,83 @@ def main():
                AWS_DEFAULT_REGION="us-east-1")
     env.pop("AWS_SESSION_TOKEN", None)
     endpoint = "http://127.0.0.1:%d" % port
-    aws = ["aws", "--endpoint-url", endpoint, "s3"]
-    tier = ["--s3-endpoint", endpoint, "--s3-addressing", "path"]
-    mounts = []
+    b = Bench(a, scratch, env, endpoint)
     try:
         run([RGW, "start", rgw_dir], env=env, timeout=300)
-        run(aws + ["mb", "s3://" + BUCKET], env=env)
+        run(b.aws + ["mb", "s3://" + BUCKET], env=env)
         src1, src2 = os.path.join(scratch, "v1"), os.path.join(scratch, "v2")
-        make_files(src1, layers, experts, size, 1)
-        make_files(src2, layers, experts, size, 2, changed=3, base=src1)
-        changed = layers * size
+        make_files(src1, size)
+        make_files(src2, size, changed=3, base=src1)
+        changed = LAYERS * size
 
-        # upload: pecfs (seal -> COMMIT) vs aws s3 cp
+        # upload: pecfs (seal -> COMMIT) vs aws s3 cp (once: every upload adds to the server's memory)
         data, mnt = os.path.join(scratch, "data"), os.path.join(scratch, "mnt")
-        os.makedirs(data), os.makedirs(mnt)
-        run([a.pecfs, "mount", "--s3", "s3://%s/pecfs" % BUCKET, "--upload-threads", str(a.threads)] + tier +
-            [data, mnt], env=env)
-        mounts.append(mnt)
+        b.pecfs_mount(data, mnt, "--s3", "s3://%s/pecfs" % BUCKET, "--upload-threads", str(a.threads), *b.tier)
         shutil.copytree(src1, os.path.join(mnt, "run", "step-1"))
         t_pecfs_up = timed(lambda: run([a.pecfs, "seal", "--wait-upload", os.path.join(mnt, "run", "step-1")],
                                        env=env))
         drop_caches()
-        t_aws_up = timed(lambda: run(aws + ["cp", "--recursive", "--quiet", src1, "s3://%s/aws/v1/" % BUCKET],
+        t_aws_up = timed(lambda: run(b.aws + ["cp", "--recursive", "--quiet", src1, "s3://%s/aws/v1/" % BUCKET],
                                      env=env))
         stats = lambda: json.load(open(os.path.join(mnt, ".pec", "stats")))["s3"]
         sent1 = stats()["bytes_uploaded"]
         shutil.copytree(src2, os.path.join(mnt, "run", "step-2"))
         run([a.pecfs, "seal", "--wait-upload", os.path.join(mnt, "run", "step-2")], env=env)
         sent2 = stats()["bytes_uploaded"] - sent1
+        b.pecfs_umount(mnt)
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(src2, ignore_errors=True)
 
-        # restore vs download
-        dst_p, dst_a = os.path.join(scratch, "restore-pecfs"), os.path.join(scratch, "restore-aws")
-        t_restore = timed(lambda: run([a.pecfs, "restore", "--s3", "s3://%s/pecfs" % BUCKET, "--threads",
-                                       str(2 * a.threads)] + tier + ["run@step-1", dst_p], env=env))
-        t_aws_down = timed(lambda: run(aws + ["cp", "--recursive", "--quiet", "s3://%s/aws/v1/" % BUCKET, dst_a],
-                                       env=env))
-        same = run(["diff", "-r", src1, dst_p], check=False).returncode == 0
+        t_restore, t_down, same = [], [], True
+        t_from, t_s3fs, from_stats = [], [], {}
+        for n in range(a.reps):
+            if "restore" not in skip:
+                order = [("p", b.restore_once), ("a", b.download_once)]
+                for who, fn in (order if n % 2 == 0 else order[::-1]):
+                    t, dst = fn(n)
+                    (t_restore if who == "p" else t_down).append(t)
+                    if who == "p" and n == 0:
+                        same = run(["diff", "-r", src1, dst], check=False).returncode == 0
+                    shutil.rmtree(dst, ignore_errors=True)
+            if "read" not in skip:
+                order = [("p", b.from_read_once)] + ([("s", b.s3fs_read_once)] if have_s3fs else [])
+                for who, fn in (order if n % 2 == 0 else order[::-1]):
+                    if who == "p":
+                        t, from_stats = fn(n)
+                        t_from.append(t)
+                    else:
+                        t_s3fs.append(fn(n))
 
-        # cold read through mount --from
-        data2, mnt2 = os.path.join(scratch, "data2"), os.path.join(scratch, "mnt2")
-        os.makedirs(data2), os.makedirs(mnt2)
-        run([a.pecfs, "mount", "--from", "s3://%s/pecfs" % BUCKET] + tier + [data2, mnt2], env=env)
-        mounts.append(mnt2)
-        drop_caches()
-        t_read = timed(lambda: run(["sh", "-c", "cat %s/run/step-1/* > /dev/null" % mnt2], env=env))
-
-        gib = total / (1 << 30)
-        print("bench_s3: version of %d files, %.2f GiB, local Ceph RGW, %d upload threads" %
-              (layers * experts, gib, a.threads))
+        med = statistics.median
+        print("bench_s3: version of %d files, %.2f GiB, local Ceph RGW, %d upload threads, %d reps (medians)" %
+              (LAYERS * EXPERTS, total / (1 << 30), a.threads, a.reps))
         print("  upload    pecfs seal->COMMIT %6.1f s (%6.1f MiB/s)   aws s3 cp %6.1f s (%6.1f MiB/s)   ratio %.2fx" %
-              (t_pecfs_up, total / MiB / t_pecfs_up, t_aws_up, total / MiB / t_aws_up, t_aws_up / t_pecfs_up))
+              (t_pecfs_up, mibps(total, t_pecfs_up), t_aws_up, mibps(total, t_aws_up), t_aws_up / t_pecfs_up))
         print("  version 2 (1 of 8 experts per layer changed): uploaded %.1f MiB for %.1f MiB changed (%.3fx)" %
               (sent2 / MiB, changed / MiB, sent2 / changed))
-        print("  restore   pecfs restore %6.1f s (%6.1f MiB/s)   aws s3 cp down %6.1f s (%6.1f MiB/s)   ratio %.2fx  %s" %
-              (t_restore, total / MiB / t_restore, t_aws_down, total / MiB / t_aws_down, t_aws_down / t_restore,
-               "identical" if same else "DIFFERENT"))
-        print("  cold read through mount --from: %.1f s (%.1f MiB/s); s3fs-fuse: %s" %
-              (t_read, total / MiB / t_read, "not installed" if not shutil.which("s3fs") else "not measured"))
+        if t_restore:
+            tr, td = med(t_restore), med(t_down)
+            print("  restore   pecfs restore %6.1f s (%6.1f MiB/s)   aws s3 cp down %6.1f s (%6.1f MiB/s)   "
+                  "ratio %.2fx  %s" % (tr, mibps(total, tr), td, mibps(total, td), td / tr,
+                                       "identical" if same else "DIFFERENT"))
+            print("            each rep: pecfs %s  aws %s" % (" ".join("%.1f" % x for x in t_restore),
+                                                          " ".join("%.1f" % x for x in t_down)))
+        if t_from:
+            tf = med(t_from)
+            line = "  cold read mount --from %6.1f s (%6.1f MiB/s)" % (tf, mibps(total, tf))
+            if t_s3fs:
+                ts = med(t_s3fs)
+                line += "   s3fs-fuse %6.1f s (%6.1f MiB/s)   ratio %.2fx" % (ts, mibps(total, ts), ts / tf)
+            else:
+                line += "   s3fs-fuse: %s" % ("not installed" if not shutil.which("s3fs") else "skipped")
+            print(line)
+            print("            each rep: --from %s  s3fs %s" % (" ".join("%.1f" % x for x in t_from),
+                                                           " ".join("%.1f" % x for x in t_s3fs)))
+            print("            last --from mount: fetched %d chunks, prefetched %d, prefetch hits %d" %
+                  (from_stats.get("fetched_chunks", 0), from_stats.get("prefetched_chunks", 0),
+                   from_stats.get("prefetch_hits", 0)))
     finally:
-        for m in mounts:
-            subprocess.run([a.pecfs, "umount", m], capture_output=True, timeout=600)
+        b.cleanup()
         subprocess.run([RGW, "stop", rgw_dir], env=env, capture_output=True, timeout=120)
         shutil.rmtree(scratch, ignore_errors=True)
 

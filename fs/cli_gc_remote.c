@@ -1,0 +1,142 @@
+/* cli_gc_remote.c - `pecfs gc --remote`: bucket garbage collection (store/tier_gc_sweep.c) from the
+ * command line, with no mount and no data folder. Meant for a cron job or systemd timer on one node;
+ * a second collection started meanwhile refuses (exit 1) rather than waits.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "../store/tier.h"
+
+#define GC_DEFAULT_GRACE_S (60 * 60)
+
+void cli_help_gc_remote(FILE *out)
+{
+	fprintf(out,
+		"usage: pecfs gc --remote [options]\n"
+		"\n"
+		"Collects the S3 tier's bucket under --s3 s3://BUCKET/PREFIX: retires committed versions beyond the\n"
+		"newest --keep of each run that no node keeps locally, then deletes chunk objects that no node's\n"
+		"chunk index and no remaining manifest references. Objects younger than --grace are never deleted,\n"
+		"and mounted nodes pause uploads and evictions while a collection runs, so an upload in progress is\n"
+		"never cut from under. One collection at a time per prefix (gc/lock in the bucket).\n"
+		"\n"
+		"options:\n"
+		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix (required)\n"
+		"  --s3-endpoint URL          S3 server, http(s)://host[:port] (default: AWS)\n"
+		"  --s3-region R, --s3-addressing path|virtual, --s3-ca-file F, --s3-credentials-file F\n"
+		"  --keep N                   committed versions kept per run, newest first (default 0: all)\n"
+		"  --grace DURATION           leave objects younger than this: 90s, 30m, 2h, 1d (default 1h)\n"
+		"  --forget-node ID           drop the published state of a node that is gone for good\n"
+		"  --dry-run                  print what would be deleted and delete nothing\n"
+		"  -c, --config FILE          read the s3* settings from a pecfs configuration file\n"
+		"  -h, --help                 show this help\n"
+		"\n"
+		"exit status: 0 collected, 1 failed (another collection runs, server error), 2 bad usage.\n"
+		"\n"
+		"example:\n"
+		"  pecfs gc --remote --s3 s3://ckpt/team --s3-endpoint http://10.0.0.5:7480 --keep 5 --grace 2h\n");
+}
+
+/* "90", "90s", "30m", "2h", "1d" -> nanoseconds; -1 when malformed. */
+static int64_t parse_duration(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0 || v > 3650.0 * 86400)
+		return -1;
+	switch (*end) {
+	case '\0':
+	case 's':
+		break;
+	case 'm':
+		v *= 60;
+		break;
+	case 'h':
+		v *= 3600;
+		break;
+	case 'd':
+		v *= 86400;
+		break;
+	default:
+		return -1;
+	}
+	if (*end && end[1])
+		return -1;
+	return (int64_t)(v * 1e9);
+}
+
+static int gc_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_gc_options *o)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		int taken = cli_s3_arg(cfg, argc, argv, &i);
+		if (taken < 0)
+			return CLI_USAGE;
+		if (taken)
+			continue;
+		if (cli_is_help(a)) {
+			cli_help_gc_remote(stdout);
+			return -1;
+		} else if (strcmp(a, "--dry-run") == 0) {
+			o->dry_run = true;
+		} else if (i + 1 >= argc && (strcmp(a, "--keep") == 0 || strcmp(a, "--grace") == 0 ||
+					     strcmp(a, "--forget-node") == 0)) {
+			return cli_error(CLI_USAGE, "option %s needs a value", a);
+		} else if (strcmp(a, "--keep") == 0) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || end == argv[i] || v < 0 || v > 1000000)
+				return cli_error(CLI_USAGE, "--keep: '%s' is not a whole number from 0 to 1000000", argv[i]);
+			o->keep = (uint32_t)v;
+		} else if (strcmp(a, "--grace") == 0) {
+			o->grace_ns = parse_duration(argv[++i]);
+			if (o->grace_ns < 0)
+				return cli_error(CLI_USAGE, "--grace: '%s' is not a duration like 90s, 30m, 2h or 1d", argv[i]);
+		} else if (strcmp(a, "--forget-node") == 0) {
+			o->forget_node = argv[++i];
+		} else {
+			return cli_error(CLI_USAGE, "unknown argument %s (see pecfs gc --remote --help)", a);
+		}
+	}
+	if (!cfg->s3[0])
+		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX");
+	return 0;
+}
+
+int cli_gc_remote(int argc, char **argv)
+{
+	struct tier_gc_options o = { .grace_ns = (int64_t)GC_DEFAULT_GRACE_S * 1000000000 };
+	struct pecfs_config cfg;
+	struct tier_options to;
+	struct tier_gc_report r;
+	char err[512] = "";
+	int rc;
+
+	pecfs_config_defaults(&cfg);
+	rc = gc_remote_parse(argc, argv, &cfg, &o);
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	cli_tier_options(&cfg, &to);
+	to.node_id = cfg.node_id[0] ? cfg.node_id : NULL;
+	rc = tier_bucket_gc(&to, &o, stdout, &r, err, sizeof(err));
+	if (rc == -EINVAL)
+		return cli_error(CLI_USAGE, "%s", err[0] ? err : strerror(-rc));
+	if (rc < 0)
+		return cli_error(CLI_FAILED, "gc --remote %s: %s", cfg.s3, err[0] ? err : strerror(-rc));
+	printf("%s%s: epoch %llu, %llu node%s, %llu versions (%llu uncommitted), %llu retired (%llu objects); "
+	       "chunks: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB)\n",
+	       o.dry_run ? "dry run, nothing deleted: " : "", cfg.s3, (unsigned long long)r.epoch,
+	       (unsigned long long)r.nodes, r.nodes == 1 ? "" : "s", (unsigned long long)r.versions,
+	       (unsigned long long)r.uncommitted, (unsigned long long)r.versions_retired,
+	       (unsigned long long)r.objects_deleted, (unsigned long long)r.chunks, (unsigned long long)r.chunks_live,
+	       (unsigned long long)r.chunks_recent, (unsigned long long)r.chunks_deleted,
+	       (double)r.bytes_deleted / (1 << 20));
+	return CLI_OK;
+}

@@ -1,0 +1,858 @@
+/* tier_fsck.c - the remote check behind `pecfs fsck --remote`: is the S3 tier's bucket under a prefix
+ * whole, as restore and `mount --from` need it? Reads only; needs no mount and no data folder.
+ *
+ * One listing of the prefix sorts the objects into COMMITs, manifests, node states, garbage collection
+ * objects and chunk objects. Then, `jobs` requests at a time: every COMMIT, manifest and node state is
+ * read and parsed; every chunk a manifest names must be listed with the size its header and payload
+ * length give, and (unless quick) is downloaded and verified (header, length, SHA-256:
+ * tier_chunk_fetch_into). Problems are printed after all checks, one per line, each naming the object's
+ * key and, for a chunk, the files that use it (run/version/path). A garbage collection running, or
+ * starting during the check, makes it refuse (-EAGAIN): objects it retires would look missing.
+ * Invariant: nothing here writes to the bucket.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "tier_impl.h"
+
+#define FSCK_JOBS_MAX 64
+#define FSCK_USERS_SHOWN 4
+#define FSCK_COMMIT_MAX 65536
+#define FSCK_NODE_STATE_MAX (1u << 30)
+
+enum fsck_kind { FSCK_COMMIT, FSCK_MANIFEST };
+
+/* A COMMIT or manifest found by the listing. */
+struct fsck_robj {
+	char *key;
+	const char *run, *version, *name;  /* into own, a copy of the part after "runs/" split at '/' */
+	char *own;
+	enum fsck_kind kind;
+};
+
+/* What reading one COMMIT, manifest or node state gave (filled by a worker). */
+struct fsck_read {
+	int rc;          /* 0 read and sound; -EBADMSG does not parse or does not fit; -ENOENT gone; else unreadable */
+	char *msg;       /* why, when rc != 0 (malloc'ed) */
+	uint64_t parts;  /* COMMIT: node parts it records */
+	struct s3_manifest m;  /* manifest, when rc == 0 */
+};
+
+struct fsck_version {
+	size_t first, n;     /* its objects in robj[] (sorted: COMMIT first, then manifests by key) */
+	ssize_t commit;      /* index in robj[] of its COMMIT, -1 when none */
+};
+
+enum fsck_chunk_state { CHUNK_UNCHECKED = 0, CHUNK_OK, CHUNK_MISSING, CHUNK_SIZE, CHUNK_CORRUPT, CHUNK_UNREADABLE };
+
+struct fsck_ref {
+	struct digest d;
+	uint64_t chunk_len;
+	uint32_t manifest, entry;  /* robj index, entry index */
+};
+
+struct fsck_chunk {
+	struct digest d;
+	uint64_t len;          /* payload length the manifests give */
+	size_t first, n;       /* its refs */
+	uint64_t listed;       /* object size from the listing */
+	bool present;
+	enum fsck_chunk_state state;
+	char *msg;             /* CHUNK_UNREADABLE: why */
+};
+
+struct fsck_listed {
+	struct digest d;
+	uint64_t size;
+};
+
+struct fsck_lines {
+	char **v;
+	size_t n, cap;
+};
+
+struct fsck {
+	struct s3_client *c;
+	char bucket[S3_BUCKET_MAX];
+	char prefix[TIER_PREFIX_MAX];
+	size_t prefix_len;            /* of "PREFIX/" ("" when no prefix) */
+	const struct tier_fsck_options *o;
+	struct tier_fsck_report *r;
+	unsigned jobs;                /* requests at once, 1..FSCK_JOBS_MAX */
+
+	struct fsck_robj *robj;       /* COMMITs and manifests */
+	size_t nrobj, caprobj;
+	struct fsck_read *reads;      /* one per robj */
+	char **nodes;                 /* keys of node states */
+	size_t nnodes, capnodes;
+	struct fsck_read *node_reads;
+	struct fsck_listed *listed;   /* chunk objects */
+	size_t nlisted, caplisted;
+	struct fsck_lines notes;      /* unexpected keys */
+	struct fsck_version *versions;
+	size_t nversions;
+	struct fsck_ref *refs;
+	size_t nrefs;
+	struct fsck_chunk *chunks;
+	size_t nchunks;
+
+	atomic_uint_fast64_t done_bytes;
+	uint64_t total_bytes;
+};
+
+/* ---- small helpers ---- */
+
+static char *fsck_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *fsck_strdup_printf(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static int lines_add(struct fsck_lines *l, char *line)
+{
+	if (!line)
+		return -ENOMEM;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			free(line);
+			return -ENOMEM;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = line;
+	return 0;
+}
+
+static void lines_free(struct fsck_lines *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+static int grow(void **p, size_t *cap, size_t n, size_t size)
+{
+	void *q;
+	size_t c;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? 2 * *cap : 256;
+	q = realloc(*p, c * size);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+static const char *fsck_message(const struct s3_result *res, int rc)
+{
+	return res->message[0] ? res->message : strerror(-rc);
+}
+
+/* ---- the listing ---- */
+
+static int fsck_add_robj(struct fsck *f, const char *key, const char *rel)
+{
+	struct fsck_robj *o;
+	char *own, *s1, *s2 = NULL, *name = NULL;
+	bool commit = false, manifest = false;
+	size_t nlen;
+
+	own = strdup(rel);
+	if (!own)
+		return -ENOMEM;
+	s1 = strchr(own, '/');
+	if (s1 && s1 != own)
+		s2 = strchr(s1 + 1, '/');
+	if (s2 && s2 != s1 + 1 && !strchr(s2 + 1, '/')) {
+		name = s2 + 1;
+		nlen = strlen(name);
+		commit = strcmp(name, "COMMIT") == 0;
+		manifest = nlen > 9 && strcmp(name + nlen - 9, ".manifest") == 0;
+	}
+	if (!commit && !manifest) {
+		free(own);
+		return lines_add(&f->notes,
+				 fsck_strdup_printf("%s: not a COMMIT or a manifest (unexpected under runs/)", key));
+	}
+	if (grow((void **)&f->robj, &f->caprobj, f->nrobj, sizeof(*f->robj)) < 0) {
+		free(own);
+		return -ENOMEM;
+	}
+	o = &f->robj[f->nrobj];
+	o->key = strdup(key);
+	if (!o->key) {
+		free(own);
+		return -ENOMEM;
+	}
+	*s1 = *s2 = '\0';
+	o->own = own;
+	o->run = own;
+	o->version = s1 + 1;
+	o->name = name;
+	o->kind = commit ? FSCK_COMMIT : FSCK_MANIFEST;
+	f->nrobj++;
+	return 0;
+}
+
+static int fsck_add_chunk(struct fsck *f, const char *key, const char *rel, uint64_t size)
+{
+	const char *hex = rel + 10;  /* "chunks/xx/" */
+	struct digest d;
+	bool lower = true;
+
+	for (size_t i = 0; i < DIGEST_HEX_LEN && hex[i]; i++)
+		lower = lower && ((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'));
+	if (strlen(rel) != 10 + DIGEST_HEX_LEN || rel[9] != '/' || memcmp(rel + 7, hex, 2) != 0 || !lower ||
+	    digest_from_hex(hex, &d) < 0)
+		return lines_add(&f->notes, fsck_strdup_printf("%s: not a chunk object name (unexpected under chunks/)",
+							      key));
+	if (grow((void **)&f->listed, &f->caplisted, f->nlisted, sizeof(*f->listed)) < 0)
+		return -ENOMEM;
+	f->listed[f->nlisted++] = (struct fsck_listed){ d, size };
+	return 0;
+}
+
+static int fsck_add_node(struct fsck *f, const char *key, const char *rel)
+{
+	size_t len = strlen(rel);
+
+	if (len <= 6 + 5 || strchr(rel + 6, '/') || strcmp(rel + len - 5, ".json") != 0)
+		return lines_add(&f->notes, fsck_strdup_printf("%s: not a node state (unexpected under nodes/)", key));
+	if (grow((void **)&f->nodes, &f->capnodes, f->nnodes, sizeof(*f->nodes)) < 0)
+		return -ENOMEM;
+	f->nodes[f->nnodes] = strdup(key);
+	return f->nodes[f->nnodes++] ? 0 : -ENOMEM;
+}
+
+static int fsck_listed_one(void *ctx, const struct s3_object *o)
+{
+	struct fsck *f = ctx;
+	const char *rel = o->key + f->prefix_len;
+
+	if (strlen(o->key) < f->prefix_len)
+		return 0;
+	if (strncmp(rel, "chunks/", 7) == 0)
+		return fsck_add_chunk(f, o->key, rel, o->size);
+	if (strncmp(rel, "runs/", 5) == 0)
+		return fsck_add_robj(f, o->key, rel + 5);
+	if (strncmp(rel, "nodes/", 6) == 0)
+		return fsck_add_node(f, o->key, rel);
+	if (strcmp(rel, "gc/epoch") == 0 || strcmp(rel, "gc/lock") == 0)
+		return 0;  /* read on their own (tier_gc_epoch_get), or the collector's */
+	return lines_add(&f->notes, fsck_strdup_printf("%s: not a pecfs object (unexpected under the prefix)", o->key));
+}
+
+/* ---- running work on `jobs` threads ---- */
+
+struct fsck_pool {
+	struct fsck *f;
+	size_t n;
+	atomic_size_t next;
+	void (*fn)(struct fsck *f, size_t i, void **buf, size_t *bufsz);
+};
+
+static void *fsck_pool_worker(void *arg)
+{
+	struct fsck_pool *p = arg;
+	void *buf = NULL;
+	size_t bufsz = 0;
+
+	for (;;) {
+		size_t i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->n)
+			break;
+		p->fn(p->f, i, &buf, &bufsz);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Runs fn(f, i) for i in [0, n) on up to f->jobs threads; reports progress meanwhile. */
+static void fsck_parallel(struct fsck *f, size_t n, void (*fn)(struct fsck *f, size_t i, void **buf, size_t *bufsz))
+{
+	struct fsck_pool p = { .f = f, .n = n, .fn = fn };
+	pthread_t th[FSCK_JOBS_MAX];
+	size_t nth = 0, want = f->jobs;
+
+	atomic_init(&p.next, 0);
+	if (want > n)
+		want = n;
+	for (; nth < want; nth++)
+		if (pthread_create(&th[nth], NULL, fsck_pool_worker, &p) != 0)
+			break;
+	if (nth == 0) {
+		fsck_pool_worker(&p);
+		return;
+	}
+	while (f->o->progress && atomic_load(&p.next) < n) {
+		struct timespec ts = { 0, 200000000 };
+		f->o->progress(f->o->progress_ctx, atomic_load(&f->done_bytes), f->total_bytes);
+		nanosleep(&ts, NULL);
+	}
+	for (size_t i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	if (f->o->progress)
+		f->o->progress(f->o->progress_ctx, atomic_load(&f->done_bytes), f->total_bytes);
+}
+
+/* ---- COMMITs, manifests, node states ---- */
+
+static void read_fail(struct fsck_read *rd, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void read_fail(struct fsck_read *rd, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	rd->rc = rc;
+	va_start(ap, fmt);
+	if (vasprintf(&rd->msg, fmt, ap) < 0)
+		rd->msg = NULL;
+	va_end(ap);
+}
+
+/* Reads key whole into *text; on failure fills rd (gone, or unreadable). */
+static int fsck_get(struct fsck *f, const char *key, size_t max, char **text, size_t *len, struct fsck_read *rd)
+{
+	struct s3_result res = { 0 };
+	int rc = s3_get_all(f->c, key, max, (void **)text, len, &res);
+
+	if (rc == -ENOENT)
+		read_fail(rd, rc, "vanished during the check");
+	else if (rc == -EFBIG)
+		read_fail(rd, -EBADMSG, "larger than %zu bytes", max);
+	else if (rc < 0)
+		read_fail(rd, rc, "%s", fsck_message(&res, rc));
+	return rc;
+}
+
+static void check_commit(struct fsck *f, struct fsck_robj *o, struct fsck_read *rd)
+{
+	char *text = NULL;
+	size_t len;
+	json_t *j, *parts;
+
+	if (fsck_get(f, o->key, FSCK_COMMIT_MAX, &text, &len, rd) < 0)
+		return;
+	j = json_loadb(text, len, 0, NULL);
+	free(text);
+	parts = json_object_get(j, "parts");
+	if (!json_is_object(j) || json_integer_value(json_object_get(j, "format")) != 1 ||
+	    !json_is_string(json_object_get(j, "run")) || !json_is_string(json_object_get(j, "version")))
+		read_fail(rd, -EBADMSG, "COMMIT does not parse (want JSON {\"format\":1,\"run\",\"version\",...})");
+	else if (strcmp(json_string_value(json_object_get(j, "run")), o->run) != 0 ||
+		 strcmp(json_string_value(json_object_get(j, "version")), o->version) != 0)
+		read_fail(rd, -EBADMSG, "COMMIT names %.200s/%.200s, not the version it is stored under",
+			  json_string_value(json_object_get(j, "run")),
+			  json_string_value(json_object_get(j, "version")));
+	else if (parts && (!json_is_integer(parts) || json_integer_value(parts) < 1))
+		read_fail(rd, -EBADMSG, "COMMIT has a bad \"parts\" count");
+	else
+		rd->parts = parts ? (uint64_t)json_integer_value(parts) : 1;
+	json_decref(j);
+}
+
+static void check_manifest(struct fsck *f, struct fsck_robj *o, struct fsck_read *rd)
+{
+	char *text = NULL, err[256];
+	size_t len, nlen = strlen(o->name) - 9;
+
+	if (fsck_get(f, o->key, S3_MANIFEST_MAX_BYTES, &text, &len, rd) < 0)
+		return;
+	if (s3_manifest_decode(text, len, &rd->m, err, sizeof(err)) < 0) {
+		read_fail(rd, -EBADMSG, "manifest does not parse: %s", err);
+	} else if (strcmp(rd->m.run, o->run) != 0 || strcmp(rd->m.version, o->version) != 0 ||
+		   strlen(rd->m.node) != nlen || strncmp(rd->m.node, o->name, nlen) != 0) {
+		read_fail(rd, -EBADMSG, "manifest names %.200s/%.200s of node %.64s, not the place it is stored at",
+			  rd->m.run, rd->m.version, rd->m.node);
+		s3_manifest_free(&rd->m);
+	}
+	free(text);
+}
+
+static void check_robj(struct fsck *f, size_t i, void **buf, size_t *bufsz)
+{
+	(void)buf;
+	(void)bufsz;
+	if (f->robj[i].kind == FSCK_COMMIT)
+		check_commit(f, &f->robj[i], &f->reads[i]);
+	else
+		check_manifest(f, &f->robj[i], &f->reads[i]);
+}
+
+static void check_node(struct fsck *f, size_t i, void **buf, size_t *bufsz)
+{
+	struct fsck_read *rd = &f->node_reads[i];
+	struct tier_node_state st;
+	char *text = NULL, err[256];
+	size_t len;
+
+	(void)buf;
+	(void)bufsz;
+	if (fsck_get(f, f->nodes[i], FSCK_NODE_STATE_MAX, &text, &len, rd) < 0)
+		return;
+	if (tier_node_state_decode(text, len, &st, err, sizeof(err)) < 0)
+		read_fail(rd, -EBADMSG, "node state does not parse (%s): bucket garbage collection refuses to run",
+			  err);
+	else
+		tier_node_state_free(&st);
+	free(text);
+}
+
+/* ---- chunks ---- */
+
+static int robj_cmp(const void *a, const void *b)
+{
+	const struct fsck_robj *x = a, *y = b;
+	int c = strcmp(x->run, y->run);
+
+	if (!c)
+		c = strcmp(x->version, y->version);
+	if (!c)
+		c = (int)x->kind - (int)y->kind;
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct fsck_ref *x = a, *y = b;
+	int c = memcmp(&x->d, &y->d, DIGEST_LEN);
+
+	if (c)
+		return c;
+	if (x->manifest != y->manifest)
+		return x->manifest < y->manifest ? -1 : 1;
+	return x->entry < y->entry ? -1 : x->entry > y->entry;
+}
+
+static int listed_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DIGEST_LEN);
+}
+
+/* Every extent of every sound manifest, sorted by digest, and the distinct chunks among them. */
+static int fsck_collect_refs(struct fsck *f)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < f->nrobj; i++)
+		if (f->robj[i].kind == FSCK_MANIFEST && f->reads[i].rc == 0)
+			for (size_t e = 0; e < f->reads[i].m.n; e++)
+				n += f->reads[i].m.entries[e].next;
+	f->refs = malloc((n ? n : 1) * sizeof(*f->refs));
+	f->chunks = calloc(n ? n : 1, sizeof(*f->chunks));
+	if (!f->refs || !f->chunks)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nrobj; i++) {
+		if (f->robj[i].kind != FSCK_MANIFEST || f->reads[i].rc != 0)
+			continue;
+		for (size_t e = 0; e < f->reads[i].m.n; e++) {
+			const struct s3_manifest_entry *me = &f->reads[i].m.entries[e];
+			for (size_t x = 0; x < me->next; x++)
+				f->refs[k++] = (struct fsck_ref){ me->ext[x].digest, me->ext[x].chunk_len, (uint32_t)i,
+								  (uint32_t)e };
+		}
+	}
+	f->nrefs = k;
+	qsort(f->refs, f->nrefs, sizeof(*f->refs), ref_cmp);
+	for (size_t i = 0; i < f->nrefs; i++) {
+		struct fsck_chunk *c = &f->chunks[f->nchunks];
+		if (i > 0 && digest_equal(&f->refs[i].d, &f->refs[i - 1].d)) {
+			f->chunks[f->nchunks - 1].n++;
+			continue;
+		}
+		c->d = f->refs[i].d;
+		c->len = f->refs[i].chunk_len;
+		c->first = i;
+		c->n = 1;
+		f->nchunks++;
+	}
+	return 0;
+}
+
+/* Marks the chunks the listing has, and counts the listed ones no manifest names. */
+static void fsck_match_listing(struct fsck *f)
+{
+	qsort(f->listed, f->nlisted, sizeof(*f->listed), listed_cmp);
+	for (size_t i = 0, c = 0; i < f->nlisted; i++) {
+		while (c < f->nchunks && memcmp(&f->chunks[c].d, &f->listed[i].d, DIGEST_LEN) < 0)
+			c++;
+		if (c < f->nchunks && digest_equal(&f->chunks[c].d, &f->listed[i].d)) {
+			f->chunks[c].present = true;
+			f->chunks[c].listed = f->listed[i].size;
+		} else {
+			f->r->unreferenced++;
+			f->r->unreferenced_bytes += f->listed[i].size;
+		}
+	}
+	for (size_t c = 0; c < f->nchunks; c++) {
+		struct fsck_chunk *ch = &f->chunks[c];
+		if (!ch->present)
+			ch->state = CHUNK_MISSING;
+		else if (ch->listed != ch->len + TIER_CHUNK_HDR)
+			ch->state = CHUNK_SIZE;
+		else if (f->o->quick)
+			ch->state = CHUNK_OK;
+		else
+			f->total_bytes += ch->len;
+	}
+}
+
+static void check_chunk(struct fsck *f, size_t i, void **buf, size_t *bufsz)
+{
+	struct fsck_chunk *ch = &f->chunks[i];
+	struct s3_result res = { 0 };
+	size_t need = (size_t)ch->len + TIER_CHUNK_HDR + 1;
+	int rc;
+
+	if (ch->state != CHUNK_UNCHECKED)
+		return;
+	if (*bufsz < need) {
+		void *p = realloc(*buf, need);
+		if (!p) {
+			ch->state = CHUNK_UNREADABLE;
+			ch->msg = strdup("out of memory");
+			return;
+		}
+		*buf = p;
+		*bufsz = need;
+	}
+	rc = tier_chunk_fetch_into(f->c, f->prefix, &ch->d, ch->len, *buf, &res);
+	if (rc == 0) {
+		ch->state = CHUNK_OK;
+		atomic_fetch_add(&f->done_bytes, ch->len);
+	} else if (rc == -EIO && res.http_status >= 200 && res.http_status < 300) {
+		ch->state = CHUNK_CORRUPT;
+	} else if (rc == -ENOENT) {
+		ch->state = CHUNK_MISSING;
+	} else {
+		ch->state = CHUNK_UNREADABLE;
+		ch->msg = strdup(fsck_message(&res, rc));
+	}
+}
+
+/* ---- the report ---- */
+
+/* "KEY ...: used by run/version/path, ... and N more" for a bad chunk. */
+static void fsck_print_chunk(struct fsck *f, FILE *out, const struct fsck_chunk *ch)
+{
+	char key[TIER_PREFIX_MAX + 160];
+	size_t shown = 0, users = 0;
+
+	tier_chunk_key(f->prefix, &ch->d, key, sizeof(key));
+	switch (ch->state) {
+	case CHUNK_MISSING:
+		fprintf(out, "missing chunk object %s", key);
+		break;
+	case CHUNK_SIZE:
+		fprintf(out, "corrupt chunk object %s (%llu bytes, %llu expected)", key, (unsigned long long)ch->listed,
+			(unsigned long long)(ch->len + TIER_CHUNK_HDR));
+		break;
+	case CHUNK_CORRUPT:
+		fprintf(out, "corrupt chunk object %s (header or SHA-256 mismatch)", key);
+		break;
+	default:
+		fprintf(out, "cannot read chunk object %s (%s)", key, ch->msg ? ch->msg : "unknown error");
+		break;
+	}
+	for (size_t i = ch->first; i < ch->first + ch->n; i++) {
+		const struct fsck_ref *x = &f->refs[i];
+		if (i > ch->first && x->manifest == x[-1].manifest && x->entry == x[-1].entry)
+			continue;  /* one file naming the chunk twice */
+		users++;
+		if (shown++ < FSCK_USERS_SHOWN) {
+			const struct fsck_robj *o = &f->robj[x->manifest];
+			fprintf(out, "%s%s/%s/%s", shown == 1 ? ": used by " : ", ", o->run, o->version,
+				f->reads[x->manifest].m.entries[x->entry].path);
+		}
+	}
+	if (users > FSCK_USERS_SHOWN)
+		fprintf(out, " and %zu more", users - FSCK_USERS_SHOWN);
+	fputc('\n', out);
+}
+
+/* Groups robj[] into versions and prints the problems of COMMITs and manifests. */
+static void fsck_report_versions(struct fsck *f, FILE *out)
+{
+	struct tier_fsck_report *r = f->r;
+
+	for (size_t v = 0; v < f->nversions; v++) {
+		const struct fsck_version *ver = &f->versions[v];
+
+		for (size_t i = ver->first; i < ver->first + ver->n; i++) {
+			const struct fsck_read *rd = &f->reads[i];
+			r->objects++;
+			if (f->robj[i].kind == FSCK_MANIFEST)
+				r->manifests++;
+			if (rd->rc == 0)
+				continue;
+			if (rd->rc == -EBADMSG || rd->rc == -ENOENT) {
+				r->problems++;
+				fprintf(out, "%s %s: %s\n",
+					f->robj[i].kind == FSCK_COMMIT ? "bad COMMIT" : "bad manifest", f->robj[i].key,
+					rd->msg ? rd->msg : "");
+			} else {
+				r->unreadable++;
+				fprintf(out, "cannot read %s: %s\n", f->robj[i].key, rd->msg ? rd->msg : "");
+			}
+		}
+		if (ver->commit < 0) {
+			r->uncommitted++;
+			continue;
+		}
+		r->versions++;
+		const struct fsck_robj *c = &f->robj[ver->commit];
+		const struct fsck_read *crd = &f->reads[ver->commit];
+		size_t present = ver->n - 1;  /* manifests, sound or not (those not were reported above) */
+		if (present == 0) {
+			r->problems++;
+			fprintf(out, "bad COMMIT %s: %s/%s is committed but has no manifest (restore cannot read it)\n",
+				c->key, c->run, c->version);
+		} else if (crd->rc == 0 && present < crd->parts) {
+			r->problems++;
+			fprintf(out, "bad COMMIT %s: records %llu node parts, %zu manifest%s present\n", c->key,
+				(unsigned long long)crd->parts, present, present == 1 ? " is" : "s are");
+		}
+	}
+}
+
+static void fsck_report_chunks(struct fsck *f, FILE *out)
+{
+	struct tier_fsck_report *r = f->r;
+
+	for (size_t i = 0; i < f->nchunks; i++) {
+		const struct fsck_chunk *ch = &f->chunks[i];
+		r->objects++;
+		r->chunks++;
+		/* manifests disagreeing on a chunk's length: one of them is wrong */
+		for (size_t k = ch->first + 1; k < ch->first + ch->n; k++)
+			if (f->refs[k].chunk_len != ch->len) {
+				char key[TIER_PREFIX_MAX + 160];
+				tier_chunk_key(f->prefix, &ch->d, key, sizeof(key));
+				r->problems++;
+				fprintf(out, "bad manifest %s: gives chunk %s a length of %llu, %s says %llu\n",
+					f->robj[f->refs[k].manifest].key, key, (unsigned long long)f->refs[k].chunk_len,
+					f->robj[f->refs[ch->first].manifest].key, (unsigned long long)ch->len);
+				break;
+			}
+		if (ch->state == CHUNK_OK) {
+			r->bytes += f->o->quick ? ch->listed : ch->len;
+			continue;
+		}
+		if (ch->state == CHUNK_UNREADABLE) {
+			r->unreadable++;
+		} else {
+			r->problems++;
+			if (ch->state == CHUNK_MISSING)
+				r->missing++;
+			else
+				r->corrupt++;
+		}
+		fsck_print_chunk(f, out, ch);
+	}
+}
+
+static void fsck_report_nodes(struct fsck *f, FILE *out)
+{
+	for (size_t i = 0; i < f->nnodes; i++) {
+		const struct fsck_read *rd = &f->node_reads[i];
+		f->r->objects++;
+		f->r->node_states++;
+		if (rd->rc == -ENOENT || rd->rc == 0)
+			continue;  /* a node state is replaced now and then: gone is fine */
+		if (rd->rc == -EBADMSG) {
+			f->r->problems++;
+			fprintf(out, "bad node state %s: %s\n", f->nodes[i], rd->msg ? rd->msg : "");
+		} else {
+			f->r->unreadable++;
+			fprintf(out, "cannot read %s: %s\n", f->nodes[i], rd->msg ? rd->msg : "");
+		}
+	}
+}
+
+/* ---- the check ---- */
+
+static int fsck_group_versions(struct fsck *f)
+{
+	qsort(f->robj, f->nrobj, sizeof(*f->robj), robj_cmp);
+	f->versions = calloc(f->nrobj ? f->nrobj : 1, sizeof(*f->versions));
+	f->reads = calloc(f->nrobj ? f->nrobj : 1, sizeof(*f->reads));
+	f->node_reads = calloc(f->nnodes ? f->nnodes : 1, sizeof(*f->node_reads));
+	if (!f->versions || !f->reads || !f->node_reads)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nrobj; i++) {
+		const struct fsck_robj *o = &f->robj[i];
+		struct fsck_version *v = &f->versions[f->nversions];
+		if (i == 0 || strcmp(o->run, o[-1].run) != 0 || strcmp(o->version, o[-1].version) != 0) {
+			v->first = i;
+			v->commit = -1;
+			f->nversions++;
+		} else {
+			v--;
+		}
+		v->n++;
+		if (o->kind == FSCK_COMMIT)
+			v->commit = (ssize_t)i;
+	}
+	return 0;
+}
+
+/* Reads the epoch; -EAGAIN while a collection runs. A malformed epoch object is a problem, not a stop. */
+static int fsck_epoch(struct fsck *f, struct tier_gc_epoch *ep, char *err, size_t errsz, FILE *out)
+{
+	struct s3_result res = { 0 };
+	int rc = tier_gc_epoch_get(f->c, f->prefix, ep, &res);
+
+	if (rc == -EIO && res.http_status >= 200 && res.http_status < 300) {
+		if (out) {
+			f->r->problems++;
+			fprintf(out, "bad garbage collection epoch %s%sgc/epoch: %s\n", f->prefix,
+				f->prefix[0] ? "/" : "", res.message);
+		}
+		memset(ep, 0, sizeof(*ep));
+		return 0;
+	}
+	if (rc < 0) {
+		snprintf(err, errsz, "reading the garbage collection epoch: %s", fsck_message(&res, rc));
+		return rc;
+	}
+	if (ep->collecting && !tier_gc_epoch_stale(ep)) {
+		snprintf(err, errsz, "a bucket garbage collection (node %.64s) is running; check again when it is over",
+			 ep->node);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+static int fsck_run(struct fsck *f, char *err, size_t errsz)
+{
+	struct tier_gc_epoch before, after;
+	struct s3_result res = { 0 };
+	char key[TIER_PREFIX_MAX + 8];
+	FILE *out = f->o->out ? f->o->out : stdout;
+	int rc;
+
+	rc = s3_bucket_check(f->c, &res);
+	if (rc < 0) {
+		snprintf(err, errsz, "%s", fsck_message(&res, rc));
+		return rc;
+	}
+	rc = fsck_epoch(f, &before, err, errsz, NULL);
+	if (rc < 0)
+		return rc;
+	snprintf(key, sizeof(key), "%s%s", f->prefix, f->prefix[0] ? "/" : "");
+	f->prefix_len = strlen(key);
+	memset(&res, 0, sizeof(res));
+	rc = s3_list(f->c, key, NULL, 0, fsck_listed_one, f, &res);
+	if (rc < 0) {
+		snprintf(err, errsz, "listing s3://%s/%s: %s", f->bucket, key,
+			 rc == -ENOMEM ? strerror(ENOMEM) : fsck_message(&res, rc));
+		return rc;
+	}
+	rc = fsck_group_versions(f);
+	if (rc < 0)
+		return rc;
+	fsck_parallel(f, f->nrobj, check_robj);
+	fsck_parallel(f, f->nnodes, check_node);
+	rc = fsck_collect_refs(f);
+	if (rc < 0)
+		return rc;
+	fsck_match_listing(f);
+	fsck_parallel(f, f->nchunks, check_chunk);
+
+	rc = fsck_epoch(f, &after, err, errsz, out);
+	if (rc < 0)
+		return rc;
+	if (after.epoch != before.epoch) {
+		snprintf(err, errsz, "a bucket garbage collection ran during the check (epoch %llu to %llu): "
+			 "objects it retired would look missing; check again", (unsigned long long)before.epoch,
+			 (unsigned long long)after.epoch);
+		return -EAGAIN;
+	}
+	fsck_report_versions(f, out);
+	fsck_report_nodes(f, out);
+	fsck_report_chunks(f, out);
+	for (size_t i = 0; i < f->notes.n; i++)
+		fprintf(out, "note: %s\n", f->notes.v[i]);
+	f->r->unexpected = f->notes.n;
+	fflush(out);
+	return 0;
+}
+
+static void fsck_free(struct fsck *f)
+{
+	for (size_t i = 0; i < f->nrobj; i++) {
+		free(f->robj[i].key);
+		free(f->robj[i].own);
+		if (f->reads) {
+			free(f->reads[i].msg);
+			if (f->robj[i].kind == FSCK_MANIFEST && f->reads[i].rc == 0)
+				s3_manifest_free(&f->reads[i].m);
+		}
+	}
+	for (size_t i = 0; i < f->nnodes; i++) {
+		free(f->nodes[i]);
+		if (f->node_reads)
+			free(f->node_reads[i].msg);
+	}
+	for (size_t i = 0; i < f->nchunks; i++)
+		free(f->chunks[i].msg);
+	free(f->robj);
+	free(f->reads);
+	free(f->nodes);
+	free(f->node_reads);
+	free(f->listed);
+	free(f->versions);
+	free(f->refs);
+	free(f->chunks);
+	lines_free(&f->notes);
+	if (f->c)
+		s3_client_free(f->c);
+}
+
+int tier_fsck(const struct tier_options *opt, const struct tier_fsck_options *o, struct tier_fsck_report *r, char *err,
+	      size_t errsz)
+{
+	struct fsck f = { .o = o, .r = r };
+	struct tier_options ro = *opt;
+	unsigned jobs = o->jobs ? o->jobs : 8;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	err[0] = '\0';
+	atomic_init(&f.done_bytes, 0);
+	if (jobs > FSCK_JOBS_MAX)
+		jobs = FSCK_JOBS_MAX;
+	f.jobs = jobs;
+	if (!ro.max_attempts)
+		ro.max_attempts = TIER_READER_ATTEMPTS;
+	rc = tier_client_new(&ro, jobs + 1, NULL, NULL, &f.c, f.bucket, f.prefix, err, errsz);
+	if (rc < 0)
+		return rc;
+	rc = fsck_run(&f, err, errsz);
+	if (rc < 0 && !err[0])
+		snprintf(err, errsz, "%s", strerror(-rc));
+	fsck_free(&f);
+	return rc;
+}

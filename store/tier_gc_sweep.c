@@ -1,0 +1,590 @@
+/* tier_gc_sweep.c - bucket garbage collection (`pecfs gc --remote`), protocol in tier_gc.c and
+ * FORMAT.md section 5:
+ *
+ *   1. take gc/lock (If-None-Match; a lock older than TIER_GC_STALE_NS is broken), raise gc/epoch
+ *      and mark it collecting: from here on no node skips an upload or evicts a chunk on an old mark;
+ *   2. read every node's state: the versions nodes keep and every chunk their indexes hold are live;
+ *   3. retire committed versions beyond the newest `keep` of each run that no node keeps and whose
+ *      COMMIT is older than the grace period: COMMIT first (readers stop seeing the version), then
+ *      its manifests;
+ *   4. every chunk named by a remaining manifest (committed or not) is live; chunk objects that are
+ *      not live and older than the grace period are deleted;
+ *   5. clear collecting, drop the lock.
+ * A failure stops the run where it is (nothing half-deleted matters: an unreferenced chunk or a
+ * manifest without COMMIT is only garbage for the next run) and still clears collecting.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tier_impl.h"
+
+struct gc_version {
+	char *run, *version;
+	bool committed;
+	int64_t commit_ns;      /* LastModified of COMMIT */
+	int64_t step, sealed_ns;
+	char **manifests;       /* full keys of its *.manifest objects */
+	size_t n_manifests;
+	char **others;          /* its other objects (a persist selection's .composition, ...) */
+	size_t n_others;
+	bool retire;
+};
+
+struct gc_run {
+	struct s3_client *c;
+	char prefix[TIER_PREFIX_MAX];
+	const struct tier_gc_options *o;
+	struct tier_gc_report *rep;
+	FILE *progress;
+	char *msg;
+	size_t msgsz;
+	int64_t now;
+	struct tier_gc_epoch ep;
+	struct digest *live;
+	size_t n_live, cap_live;
+	char **held;            /* "run/version" kept by some node, sorted */
+	size_t n_held;
+	struct gc_version *v;
+	size_t nv;
+	bool locked;
+	struct digest *doomed;  /* chunk objects to delete */
+	uint64_t *doomed_size;
+	size_t n_doomed, cap_doomed;
+};
+
+static int64_t parse_s3_time(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+
+	return end ? (int64_t)timegm(&tm) * 1000000000 : 0;
+}
+
+static int gc_fail(struct gc_run *g, int rc, const char *what, const struct s3_result *res)
+{
+	snprintf(g->msg, g->msgsz, "%.120s: %.250s", what, res && res->message[0] ? res->message : strerror(-rc));
+	return rc;
+}
+
+static int live_add(struct gc_run *g, const struct digest *d, size_t n)
+{
+	if (g->n_live + n > g->cap_live) {
+		size_t cap = (g->cap_live + n) * 2;
+		struct digest *l = realloc(g->live, cap * sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		g->live = l;
+		g->cap_live = cap;
+	}
+	memcpy(g->live + g->n_live, d, n * sizeof(*d));
+	g->n_live += n;
+	return 0;
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DIGEST_LEN);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* ---- 1. lock and epoch ---- */
+
+/* When the lock at key was taken (its started_ns), 0 when unreadable. */
+static int64_t lock_started(struct gc_run *g, const char *key)
+{
+	struct s3_result res = { 0 };
+	char *text = NULL;
+	size_t len;
+	int64_t t = 0;
+
+	if (s3_get_all(g->c, key, 4096, (void **)&text, &len, &res) == 0) {
+		json_t *j = json_loadb(text, len, 0, NULL);
+		json_t *st = json_object_get(j, "started_ns");
+		t = json_is_integer(st) ? (int64_t)json_integer_value(st) : 0;
+		json_decref(j);
+	}
+	free(text);
+	return t;
+}
+
+static int gc_lock(struct gc_run *g)
+{
+	char key[TIER_PREFIX_MAX + 32], body[256], host[64] = "";
+	struct s3_result res = { 0 };
+	int rc;
+
+	gethostname(host, sizeof(host) - 1);
+	snprintf(body, sizeof(body), "{\"format\":1,\"host\":\"%.60s\",\"pid\":%d,\"started_ns\":%lld}", host,
+		 (int)getpid(), (long long)g->now);
+	tier_gc_key(g->prefix, key, sizeof(key), "gc/lock");
+	for (int attempt = 0;; attempt++) {
+		struct tier_gc_epoch held;
+		memset(&res, 0, sizeof(res));
+		rc = s3_put(g->c, key, body, strlen(body), NULL, S3_PUT_IF_ABSENT, &res);
+		if (rc == 0) {
+			g->locked = true;
+			return 0;
+		}
+		if (rc != -EEXIST)
+			return gc_fail(g, rc, "taking gc/lock", &res);
+		/* Held by a live collector (its epoch is refreshed at least every minute), or left by a dead
+		 * one: broken only when both the lock and the epoch are older than TIER_GC_STALE_NS. */
+		rc = tier_gc_epoch_get(g->c, g->prefix, &held, &res);
+		if (rc < 0)
+			return gc_fail(g, rc, "reading gc/epoch", &res);
+		if (attempt > 0 || (held.collecting && !tier_gc_epoch_stale(&held)) ||
+		    tier_wall_ns() - lock_started(g, key) < TIER_GC_STALE_NS) {
+			snprintf(g->msg, g->msgsz, "another bucket garbage collection holds %.300s (node %.64s)", key,
+				 held.node[0] ? held.node : "unknown");
+			return -EBUSY;
+		}
+		if (g->progress)
+			fprintf(g->progress, "breaking a stale %s\n", key);
+		s3_delete(g->c, key, &res);
+	}
+}
+
+static void gc_unlock(struct gc_run *g)
+{
+	char key[TIER_PREFIX_MAX + 32];
+	struct s3_result res = { 0 };
+
+	tier_gc_key(g->prefix, key, sizeof(key), "gc/lock");
+	s3_delete(g->c, key, &res);
+}
+
+static int gc_epoch_set(struct gc_run *g, bool collecting)
+{
+	struct s3_result res = { 0 };
+	int rc;
+
+	g->ep.collecting = collecting;
+	g->ep.updated_ns = tier_wall_ns();
+	rc = tier_gc_epoch_put(g->c, g->prefix, &g->ep, &res);
+	return rc < 0 ? gc_fail(g, rc, "writing gc/epoch", &res) : 0;
+}
+
+/* ---- 2. node states ---- */
+
+static int read_node(void *ctx, const struct s3_object *o)
+{
+	struct gc_run *g = ctx;
+	struct s3_result res = { 0 };
+	struct tier_node_state ns;
+	size_t len = strlen(o->key), tlen;
+	char *text = NULL, err[128];
+	int rc;
+
+	if (o->is_prefix || len < 5 || strcmp(o->key + len - 5, ".json") != 0)
+		return 0;
+	rc = s3_get_all(g->c, o->key, 1ull << 30, (void **)&text, &tlen, &res);
+	if (rc == -ENOENT)
+		return 0;  /* forgotten meanwhile */
+	if (rc < 0)
+		return gc_fail(g, rc, o->key, &res);
+	rc = tier_node_state_decode(text, tlen, &ns, err, sizeof(err));
+	free(text);
+	if (rc < 0) {
+		/* Unreadable: its chunks cannot be known, so nothing may be deleted. */
+		snprintf(g->msg, g->msgsz, "%.300s: %s; nothing deleted", o->key, err);
+		return rc;
+	}
+	rc = live_add(g, ns.chunks, ns.n_chunks);
+	for (size_t i = 0; rc == 0 && i < ns.n_versions; i++) {
+		char **h = realloc(g->held, (g->n_held + 1) * sizeof(*h));
+		if (!h) {
+			rc = -ENOMEM;
+			break;
+		}
+		g->held = h;
+		g->held[g->n_held++] = ns.versions[i];
+		ns.versions[i] = NULL;
+	}
+	g->rep->nodes++;
+	if (g->progress)
+		fprintf(g->progress, "node %s: %zu versions kept, %zu chunks in its index\n", ns.node, ns.n_versions,
+			ns.n_chunks);
+	tier_node_state_free(&ns);
+	return rc;
+}
+
+/* ---- 3. versions ---- */
+
+static struct gc_version *version_slot(struct gc_run *g, const char *run, size_t rlen, const char *ver, size_t vlen)
+{
+	struct gc_version *v;
+
+	/* Listing is in key order: a version's objects are adjacent. */
+	if (g->nv > 0) {
+		v = &g->v[g->nv - 1];
+		if (strlen(v->run) == rlen && strncmp(v->run, run, rlen) == 0 && strlen(v->version) == vlen &&
+		    strncmp(v->version, ver, vlen) == 0)
+			return v;
+	}
+	v = realloc(g->v, (g->nv + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	g->v = v;
+	v = &g->v[g->nv];
+	memset(v, 0, sizeof(*v));
+	v->run = strndup(run, rlen);
+	v->version = strndup(ver, vlen);
+	v->step = -1;
+	if (!v->run || !v->version) {
+		free(v->run);
+		free(v->version);
+		return NULL;
+	}
+	g->nv++;
+	return v;
+}
+
+static int key_add(char ***keys, size_t *n, const char *key)
+{
+	char **k = realloc(*keys, (*n + 1) * sizeof(*k));
+
+	if (!k)
+		return -ENOMEM;
+	*keys = k;
+	if (!(k[*n] = strdup(key)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static void keys_free(char **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+static int list_version_object(void *ctx, const struct s3_object *o)
+{
+	struct gc_run *g = ctx;
+	size_t plen = strlen(g->prefix) + (g->prefix[0] ? 1 : 0) + 5;  /* "PREFIX/runs/" */
+	const char *run = o->key + plen, *ver, *leaf;
+	struct gc_version *v;
+
+	if (o->is_prefix || strlen(o->key) <= plen || !(ver = strchr(run, '/')) || !(leaf = strchr(ver + 1, '/')))
+		return 0;
+	v = version_slot(g, run, (size_t)(ver - run), ver + 1, (size_t)(leaf - ver - 1));
+	if (!v)
+		return -ENOMEM;
+	leaf++;
+	if (strcmp(leaf, "COMMIT") == 0) {
+		v->committed = true;
+		v->commit_ns = parse_s3_time(o->last_modified);
+		return 0;
+	}
+	if (strlen(leaf) > 9 && strcmp(leaf + strlen(leaf) - 9, ".manifest") == 0)
+		return key_add(&v->manifests, &v->n_manifests, o->key);
+	return key_add(&v->others, &v->n_others, o->key);
+}
+
+static int read_commit(struct gc_run *g, struct gc_version *v)
+{
+	char key[TIER_PREFIX_MAX + 2 * META_NAME_MAX + 32], *text = NULL;
+	struct s3_result res = { 0 };
+	size_t len;
+	json_t *j, *step, *sealed;
+	int rc;
+
+	tier_gc_key(g->prefix, key, sizeof(key), "runs/%s/%s/COMMIT", v->run, v->version);
+	rc = s3_get_all(g->c, key, 65536, (void **)&text, &len, &res);
+	if (rc < 0)
+		return gc_fail(g, rc, key, &res);
+	j = json_loadb(text, len, 0, NULL);
+	free(text);
+	step = json_object_get(j, "step");
+	sealed = json_object_get(j, "sealed_ns");
+	v->step = json_is_integer(step) ? (int64_t)json_integer_value(step) : -1;
+	v->sealed_ns = json_is_integer(sealed) ? (int64_t)json_integer_value(sealed) : 0;
+	json_decref(j);
+	return 0;
+}
+
+/* Newest first: by step, then by seal time (as restore picks "latest"). */
+static int newest_first(const void *a, const void *b)
+{
+	const struct gc_version *x = *(struct gc_version *const *)a, *y = *(struct gc_version *const *)b;
+
+	if (x->step != y->step)
+		return x->step > y->step ? -1 : 1;
+	return x->sealed_ns > y->sealed_ns ? -1 : x->sealed_ns < y->sealed_ns;
+}
+
+static bool held_by_a_node(const struct gc_run *g, const struct gc_version *v)
+{
+	char name[2 * META_NAME_MAX + 2], *p = name;
+
+	snprintf(name, sizeof(name), "%s/%s", v->run, v->version);
+	return bsearch(&p, g->held, g->n_held, sizeof(*g->held), str_cmp) != NULL;
+}
+
+/* Marks the versions to retire, run by run. */
+static int choose_retired(struct gc_run *g)
+{
+	struct gc_version **cv = malloc((g->nv ? g->nv : 1) * sizeof(*cv));
+	size_t i = 0;
+
+	if (!cv)
+		return -ENOMEM;
+	while (i < g->nv) {
+		size_t j = i, n = 0;
+		for (; j < g->nv && strcmp(g->v[j].run, g->v[i].run) == 0; j++)
+			if (g->v[j].committed)
+				cv[n++] = &g->v[j];
+		qsort(cv, n, sizeof(*cv), newest_first);
+		for (size_t k = g->o->keep; g->o->keep > 0 && k < n; k++)
+			cv[k]->retire = !held_by_a_node(g, cv[k]) && g->now - cv[k]->commit_ns >= g->o->grace_ns;
+		i = j;
+	}
+	free(cv);
+	return 0;
+}
+
+static int retire_version(struct gc_run *g, struct gc_version *v)
+{
+	char key[TIER_PREFIX_MAX + 2 * META_NAME_MAX + 32];
+	struct s3_result res = { 0 };
+	int rc = 0;
+
+	if (g->progress)
+		fprintf(g->progress, "%s %s/%s\n", g->o->dry_run ? "would retire" : "retired", v->run, v->version);
+	g->rep->versions_retired++;
+	if (g->o->dry_run)
+		return 0;
+	tier_gc_key(g->prefix, key, sizeof(key), "runs/%s/%s/COMMIT", v->run, v->version);
+	rc = s3_delete(g->c, key, &res);
+	if (rc < 0)
+		return gc_fail(g, rc, key, &res);
+	g->rep->objects_deleted++;
+	/* Manifests before the objects beside them: a manifest is never left naming a missing one. */
+	for (size_t i = 0; i < v->n_manifests + v->n_others; i++) {
+		const char *k = i < v->n_manifests ? v->manifests[i] : v->others[i - v->n_manifests];
+		rc = s3_delete(g->c, k, &res);
+		if (rc < 0)
+			return gc_fail(g, rc, k, &res);
+		g->rep->objects_deleted++;
+	}
+	return 0;
+}
+
+static int add_manifest_chunks(struct gc_run *g, const char *key)
+{
+	struct s3_result res = { 0 };
+	struct s3_manifest m;
+	char *text = NULL, err[200];
+	size_t len;
+	int rc = s3_get_all(g->c, key, S3_MANIFEST_MAX_BYTES, (void **)&text, &len, &res);
+
+	if (rc < 0)
+		return gc_fail(g, rc, key, &res);
+	rc = s3_manifest_decode(text, len, &m, err, sizeof(err));
+	free(text);
+	if (rc < 0) {
+		/* Its chunks cannot be known: deleting anything could break it. */
+		snprintf(g->msg, g->msgsz, "%.300s: %.150s; nothing deleted (see pecfs fsck --remote)", key, err);
+		return rc;
+	}
+	for (size_t i = 0; rc == 0 && i < m.n; i++)
+		for (size_t x = 0; rc == 0 && x < m.entries[i].next; x++)
+			rc = live_add(g, &m.entries[i].ext[x].digest, 1);
+	s3_manifest_free(&m);
+	return rc;
+}
+
+/* ---- 4. chunks ---- */
+
+static int judge_chunk(void *ctx, const struct s3_object *o)
+{
+	struct gc_run *g = ctx;
+	const char *base = strrchr(o->key, '/');
+	struct digest d;
+
+	if (o->is_prefix || !base || strlen(base + 1) != DIGEST_HEX_LEN || digest_from_hex(base + 1, &d) < 0)
+		return 0;  /* not a chunk object of ours */
+	g->rep->chunks++;
+	if (bsearch(&d, g->live, g->n_live, sizeof(d), digest_cmp)) {
+		g->rep->chunks_live++;
+		return 0;
+	}
+	if (g->now - parse_s3_time(o->last_modified) < g->o->grace_ns) {
+		g->rep->chunks_recent++;
+		return 0;
+	}
+	if (g->n_doomed == g->cap_doomed) {
+		size_t cap = g->cap_doomed ? g->cap_doomed * 2 : 256;
+		struct digest *dd = realloc(g->doomed, cap * sizeof(*dd));
+		uint64_t *ds;
+		if (!dd)
+			return -ENOMEM;
+		g->doomed = dd;
+		ds = realloc(g->doomed_size, cap * sizeof(*ds));
+		if (!ds)
+			return -ENOMEM;
+		g->doomed_size = ds;
+		g->cap_doomed = cap;
+	}
+	g->doomed[g->n_doomed] = d;
+	g->doomed_size[g->n_doomed++] = o->size;
+	return 0;
+}
+
+static int delete_chunks(struct gc_run *g)
+{
+	int64_t refresh = tier_now_ns() + 60ll * 1000000000;
+
+	for (size_t i = 0; i < g->n_doomed; i++) {
+		char key[TIER_PREFIX_MAX + 160];
+		struct s3_result res = { 0 };
+		int rc;
+
+		g->rep->chunks_deleted++;
+		g->rep->bytes_deleted += g->doomed_size[i];
+		if (g->o->dry_run)
+			continue;
+		tier_chunk_key(g->prefix, &g->doomed[i], key, sizeof(key));
+		rc = s3_delete(g->c, key, &res);
+		if (rc < 0)
+			return gc_fail(g, rc, key, &res);
+		if (tier_now_ns() > refresh) {  /* still alive: keep the epoch from going stale */
+			rc = gc_epoch_set(g, true);
+			if (rc < 0)
+				return rc;
+			refresh = tier_now_ns() + 60ll * 1000000000;
+		}
+	}
+	return 0;
+}
+
+static int gc_sweep(struct gc_run *g)
+{
+	char key[TIER_PREFIX_MAX + 64];
+	struct s3_result res = { 0 };
+	int rc;
+
+	if (g->o->forget_node && g->o->forget_node[0]) {
+		tier_gc_key(g->prefix, key, sizeof(key), "nodes/%s.json", g->o->forget_node);
+		if (g->progress)
+			fprintf(g->progress, "%s node %s\n", g->o->dry_run ? "would forget" : "forgot", g->o->forget_node);
+		if (!g->o->dry_run && (rc = s3_delete(g->c, key, &res)) < 0)
+			return gc_fail(g, rc, key, &res);
+	}
+	tier_gc_key(g->prefix, key, sizeof(key), "nodes/");
+	rc = s3_list(g->c, key, NULL, 0, read_node, g, &res);
+	if (rc < 0)
+		return g->msg[0] ? rc : gc_fail(g, rc, "listing nodes/", &res);
+	if (g->n_held)
+		qsort(g->held, g->n_held, sizeof(*g->held), str_cmp);
+	tier_gc_key(g->prefix, key, sizeof(key), "runs/");
+	rc = s3_list(g->c, key, NULL, 0, list_version_object, g, &res);
+	if (rc < 0)
+		return gc_fail(g, rc, "listing runs/", &res);
+	for (size_t i = 0; i < g->nv; i++) {
+		g->rep->versions++;
+		if (!g->v[i].committed)
+			g->rep->uncommitted++;
+		else if (g->o->keep > 0 && (rc = read_commit(g, &g->v[i])) < 0)
+			return rc;
+	}
+	rc = choose_retired(g);
+	for (size_t i = 0; rc == 0 && i < g->nv; i++) {
+		if (g->v[i].retire)
+			rc = retire_version(g, &g->v[i]);
+		else
+			for (size_t k = 0; rc == 0 && k < g->v[i].n_manifests; k++)
+				rc = add_manifest_chunks(g, g->v[i].manifests[k]);
+	}
+	if (rc < 0)
+		return rc;
+	if (g->n_live)
+		qsort(g->live, g->n_live, sizeof(*g->live), digest_cmp);
+	tier_gc_key(g->prefix, key, sizeof(key), "chunks/");
+	rc = s3_list(g->c, key, NULL, 0, judge_chunk, g, &res);
+	if (rc < 0)
+		return gc_fail(g, rc, "listing chunks/", &res);
+	return delete_chunks(g);
+}
+
+static void gc_free(struct gc_run *g)
+{
+	for (size_t i = 0; i < g->nv; i++) {
+		keys_free(g->v[i].manifests, g->v[i].n_manifests);
+		keys_free(g->v[i].others, g->v[i].n_others);
+		free(g->v[i].run);
+		free(g->v[i].version);
+	}
+	for (size_t i = 0; i < g->n_held; i++)
+		free(g->held[i]);
+	free(g->held);
+	free(g->v);
+	free(g->live);
+	free(g->doomed);
+	free(g->doomed_size);
+}
+
+int tier_bucket_gc(const struct tier_options *opt, const struct tier_gc_options *o, FILE *progress,
+		   struct tier_gc_report *out, char *err, size_t errsz)
+{
+	struct gc_run g = { .o = o, .rep = out, .progress = progress, .msg = err, .msgsz = errsz,
+			    .now = tier_wall_ns() };
+	struct tier_options ro = *opt;
+	struct s3_result res = { 0 };
+	char bucket[S3_BUCKET_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	err[0] = '\0';
+	if (!ro.max_attempts)
+		ro.max_attempts = TIER_READER_ATTEMPTS;  /* one failed request ends the run */
+	rc = tier_client_new(&ro, 8, NULL, NULL, &g.c, bucket, g.prefix, err, errsz);
+	if (rc < 0)
+		return rc;
+	rc = tier_gc_epoch_get(g.c, g.prefix, &g.ep, &res);
+	if (rc < 0) {
+		gc_fail(&g, rc, "reading gc/epoch", &res);
+		goto out;
+	}
+	if (!o->dry_run) {
+		rc = gc_lock(&g);
+		if (rc < 0)
+			goto out;
+		rc = tier_gc_epoch_get(g.c, g.prefix, &g.ep, &res);  /* under the lock now */
+		if (rc == 0) {
+			g.ep.epoch++;
+			snprintf(g.ep.node, sizeof(g.ep.node), "%s", opt->node_id && opt->node_id[0] ? opt->node_id : "gc");
+			rc = gc_epoch_set(&g, true);
+		} else {
+			gc_fail(&g, rc, "reading gc/epoch", &res);
+		}
+	}
+	out->epoch = g.ep.epoch;
+	if (rc == 0)
+		rc = gc_sweep(&g);
+	if (!o->dry_run && g.ep.collecting) {
+		char keep[400];
+		snprintf(keep, sizeof(keep), "%s", err);
+		int rc2 = gc_epoch_set(&g, false);
+		snprintf(err, errsz, "%s", keep);
+		if (rc == 0 && rc2 < 0)
+			rc = rc2;
+	}
+	if (g.locked)
+		gc_unlock(&g);
+out:
+	gc_free(&g);
+	s3_client_free(g.c);
+	return rc;
+}

@@ -1,0 +1,217 @@
+# test_s3_gc.py - bucket garbage collection (`pecfs gc --remote`) and the multi-node commit barrier,
+# on real mounts against a real Ceph RGW (s3_fixture.py): orphans go, everything a version or a node
+# references stays, objects within the grace period stay, --keep retires old versions only once no
+# node keeps them, uploads wait while a collection runs and re-check marks from an older epoch, one
+# collection at a time; COMMIT waits for every node's part with --s3-nodes.
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pecfs_harness as h  # noqa: E402
+
+from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
+
+
+class S3GcTest(RgwTestCase):
+    def gc(self, prefix, *args, check=True):
+        cp = h.cli("gc", "--remote", *self.tier_opts(prefix), *args, timeout=180)
+        if check:
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        return cp
+
+    def chunk_keys(self, prefix):
+        return {k for k in self.listing(prefix) if k.startswith(prefix + "/chunks/")}
+
+    def chunk_key(self, prefix, data):
+        d = h.sha256_bytes(data)
+        return "%s/chunks/%s/%s" % (prefix, d[:2], d)
+
+    def put_object(self, key, data):
+        path = os.path.join(self.scratch, "obj-%d" % time.monotonic_ns())
+        with open(path, "wb") as f:
+            f.write(data)
+        self.s3("put", key, path)
+        os.unlink(path)
+
+    def put_epoch(self, prefix, epoch, collecting):
+        self.put_object("%s/gc/epoch" % prefix, json.dumps({
+            "format": 1, "epoch": epoch, "collecting": collecting, "node": "test-collector",
+            "updated_ns": time.time_ns()}).encode())
+
+    def restore_equal(self, prefix, what, files):
+        dest = os.path.join(self.scratch, "restore-%s-%d" % (prefix, time.monotonic_ns()))
+        self.restore(prefix, what, dest)
+        for rel, data in files.items():
+            self.assertEqual(h.read_file(os.path.join(dest, rel)), data, "%s %s" % (what, rel))
+
+    def node_state(self, prefix, node):
+        return json.loads(self.s3("get", "%s/nodes/%s.json" % (prefix, node)).stdout)
+
+    # ---- sweeping ----
+
+    def test_orphans_go_referenced_and_recent_stay(self):
+        m = self.mount("sweep", "--node-id", "n1")
+        v1 = {"a.bin": h.random_bytes(3 * MIB, 1), "b.bin": h.random_bytes(2 * MIB, 2)}
+        v2 = {"a.bin": v1["a.bin"], "b.bin": h.random_bytes(2 * MIB, 3)}
+        self.write_version(m, "run", "step-1", v1)
+        self.seal_wait(m, "run", "step-1")
+        self.write_version(m, "run", "step-2", v2)
+        self.seal_wait(m, "run", "step-2")
+        referenced = self.chunk_keys("sweep")
+        self.assertEqual(len(referenced), 3)
+        # The node published its state: both versions and every chunk of its index.
+        st = self.node_state("sweep", "n1")
+        self.assertEqual(sorted(map(tuple, st["versions"])), [("run", "step-1"), ("run", "step-2")])
+        self.assertEqual(st["chunk_count"], 3)
+        # An orphan (an upload cut short long ago) and a fresh one (an upload in progress).
+        old = h.random_bytes(1 * MIB, 4)
+        fresh = h.random_bytes(1 * MIB, 5)
+        self.put_object(self.chunk_key("sweep", old), b"x" * 64 + old)
+        dry = self.gc("sweep", "--grace", "0", "--dry-run")
+        self.assertIn("1 deleted", dry.stdout)
+        self.assertIn(self.chunk_key("sweep", old), self.chunk_keys("sweep"))
+        out = self.gc("sweep", "--grace", "0")
+        self.assertIn("1 deleted", out.stdout, out.stdout)
+        self.assertEqual(self.chunk_keys("sweep"), referenced)
+        self.put_object(self.chunk_key("sweep", fresh), b"x" * 64 + fresh)
+        out = self.gc("sweep", "--grace", "1h")
+        self.assertIn("1 within the grace period", out.stdout)
+        self.assertIn(self.chunk_key("sweep", fresh), self.chunk_keys("sweep"))
+        self.restore_equal("sweep", "run@step-1", v1)
+        self.restore_equal("sweep", "run@step-2", v2)
+        # The epoch went up by one per collection, and is not left collecting.
+        ep = json.loads(self.s3("get", "sweep/gc/epoch").stdout)
+        self.assertEqual((ep["epoch"], ep["collecting"]), (2, False))
+        self.assertNotIn("sweep/gc/lock", self.listing("sweep"))
+
+    def test_keep_retires_versions_no_node_keeps(self):
+        m = self.mount("keep", "--node-id", "n1")
+        files = {}
+        for i in range(4):
+            files[i] = {"w.bin": h.random_bytes(2 * MIB, 20 + i), "common.bin": h.random_bytes(1 * MIB, 19)}
+            self.write_version(m, "run", "step-%d" % (i + 1), files[i])
+            self.seal_wait(m, "run", "step-%d" % (i + 1))
+        self.assertEqual(len(self.chunk_keys("keep")), 5)
+        # Every version is still kept by the node: nothing retires.
+        out = self.gc("keep", "--keep", "2", "--grace", "0")
+        self.assertIn("0 retired", out.stdout)
+        self.assertEqual(len(self.chunk_keys("keep")), 5)
+        # The node drops the two oldest and reclaims their chunks; its published state follows.
+        for i in (1, 2):
+            h.cli("unpin", m.path("run", "step-%d" % i))
+            os.system("rm -rf %s" % m.path("run", "step-%d" % i))
+        cp = h.cli("gc", m.data)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertTrue(h.wait_until(lambda: self.node_state("keep", "n1")["chunk_count"] == 3, 75),
+                        self.node_state("keep", "n1"))
+        # An object beside a manifest (a persist selection's composition) goes with its version.
+        self.put_object("keep/runs/run/step-1/n1.composition", b"{}")
+        out = self.gc("keep", "--keep", "2", "--grace", "0")
+        self.assertIn("2 retired", out.stdout, out.stdout)
+        keys = self.listing("keep")
+        for i in (1, 2):
+            self.assertNotIn("keep/runs/run/step-%d/COMMIT" % i, keys)
+            self.assertFalse([k for k in keys if k.startswith("keep/runs/run/step-%d/" % i)])
+        self.assertEqual(len(self.chunk_keys("keep")), 3)
+        cp = self.restore("keep", "run@step-1", os.path.join(self.scratch, "gone"), check=False)
+        self.assertEqual(cp.returncode, 1)
+        self.restore_equal("keep", "run@step-3", files[2])
+        self.restore_equal("keep", "run@step-4", files[3])
+
+    def test_remote_only_chunks_of_a_node_stay(self):
+        """A node that evicted a chunk (or imported it) still needs the object: its index protects it
+        even when the only version naming it was retired from the bucket."""
+        a = self.mount("hold", "--node-id", "a")
+        data = {"x.bin": h.random_bytes(3 * MIB, 40)}
+        self.write_version(a, "run", "step-1", data)
+        self.seal_wait(a, "run", "step-1")
+        self.write_version(a, "run", "step-2", {"y.bin": h.random_bytes(1 * MIB, 41)})
+        self.seal_wait(a, "run", "step-2")
+        a.umount()
+        reader = h.Mount(["--from", "s3://%s/hold" % BUCKET, "--s3-endpoint", self.endpoint, "--s3-addressing",
+                          "path", "--node-id", "reader"])
+        self.addCleanup(reader.cleanup)
+        self.assertTrue(h.wait_until(lambda: "hold/nodes/reader.json" in self.listing("hold"), 30))
+        self.s3("rm", "hold/nodes/a.json")  # node a is gone for good
+        out = self.gc("hold", "--keep", "1", "--grace", "0")
+        self.assertIn("0 retired", out.stdout)  # the reader keeps step-1 locally
+        self.assertEqual(h.read_file(reader.path("run", "step-1", "x.bin")), data["x.bin"])
+
+    # ---- the uploader's side of the protocol ----
+
+    def test_uploads_wait_for_a_collection_and_recheck_marks(self):
+        m = self.mount("proto", "--node-id", "n1")
+        shared = h.random_bytes(2 * MIB, 50)
+        self.write_version(m, "run", "step-1", {"s.bin": shared})
+        self.seal_wait(m, "run", "step-1")
+        # A collection is running: the next version waits, and says why.
+        self.put_epoch("proto", 7, True)
+        self.write_version(m, "run", "step-2", {"s.bin": shared, "t.bin": h.random_bytes(1 * MIB, 51)})
+        self.assertEqual(h.cli("seal", m.path("run", "step-2")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: "garbage collection" in (m.stats()["s3"]["error"] or ""), 20),
+                        m.stats()["s3"])
+        time.sleep(2)
+        self.assertNotIn("proto/runs/run/step-2/COMMIT", self.listing("proto"))
+        # It deleted the shared chunk (as a collection may when nothing references it at the time) and
+        # finished: the node must not trust its mark from epoch 0 and sends the chunk again.
+        self.s3("rm", self.chunk_key("proto", shared))
+        self.put_epoch("proto", 7, False)
+        self.assertTrue(h.wait_until(lambda: self.version(m, "run", "step-2")["state"] == "uploaded", 60))
+        self.assertIn(self.chunk_key("proto", shared), self.chunk_keys("proto"))
+        self.restore_equal("proto", "run@step-2", {"s.bin": shared})
+
+    def test_one_collection_at_a_time(self):
+        m = self.mount("lock", "--node-id", "n1")
+        self.write_version(m, "run", "step-1", {"f.bin": h.random_bytes(1 * MIB, 60)})
+        self.seal_wait(m, "run", "step-1")
+        self.put_object("lock/gc/lock", json.dumps({"format": 1, "host": "elsewhere", "pid": 1,
+                                                    "started_ns": time.time_ns()}).encode())
+        self.put_epoch("lock", 3, True)
+        cp = self.gc("lock", "--grace", "0", check=False)
+        self.assertEqual(cp.returncode, 1)
+        self.assertIn("another bucket garbage collection", cp.stderr)
+        # A collector that died long ago (lock and epoch both stale) is broken.
+        old = time.time_ns() - 3600 * 10**9
+        self.put_object("lock/gc/lock", json.dumps({"format": 1, "host": "elsewhere", "pid": 1,
+                                                    "started_ns": old}).encode())
+        self.put_object("lock/gc/epoch", json.dumps({"format": 1, "epoch": 3, "collecting": True,
+                                                     "node": "dead", "updated_ns": old}).encode())
+        out = self.gc("lock", "--grace", "0")
+        self.assertIn("epoch 4", out.stdout)
+        self.assertEqual(self.version(m, "run", "step-1")["state"], "uploaded")
+
+    def test_bad_usage(self):
+        for args in (["--keep", "x"], ["--grace", "soon"], ["--bogus"], []):
+            cp = h.cli("gc", "--remote", *args)
+            self.assertEqual(cp.returncode, 2, args)
+            self.assertTrue(cp.stderr.strip(), args)
+
+    # ---- commit barrier ----
+
+    def test_commit_waits_for_every_node(self):
+        a = self.mount("barrier", "--node-id", "node-a", "--s3-nodes", "2")
+        b = self.mount("barrier", "--node-id", "node-b", "--s3-nodes", "2")
+        fa = {"rank0.pt": h.random_bytes(2 * MIB, 70)}
+        fb = {"rank1.pt": h.random_bytes(2 * MIB, 71)}
+        self.write_version(a, "run", "step-5", fa)
+        self.assertEqual(h.cli("seal", a.path("run", "step-5")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: "barrier/runs/run/step-5/node-a.manifest" in self.listing("barrier"),
+                                     60))
+        self.assertTrue(h.wait_until(lambda: a.stats()["s3"]["versions_awaiting_nodes"] == 1, 20))
+        time.sleep(3)
+        self.assertNotIn("barrier/runs/run/step-5/COMMIT", self.listing("barrier"))
+        self.assertNotEqual(self.version(a, "run", "step-5")["state"], "uploaded")
+        self.write_version(b, "run", "step-5", fb)
+        self.seal_wait(b, "run", "step-5")
+        self.assertIn("barrier/runs/run/step-5/COMMIT", self.listing("barrier"))
+        # Node a notices the commit and reports its version uploaded.
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-5")["state"] == "uploaded", 20))
+        self.assertEqual(a.stats()["s3"]["versions_awaiting_nodes"], 0)
+        self.restore_equal("barrier", "run@step-5", dict(fa, **fb))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
