@@ -1,7 +1,8 @@
 # test_s3_read.py - reading through `pecfs mount --from` on a fresh data folder against a real S3 server
 # (a throwaway Ceph RGW, see s3_fixture.py): read-ahead of remote chunks for sequential readers
 # (s3-prefetch), random reads, a corrupt object ahead of the reader, and unmounting while read-ahead
-# fetches are still in flight (through tests/integration/faultproxy.py with a bandwidth cap).
+# fetches are still in flight (through tests/integration/faultproxy.py with a bandwidth cap); and
+# `pecfs restore` of odd file shapes (tails, holes, shared chunks, read-only files) and its failures.
 # Files are written with 1 MiB chunks so that a few MiB make many chunks.
 import errno
 import os
