@@ -58,6 +58,7 @@ struct gc_run {
 	size_t n_doomed, cap_doomed;
 };
 
+/* LastModified ("2026-11-27T23:54:44.000Z") in ns since the epoch; 0 when unreadable. */
 static int64_t parse_s3_time(const char *s)
 {
 	struct tm tm = { 0 };
@@ -329,7 +330,7 @@ static bool held_by_a_node(const struct gc_run *g, const struct gc_version *v)
 	char name[2 * META_NAME_MAX + 2], *p = name;
 
 	snprintf(name, sizeof(name), "%s/%s", v->run, v->version);
-	return bsearch(&p, g->held, g->n_held, sizeof(*g->held), str_cmp) != NULL;
+	return g->n_held > 0 && bsearch(&p, g->held, g->n_held, sizeof(*g->held), str_cmp) != NULL;
 }
 
 /* Marks the versions to retire, run by run. */
@@ -347,7 +348,8 @@ static int choose_retired(struct gc_run *g)
 				cv[n++] = &g->v[j];
 		qsort(cv, n, sizeof(*cv), newest_first);
 		for (size_t k = g->o->keep; g->o->keep > 0 && k < n; k++)
-			cv[k]->retire = !held_by_a_node(g, cv[k]) && g->now - cv[k]->commit_ns >= g->o->grace_ns;
+			cv[k]->retire = !held_by_a_node(g, cv[k]) && cv[k]->commit_ns > 0 &&
+					g->now - cv[k]->commit_ns >= g->o->grace_ns;
 		i = j;
 	}
 	free(cv);
@@ -412,15 +414,17 @@ static int judge_chunk(void *ctx, const struct s3_object *o)
 	struct gc_run *g = ctx;
 	const char *base = strrchr(o->key, '/');
 	struct digest d;
+	int64_t modified;
 
 	if (o->is_prefix || !base || strlen(base + 1) != DIGEST_HEX_LEN || digest_from_hex(base + 1, &d) < 0)
 		return 0;  /* not a chunk object of ours */
 	g->rep->chunks++;
-	if (bsearch(&d, g->live, g->n_live, sizeof(d), digest_cmp)) {
+	if (g->n_live > 0 && bsearch(&d, g->live, g->n_live, sizeof(d), digest_cmp)) {
 		g->rep->chunks_live++;
 		return 0;
 	}
-	if (g->now - parse_s3_time(o->last_modified) < g->o->grace_ns) {
+	modified = parse_s3_time(o->last_modified);
+	if (modified == 0 || g->now - modified < g->o->grace_ns) {  /* an unreadable date counts as recent */
 		g->rep->chunks_recent++;
 		return 0;
 	}
