@@ -100,10 +100,13 @@ struct tier_options;
 /* The connection settings of cfg (s3 or else from, endpoint, region, addressing, CA, credentials). */
 void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o);
 
-/* For commands that talk to the bucket without a mount: takes argv[*i] when it is -c/--config FILE
- * or an --s3* setting (--s3-endpoint URL, --s3-region=R, ...), advancing *i past its value.
- * 1 taken, 0 not such an option, -1 after printing why it is bad (exit with CLI_USAGE). */
-int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i);
+/* The argument loop of commands that reach the bucket without a mount (restore, fsck --remote,
+ * gc --remote): -c/--config FILE and --s3* settings (--s3-endpoint URL, --s3-region=R, ...) go into
+ * cfg, -h/--help prints help, and every other argument goes to arg(ctx, argc, argv, &i), which
+ * advances i past any value it takes and returns 0 or an exit code after printing why. Returns 0,
+ * -1 after --help, or an exit code. */
+int cli_s3_args(int argc, char **argv, struct pecfs_config *cfg, void (*help)(FILE *),
+		int (*arg)(void *ctx, int argc, char **argv, int *i), void *ctx);
 
 /* Waits until version_path (on mountpoint, just sealed) is committed in S3; a progress bar on a
  * terminal. Returns the exit code. */

@@ -72,39 +72,42 @@ static int64_t parse_duration(const char *s)
 	return (int64_t)(v * 1e9);
 }
 
+static int gc_remote_arg(void *ctx, int argc, char **argv, int *i)
+{
+	struct tier_gc_options *o = ctx;
+	const char *a = argv[*i];
+
+	if (strcmp(a, "--dry-run") == 0) {
+		o->dry_run = true;
+		return 0;
+	}
+	if (strcmp(a, "--keep") != 0 && strcmp(a, "--grace") != 0 && strcmp(a, "--forget-node") != 0)
+		return cli_error(CLI_USAGE, "unknown argument %s (see pecfs gc --remote --help)", a);
+	if (*i + 1 >= argc)
+		return cli_error(CLI_USAGE, "option %s needs a value", a);
+	const char *v = argv[++*i];
+	if (strcmp(a, "--keep") == 0) {
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (*end || end == v || n < 0 || n > 1000000)
+			return cli_error(CLI_USAGE, "--keep: '%s' is not a whole number from 0 to 1000000", v);
+		o->keep = (uint32_t)n;
+	} else if (strcmp(a, "--grace") == 0) {
+		o->grace_ns = parse_duration(v);
+		if (o->grace_ns < 0)
+			return cli_error(CLI_USAGE, "--grace: '%s' is not a duration like 90s, 30m, 2h or 1d", v);
+	} else {
+		o->forget_node = v;
+	}
+	return 0;
+}
+
 static int gc_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_gc_options *o)
 {
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		int taken = cli_s3_arg(cfg, argc, argv, &i);
-		if (taken < 0)
-			return CLI_USAGE;
-		if (taken)
-			continue;
-		if (cli_is_help(a)) {
-			cli_help_gc_remote(stdout);
-			return -1;
-		} else if (strcmp(a, "--dry-run") == 0) {
-			o->dry_run = true;
-		} else if (i + 1 >= argc && (strcmp(a, "--keep") == 0 || strcmp(a, "--grace") == 0 ||
-					     strcmp(a, "--forget-node") == 0)) {
-			return cli_error(CLI_USAGE, "option %s needs a value", a);
-		} else if (strcmp(a, "--keep") == 0) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-			if (*end || end == argv[i] || v < 0 || v > 1000000)
-				return cli_error(CLI_USAGE, "--keep: '%s' is not a whole number from 0 to 1000000", argv[i]);
-			o->keep = (uint32_t)v;
-		} else if (strcmp(a, "--grace") == 0) {
-			o->grace_ns = parse_duration(argv[++i]);
-			if (o->grace_ns < 0)
-				return cli_error(CLI_USAGE, "--grace: '%s' is not a duration like 90s, 30m, 2h or 1d", argv[i]);
-		} else if (strcmp(a, "--forget-node") == 0) {
-			o->forget_node = argv[++i];
-		} else {
-			return cli_error(CLI_USAGE, "unknown argument %s (see pecfs gc --remote --help)", a);
-		}
-	}
+	int rc = cli_s3_args(argc, argv, cfg, cli_help_gc_remote, gc_remote_arg, o);
+
+	if (rc != 0)
+		return rc;
 	if (!cfg->s3[0])
 		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX");
 	return 0;

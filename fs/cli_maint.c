@@ -262,43 +262,47 @@ static int fsck_remote_jobs(const char *v, unsigned *jobs)
 	return 0;
 }
 
+struct fsck_remote_args {
+	struct tier_fsck_options *o;
+	const char **data_dir;
+};
+
+static int fsck_remote_arg(void *ctx, int argc, char **argv, int *i)
+{
+	struct fsck_remote_args *fa = ctx;
+	const char *a = argv[*i];
+
+	if (strcmp(a, "--remote") == 0)
+		return 0;
+	if (strcmp(a, "--quick") == 0) {
+		fa->o->quick = true;
+		return 0;
+	}
+	if (strncmp(a, "--jobs=", 7) == 0)
+		return fsck_remote_jobs(a + 7, &fa->o->jobs);
+	if (strcmp(a, "--jobs") == 0) {
+		if (*i + 1 >= argc)
+			return cli_error(CLI_USAGE, "option --jobs needs a value");
+		return fsck_remote_jobs(argv[++*i], &fa->o->jobs);
+	}
+	if (a[0] == '-')
+		return cli_error(CLI_USAGE, "unknown option %s (see pecfs fsck --help)", a);
+	if (*fa->data_dir)
+		return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] [DATA_DIR])",
+				 a);
+	*fa->data_dir = a;
+	return 0;
+}
+
 /* 0, -1 after --help, or an exit code. */
 static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_fsck_options *o,
 			     const char **data_dir)
 {
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		int taken = cli_s3_arg(cfg, argc, argv, &i);
+	struct fsck_remote_args fa = { .o = o, .data_dir = data_dir };
+	int rc = cli_s3_args(argc, argv, cfg, cli_help_fsck, fsck_remote_arg, &fa);
 
-		if (taken < 0)
-			return CLI_USAGE;
-		if (taken)
-			continue;
-		if (cli_is_help(a)) {
-			cli_help_fsck(stdout);
-			return -1;
-		}
-		if (strcmp(a, "--remote") == 0) {
-			continue;
-		} else if (strcmp(a, "--quick") == 0) {
-			o->quick = true;
-		} else if (strncmp(a, "--jobs=", 7) == 0) {
-			if (fsck_remote_jobs(a + 7, &o->jobs))
-				return CLI_USAGE;
-		} else if (strcmp(a, "--jobs") == 0) {
-			if (i + 1 >= argc)
-				return cli_error(CLI_USAGE, "option --jobs needs a value");
-			if (fsck_remote_jobs(argv[++i], &o->jobs))
-				return CLI_USAGE;
-		} else if (a[0] == '-') {
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs fsck --help)", a);
-		} else if (!*data_dir) {
-			*data_dir = a;
-		} else {
-			return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] "
-					 "[DATA_DIR])", a);
-		}
-	}
+	if (rc != 0)
+		return rc;
 	if (!cfg->s3[0] && !cfg->from[0])
 		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX (or s3 = ... in the configuration file)");
 	if (!o->jobs)

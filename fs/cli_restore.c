@@ -390,39 +390,40 @@ static int restore_layout(const char *dest, struct manifests *ms, struct restore
 	return 0;
 }
 
+struct restore_args {
+	unsigned *threads;
+	const char **what, **dest;
+	int pos;
+};
+
+static int restore_arg(void *ctx, int argc, char **argv, int *i)
+{
+	struct restore_args *ra = ctx;
+	const char *a = argv[*i];
+
+	if (strcmp(a, "--threads") == 0 && *i + 1 < argc) {
+		*ra->threads = (unsigned)atoi(argv[++*i]);
+		if (*ra->threads < 1 || *ra->threads > 256)
+			return cli_error(CLI_USAGE, "--threads: a number from 1 to 256");
+		return 0;
+	}
+	if (a[0] == '-')
+		return cli_error(CLI_USAGE, "unknown option %s (see pecfs restore --help)", a);
+	if (ra->pos >= 2)
+		return cli_error(CLI_USAGE, "too many arguments (usage: pecfs restore RUN[@VERSION] DEST)");
+	*(ra->pos++ == 0 ? ra->what : ra->dest) = a;
+	return 0;
+}
+
 static int restore_parse(int argc, char **argv, struct pecfs_config *cfg, unsigned *threads, const char **what,
 			 const char **dest)
 {
-	int pos = 0;
+	struct restore_args ra = { .threads = threads, .what = what, .dest = dest };
+	int rc = cli_s3_args(argc, argv, cfg, cli_help_restore, restore_arg, &ra);
 
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		int taken = cli_s3_arg(cfg, argc, argv, &i);
-		if (taken < 0)
-			return CLI_USAGE;
-		if (taken)
-			continue;
-		if (cli_is_help(a)) {
-			cli_help_restore(stdout);
-			return -1;
-		}
-		if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
-			*threads = (unsigned)atoi(argv[++i]);
-			if (*threads < 1 || *threads > 256)
-				return cli_error(CLI_USAGE, "--threads: a number from 1 to 256");
-		} else if (a[0] == '-') {
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs restore --help)", a);
-		} else if (pos == 0) {
-			*what = a;
-			pos++;
-		} else if (pos == 1) {
-			*dest = a;
-			pos++;
-		} else {
-			return cli_error(CLI_USAGE, "too many arguments (usage: pecfs restore RUN[@VERSION] DEST)");
-		}
-	}
-	if (pos != 2)
+	if (rc != 0)
+		return rc;
+	if (ra.pos != 2)
 		return cli_error(CLI_USAGE, "usage: pecfs restore [options] RUN[@VERSION] DEST");
 	if (!cfg->s3[0])
 		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX");

@@ -40,7 +40,9 @@ void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o)
 	o->credentials_file = nz(cfg->s3_credentials_file);
 }
 
-int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i)
+/* 1 when argv[*i] is a -c/--config or --s3* setting (taken, *i past its value), 0 when it is not, -1
+ * after printing why it is bad. */
+static int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i], *eq, *val;
 	char name[64], err[512];
@@ -80,6 +82,27 @@ int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i)
 		return -1;
 	}
 	return 1;
+}
+
+int cli_s3_args(int argc, char **argv, struct pecfs_config *cfg, void (*help)(FILE *),
+		int (*arg)(void *ctx, int argc, char **argv, int *i), void *ctx)
+{
+	for (int i = 0; i < argc; i++) {
+		int taken = cli_s3_arg(cfg, argc, argv, &i), rc;
+
+		if (taken < 0)
+			return CLI_USAGE;
+		if (taken)
+			continue;
+		if (cli_is_help(argv[i])) {
+			help(stdout);
+			return -1;
+		}
+		rc = arg(ctx, argc, argv, &i);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }
 
 int cli_tier_import(const struct pecfs_config *cfg)
