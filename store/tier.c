@@ -142,6 +142,17 @@ int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 	return rc;
 }
 
+/* What tier_open allocated; the threads are stopped (or never started). */
+static void tier_free(struct tier *t)
+{
+	s3_client_free(t->client);
+	tier_lru_free(t->lru);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->wake);
+	pthread_cond_destroy(&t->fetched);
+	free(t);
+}
+
 int tier_open(struct store *st, const struct tier_options *opt, struct tier **out, char *err, size_t errsz)
 {
 	struct meta_super sb;
@@ -217,13 +228,7 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 	return 0;
 
 out_err:
-	if (t->client)
-		s3_client_free(t->client);
-	tier_lru_free(t->lru);
-	pthread_mutex_destroy(&t->lock);
-	pthread_cond_destroy(&t->wake);
-	pthread_cond_destroy(&t->fetched);
-	free(t);
+	tier_free(t);
 	return rc;
 }
 
@@ -240,12 +245,7 @@ void tier_close(struct tier *t)
 	if (t->persist.free)
 		t->persist.free(t->persist.ctx);  /* the only user of the hook was the uploader */
 	atomic_store(&t->st->tier, NULL);
-	s3_client_free(t->client);
-	tier_lru_free(t->lru);
-	pthread_mutex_destroy(&t->lock);
-	pthread_cond_destroy(&t->wake);
-	pthread_cond_destroy(&t->fetched);
-	free(t);
+	tier_free(t);
 }
 
 struct tier *store_tier(struct store *st)
