@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../policy/pec_safetensors.h"
+#include "pec_safetensors.h"
 #include "compose.h"
 
 struct cmp_dir {

@@ -7,8 +7,8 @@
 #ifndef PECFS_FS_COMPOSE_H
 #define PECFS_FS_COMPOSE_H
 
-#include "../policy/pec_compose.h"
-#include "../policy/pec_select.h"
+#include "pec_compose.h"
+#include "pec_select.h"
 #include "ctx.h"
 
 /* ---- pec_runcfg.c: per-run settings, kept as xattrs on the run directory ---- */

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../policy/pec_safetensors.h"
+#include "pec_safetensors.h"
 #include "compose.h"
 
 int fs_st_read_header(struct fs_ctx *ctx, uint64_t ino, const struct pec_patterns *pats,

@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "../store/store.h"
+#include "store.h"
 
 #define CTL_SOCKET_NAME "ctl.sock"
 

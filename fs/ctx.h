@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "../store/store.h"
-#include "../store/tier.h"
+#include "store.h"
+#include "tier.h"
 #include "config.h"
 #include "data.h"
 #include "log.h"

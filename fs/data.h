@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../store/store.h"
+#include "store.h"
 
 struct data_ctx;
 struct data_file;

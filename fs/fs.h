@@ -7,7 +7,7 @@
 #ifndef PECFS_FS_H
 #define PECFS_FS_H
 
-#include "../store/store.h"
+#include "store.h"
 #include "config.h"
 
 /* Mounts cfg->mountpoint and serves it. on_mounted(arg) is called once the mount is in place (the

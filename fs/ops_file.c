@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../policy/version_name.h"
-#include "../store/thread_buf.h"
+#include "version_name.h"
+#include "thread_buf.h"
 #include "ctx.h"
 
 #define TRACKER_MAX 4096  /* tracker files hold a name or a number */

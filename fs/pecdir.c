@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../policy/pec_tokens.h"
+#include "pec_tokens.h"
 #include "compose.h"
 
 enum pec_kind {

@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../policy/version_name.h"
+#include "version_name.h"
 #include "ctx.h"
 
 #ifndef RENAME_NOREPLACE

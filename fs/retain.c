@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../policy/pec_retain.h"
+#include "pec_retain.h"
 #include "compose.h"
 
 bool fs_retain_pinned(struct fs_ctx *ctx, uint64_t vino)

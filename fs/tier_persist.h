@@ -17,9 +17,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../policy/pec_compose.h"
-#include "../store/s3_manifest.h"
-#include "../store/tier.h"
+#include "pec_compose.h"
+#include "s3_manifest.h"
+#include "tier.h"
 #include "config.h"
 
 /* Suffix of the remote composition object beside the manifest: runs/RUN/VERSION/NODE.composition. */

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../policy/pec_plt.h"
-#include "../policy/pec_retain.h"
+#include "pec_plt.h"
+#include "pec_retain.h"
 #include "tier_persist.h"
 
 /* A manifest's entries sorted by path, for lookups. */

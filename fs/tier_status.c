@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "../store/tier.h"
+#include "tier.h"
 
 void tier_status_version_json(struct store *st, const struct meta_version *v, json_t *e)
 {

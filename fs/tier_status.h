@@ -6,7 +6,7 @@
 
 #include <jansson.h>
 
-#include "../store/store.h"
+#include "store.h"
 
 /* Sets "uploaded_bytes" and "uploaded" of version entry e (0 and false without a tier), and turns
  * "state" "sealed" into "uploaded" once the version is committed in S3. */

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../policy/version_name.h"
+#include "version_name.h"
 #include "compose.h"
 
 static struct fs_version *ver_find(struct fs_ctx *ctx, uint64_t vino)

@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "../store/s3_manifest.h"
-#include "../store/tier.h"
+#include "s3_manifest.h"
+#include "tier.h"
 
 void cli_help_restore(FILE *out)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "../store/tier.h"
+#include "tier.h"
 
 #define GC_DEFAULT_GRACE_S (60 * 60)
 

@@ -23,7 +23,7 @@
 #include "ctl.h"
 #include "fs.h"
 #include "log.h"
-#include "../store/tier.h"
+#include "tier.h"
 
 #define MOUNT_SYSTEM_CONFIG "/etc/pecfs/pecfs.conf"
 #define MOUNT_MSG_MAX 1024

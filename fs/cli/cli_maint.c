@@ -15,8 +15,8 @@
 
 #include "config.h"
 #include "ctl.h"
-#include "../store/store.h"
-#include "../store/tier.h"
+#include "store.h"
+#include "tier.h"
 
 #define SEAL_XATTR "user.pec.seal"
 #define MAINT_ATTEMPTS 3

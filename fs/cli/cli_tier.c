@@ -14,7 +14,7 @@
 
 #include "log.h"
 #include "tier_persist.h"
-#include "../store/tier.h"
+#include "tier.h"
 
 static void cli_tier_log(void *ctx, enum s3_log_level level, const char *msg)
 {
