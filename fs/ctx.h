@@ -8,6 +8,9 @@
  */
 #ifndef PECFS_FS_CTX_H
 #define PECFS_FS_CTX_H
+#ifndef PECFS_FS_INTERNAL
+#error "ctx.h is private to fs/: include fs.h"
+#endif
 
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
@@ -51,6 +54,7 @@ struct fs_version {
 struct fs_ctx {
 	const struct pecfs_config *cfg;
 	struct store *st;
+	struct tier *tier;              /* the S3 tier, NULL without one */
 	struct meta *meta;
 	struct data_ctx *dc;
 	struct fuse_session *se;

@@ -112,13 +112,14 @@ static int fs_recover_orphans(struct fs_ctx *ctx)
 	return rc;
 }
 
-static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struct store *st)
+static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struct store *st, struct tier *tier)
 {
 	pthread_mutexattr_t ma;
 	pthread_rwlockattr_t ra;
 
 	ctx->cfg = cfg;
 	ctx->st = st;
+	ctx->tier = tier;
 	ctx->meta = store_meta(st);
 	ctx->chunk_size = store_chunk_size(st);
 	/* ns_lock is recursive: dropping the last reference of an inode (possible inside any namespace
@@ -225,7 +226,8 @@ static int build_options(const struct pecfs_config *cfg, char *buf, size_t size)
 	return n < 0 || (size_t)n >= size - o ? -ENAMETOOLONG : 0;
 }
 
-int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, void (*on_mounted)(void *arg), void *arg)
+int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier *tier, void (*on_mounted)(void *arg),
+		   void *arg)
 {
 	struct fs_ctx *ctx = calloc(1, sizeof(*ctx));
 	char opts[2 * PATH_MAX + 128];
@@ -240,7 +242,7 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, void (*on_m
 		free(ctx);
 		return rc;
 	}
-	rc = fs_ctx_open(ctx, cfg, st);
+	rc = fs_ctx_open(ctx, cfg, st, tier);
 	if (rc < 0)
 		goto out_ctx;
 	rc = build_options(cfg, opts, sizeof(opts));

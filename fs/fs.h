@@ -7,14 +7,15 @@
 #ifndef PECFS_FS_H
 #define PECFS_FS_H
 
-#include "store.h"
 #include "config.h"
+#include "store.h"
+#include "tier.h"
 
-/* Mounts cfg->mountpoint and serves it. on_mounted(arg) is called once the mount is in place (the
+/* Mounts cfg->mountpoint and serves it; tier is the store's S3 tier, or NULL. on_mounted(arg) is called once the mount is in place (the
  * daemon uses it to tell the waiting parent that start-up succeeded); on failure before that, a
  * one-line message goes to stderr / the log and a negative errno is returned. Returns 0 after a
  * clean unmount with every buffered write stored. */
-int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st,
+int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier *tier,
 		   void (*on_mounted)(void *arg), void *arg);
 
 #endif

@@ -178,7 +178,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	/* Sealed files may be remote only (evicted, or imported by mount --from): let the tier fetch
 	 * ahead of a sequential reader while this read is served. */
 	if (!fh->writable)
-		tier_readahead(store_tier(fs_ctx_of(req)->st), &fh->ra, fh->ind->ino, (uint64_t)off, size);
+		tier_readahead(fs_ctx_of(req)->tier, &fh->ra, fh->ind->ino, (uint64_t)off, size);
 	ssize_t n = read_full(fh->ind->df, buf, size, (uint64_t)off);
 	if (n < 0) {
 		pecfs_log_error("read of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off, strerror((int)-n));

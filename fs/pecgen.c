@@ -89,7 +89,7 @@ int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len)
 	json_object_set_new(o, "write_errors", json_integer((json_int_t)f.ds.write_errors));
 	json_object_set_new(o, "free_disk_bytes", json_integer((json_int_t)f.ss.free_disk_bytes));
 	json_object_set_new(o, "write_buffers_in_use", json_integer(f.ds.buffers_in_use));
-	tier_status_stats_json(ctx->st, o);
+	tier_status_stats_json(ctx->tier, o);
 	return dump(o, out, len);
 }
 
@@ -178,7 +178,7 @@ int pecgen_versions_json(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_
 		json_object_set_new(e, "files", json_u64(v->files));
 		json_object_set_new(e, "logical_bytes", json_u64(v->logical_bytes));
 		json_object_set_new(e, "stored_bytes", json_u64(v->stored_bytes));
-		tier_status_version_json(ctx->st, v, e);
+		tier_status_version_json(ctx->tier, v, e);
 		if (v->sealed_ns) {
 			time_t t = (time_t)(v->sealed_ns / 1000000000);
 			struct tm tm;

@@ -3,52 +3,51 @@
 
 #include <string.h>
 
-#include "tier.h"
 
-void tier_status_version_json(struct store *st, const struct meta_version *v, json_t *e)
+void tier_status_version_json(struct tier *t, const struct meta_version *v, json_t *e)
 {
 	uint64_t bytes = 0;
 	bool uploaded = false;
 
 	if (v->state != META_VERSION_OPEN)
-		store_tier_version_status(st, v->run_ino, v->ino, &bytes, &uploaded);
+		tier_version_status(t, v->run_ino, v->ino, &bytes, &uploaded);
 	json_object_set_new(e, "uploaded_bytes", json_integer((json_int_t)bytes));
 	json_object_set_new(e, "uploaded", json_boolean(uploaded));
 	if (uploaded && v->state == META_VERSION_SEALED)
 		json_object_set_new(e, "state", json_string("uploaded"));
 }
 
-void tier_status_stats_json(struct store *st, json_t *o)
+void tier_status_stats_json(struct tier *t, json_t *o)
 {
 	static const char *const states[] = { "idle", "uploading", "retrying" };
 	struct tier_status s;
-	json_t *t;
+	json_t *o_s3;
 
-	if (store_tier_status(st, &s) < 0)
+	if (tier_get_status(t, &s) < 0)
 		return;
-	t = json_object();
-	if (!t)
+	o_s3 = json_object();
+	if (!o_s3)
 		return;
-	json_object_set_new(t, "uri", json_string(s.uri));
-	json_object_set_new(t, "node_id", json_string(s.node_id));
-	json_object_set_new(t, "state", json_string(states[s.state]));
-	json_object_set_new(t, "error", s.error[0] ? json_string(s.error) : json_null());
-	json_object_set_new(t, "versions_pending", json_integer((json_int_t)s.versions_pending));
-	json_object_set_new(t, "bytes_pending", json_integer((json_int_t)s.bytes_pending));
-	json_object_set_new(t, "versions_awaiting_nodes", json_integer((json_int_t)s.versions_awaiting_nodes));
-	json_object_set_new(t, "versions_uploaded", json_integer((json_int_t)s.versions_uploaded));
-	json_object_set_new(t, "bytes_uploaded", json_integer((json_int_t)s.bytes_uploaded));
-	json_object_set_new(t, "chunks_uploaded", json_integer((json_int_t)s.chunks_uploaded));
-	json_object_set_new(t, "chunks_skipped", json_integer((json_int_t)s.chunks_skipped));
-	json_object_set_new(t, "rate_bytes_per_s", json_real(s.rate_bytes_per_s));
-	json_object_set_new(t, "failures", json_integer((json_int_t)s.failures));
-	json_object_set_new(t, "fetched_chunks", json_integer((json_int_t)s.fetched_chunks));
-	json_object_set_new(t, "fetched_bytes", json_integer((json_int_t)s.fetched_bytes));
-	json_object_set_new(t, "fetch_corrupt", json_integer((json_int_t)s.fetch_corrupt));
-	json_object_set_new(t, "prefetched_chunks", json_integer((json_int_t)s.prefetched_chunks));
-	json_object_set_new(t, "prefetch_hits", json_integer((json_int_t)s.prefetch_hits));
-	json_object_set_new(t, "evicted_chunks", json_integer((json_int_t)s.evicted_chunks));
-	json_object_set_new(t, "evicted_bytes", json_integer((json_int_t)s.evicted_bytes));
-	json_object_set_new(t, "local_chunk_bytes", json_integer((json_int_t)s.local_bytes));
-	json_object_set_new(o, "s3", t);
+	json_object_set_new(o_s3, "uri", json_string(s.uri));
+	json_object_set_new(o_s3, "node_id", json_string(s.node_id));
+	json_object_set_new(o_s3, "state", json_string(states[s.state]));
+	json_object_set_new(o_s3, "error", s.error[0] ? json_string(s.error) : json_null());
+	json_object_set_new(o_s3, "versions_pending", json_integer((json_int_t)s.versions_pending));
+	json_object_set_new(o_s3, "bytes_pending", json_integer((json_int_t)s.bytes_pending));
+	json_object_set_new(o_s3, "versions_awaiting_nodes", json_integer((json_int_t)s.versions_awaiting_nodes));
+	json_object_set_new(o_s3, "versions_uploaded", json_integer((json_int_t)s.versions_uploaded));
+	json_object_set_new(o_s3, "bytes_uploaded", json_integer((json_int_t)s.bytes_uploaded));
+	json_object_set_new(o_s3, "chunks_uploaded", json_integer((json_int_t)s.chunks_uploaded));
+	json_object_set_new(o_s3, "chunks_skipped", json_integer((json_int_t)s.chunks_skipped));
+	json_object_set_new(o_s3, "rate_bytes_per_s", json_real(s.rate_bytes_per_s));
+	json_object_set_new(o_s3, "failures", json_integer((json_int_t)s.failures));
+	json_object_set_new(o_s3, "fetched_chunks", json_integer((json_int_t)s.fetched_chunks));
+	json_object_set_new(o_s3, "fetched_bytes", json_integer((json_int_t)s.fetched_bytes));
+	json_object_set_new(o_s3, "fetch_corrupt", json_integer((json_int_t)s.fetch_corrupt));
+	json_object_set_new(o_s3, "prefetched_chunks", json_integer((json_int_t)s.prefetched_chunks));
+	json_object_set_new(o_s3, "prefetch_hits", json_integer((json_int_t)s.prefetch_hits));
+	json_object_set_new(o_s3, "evicted_chunks", json_integer((json_int_t)s.evicted_chunks));
+	json_object_set_new(o_s3, "evicted_bytes", json_integer((json_int_t)s.evicted_bytes));
+	json_object_set_new(o_s3, "local_chunk_bytes", json_integer((json_int_t)s.local_bytes));
+	json_object_set_new(o, "s3", o_s3);
 }

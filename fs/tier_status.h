@@ -6,13 +6,13 @@
 
 #include <jansson.h>
 
-#include "store.h"
+#include "tier.h"
 
 /* Sets "uploaded_bytes" and "uploaded" of version entry e (0 and false without a tier), and turns
  * "state" "sealed" into "uploaded" once the version is committed in S3. */
-void tier_status_version_json(struct store *st, const struct meta_version *v, json_t *e);
+void tier_status_version_json(struct tier *t, const struct meta_version *v, json_t *e);
 
 /* Adds an "s3" object (uri, node_id, state, error, pending and uploaded counts, rate) to o. */
-void tier_status_stats_json(struct store *st, json_t *o);
+void tier_status_stats_json(struct tier *t, json_t *o);
 
 #endif

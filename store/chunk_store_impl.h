@@ -3,6 +3,9 @@
  */
 #ifndef PECFS_CHUNK_STORE_IMPL_H
 #define PECFS_CHUNK_STORE_IMPL_H
+#ifndef PECFS_STORE_INTERNAL
+#error "chunk_store_impl.h is private to store/: include chunk_store.h"
+#endif
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -167,6 +167,30 @@ void meta_batch_del_tokens(struct meta_batch *b, uint64_t run_ino);
 int meta_batch_del_all_extents(struct meta *m, struct meta_batch *b, uint64_t ino);
 int meta_batch_del_all_xattrs(struct meta *m, struct meta_batch *b, uint64_t ino);
 
+/* ---- records of the S3 tier (meta_remote.c; keys 'U' and 'R' in FORMAT.md section 3) ----
+ * The store keeps them so that the local tier knows which chunks have a copy in the bucket (a chunk
+ * file that is absent is then evicted, not lost); store/tier/ writes them. */
+struct meta_upload {
+	uint64_t uploaded_bytes;  /* chunk bytes of the version in S3 at commit */
+	uint64_t chunks;
+	int64_t committed_ns;     /* 0: this node's part is up, COMMIT waits for the other nodes' parts */
+};
+/* The upload record of version ino of run: 0, -ENOENT, or -EIO for a record of an unknown format. */
+int meta_get_upload(struct meta *m, uint64_t run, uint64_t ino, struct meta_upload *out);
+/* Writes it, synced. */
+int meta_put_upload(struct meta *m, uint64_t run, uint64_t ino, const struct meta_upload *r);
+/* True when the chunk's object is recorded as present in the bucket (its 'R' record). */
+bool meta_chunk_is_remote(struct meta *m, const struct digest *d);
+/* The bucket GC epoch in which the chunk's object was last seen in the bucket; -ENOENT when unmarked.
+ * A mark from an older epoch is a hint only: that collection may have deleted the object. */
+int meta_chunk_remote_epoch(struct meta *m, const struct digest *d, uint64_t *epoch);
+/* Sets or clears the mark (not synced: a lost mark costs one HEAD that finds the object again). */
+int meta_chunk_mark_remote(struct meta *m, const struct digest *d, uint64_t epoch);
+int meta_chunk_unmark_remote(struct meta *m, const struct digest *d);
+/* The same two records as part of a larger batch (import). */
+void meta_batch_mark_remote(struct meta_batch *b, const struct digest *d, uint64_t epoch);
+void meta_batch_put_upload(struct meta_batch *b, uint64_t run, uint64_t ino, const struct meta_upload *r);
+
 /* Applies the batch atomically; with sync the WAL is synced before returning. The batch is left
  * empty and reusable. -EIO (message on stderr) or -ENOSPC when RocksDB fails. */
 int meta_batch_commit(struct meta *m, struct meta_batch *b, bool sync);

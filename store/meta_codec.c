@@ -84,6 +84,13 @@ size_t meta_key_chunk(uint8_t *key, const struct digest *d)
 	return 1 + DIGEST_LEN;
 }
 
+size_t meta_key_remote(uint8_t *key, const struct digest *d)
+{
+	key[0] = META_KEY_REMOTE;
+	memcpy(key + 1, d->b, DIGEST_LEN);
+	return 1 + DIGEST_LEN;
+}
+
 size_t meta_key_successor(const uint8_t *prefix, size_t len, uint8_t *out)
 {
 	memcpy(out, prefix, len);
@@ -280,5 +287,44 @@ int meta_dec_version(uint64_t run_ino, uint64_t ino, const uint8_t *v, size_t le
 	ver->files = le_get(&p, 8);
 	ver->logical_bytes = le_get(&p, 8);
 	ver->stored_bytes = le_get(&p, 8);
+	return 0;
+}
+
+size_t meta_val_upload(uint8_t *v, const struct meta_upload *u)
+{
+	uint8_t *p = v;
+
+	*p++ = META_RECORD_V1;
+	p = le_put(p, u->uploaded_bytes, 8);
+	p = le_put(p, u->chunks, 8);
+	p = le_put(p, (uint64_t)u->committed_ns, 8);
+	return (size_t)(p - v);
+}
+
+size_t meta_val_remote(uint8_t *v, uint64_t epoch)
+{
+	v[0] = META_RECORD_V1;
+	le_put(v + 1, epoch, 8);
+	return META_REMOTE_VAL_LEN;
+}
+
+int meta_dec_upload(const uint8_t *v, size_t len, struct meta_upload *u)
+{
+	if (len < META_UPLOAD_VAL_LEN || v[0] != META_RECORD_V1)
+		return -EIO;
+	v++;
+	u->uploaded_bytes = le_get(&v, 8);
+	u->chunks = le_get(&v, 8);
+	u->committed_ns = (int64_t)le_get(&v, 8);
+	return 0;
+}
+
+int meta_dec_remote(const uint8_t *v, size_t len, uint64_t *epoch)
+{
+	const uint8_t *p = v + 1;
+
+	if (len < 1)
+		return -EIO;
+	*epoch = len >= META_REMOTE_VAL_LEN ? le_get(&p, 8) : 0;
 	return 0;
 }

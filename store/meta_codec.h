@@ -6,6 +6,9 @@
  */
 #ifndef PECFS_META_CODEC_H
 #define PECFS_META_CODEC_H
+#ifndef PECFS_STORE_INTERNAL
+#error "meta_codec.h is private to store/: include meta.h"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +26,8 @@
 #define META_KEY_ORPHAN  'O'
 #define META_KEY_MANIFEST 'M'
 #define META_KEY_TOKENS  'T'
+#define META_KEY_UPLOAD  'U'
+#define META_KEY_REMOTE  'R'
 
 #define META_RECORD_V1 1
 #define META_XATTR_NAME_MAX 255
@@ -36,6 +41,8 @@
 #define META_EXTENT_VAL_LEN  (1 + 8 + DIGEST_LEN + 8)
 #define META_CHUNK_VAL_LEN   (1 + 8 + 4)
 #define META_VERSION_VAL_LEN (1 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 8)
+#define META_UPLOAD_VAL_LEN  (1 + 8 + 8 + 8)
+#define META_REMOTE_VAL_LEN  (1 + 8)
 
 /* Key builders: write into key (at least META_KEY_MAX bytes), return the key length. */
 size_t meta_key_super(uint8_t *key);
@@ -43,6 +50,7 @@ size_t meta_key_u64(uint8_t *key, char prefix, uint64_t a);
 size_t meta_key_u64_u64(uint8_t *key, char prefix, uint64_t a, uint64_t b);
 size_t meta_key_u64_name(uint8_t *key, char prefix, uint64_t a, const char *name);
 size_t meta_key_chunk(uint8_t *key, const struct digest *d);
+size_t meta_key_remote(uint8_t *key, const struct digest *d);
 
 /* The smallest key greater than every key starting with prefix[0..len) (bytewise increment with
  * carry); returns its length, 0 when no such key exists (all bytes 0xff). */
@@ -58,6 +66,8 @@ size_t meta_val_dirent(uint8_t *v, uint64_t ino, uint32_t mode);
 size_t meta_val_extent(uint8_t *v, const struct meta_extent *e);
 size_t meta_val_chunk(uint8_t *v, const struct meta_chunk *c);
 size_t meta_val_version(uint8_t *v, const struct meta_version *ver);
+size_t meta_val_upload(uint8_t *v, const struct meta_upload *u);
+size_t meta_val_remote(uint8_t *v, uint64_t epoch);
 
 int meta_dec_super(const uint8_t *v, size_t len, struct meta_super *s);
 int meta_dec_inode(uint64_t ino, const uint8_t *v, size_t len, struct meta_inode *i);
@@ -66,5 +76,8 @@ int meta_dec_extent(uint64_t file_off, const uint8_t *v, size_t len, struct meta
 int meta_dec_chunk(const struct digest *d, const uint8_t *v, size_t len, struct meta_chunk *c);
 int meta_dec_version(uint64_t run_ino, uint64_t ino, const uint8_t *v, size_t len,
 		     struct meta_version *ver);
+int meta_dec_upload(const uint8_t *v, size_t len, struct meta_upload *u);
+/* A one-byte value predates bucket garbage collection: confirmed in epoch 0. */
+int meta_dec_remote(const uint8_t *v, size_t len, uint64_t *epoch);
 
 #endif

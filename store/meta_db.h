@@ -5,6 +5,9 @@
  */
 #ifndef PECFS_META_DB_H
 #define PECFS_META_DB_H
+#ifndef PECFS_STORE_INTERNAL
+#error "meta_db.h is private to store/: include meta.h"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>

@@ -58,8 +58,29 @@ void store_chunk_unref(struct store *st, const struct digest *d);
 
 uint64_t store_chunk_refcount(struct store *st, const struct digest *d);
 
-/* Reads chunk bytes (see chunk_store_read); counts -EIO in the corruption counter. */
+/* Reads chunk bytes (see chunk_store_read); counts -EIO in the corruption counter. With a remote
+ * attached, a chunk it holds in memory is served from there and an absent chunk file is read through it. */
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len);
+
+/* ---- a tier below the local one ----
+ * The S3 tier (store/tier/) attaches itself here so that reads of chunks whose file is not on local
+ * disk reach it; the store knows nothing of S3. Each function may be called from any thread. */
+struct store_remote {
+	/* Serves bytes of chunk d from memory when the remote holds it there (fetched ahead of a
+	 * reader): 0, or -ENOENT. */
+	int (*read_held)(void *ctx, const struct digest *d, uint64_t off, void *dst, size_t len);
+	/* The local file of chunk d is absent: fetch, verify and store it, then copy the bytes out.
+	 * -ENOENT when the remote does not have it either, -EIO for a corrupt copy. */
+	int (*read_through)(void *ctx, const struct digest *d, uint64_t off, void *dst, size_t len);
+	/* Chunk d was read from its local file (an eviction order is kept from these). */
+	void (*touch)(void *ctx, const struct digest *d);
+	void *ctx;
+};
+
+/* Attaches r (which must stay valid until store_detach_remote returns): -EEXIST when one is attached
+ * already. Detaching must not race with store_chunk_read callers that could still use r. */
+int store_attach_remote(struct store *st, const struct store_remote *r);
+void store_detach_remote(struct store *st);
 
 /* Every digest the chunk index holds (referenced or awaiting gc, local or evicted), sorted, in a
  * malloc'ed array; *gen changes whenever the set does (cheap to poll with a NULL out). 0 or -ENOMEM. */

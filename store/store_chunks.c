@@ -6,7 +6,6 @@
  * already durable, and any extent naming the chunk is committed later in the same log.
  */
 #include "store_impl.h"
-#include "tier.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -152,21 +151,33 @@ uint64_t store_chunk_refcount(struct store *st, const struct digest *d)
 
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len)
 {
-	struct tier *t = atomic_load(&st->tier);
+	const struct store_remote *r = atomic_load(&st->remote);
 	int rc;
 
 	/* A chunk fetched ahead of its reader is served from memory while it is held there. */
-	if (t && tier_prefetch_read(t, d, off, dst, len) == 0)
+	if (r && r->read_held(r->ctx, d, off, dst, len) == 0)
 		return 0;
 	rc = chunk_store_read(st->chunks, d, off, dst, len);
-	/* With an S3 tier, an absent chunk file may be an evicted (or imported) chunk: fetch it. */
-	if (rc == -ENOENT && t)
-		rc = tier_read_through(t, d, off, dst, len);
-	else if (rc == 0 && t)
-		tier_cache_touch(t, d);
+	/* With a remote tier, an absent chunk file may be an evicted (or imported) chunk: fetch it. */
+	if (rc == -ENOENT && r)
+		rc = r->read_through(r->ctx, d, off, dst, len);
+	else if (rc == 0 && r)
+		r->touch(r->ctx, d);
 	if (rc == -EIO)
 		atomic_fetch_add(&st->corrupt_reads, 1);
 	return rc;
+}
+
+int store_attach_remote(struct store *st, const struct store_remote *r)
+{
+	const struct store_remote *none = NULL;
+
+	return atomic_compare_exchange_strong(&st->remote, &none, r) ? 0 : -EEXIST;
+}
+
+void store_detach_remote(struct store *st)
+{
+	atomic_store(&st->remote, NULL);
 }
 
 void store_get_stats(struct store *st, struct store_stats *out)

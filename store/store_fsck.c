@@ -7,7 +7,6 @@
  * that uses it. While mounted and busy, in-flight writes may show up as transient findings.
  */
 #include "store_impl.h"
-#include "tier.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -97,7 +96,7 @@ static void fsck_verify_chunks(struct fsck_ctx *f)
 		if (rc == 0)
 			continue;
 		/* An S3-tier chunk evicted from (or not yet fetched to) local disk is not missing. */
-		if (rc == -ENOENT && tier_chunk_in_bucket(f->st->meta, &c->digest))
+		if (rc == -ENOENT && meta_chunk_is_remote(f->st->meta, &c->digest))
 			continue;
 		digest_to_hex(&c->digest, hex);
 		if (rc == -ENOENT) {

@@ -6,6 +6,9 @@
  */
 #ifndef PECFS_STORE_IMPL_H
 #define PECFS_STORE_IMPL_H
+#ifndef PECFS_STORE_INTERNAL
+#error "store_impl.h is private to store/: include store.h"
+#endif
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,9 +53,8 @@ struct store {
 
 	pthread_mutex_t maint_lock;  /* one gc or fsck at a time */
 
-	/* The S3 tier (tier.h), set by tier_open and cleared by tier_close while no other thread uses
-	 * the store's tier functions; NULL when the store is local only. */
-	struct tier *_Atomic tier;
+	/* The tier below (store_attach_remote); NULL when the store is local only. */
+	const struct store_remote *_Atomic remote;
 };
 
 /* ---- index (caller holds store.lock) ---- */

@@ -383,7 +383,7 @@ static int mount_serve(struct mount_run *run)
 	}
 
 	mount_capture_begin(&run->capture);
-	rc = pecfs_fs_serve(cfg, st, mount_on_mounted, run);
+	rc = pecfs_fs_serve(cfg, st, tier, mount_on_mounted, run);
 	if (!run->mounted) {
 		mount_capture_end(&run->capture, msg, sizeof(msg), false);
 		if (strncmp(msg, "pecfs: ", 7) == 0)

@@ -4,6 +4,9 @@
  */
 #ifndef PECFS_S3_CLIENT_IMPL_H
 #define PECFS_S3_CLIENT_IMPL_H
+#ifndef PECFS_S3_INTERNAL
+#error "s3_client_impl.h is private to store/s3/: include s3_client.h"
+#endif
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -7,6 +7,9 @@
  */
 #ifndef PECFS_S3_SIGV4_H
 #define PECFS_S3_SIGV4_H
+#ifndef PECFS_S3_INTERNAL
+#error "s3_sigv4.h is private to store/s3/: include s3_client.h"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>

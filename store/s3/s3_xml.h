@@ -8,6 +8,9 @@
  */
 #ifndef PECFS_S3_XML_H
 #define PECFS_S3_XML_H
+#ifndef PECFS_S3_INTERNAL
+#error "s3_xml.h is private to store/s3/: include s3_client.h"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "store_impl.h"
 #include "tier_impl.h"
 
 int64_t tier_now_ns(void)
@@ -153,16 +152,28 @@ static void tier_free(struct tier *t)
 	free(t);
 }
 
+/* The store_remote callbacks: the store reads through these once the tier is attached. */
+static int remote_read_held(void *ctx, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	return tier_prefetch_read(ctx, d, off, dst, len);
+}
+
+static int remote_read_through(void *ctx, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	return tier_read_through(ctx, d, off, dst, len);
+}
+
+static void remote_touch(void *ctx, const struct digest *d)
+{
+	tier_cache_touch(ctx, d);
+}
+
 int tier_open(struct store *st, const struct tier_options *opt, struct tier **out, char *err, size_t errsz)
 {
 	struct meta_super sb;
 	struct tier *t;
 	int rc;
 
-	if (atomic_load(&st->tier) != NULL) {
-		snprintf(err, errsz, "the store already has an S3 tier");
-		return -EEXIST;
-	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -216,10 +227,17 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 		snprintf(err, errsz, "cannot start the read-ahead threads: %s", strerror(-rc));
 		goto out_err;
 	}
-	atomic_store(&st->tier, t);
+	t->remote = (struct store_remote){ .read_held = remote_read_held, .read_through = remote_read_through,
+					   .touch = remote_touch, .ctx = t };
+	if (store_attach_remote(st, &t->remote) < 0) {
+		tier_prefetch_stop(t);
+		snprintf(err, errsz, "the store already has an S3 tier");
+		rc = -EEXIST;
+		goto out_err;
+	}
 	rc = -pthread_create(&t->uploader, NULL, tier_upload_main, t);
 	if (rc < 0) {
-		atomic_store(&st->tier, NULL);
+		store_detach_remote(st);
 		tier_prefetch_stop(t);
 		snprintf(err, errsz, "cannot start the uploader: %s", strerror(-rc));
 		goto out_err;
@@ -244,18 +262,12 @@ void tier_close(struct tier *t)
 	tier_prefetch_stop(t);
 	if (t->persist.free)
 		t->persist.free(t->persist.ctx);  /* the only user of the hook was the uploader */
-	atomic_store(&t->st->tier, NULL);
+	store_detach_remote(t->st);
 	tier_free(t);
 }
 
-struct tier *store_tier(struct store *st)
+int tier_get_status(struct tier *t, struct tier_status *out)
 {
-	return atomic_load(&st->tier);
-}
-
-int store_tier_status(struct store *st, struct tier_status *out)
-{
-	struct tier *t = store_tier(st);
 	int64_t now;
 
 	if (!t)
@@ -274,17 +286,16 @@ int store_tier_status(struct store *st, struct tier_status *out)
 	return 0;
 }
 
-int store_tier_version_status(struct store *st, uint64_t run_ino, uint64_t version_ino, uint64_t *uploaded_bytes,
-			      bool *uploaded)
+int tier_version_status(struct tier *t, uint64_t run_ino, uint64_t version_ino, uint64_t *uploaded_bytes,
+			bool *uploaded)
 {
-	struct tier *t = store_tier(st);
-	struct tier_upload_record r;
+	struct meta_upload r;
 
 	if (!t)
 		return -ENODEV;
 	*uploaded = false;
 	*uploaded_bytes = 0;
-	if (tier_record_get(t->meta, run_ino, version_ino, &r) == 0) {
+	if (meta_get_upload(t->meta, run_ino, version_ino, &r) == 0) {
 		*uploaded = r.committed_ns != 0;  /* 0: our part is up, COMMIT waits for other nodes */
 		*uploaded_bytes = r.uploaded_bytes;
 		return 0;

@@ -115,25 +115,13 @@ struct tier_status {
 	uint64_t local_bytes;         /* chunk file bytes on local disk, at the last eviction pass */
 };
 
-/* The tier attached to st, or NULL. */
-struct tier *store_tier(struct store *st);
-
-/* Fills out for the tier of st; -ENODEV when st has none. */
-int store_tier_status(struct store *st, struct tier_status *out);
+/* Fills out for tier t; -ENODEV when t is NULL (no tier). */
+int tier_get_status(struct tier *t, struct tier_status *out);
 
 /* Upload state of one version: *uploaded_bytes (chunk bytes of the version known to be in S3) and
- * *uploaded (COMMIT written by this node). -ENODEV when st has no tier. */
-int store_tier_version_status(struct store *st, uint64_t run_ino, uint64_t version_ino, uint64_t *uploaded_bytes,
-			      bool *uploaded);
-
-/* True when the chunk's object is recorded as present in the bucket (its 'R' record): a missing
- * local file of such a chunk is evicted or not yet fetched, not lost. Works without a tier open. */
-bool tier_chunk_in_bucket(struct meta *m, const struct digest *d);
-
-/* Read-through (called by store_chunk_read when the local chunk file is absent): a chunk known to be
- * in the bucket is fetched, verified, stored locally and copied out. -ENOENT when it is not known
- * remote, -EIO (and fetch_corrupt) for a corrupt object, or the client's error. */
-int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
+ * *uploaded (COMMIT written by this node). -ENODEV when t is NULL. */
+int tier_version_status(struct tier *t, uint64_t run_ino, uint64_t version_ino, uint64_t *uploaded_bytes,
+			bool *uploaded);
 
 /* Where one open file's reads went, for read-ahead: zeroed when the file is opened, owned by the
  * caller; reads through the same open file may note themselves concurrently. */
@@ -149,13 +137,6 @@ struct tier_readahead {
  * demand read of a chunk being fetched waits for that fetch). Never waits for the network. A no-op
  * when t is NULL or its prefetch is 0. */
 void tier_readahead(struct tier *t, struct tier_readahead *ra, uint64_t ino, uint64_t off, size_t len);
-
-/* Serves a read of chunk d from the read-ahead buffers when it was fetched moments ago and is still
- * there (called by store_chunk_read before the chunk file): 0, or -ENOENT when it is not held. */
-int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
-
-/* Records a read of chunk d for least-recently-used eviction (cheap; a no-op without a cache limit). */
-void tier_cache_touch(struct tier *t, const struct digest *d);
 
 /* Imports every committed version of the bucket that the data folder does not have yet, as sealed
  * versions whose chunks are remote (records and extents present, chunk files absent, marked in

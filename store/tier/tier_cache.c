@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "store_impl.h"
 #include "thread_buf.h"
 #include "tier_impl.h"
 
@@ -190,7 +189,7 @@ int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void
 	bool owner = false;
 	int rc;
 
-	if (!tier_chunk_is_remote(t->meta, d))
+	if (!meta_chunk_is_remote(t->meta, d))
 		return -ENOENT;
 	while (!fetch_claim(t, d, &owner)) {
 		rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
@@ -320,7 +319,7 @@ static int gather_chunk(const struct digest *d, uint64_t file_bytes, void *arg)
 	int64_t last, mtime = 0;
 
 	g->local += file_bytes;
-	if (!tier_chunk_is_remote(g->t->meta, d))
+	if (!meta_chunk_is_remote(g->t->meta, d))
 		return 0;
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 256;
@@ -356,17 +355,17 @@ static bool still_in_bucket(struct tier *t, const struct digest *d, uint64_t epo
 	uint64_t seen, size = 0;
 	int rc;
 
-	if (tier_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == epoch)
+	if (meta_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == epoch)
 		return true;
 	if (tier_chunk_key(t->prefix, d, key, sizeof(key)) < 0 || meta_get_chunk(t->meta, d, &c) < 0)
 		return false;
 	rc = s3_head(t->client, key, &size, NULL, &res);
 	if (rc == 0 && size == c.len + TIER_CHUNK_HDR) {
-		tier_chunk_mark_remote(t->meta, d, epoch);
+		meta_chunk_mark_remote(t->meta, d, epoch);
 		return true;
 	}
 	if (rc == -ENOENT)
-		tier_chunk_unmark_remote(t->meta, d);
+		meta_chunk_unmark_remote(t->meta, d);
 	return false;
 }
 

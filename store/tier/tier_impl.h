@@ -6,6 +6,9 @@
  */
 #ifndef PECFS_TIER_IMPL_H
 #define PECFS_TIER_IMPL_H
+#ifndef PECFS_TIER_INTERNAL
+#error "tier_impl.h is private to store/tier/: include tier.h"
+#endif
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,6 +20,7 @@
 
 struct tier {
 	struct store *st;
+	struct store_remote remote;     /* attached to st while the tier is open: reads reach the bucket */
 	struct meta *meta;
 	struct s3_client *client;
 	char bucket[S3_BUCKET_MAX];
@@ -67,23 +71,16 @@ int64_t tier_now_ns(void);
 /* Waits until len more bytes may be sent under the bandwidth limit (returns early when stopping). */
 void tier_throttle(struct tier *t, uint64_t len);
 
-/* ---- persistent records (tier_record.c; keys in FORMAT.md section 3) ---- */
-struct tier_upload_record {
-	uint64_t uploaded_bytes;  /* chunk bytes of the version in S3 at commit */
-	uint64_t chunks;
-	int64_t committed_ns;     /* 0: this node's part is up, COMMIT waits for the other nodes' parts */
-};
-int tier_record_get(struct meta *m, uint64_t run, uint64_t ino, struct tier_upload_record *out); /* -ENOENT */
-int tier_record_put(struct meta *m, uint64_t run, uint64_t ino, const struct tier_upload_record *r);
-bool tier_chunk_is_remote(struct meta *m, const struct digest *d);
-/* The bucket GC epoch in which the chunk's object was last seen in the bucket; -ENOENT when unmarked.
- * A mark from an older epoch is a hint only: that collection may have deleted the object. */
-int tier_chunk_remote_epoch(struct meta *m, const struct digest *d, uint64_t *epoch);
-int tier_chunk_mark_remote(struct meta *m, const struct digest *d, uint64_t epoch);
-int tier_chunk_unmark_remote(struct meta *m, const struct digest *d);
-/* The same two records as part of a larger batch (import). */
-void tier_batch_mark_remote(struct meta_batch *b, const struct digest *d, uint64_t epoch);
-void tier_batch_put_record(struct meta_batch *b, uint64_t run, uint64_t ino, const struct tier_upload_record *r);
+/* ---- reads of chunks that are not local (store_remote callbacks, see store.h) ---- */
+/* Read-through (tier_cache.c): a chunk known to be in the bucket is fetched, verified, stored locally
+ * and copied out. -ENOENT when it is not known remote, -EIO (and fetch_corrupt) for a corrupt object,
+ * or the client's error. */
+int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
+/* Serves a read of chunk d from the read-ahead buffers when it was fetched moments ago and is still
+ * there (tier_prefetch.c): 0, or -ENOENT when it is not held. */
+int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
+/* Records a read of chunk d for least-recently-used eviction (cheap; a no-op without a cache limit). */
+void tier_cache_touch(struct tier *t, const struct digest *d);
 
 /* ---- building a version's manifest from the metadata (tier_walk.c) ---- */
 int tier_walk_version(struct tier *t, const struct meta_version *v, struct s3_manifest *out);

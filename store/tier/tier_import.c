@@ -165,7 +165,7 @@ static int import_file(struct import *im, const struct s3_manifest_entry *e, uin
 				meta_batch_put_chunk(im->b, &c);
 				*stored += x->chunk_len;
 			}
-			tier_batch_mark_remote(im->b, &x->digest, im->epoch);
+			meta_batch_mark_remote(im->b, &x->digest, im->epoch);
 		}
 		if (e->source)
 			import_source(im, mi.ino, e);
@@ -187,7 +187,7 @@ static int import_version(struct import *im, struct meta_inode *run, const char 
 			  size_t n)
 {
 	struct s3_manifest_entry **all = NULL;
-	struct tier_upload_record rec = { 0 };
+	struct meta_upload rec = { 0 };
 	size_t total = 0, k = 0;
 	uint64_t stored = 0;
 	int rc = 0;
@@ -247,7 +247,7 @@ static int import_version(struct import *im, struct meta_inode *run, const char 
 	meta_batch_put_version(im->b, &im->v);
 	rec.uploaded_bytes = stored;
 	rec.committed_ns = im->now;
-	tier_batch_put_record(im->b, run->ino, im->v.ino, &rec);
+	meta_batch_put_upload(im->b, run->ino, im->v.ino, &rec);
 	meta_batch_put_super(im->b, &im->sb);
 	rc = meta_batch_commit(im->meta, im->b, true);
 out:

@@ -114,7 +114,7 @@ static void prefetch_schedule(struct tier_prefetch *p, uint64_t ino, uint64_t of
 		return;  /* a read-ahead hint only: the reads themselves report errors */
 	for (unsigned i = 0; i < w.n; i++) {
 		const struct digest *d = &w.d[i];
-		if (chunk_store_stat(store_chunks(t->st), d, &plen) != -ENOENT || !tier_chunk_is_remote(t->meta, d))
+		if (chunk_store_stat(store_chunks(t->st), d, &plen) != -ENOENT || !meta_chunk_is_remote(t->meta, d))
 			continue;
 		if (tier_fetch_in_flight(t, d))
 			continue;

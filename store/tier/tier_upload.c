@@ -33,11 +33,11 @@ struct pending {
 static int pending_version(const struct meta_version *v, void *arg)
 {
 	struct pending *p = arg;
-	struct tier_upload_record r;
+	struct meta_upload r;
 
 	if (v->state != META_VERSION_SEALED && v->state != META_VERSION_INCOMPLETE)
 		return 0;
-	if (tier_record_get(p->t->meta, v->run_ino, v->ino, &r) == 0) {
+	if (meta_get_upload(p->t->meta, v->run_ino, v->ino, &r) == 0) {
 		if (r.committed_ns == 0) {
 			struct meta_version *a = realloc(p->await, (p->nawait + 1) * sizeof(*a));
 			if (!a)
@@ -124,7 +124,7 @@ static int upload_chunk(struct chunk_job *j, const struct digest *d, uint64_t le
 	int rc;
 
 	/* A mark from an earlier GC epoch is only a hint: that collection may have deleted the object. */
-	if (tier_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == j->epoch) {
+	if (meta_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == j->epoch) {
 		job_credit(t, len, false);
 		return 0;
 	}
@@ -157,12 +157,12 @@ static int upload_chunk(struct chunk_job *j, const struct digest *d, uint64_t le
 		job_fail(j, rc, "uploading a chunk", &res);
 		return rc;
 	}
-	tier_chunk_mark_remote(t->meta, d, j->epoch);
+	meta_chunk_mark_remote(t->meta, d, j->epoch);
 	job_credit(t, len, true);
 	return 0;
 
 done_skipped:
-	tier_chunk_mark_remote(t->meta, d, j->epoch);
+	meta_chunk_mark_remote(t->meta, d, j->epoch);
 	job_credit(t, len, false);
 	return 0;
 }
@@ -345,7 +345,7 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 
 static int upload_version(struct tier *t, const struct meta_version *v, char *msg, size_t msgsz)
 {
-	struct tier_upload_record rec = { 0 };
+	struct meta_upload rec = { 0 };
 	struct s3_manifest m;
 	struct chunk_ref *refs = NULL;
 	uint64_t epoch = 0;
@@ -379,7 +379,7 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	if (rc == 0) {
 		rec.chunks = n;
 		rec.committed_ns = committed ? tier_wall_ns() : 0;
-		rc = tier_record_put(t->meta, v->run_ino, v->ino, &rec);
+		rc = meta_put_upload(t->meta, v->run_ino, v->ino, &rec);
 		if (rc < 0)
 			snprintf(msg, msgsz, "recording the upload: %s", strerror(-rc));
 		else if (committed)
@@ -416,11 +416,11 @@ static void check_awaiting(struct tier *t, const struct pending *p)
 	for (size_t i = 0; i < p->nawait && !atomic_load(&t->stopping); i++) {
 		const struct meta_version *v = &p->await[i];
 		struct meta_inode run, ver;
-		struct tier_upload_record rec;
+		struct meta_upload rec;
 		bool committed = false;
 
 		if (meta_get_inode(t->meta, v->run_ino, &run) < 0 || meta_get_inode(t->meta, v->ino, &ver) < 0 ||
-		    tier_record_get(t->meta, v->run_ino, v->ino, &rec) < 0)
+		    meta_get_upload(t->meta, v->run_ino, v->ino, &rec) < 0)
 			continue;  /* removed meanwhile */
 		if (commit_if_complete(t, run.name, ver.name, v, &committed, msg, sizeof(msg)) < 0) {
 			tier_logf(t, S3_LOG_WARN, "S3 tier: %s/%s: %s", run.name, ver.name, msg);
@@ -429,7 +429,7 @@ static void check_awaiting(struct tier *t, const struct pending *p)
 		if (!committed)
 			continue;
 		rec.committed_ns = tier_wall_ns();
-		if (tier_record_put(t->meta, v->run_ino, v->ino, &rec) == 0) {
+		if (meta_put_upload(t->meta, v->run_ino, v->ino, &rec) == 0) {
 			tier_logf(t, S3_LOG_INFO, "S3 tier: %s/%s committed: every node's part is uploaded", run.name,
 				  ver.name);
 			pthread_mutex_lock(&t->lock);

@@ -1,7 +1,7 @@
-# test_s3_client.py - the S3 client (store/s3_client.h) against a real S3 server: a throwaway Ceph
+# test_s3_client.py - the S3 client (store/s3/s3_client.h) against a real S3 server: a throwaway Ceph
 # RADOS Gateway that deploy/s3-rgw.sh starts in a scratch folder, on free loopback ports, and stops at
 # the end. Drives it through pecfs-s3check (built from tests/integration/s3_client_check.c), found via
-# PECS3_CHECK_BIN or next to PECFS_BIN (../store/pecfs-s3check). Skipped only when the Ceph packages are
+# PECS3_CHECK_BIN or next to PECFS_BIN (../../tests/pecfs-s3check). Skipped only when the Ceph packages are
 # not installed (radosgw ceph-mon ceph-osd). Python stdlib only.
 import errno
 import hashlib
@@ -26,8 +26,8 @@ BUCKET = "pecfs-client-test"
 def find_check_bin():
     path = os.environ.get("PECS3_CHECK_BIN", "")
     if not path and os.environ.get("PECFS_BIN"):
-        build = os.path.dirname(os.path.dirname(os.path.abspath(os.environ["PECFS_BIN"])))
-        path = os.path.join(build, "store", "pecfs-s3check")
+        build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(os.environ["PECFS_BIN"]))))
+        path = os.path.join(build, "tests", "pecfs-s3check")
     return path
 
 
