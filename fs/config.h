@@ -38,7 +38,7 @@ struct pecfs_config {
 	bool seal_on_next_version;    /* the first file created in a newer version seals older versions of the
 					 run that have no open files; default off */
 
-	/* The S3 tier (store/tier.h): off while s3 is "" (local disk alone). */
+	/* The S3 tier (store/tier/tier.h): off while s3 is "" (local disk alone). */
 	char s3[512];                 /* s3://BUCKET[/PREFIX] */
 	char s3_endpoint[512];        /* http(s)://host[:port]; "": AWS's endpoint for s3_region */
 	char s3_region[64];           /* "": us-east-1 */

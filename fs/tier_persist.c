@@ -1,4 +1,4 @@
-/* tier_persist.c - the persist hook the uploader calls for each version (store/tier.h): under
+/* tier_persist.c - the persist hook the uploader calls for each version (store/tier/tier.h): under
  * `s3-persist pec` (or a run's user.pec.persist) it reads the version's fixed composition, finds this
  * node's previous upload of the run in the bucket, rewrites the manifest (tier_persist_rewrite.c) and
  * stores the remote composition beside it. Under `full`, or for a version without a composition, the
@@ -52,7 +52,7 @@ struct tp_listing {
 /* This node's previous upload of the run. */
 struct tp_prev {
 	bool found;
-	struct s3_manifest m;
+	struct tier_manifest m;
 	struct pec_composition *comp;
 };
 
@@ -138,12 +138,12 @@ static int tp_cand_newest_first(const void *a, const void *b)
 	return x->mtime < y->mtime ? 1 : x->mtime > y->mtime ? -1 : 0;
 }
 
-/* Reads object key (at most S3_MANIFEST_MAX_BYTES) into *text. */
+/* Reads object key (at most TIER_MANIFEST_MAX_BYTES) into *text. */
 static int tp_get(const struct tier_persist_call *call, const char *key, char **text, size_t *len, char *msg,
 		  size_t msgsz)
 {
 	struct s3_result res = { 0 };
-	int rc = s3_get_all(call->client, key, S3_MANIFEST_MAX_BYTES, (void **)text, len, &res);
+	int rc = s3_get_all(call->client, key, TIER_MANIFEST_MAX_BYTES, (void **)text, len, &res);
 
 	if (rc < 0 && rc != -ENOENT)
 		tp_fail(msg, msgsz, rc, "reading %.200s: %.200s", key, res.message[0] ? res.message : strerror(-rc));
@@ -153,7 +153,7 @@ static int tp_get(const struct tier_persist_call *call, const char *key, char **
 /* This node's manifest of version name, checked to be what its key says. 1 when read, 0 when it is
  * gone or unusable (logged), or -errno with msg. */
 static int tp_read_manifest(const struct tier_persist_call *call, const char *run, const char *name,
-			    struct s3_manifest *out, char *msg, size_t msgsz)
+			    struct tier_manifest *out, char *msg, size_t msgsz)
 {
 	char key[TIER_PREFIX_MAX + 1024], file[TIER_NODE_ID_MAX + 16], err[256];
 	char *text = NULL;
@@ -168,7 +168,7 @@ static int tp_read_manifest(const struct tier_persist_call *call, const char *ru
 		return 0;
 	if (rc < 0)
 		return rc;
-	rc = s3_manifest_decode(text, len, out, err, sizeof(err));
+	rc = tier_manifest_decode(text, len, out, err, sizeof(err));
 	free(text);
 	if (rc < 0) {
 		pecfs_log_warn("S3 tier: ignoring %s as a previous upload: %s", key, err);
@@ -177,7 +177,7 @@ static int tp_read_manifest(const struct tier_persist_call *call, const char *ru
 	if (strcmp(out->run, run) != 0 || strcmp(out->version, name) != 0 || strcmp(out->node, call->node_id) != 0) {
 		pecfs_log_warn("S3 tier: ignoring %s as a previous upload: it names %s/%s of node %s", key, out->run,
 			       out->version, out->node);
-		s3_manifest_free(out);
+		tier_manifest_free(out);
 		return 0;
 	}
 	return 1;
@@ -214,7 +214,7 @@ static int tp_read_comp(const struct tier_persist_call *call, struct tp_prev *pr
 	}
 	if (rc < 0) {
 		pecfs_log_warn("S3 tier: ignoring %s as a previous upload: %s", key, err);
-		s3_manifest_free(&prev->m);
+		tier_manifest_free(&prev->m);
 		prev->found = false;
 	}
 	return 0;
@@ -230,7 +230,7 @@ static int tp_pick(const struct tier_persist_call *call, const char *run, struct
 	if (l->n > 1)
 		qsort(l->c, l->n, sizeof(*l->c), tp_cand_newest_first);
 	for (size_t i = 0; i < l->n; i++) {
-		struct s3_manifest m;
+		struct tier_manifest m;
 
 		if (!l->c[i].manifest || !l->c[i].comp)
 			continue;
@@ -242,11 +242,11 @@ static int tp_pick(const struct tier_persist_call *call, const char *run, struct
 		if (rc == 0)
 			continue;
 		if (m.seal_seq >= call->version->seal_seq || (prev->found && m.seal_seq <= prev->m.seal_seq)) {
-			s3_manifest_free(&m);
+			tier_manifest_free(&m);
 			continue;
 		}
 		if (prev->found)
-			s3_manifest_free(&prev->m);
+			tier_manifest_free(&prev->m);
 		prev->m = m;
 		prev->found = true;
 		best_mtime = l->c[i].mtime;
@@ -255,7 +255,7 @@ static int tp_pick(const struct tier_persist_call *call, const char *run, struct
 }
 
 /* Finds this node's previous upload of the run (prev->found false when there is none). */
-static int tp_prev_find(const struct tier_persist_call *call, const struct s3_manifest *m, struct tp_prev *prev,
+static int tp_prev_find(const struct tier_persist_call *call, const struct tier_manifest *m, struct tp_prev *prev,
 			char *msg, size_t msgsz)
 {
 	struct tp_listing l = { .node = call->node_id };
@@ -280,7 +280,7 @@ static int tp_prev_find(const struct tier_persist_call *call, const struct s3_ma
 static void tp_prev_free(struct tp_prev *prev)
 {
 	if (prev->found)
-		s3_manifest_free(&prev->m);
+		tier_manifest_free(&prev->m);
 	pec_composition_free(prev->comp);
 	memset(prev, 0, sizeof(*prev));
 }
@@ -304,7 +304,7 @@ static int tp_local_comp(struct meta *meta, uint64_t vino, struct pec_compositio
 }
 
 /* Stores the remote composition beside the manifest (before any chunk: it names no object). */
-static int tp_put_comp(const struct tier_persist_call *call, const struct s3_manifest *m,
+static int tp_put_comp(const struct tier_persist_call *call, const struct tier_manifest *m,
 		       const struct pec_composition *remote, char *msg, size_t msgsz)
 {
 	char key[TIER_PREFIX_MAX + 1024], file[TIER_NODE_ID_MAX + 16], *text = NULL;
@@ -323,7 +323,7 @@ static int tp_put_comp(const struct tier_persist_call *call, const struct s3_man
 	return rc;
 }
 
-static int tp_hook(void *ctx, const struct tier_persist_call *call, struct s3_manifest *m, char *msg, size_t msgsz)
+static int tp_hook(void *ctx, const struct tier_persist_call *call, struct tier_manifest *m, char *msg, size_t msgsz)
 {
 	const struct tier_persist *tp = ctx;
 	struct pec_composition *local = NULL;

@@ -7,7 +7,7 @@
  * "PEC persistence".
  *
  * The decision needs the PEC policy library and the run's settings, so it lives in fs/ and reaches the
- * uploader as a hook (store/tier.h, struct tier_persist_hook) instead of store/ linking policy/.
+ * uploader as a hook (store/tier/tier.h, struct tier_persist_hook) instead of store/ linking policy/.
  * tier_persist_rewrite is the pure part (no I/O); the hook adds reading the version's composition,
  * finding this node's previous upload of the run in the bucket, and storing the remote composition.
  */
@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "pec_compose.h"
-#include "s3_manifest.h"
+#include "tier_manifest.h"
 #include "tier.h"
 #include "config.h"
 
@@ -42,8 +42,8 @@ struct tier_persist_result {
  * with another unit, a safetensors shard) keeps its entries too. Entries of units the version
  * inherited locally and uploads anyway name their local source. On failure m may be partly rewritten
  * and must not be uploaded. 0, -EINVAL (local NULL, or only one of prev_m / prev_comp) or -ENOMEM. */
-int tier_persist_rewrite(struct s3_manifest *m, const struct pec_composition *local, const struct s3_manifest *prev_m,
-			 const struct pec_composition *prev_comp, uint32_t k_persist, struct tier_persist_result *out);
+int tier_persist_rewrite(struct tier_manifest *m, const struct pec_composition *local,
+			 const struct tier_manifest *prev_m, const struct pec_composition *prev_comp, uint32_t k_persist, struct tier_persist_result *out);
 
 /* The hook for tier_options.persist, with the mount's s3-persist / s3-k-persist as the defaults a
  * run's xattrs override. *out is freed by the tier (tier_persist_hook_free). -ENOMEM. */

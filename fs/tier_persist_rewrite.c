@@ -21,7 +21,7 @@
 
 /* A manifest's entries sorted by path, for lookups. */
 struct tp_index {
-	struct s3_manifest_entry **e;
+	struct tier_manifest_entry **e;
 	size_t n;
 };
 
@@ -34,16 +34,16 @@ struct tp_paths {
 enum tp_fate { TP_SKIP = 0, TP_NEW, TP_REUSE, TP_FORCED };
 
 struct tp_ctx {
-	struct s3_manifest *m;
+	struct tier_manifest *m;
 	const struct pec_composition *local, *prev_comp;
-	const struct s3_manifest *prev_m;
+	const struct tier_manifest *prev_m;
 	struct tp_index mix, pix;
 	struct tp_paths lpaths, ppaths;
 };
 
 static int tp_entry_cmp(const void *a, const void *b)
 {
-	return strcmp((*(struct s3_manifest_entry *const *)a)->path, (*(struct s3_manifest_entry *const *)b)->path);
+	return strcmp((*(struct tier_manifest_entry *const *)a)->path, (*(struct tier_manifest_entry *const *)b)->path);
 }
 
 static int tp_str_cmp(const void *a, const void *b)
@@ -51,7 +51,7 @@ static int tp_str_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int tp_index_build(const struct s3_manifest *m, struct tp_index *ix)
+static int tp_index_build(const struct tier_manifest *m, struct tp_index *ix)
 {
 	ix->n = m ? m->n : 0;
 	ix->e = malloc((ix->n ? ix->n : 1) * sizeof(*ix->e));
@@ -64,9 +64,9 @@ static int tp_index_build(const struct s3_manifest *m, struct tp_index *ix)
 }
 
 /* The regular file entry at path, or NULL. */
-static struct s3_manifest_entry *tp_file(const struct tp_index *ix, const char *path)
+static struct tier_manifest_entry *tp_file(const struct tp_index *ix, const char *path)
 {
-	struct s3_manifest_entry key = { .path = (char *)path }, *kp = &key, **hit;
+	struct tier_manifest_entry key = { .path = (char *)path }, *kp = &key, **hit;
 
 	hit = bsearch(&kp, ix->e, ix->n, sizeof(*ix->e), tp_entry_cmp);
 	return hit && S_ISREG((*hit)->mode) ? *hit : NULL;
@@ -115,7 +115,7 @@ static const struct pec_comp_unit *tp_reusable(const struct tp_ctx *x, const str
 		return NULL;
 	for (size_t j = 0; j < cu->n_paths; j++) {
 		const char *path = cu->paths[j];
-		const struct s3_manifest_entry *pe = tp_file(&x->pix, path);
+		const struct tier_manifest_entry *pe = tp_file(&x->pix, path);
 
 		if (strcmp(path, pu->paths[j]) != 0 || tp_ends_with(path, ".safetensors") ||
 		    tp_shared(&x->lpaths, path) || tp_shared(&x->ppaths, path) || !tp_file(&x->mix, path) || !pe)
@@ -137,12 +137,12 @@ static int tp_reuse(struct tp_ctx *x, const struct pec_comp_unit *cu, const stru
 	if (!src)
 		return -ENOMEM;
 	for (size_t j = 0; j < cu->n_paths; j++) {
-		struct s3_manifest_entry *e = tp_file(&x->mix, cu->paths[j]);
-		const struct s3_manifest_entry *pe = tp_file(&x->pix, cu->paths[j]);
-		int rc = s3_manifest_set_extents(e, pe->ext, pe->next);
+		struct tier_manifest_entry *e = tp_file(&x->mix, cu->paths[j]);
+		const struct tier_manifest_entry *pe = tp_file(&x->pix, cu->paths[j]);
+		int rc = tier_manifest_set_extents(e, pe->ext, pe->next);
 
 		if (rc == 0)
-			rc = s3_manifest_set_source(e, pu->source, stale);
+			rc = tier_manifest_set_source(e, pu->source, stale);
 		if (rc < 0) {
 			free(src);
 			return rc;
@@ -172,8 +172,8 @@ static int tp_name_local_source(struct tp_ctx *x, const struct pec_comp_unit *cu
 	if (cu->written || !cu->source || strcmp(cu->source, x->m->version) == 0 || cu->staleness < 0)
 		return 0;
 	for (size_t j = 0; j < cu->n_paths; j++) {
-		struct s3_manifest_entry *e = tp_file(&x->mix, cu->paths[j]);
-		int rc = e ? s3_manifest_set_source(e, cu->source, cu->staleness) : 0;
+		struct tier_manifest_entry *e = tp_file(&x->mix, cu->paths[j]);
+		int rc = e ? tier_manifest_set_source(e, cu->source, cu->staleness) : 0;
 
 		if (rc < 0)
 			return rc;
@@ -228,8 +228,8 @@ static int tp_units(struct tp_ctx *x, const struct pec_persist *sel, struct tier
 	return rc;
 }
 
-int tier_persist_rewrite(struct s3_manifest *m, const struct pec_composition *local, const struct s3_manifest *prev_m,
-			 const struct pec_composition *prev_comp, uint32_t k_persist, struct tier_persist_result *out)
+int tier_persist_rewrite(struct tier_manifest *m, const struct pec_composition *local,
+			 const struct tier_manifest *prev_m, const struct pec_composition *prev_comp, uint32_t k_persist, struct tier_persist_result *out)
 {
 	struct tp_ctx x = { .m = m, .local = local, .prev_comp = prev_comp, .prev_m = prev_m };
 	struct pec_persist *sel = NULL;

@@ -1,4 +1,4 @@
-/* cli_gc_remote.c - `pecfs gc --remote`: bucket garbage collection (store/tier_gc_sweep.c) from the
+/* cli_gc_remote.c - `pecfs gc --remote`: bucket garbage collection (store/tier/tier_gc_sweep.c) from the
  * command line, with no mount and no data folder. Meant for a cron job or systemd timer on one node;
  * a second collection started meanwhile refuses (exit 1) rather than waits.
  */

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "s3_manifest.h"
+#include "tier_manifest.h"
 #include "tier.h"
 
 void cli_help_restore(FILE *out)
@@ -239,44 +239,6 @@ static int pick_version(void *ctx, const struct s3_object *o)
 	return 0;
 }
 
-struct manifests {
-	struct s3_client *c;
-	struct s3_manifest *m;
-	size_t n;
-	int rc;
-	char msg[512];
-};
-
-static int load_manifest(void *ctx, const struct s3_object *o)
-{
-	struct manifests *ms = ctx;
-	size_t klen = strlen(o->key), len;
-	struct s3_result res = { 0 };
-	char *text = NULL, err[256];
-	struct s3_manifest *m;
-	int rc;
-
-	if (o->is_prefix || klen < 9 || strcmp(o->key + klen - 9, ".manifest") != 0)
-		return 0;
-	m = realloc(ms->m, (ms->n + 1) * sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	ms->m = m;
-	rc = s3_get_all(ms->c, o->key, S3_MANIFEST_MAX_BYTES, (void **)&text, &len, &res);
-	if (rc == 0) {
-		rc = s3_manifest_decode(text, len, &ms->m[ms->n], err, sizeof(err));
-		if (rc < 0)
-			snprintf(ms->msg, sizeof(ms->msg), "%.300s: %.200s", o->key, err);
-	} else {
-		snprintf(ms->msg, sizeof(ms->msg), "%.500s", res.message[0] ? res.message : strerror(-rc));
-	}
-	free(text);
-	if (rc < 0)
-		return rc;
-	ms->n++;
-	return 0;
-}
-
 static int mkdirs(const char *path)
 {
 	char buf[PATH_MAX];
@@ -298,7 +260,7 @@ static int mkdirs(const char *path)
 /* Opens a new regular file of the version twice (buffered, and O_DIRECT where the file system has
  * it) and gives it its size: preallocated when the extents cover it all (a full disk fails here,
  * before any download), else sparse. The mode is set last, so a read-only file can be opened twice. */
-static int restore_create(const char *path, const struct s3_manifest_entry *e, mode_t umask_bits,
+static int restore_create(const char *path, const struct tier_manifest_entry *e, mode_t umask_bits,
 			  struct restore_file *f)
 {
 	uint64_t covered = 0;
@@ -319,7 +281,7 @@ static int restore_create(const char *path, const struct s3_manifest_entry *e, m
 
 /* Creates DEST's tree from the manifests and collects every extent; files are left open in r->files
  * (*nfiles of them), and the distinct chunks are put in fetch order (r->groups). */
-static int restore_layout(const char *dest, struct manifests *ms, struct restore *r, size_t *nfiles,
+static int restore_layout(const char *dest, struct tier_manifest_set *ms, struct restore *r, size_t *nfiles,
 			  uint64_t *total)
 {
 	size_t files = 0, nrefs = 0, fi = 0;
@@ -340,7 +302,7 @@ static int restore_layout(const char *dest, struct manifests *ms, struct restore
 	*total = 0;
 	for (size_t a = 0; a < ms->n; a++)
 		for (size_t i = 0; i < ms->m[a].n; i++) {
-			struct s3_manifest_entry *e = &ms->m[a].entries[i];
+			struct tier_manifest_entry *e = &ms->m[a].entries[i];
 			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dest, e->path) >= sizeof(path))
 				return -ENAMETOOLONG;
 			char *slash = strrchr(path, '/');
@@ -448,7 +410,7 @@ int cli_restore(int argc, char **argv)
 	struct pecfs_config cfg;
 	struct tier_options o = { 0 };
 	struct restore r = { 0 };
-	struct manifests ms = { 0 };
+	struct tier_manifest_set ms = { 0 };
 	struct pick p = { 0 };
 	char bucket[S3_BUCKET_MAX], err[512], key[2048], version[512], run[512];
 	const char *what = NULL, *dest = NULL, *at;
@@ -493,13 +455,9 @@ int cli_restore(int argc, char **argv)
 		}
 		snprintf(version, sizeof(version), "%s", p.best);
 	}
-	snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s/", version);
-	ms.c = r.c;
-	struct s3_result lres = { 0 };
-	rc = s3_list(r.c, key, NULL, 0, load_manifest, &ms, &lres);
+	rc = tier_manifests_load(r.c, r.prefix, run, version, &ms, err, sizeof(err));
 	if (rc < 0 || ms.n == 0) {
-		cli_error(CLI_FAILED, "%s@%s: cannot read its manifests: %s", run, version,
-			  rc < 0 ? (ms.msg[0] ? ms.msg : lres.message) : "none found");
+		cli_error(CLI_FAILED, "%s@%s: cannot read its manifests: %s", run, version, rc < 0 ? err : "none found");
 		goto out;
 	}
 	if (mkdirs(dest) < 0) {
@@ -541,9 +499,7 @@ out:
 	free(r.files);
 	free(r.refs);
 	free(r.groups);
-	for (size_t i = 0; i < ms.n; i++)
-		s3_manifest_free(&ms.m[i]);
-	free(ms.m);
+	tier_manifest_set_free(&ms);
 	pthread_mutex_destroy(&r.lock);
 	s3_client_free(r.c);
 	return code;

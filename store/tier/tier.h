@@ -56,7 +56,7 @@ struct tier_options {
 };
 
 /* ---- persist selection: a hook between walking a version and uploading it ---- */
-struct s3_manifest;
+struct tier_manifest;
 
 /* What the hook is given besides the manifest; everything belongs to the tier. */
 struct tier_persist_call {
@@ -69,12 +69,12 @@ struct tier_persist_call {
 
 /* Called by the uploader thread for each version after its manifest m was walked from the metadata
  * and before any chunk is sent. It may rewrite m in place: give an entry the extents of a copy already
- * in the bucket (s3_manifest_set_extents) and name that copy's version (s3_manifest_set_source). The
+ * in the bucket (tier_manifest_set_extents) and name that copy's version (tier_manifest_set_source). The
  * uploader then makes sure every chunk the rewritten manifest names is in the bucket (those already
  * there are only checked), so a rewrite can make an upload smaller but never leave a reference to a
  * missing object. It may read and create objects under prefix. 0, or a negative errno with a message
  * in msg (the version is then retried later, like any failed upload). */
-typedef int (*tier_persist_fn)(void *ctx, const struct tier_persist_call *call, struct s3_manifest *m, char *msg,
+typedef int (*tier_persist_fn)(void *ctx, const struct tier_persist_call *call, struct tier_manifest *m, char *msg,
 			       size_t msgsz);
 
 struct tier_persist_hook {
@@ -206,6 +206,34 @@ struct tier_fsck_report {
  * (server unreachable, credentials refused); a reason in err unless 0. */
 int tier_fsck(const struct tier_options *opt, const struct tier_fsck_options *o, struct tier_fsck_report *r,
 	      char *err, size_t errsz);
+
+/* ---- reading manifests from the bucket (tier_manifest_load.c) ---- */
+struct tier_manifest;
+
+/* Every node manifest of one version, in key order (the order of node ids). */
+struct tier_manifest_set {
+	struct tier_manifest *m;
+	size_t n;
+};
+
+/* True when key has the shape of a manifest key: ...runs/<run>/<version>/<node>.manifest. */
+bool tier_manifest_key_ok(const char *key);
+
+/* Parses the text of the manifest object stored at key into m and checks that it names that place
+ * (its run, version and node). -EBADMSG (or -EINVAL for a key of another shape) with a reason in msg
+ * (without the key); m holds nothing to free on failure. */
+int tier_manifest_parse(const char *key, const char *text, size_t len, struct tier_manifest *m, char *msg,
+			size_t msgsz);
+
+/* Downloads the manifest object at key and parses it as tier_manifest_parse does. The client's error
+ * (-ENOENT when it is gone) or -EBADMSG, with a reason that names the key in msg. */
+int tier_manifest_get(struct s3_client *c, const char *key, struct tier_manifest *m, char *msg, size_t msgsz);
+
+/* Reads every manifest of run/version under prefix ("" for none) into out (empty when the version
+ * has none). Any manifest that cannot be read or parsed fails the whole load, with a reason in msg. */
+int tier_manifests_load(struct s3_client *c, const char *prefix, const char *run, const char *version,
+			struct tier_manifest_set *out, char *msg, size_t msgsz);
+void tier_manifest_set_free(struct tier_manifest_set *s);
 
 /* ---- chunk objects: a 64-byte header, then the payload (FORMAT.md section 5) ---- */
 #define TIER_CHUNK_HDR 64

@@ -43,7 +43,7 @@ struct fsck_read {
 	int rc;          /* 0 read and sound; -EBADMSG does not parse or does not fit; -ENOENT gone; else unreadable */
 	char *msg;       /* why, when rc != 0 (malloc'ed) */
 	uint64_t parts;  /* COMMIT: node parts it records */
-	struct s3_manifest m;  /* manifest, when rc == 0 */
+	struct tier_manifest m;  /* manifest, when rc == 0 */
 };
 
 struct fsck_version {
@@ -375,19 +375,13 @@ static void check_commit(struct fsck *f, struct fsck_robj *o, struct fsck_read *
 
 static void check_manifest(struct fsck *f, struct fsck_robj *o, struct fsck_read *rd)
 {
-	char *text = NULL, err[256];
-	size_t len, nlen = strlen(o->name) - 9;
+	char *text = NULL, err[512];
+	size_t len;
 
-	if (fsck_get(f, o->key, S3_MANIFEST_MAX_BYTES, &text, &len, rd) < 0)
+	if (fsck_get(f, o->key, TIER_MANIFEST_MAX_BYTES, &text, &len, rd) < 0)
 		return;
-	if (s3_manifest_decode(text, len, &rd->m, err, sizeof(err)) < 0) {
-		read_fail(rd, -EBADMSG, "manifest does not parse: %s", err);
-	} else if (strcmp(rd->m.run, o->run) != 0 || strcmp(rd->m.version, o->version) != 0 ||
-		   strlen(rd->m.node) != nlen || strncmp(rd->m.node, o->name, nlen) != 0) {
-		read_fail(rd, -EBADMSG, "manifest names %.200s/%.200s of node %.64s, not the place it is stored at",
-			  rd->m.run, rd->m.version, rd->m.node);
-		s3_manifest_free(&rd->m);
-	}
+	if (tier_manifest_parse(o->key, text, len, &rd->m, err, sizeof(err)) < 0)
+		read_fail(rd, -EBADMSG, "%s", err);
 	free(text);
 }
 
@@ -468,7 +462,7 @@ static int fsck_collect_refs(struct fsck *f)
 		if (f->robj[i].kind != FSCK_MANIFEST || f->reads[i].rc != 0)
 			continue;
 		for (size_t e = 0; e < f->reads[i].m.n; e++) {
-			const struct s3_manifest_entry *me = &f->reads[i].m.entries[e];
+			const struct tier_manifest_entry *me = &f->reads[i].m.entries[e];
 			for (size_t x = 0; x < me->next; x++)
 				f->refs[k++] = (struct fsck_ref){ me->ext[x].digest, me->ext[x].chunk_len, (uint32_t)i,
 								  (uint32_t)e };
@@ -808,7 +802,7 @@ static void fsck_free(struct fsck *f)
 		if (f->reads) {
 			free(f->reads[i].msg);
 			if (f->robj[i].kind == FSCK_MANIFEST && f->reads[i].rc == 0)
-				s3_manifest_free(&f->reads[i].m);
+				tier_manifest_free(&f->reads[i].m);
 		}
 	}
 	for (size_t i = 0; i < f->nnodes; i++) {

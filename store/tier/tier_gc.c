@@ -28,17 +28,7 @@
 #include "tier_impl.h"
 
 #define NODE_STATE_MAX (1024ull << 20)
-#define NODE_PUBLISH_MIN_NS (30ll * 1000000000)  /* idle re-publish at most this often */
-
-int64_t tier_wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* ---- gc/epoch ---- */
+#define NODE_PUBLISH_MIN_NS (30ll * 1000000000)  /* ---- gc/epoch ---- */
 
 int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_epoch *out, struct s3_result *res)
 {

@@ -385,25 +385,19 @@ static int retire_version(struct gc_run *g, struct gc_version *v)
 
 static int add_manifest_chunks(struct gc_run *g, const char *key)
 {
-	struct s3_result res = { 0 };
-	struct s3_manifest m;
-	char *text = NULL, err[200];
-	size_t len;
-	int rc = s3_get_all(g->c, key, S3_MANIFEST_MAX_BYTES, (void **)&text, &len, &res);
+	struct tier_manifest m;
+	char err[400];
+	int rc = tier_manifest_get(g->c, key, &m, err, sizeof(err));
 
-	if (rc < 0)
-		return gc_fail(g, rc, key, &res);
-	rc = s3_manifest_decode(text, len, &m, err, sizeof(err));
-	free(text);
 	if (rc < 0) {
 		/* Its chunks cannot be known: deleting anything could break it. */
-		snprintf(g->msg, g->msgsz, "%.300s: %.150s; nothing deleted (see pecfs fsck --remote)", key, err);
+		snprintf(g->msg, g->msgsz, "%.400s; nothing deleted (see pecfs fsck --remote)", err);
 		return rc;
 	}
 	for (size_t i = 0; rc == 0 && i < m.n; i++)
 		for (size_t x = 0; rc == 0 && x < m.entries[i].next; x++)
 			rc = live_add(g, &m.entries[i].ext[x].digest, 1);
-	s3_manifest_free(&m);
+	tier_manifest_free(&m);
 	return rc;
 }
 

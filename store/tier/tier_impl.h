@@ -13,7 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "s3_manifest.h"
+#include "tier_manifest.h"
 #include "tier.h"
 
 #define TIER_FETCH_SLOTS 64
@@ -61,18 +61,24 @@ struct tier {
 	pthread_cond_t fetched;         /* a fetch finished */
 };
 
+/* ---- shared by every part of the tier (tier_client.c) ---- */
 /* "%s/%s" of prefix and rest, or rest alone when prefix is "". -ENAMETOOLONG. */
 int tier_key(const struct tier *t, char *buf, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 void tier_logf(struct tier *t, enum s3_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int64_t tier_now_ns(void);
+int64_t tier_now_ns(void);   /* monotonic */
+int64_t tier_wall_ns(void);  /* real time, comparable with the bucket's and other nodes' clocks */
+/* "%s/%s" of prefix and rest, or rest alone when prefix is "" (tier_key without a tier). */
+int tier_gc_key(const char *prefix, char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The client's log callback for a tier: errors and worse go to the tier's log (ctx: the tier). */
+void tier_s3_log(void *ctx, enum s3_log_level level, const char *msg);
 
 /* Waits until len more bytes may be sent under the bandwidth limit (returns early when stopping). */
 void tier_throttle(struct tier *t, uint64_t len);
 
 /* ---- reads of chunks that are not local (store_remote callbacks, see store.h) ---- */
-/* Read-through (tier_cache.c): a chunk known to be in the bucket is fetched, verified, stored locally
+/* Read-through (tier_prefetch.c): a chunk known to be in the bucket is fetched, verified, stored locally
  * and copied out. -ENOENT when it is not known remote, -EIO (and fetch_corrupt) for a corrupt object,
  * or the client's error. */
 int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
@@ -83,10 +89,10 @@ int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, voi
 void tier_cache_touch(struct tier *t, const struct digest *d);
 
 /* ---- building a version's manifest from the metadata (tier_walk.c) ---- */
-int tier_walk_version(struct tier *t, const struct meta_version *v, struct s3_manifest *out);
+int tier_walk_version(struct tier *t, const struct meta_version *v, struct tier_manifest *out);
 /* Runs the persist hook, if any, on a walked manifest (tier_persist.c). On failure m is freed and msg
  * says why, naming the version. */
-int tier_persist_apply(struct tier *t, const struct meta_version *v, struct s3_manifest *m, char *msg,
+int tier_persist_apply(struct tier *t, const struct meta_version *v, struct tier_manifest *m, char *msg,
 		       size_t msgsz);
 
 /* ---- the local cache (tier_cache.c) ---- */
@@ -116,9 +122,6 @@ struct tier_node_state {
 	size_t n_chunks;
 };
 
-/* "%s/%s" of prefix and rest, or rest alone when prefix is "" (tier_key without a tier). */
-int tier_gc_key(const char *prefix, char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int64_t tier_wall_ns(void);
 /* An absent epoch object reads as epoch 0, not collecting. */
 int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_epoch *out, struct s3_result *res);
 int tier_gc_epoch_put(struct s3_client *c, const char *prefix, const struct tier_gc_epoch *ep, struct s3_result *res);
@@ -138,10 +141,15 @@ void tier_publish_idle(struct tier *t);
 int tier_gc_prepare(struct tier *t, const struct digest *extra, size_t nextra, uint64_t *epoch, char *msg,
 		    size_t msgsz);
 
-/* Fetch slots (tier_cache.c): a fetch of d is in flight / claim its slot without waiting (false when
- * another fetch of d runs or every slot is taken) / give it back and wake the readers waiting on it. */
+/* ---- fetching one chunk object into the local store (tier_fetch.c) ---- */
+/* Fetch slots: a fetch of d is in flight / claim its slot without waiting (false when another fetch
+ * of d runs or every slot is taken) / give it back and wake the readers waiting on it. */
 bool tier_fetch_in_flight(struct tier *t, const struct digest *d);
 bool tier_fetch_try_claim(struct tier *t, const struct digest *d);
+/* Claims the fetch of d (true; *owner false when every slot is taken, so the caller fetches without
+ * one), or waits for another reader's fetch of d and returns false, after which the chunk file is
+ * normally there. */
+bool tier_fetch_claim(struct tier *t, const struct digest *d, bool *owner);
 void tier_fetch_release(struct tier *t, const struct digest *d);
 /* A reusable buffer for one fetched object; tier_fetch_store grows it as needed, its owner frees mem. */
 struct tier_fetch_buf {

@@ -118,8 +118,8 @@ static int dir_add(struct import *im, const char *path, uint32_t mode, int64_t m
 
 static int entry_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct s3_manifest_entry *const *)a)[0]->path,
-		      ((const struct s3_manifest_entry *const *)b)[0]->path);
+	return strcmp(((const struct tier_manifest_entry *const *)a)[0]->path,
+		      ((const struct tier_manifest_entry *const *)b)[0]->path);
 }
 
 /* Where an entry's bytes come from when the manifest names an earlier version (`s3-persist pec`, or a
@@ -128,7 +128,7 @@ static int entry_cmp(const void *a, const void *b)
 #define IMPORT_XATTR_SOURCE "user.pec.source"
 #define IMPORT_XATTR_STALENESS "user.pec.staleness"
 
-static void import_source(struct import *im, uint64_t ino, const struct s3_manifest_entry *e)
+static void import_source(struct import *im, uint64_t ino, const struct tier_manifest_entry *e)
 {
 	char stale[32];
 	int n = snprintf(stale, sizeof(stale), "%lld", (long long)e->staleness);
@@ -137,7 +137,7 @@ static void import_source(struct import *im, uint64_t ino, const struct s3_manif
 	meta_batch_put_xattr(im->b, ino, IMPORT_XATTR_STALENESS, stale, (size_t)n);
 }
 
-static int import_file(struct import *im, const struct s3_manifest_entry *e, uint64_t *stored)
+static int import_file(struct import *im, const struct tier_manifest_entry *e, uint64_t *stored)
 {
 	struct dir_slot *parent;
 	struct meta_inode mi;
@@ -155,7 +155,7 @@ static int import_file(struct import *im, const struct s3_manifest_entry *e, uin
 		im->v.files++;
 		im->v.logical_bytes += e->size;
 		for (size_t i = 0; i < e->next; i++) {
-			const struct s3_manifest_extent *x = &e->ext[i];
+			const struct tier_manifest_extent *x = &e->ext[i];
 			struct meta_extent me = { .file_off = x->file_off, .len = x->len, .digest = x->digest,
 						  .chunk_off = x->chunk_off };
 			struct meta_chunk c;
@@ -183,10 +183,10 @@ static void dirs_clear(struct import *im)
 }
 
 /* One version from its merged manifests, in one synced batch. run is updated (nlink). */
-static int import_version(struct import *im, struct meta_inode *run, const char *name, struct s3_manifest *ms,
+static int import_version(struct import *im, struct meta_inode *run, const char *name, struct tier_manifest *ms,
 			  size_t n)
 {
-	struct s3_manifest_entry **all = NULL;
+	struct tier_manifest_entry **all = NULL;
 	struct meta_upload rec = { 0 };
 	size_t total = 0, k = 0;
 	uint64_t stored = 0;
@@ -291,52 +291,6 @@ static void names_free(struct names *ns)
 	memset(ns, 0, sizeof(*ns));
 }
 
-struct mlist {
-	struct s3_client *c;
-	struct s3_manifest *m;
-	size_t n;
-	char msg[400];
-};
-
-static int collect_manifest(void *ctx, const struct s3_object *o)
-{
-	struct mlist *ml = ctx;
-	size_t len = strlen(o->key), tlen;
-	struct s3_result res = { 0 };
-	struct s3_manifest *m;
-	char *text = NULL, err[256];
-	int rc;
-
-	if (o->is_prefix || len < 9 || strcmp(o->key + len - 9, ".manifest") != 0)
-		return 0;
-	m = realloc(ml->m, (ml->n + 1) * sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	ml->m = m;
-	rc = s3_get_all(ml->c, o->key, S3_MANIFEST_MAX_BYTES, (void **)&text, &tlen, &res);
-	if (rc < 0) {
-		snprintf(ml->msg, sizeof(ml->msg), "%.390s", res.message[0] ? res.message : strerror(-rc));
-		return rc;
-	}
-	rc = s3_manifest_decode(text, tlen, &ml->m[ml->n], err, sizeof(err));
-	free(text);
-	if (rc < 0) {
-		snprintf(ml->msg, sizeof(ml->msg), "%.200s: %.190s", o->key, err);
-		return rc;
-	}
-	ml->n++;
-	return 0;
-}
-
-static void mlist_free(struct mlist *ml)
-{
-	for (size_t i = 0; i < ml->n; i++)
-		s3_manifest_free(&ml->m[i]);
-	free(ml->m);
-	ml->m = NULL;
-	ml->n = 0;
-}
-
 /* The run directory named name under the root, created in its own batch when missing. */
 static int import_run(struct import *im, const char *name, struct meta_inode *run)
 {
@@ -423,10 +377,10 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 		if (rc == 0 && vers.n > 0)
 			rc = import_run(&im, runs.v[r], &run);
 		for (size_t v = 0; v < vers.n && rc == 0; v++) {
-			struct mlist ml = { .c = c };
+			struct tier_manifest_set ml = { 0 };
 			uint64_t ino, size;
 			uint32_t mode;
-			char vkey[2600];
+			char vkey[2600], mmsg[400] = "";
 			if (meta_get_dirent(im.meta, run.ino, vers.v[v], &ino, &mode) == 0)
 				continue;  /* already here */
 			snprintf(vkey, sizeof(vkey), "%s%s/COMMIT", key, vers.v[v]);
@@ -440,20 +394,19 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 					 res.message[0] ? res.message : strerror(-rc));
 				break;
 			}
-			snprintf(vkey, sizeof(vkey), "%s%s/", key, vers.v[v]);
-			rc = s3_list(c, vkey, NULL, 0, collect_manifest, &ml, &res);
+			rc = tier_manifests_load(c, prefix, runs.v[r], vers.v[v], &ml, mmsg, sizeof(mmsg));
 			if (rc == 0 && ml.n > 0)
 				rc = import_version(&im, &run, vers.v[v], ml.m, ml.n);
 			if (rc < 0)
 				snprintf(err, errsz, "importing %s/%s: %s", runs.v[r], vers.v[v],
-					 ml.msg[0] ? ml.msg : res.message[0] ? res.message : strerror(-rc));
+					 mmsg[0] ? mmsg : strerror(-rc));
 			else if (ml.n > 0) {
 				(*imported)++;
 				if (progress)
 					fprintf(progress, "imported %s/%s (%zu node manifest%s)\n", runs.v[r], vers.v[v],
 						ml.n, ml.n == 1 ? "" : "s");
 			}
-			mlist_free(&ml);
+			tier_manifest_set_free(&ml);
 		}
 		if (rc < 0 && !err[0])
 			snprintf(err, errsz, "listing %s: %s", key, res.message[0] ? res.message : strerror(-rc));

@@ -11,7 +11,7 @@
 
 #include "tier_impl.h"
 
-int tier_persist_apply(struct tier *t, const struct meta_version *v, struct s3_manifest *m, char *msg,
+int tier_persist_apply(struct tier *t, const struct meta_version *v, struct tier_manifest *m, char *msg,
 		       size_t msgsz)
 {
 	struct tier_persist_call call = { .client = t->client, .prefix = t->prefix, .node_id = t->node_id,
@@ -28,6 +28,6 @@ int tier_persist_apply(struct tier *t, const struct meta_version *v, struct s3_m
 		rc = -EIO;  /* a hook must return 0 or -errno; anything else is a failure, not a success */
 	snprintf(msg, msgsz, "%.100s/%.100s: persist selection: %.180s", m->run, m->version,
 		 why[0] ? why : strerror(-rc));
-	s3_manifest_free(m);
+	tier_manifest_free(m);
 	return rc;
 }

@@ -1,4 +1,5 @@
-/* tier_prefetch.c - read-ahead from the bucket for sequential readers of remote chunks.
+/* tier_prefetch.c - reads of chunks whose file is not local: read-through on demand
+ * (tier_read_through) and read-ahead from the bucket for sequential readers of remote chunks.
  *
  * An open file keeps a struct tier_readahead; each read notes where it starts and ends. Once reads
  * follow each other (the start of one within a chunk of the end of the previous one), or from a read
@@ -268,6 +269,7 @@ int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, voi
 	if (--b->pins == 0)
 		pthread_cond_broadcast(&p->unpinned);
 	pthread_mutex_unlock(&p->lock);
+	tier_prefetch_note_read(t, d);
 	tier_cache_touch(t, d);
 	return 0;
 }
@@ -388,4 +390,43 @@ void tier_prefetch_stop(struct tier *t)
 	free(p->bufs);
 	free(p->workers);
 	free(p);
+}
+
+static int read_through_fetch(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	const uint8_t *payload = NULL;
+	size_t plen = 0;
+	int rc;
+
+	rc = tier_fetch_store(t, d, NULL, &payload, &plen);
+	if (rc == 0 && off + len > plen)
+		rc = -EINVAL;
+	if (rc == 0)
+		memcpy(dst, payload + off, len);
+	return rc;
+}
+
+int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	bool owner = false;
+	int rc;
+
+	if (!meta_chunk_is_remote(t->meta, d))
+		return -ENOENT;
+	while (!tier_fetch_claim(t, d, &owner)) {
+		rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
+		if (rc == 0)
+			tier_prefetch_note_read(t, d);
+		if (rc != -ENOENT)
+			return rc;  /* the other fetch stored it (or it failed: try ourselves) */
+	}
+	/* A read-ahead may have stored it between our miss and the claim. */
+	rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
+	if (rc == -ENOENT)
+		rc = read_through_fetch(t, d, off, dst, len);
+	else if (rc == 0)
+		tier_prefetch_note_read(t, d);
+	if (owner)
+		tier_fetch_release(t, d);
+	return rc;
 }

@@ -190,7 +190,7 @@ static void *chunk_worker(void *arg)
 }
 
 /* The distinct chunks of a manifest, sorted. */
-static int manifest_chunks(const struct s3_manifest *m, struct chunk_ref **out, size_t *n)
+static int manifest_chunks(const struct tier_manifest *m, struct chunk_ref **out, size_t *n)
 {
 	size_t total = 0, k = 0;
 	struct chunk_ref *r;
@@ -272,14 +272,14 @@ static int prepare_refs(struct tier *t, const struct chunk_ref *refs, size_t n, 
 	return rc;
 }
 
-static int put_manifest(struct tier *t, const struct s3_manifest *m, char *msg, size_t msgsz)
+static int put_manifest(struct tier *t, const struct tier_manifest *m, char *msg, size_t msgsz)
 {
 	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
 	struct s3_result res = { 0 };
 	size_t len;
 	int rc;
 
-	rc = s3_manifest_encode(m, &text, &len);
+	rc = tier_manifest_encode(m, &text, &len);
 	if (rc < 0)
 		return rc;
 	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/%s.manifest", m->run, m->version, t->node_id);
@@ -346,7 +346,7 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 static int upload_version(struct tier *t, const struct meta_version *v, char *msg, size_t msgsz)
 {
 	struct meta_upload rec = { 0 };
-	struct s3_manifest m;
+	struct tier_manifest m;
 	struct chunk_ref *refs = NULL;
 	uint64_t epoch = 0;
 	bool committed = false;
@@ -401,7 +401,7 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 		t->status.versions_uploaded++;
 	pthread_mutex_unlock(&t->lock);
 	free(refs);
-	s3_manifest_free(&m);
+	tier_manifest_free(&m);
 	return rc;
 }
 

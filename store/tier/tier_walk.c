@@ -13,8 +13,8 @@
 
 struct walk {
 	struct tier *t;
-	struct s3_manifest *m;
-	struct s3_manifest_entry *file;
+	struct tier_manifest *m;
+	struct tier_manifest_entry *file;
 	char path[PATH_MAX];
 	size_t plen;
 	int rc;
@@ -25,7 +25,7 @@ static int walk_dir(struct walk *w, uint64_t dir);
 static int walk_extent(const struct meta_extent *e, void *arg)
 {
 	struct walk *w = arg;
-	struct s3_manifest_extent x = { .file_off = e->file_off, .len = e->len, .chunk_off = e->chunk_off,
+	struct tier_manifest_extent x = { .file_off = e->file_off, .len = e->len, .chunk_off = e->chunk_off,
 					.digest = e->digest };
 	struct meta_chunk c;
 	int rc = meta_get_chunk(w->t->meta, &e->digest, &c);
@@ -33,7 +33,7 @@ static int walk_extent(const struct meta_extent *e, void *arg)
 	if (rc < 0)
 		return rc;
 	x.chunk_len = c.len;
-	return s3_manifest_add_extent(w->file, &x);
+	return tier_manifest_add_extent(w->file, &x);
 }
 
 static int walk_entry(const char *name, uint64_t ino, uint32_t mode, void *arg)
@@ -57,13 +57,13 @@ static int walk_entry(const char *name, uint64_t ino, uint32_t mode, void *arg)
 	if (S_ISLNK(mi.mode)) {
 		rc = meta_get_symlink(w->t->meta, ino, target, sizeof(target));
 		if (rc >= 0)
-			rc = s3_manifest_add_entry(w->m, w->path, mi.mode, 0, mi.mtime_ns, target, NULL);
+			rc = tier_manifest_add_entry(w->m, w->path, mi.mode, 0, mi.mtime_ns, target, NULL);
 	} else if (S_ISDIR(mi.mode)) {
-		rc = s3_manifest_add_entry(w->m, w->path, mi.mode, 0, mi.mtime_ns, NULL, NULL);
+		rc = tier_manifest_add_entry(w->m, w->path, mi.mode, 0, mi.mtime_ns, NULL, NULL);
 		if (rc >= 0)
 			rc = walk_dir(w, ino);
 	} else if (S_ISREG(mi.mode)) {
-		rc = s3_manifest_add_entry(w->m, w->path, mi.mode, mi.size, mi.mtime_ns, NULL, &w->file);
+		rc = tier_manifest_add_entry(w->m, w->path, mi.mode, mi.size, mi.mtime_ns, NULL, &w->file);
 		if (rc >= 0)
 			rc = meta_get_extents(w->t->meta, ino, 0, UINT64_MAX, walk_extent, w);
 	} else {
@@ -80,7 +80,7 @@ static int walk_dir(struct walk *w, uint64_t dir)
 	return meta_list_dir(w->t->meta, dir, NULL, walk_entry, w);
 }
 
-int tier_walk_version(struct tier *t, const struct meta_version *v, struct s3_manifest *out)
+int tier_walk_version(struct tier *t, const struct meta_version *v, struct tier_manifest *out)
 {
 	struct meta_inode run, ver;
 	struct walk w = { .t = t, .m = out };
@@ -91,7 +91,7 @@ int tier_walk_version(struct tier *t, const struct meta_version *v, struct s3_ma
 		rc = meta_get_inode(t->meta, v->ino, &ver);
 	if (rc < 0)
 		return rc;
-	rc = s3_manifest_init(out, run.name, ver.name, t->node_id);
+	rc = tier_manifest_init(out, run.name, ver.name, t->node_id);
 	if (rc < 0)
 		return rc;
 	out->step = v->step;
@@ -100,6 +100,6 @@ int tier_walk_version(struct tier *t, const struct meta_version *v, struct s3_ma
 	out->chunk_size = store_chunk_size(t->st);
 	rc = walk_dir(&w, v->ino);
 	if (rc < 0)
-		s3_manifest_free(out);
+		tier_manifest_free(out);
 	return rc;
 }

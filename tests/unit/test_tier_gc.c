@@ -1,4 +1,4 @@
-/* test_tier_gc.c - the objects bucket garbage collection reads (store/tier_gc.c): a node's published
+/* test_tier_gc.c - the objects bucket garbage collection reads (store/tier/tier_gc.c): a node's published
  * state decodes to its versions and chunk digests, and anything malformed is refused (a collector
  * that cannot read a node's state must delete nothing); a collector's epoch goes stale only after
  * TIER_GC_STALE_NS without a refresh.

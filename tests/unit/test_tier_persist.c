@@ -40,14 +40,14 @@ static struct digest content(const char *version, const char *path)
 	return d;
 }
 
-static void add_file(struct s3_manifest *m, const char *path, const char *from)
+static void add_file(struct tier_manifest *m, const char *path, const char *from)
 {
-	struct s3_manifest_extent x = { .file_off = 0, .len = 100, .chunk_off = 0, .chunk_len = 100 };
-	struct s3_manifest_entry *e;
+	struct tier_manifest_extent x = { .file_off = 0, .len = 100, .chunk_off = 0, .chunk_len = 100 };
+	struct tier_manifest_entry *e;
 
 	x.digest = content(from, path);
-	assert_int_equal(s3_manifest_add_entry(m, path, S_IFREG | 0644, 100, 1, NULL, &e), 0);
-	assert_int_equal(s3_manifest_add_extent(e, &x), 0);
+	assert_int_equal(tier_manifest_add_entry(m, path, S_IFREG | 0644, 100, 1, NULL, &e), 0);
+	assert_int_equal(tier_manifest_add_extent(e, &x), 0);
 }
 
 /* A round's version: what it wrote (units[i] true) and its composition on top of base. The walked
@@ -55,7 +55,7 @@ static void add_file(struct s3_manifest *m, const char *path, const char *from)
  * with the bytes of their local source (as the fs clones them). */
 struct round {
 	struct pec_composition *comp;
-	struct s3_manifest m;
+	struct tier_manifest m;
 };
 
 static void make_round(struct round *r, const char *name, int64_t step, const struct pec_composition *base,
@@ -73,7 +73,7 @@ static void make_round(struct round *r, const char *name, int64_t step, const st
 				v.n_files++;
 			}
 	assert_int_equal(pec_compose_next(base, &v, NULL, &r->comp), 0);
-	assert_int_equal(s3_manifest_init(&r->m, "run", name, "node-a"), 0);
+	assert_int_equal(tier_manifest_init(&r->m, "run", name, "node-a"), 0);
 	r->m.step = step;
 	add_file(&r->m, NON_EXPERT, name);
 	for (size_t i = 0; i < r->comp->n_units; i++) {
@@ -86,10 +86,10 @@ static void make_round(struct round *r, const char *name, int64_t step, const st
 static void round_free(struct round *r)
 {
 	pec_composition_free(r->comp);
-	s3_manifest_free(&r->m);
+	tier_manifest_free(&r->m);
 }
 
-static const struct s3_manifest_entry *entry(const struct s3_manifest *m, const char *path)
+static const struct tier_manifest_entry *entry(const struct tier_manifest *m, const char *path)
 {
 	for (size_t i = 0; i < m->n; i++)
 		if (strcmp(m->entries[i].path, path) == 0)
@@ -99,11 +99,11 @@ static const struct s3_manifest_entry *entry(const struct s3_manifest *m, const 
 }
 
 /* The entry of unit (l, e) holds the bytes round `from` wrote, and names `source` (NULL: none). */
-static void expect_unit(const struct s3_manifest *m, uint32_t l, uint32_t e, const char *from, const char *source,
+static void expect_unit(const struct tier_manifest *m, uint32_t l, uint32_t e, const char *from, const char *source,
 			int64_t staleness)
 {
 	char path[128];
-	const struct s3_manifest_entry *x;
+	const struct tier_manifest_entry *x;
 	struct digest want;
 
 	unit_path(path, sizeof(path), l, e, 0);
@@ -284,11 +284,11 @@ static void test_a_safetensors_shard_is_never_replaced(void **state)
 
 	(void)state;
 	assert_int_equal(pec_compose_next(NULL, &v1, NULL, &r1.comp), 0);
-	assert_int_equal(s3_manifest_init(&r1.m, "run", "v1", "n"), 0);
+	assert_int_equal(tier_manifest_init(&r1.m, "run", "v1", "n"), 0);
 	add_file(&r1.m, "model.safetensors", "v1");
 	assert_int_equal(tier_persist_rewrite(&r1.m, r1.comp, NULL, NULL, 1, &up1), 0);
 	assert_int_equal(pec_compose_next(r1.comp, &v2, NULL, &r2.comp), 0);
-	assert_int_equal(s3_manifest_init(&r2.m, "run", "v2", "n"), 0);
+	assert_int_equal(tier_manifest_init(&r2.m, "run", "v2", "n"), 0);
 	add_file(&r2.m, "model.safetensors", "v2");
 	assert_int_equal(tier_persist_rewrite(&r2.m, r2.comp, &r1.m, up1.remote, 1, &up2), 0);
 	assert_int_equal(up2.units_reused, 0);
@@ -318,29 +318,29 @@ static void test_previous_manifest_and_composition_come_together(void **state)
 static void test_source_fields_survive_encode_and_decode(void **state)
 {
 	struct history h;
-	struct s3_manifest d;
+	struct tier_manifest d;
 	char *text, err[256];
 	size_t len;
 
 	(void)state;
 	upload_history(&h);
-	assert_int_equal(s3_manifest_encode(&h.r[2].m, &text, &len), 0);
-	assert_int_equal(s3_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_int_equal(tier_manifest_encode(&h.r[2].m, &text, &len), 0);
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
 	expect_unit(&d, 0, 1, "v1", "v1", 200);
 	expect_unit(&d, 0, 2, "v3", NULL, 0);
 	free(text);
-	s3_manifest_free(&d);
+	tier_manifest_free(&d);
 	history_free(&h);
 }
 
 static void expect_refused(const char *entry_json)
 {
 	char text[1024], err[256] = "";
-	struct s3_manifest d;
+	struct tier_manifest d;
 
 	snprintf(text, sizeof(text), "{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"node\":\"n\",\"step\":null,"
 		 "\"sealed_ns\":1,\"seal_seq\":1,\"chunk_size\":65536,\"entries\":[%s]}", entry_json);
-	assert_int_equal(s3_manifest_decode(text, strlen(text), &d, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(tier_manifest_decode(text, strlen(text), &d, err, sizeof(err)), -EBADMSG);
 	assert_non_null(strstr(err, "source"));
 }
 

@@ -1,10 +1,10 @@
-/* s3_manifest.c - building, encoding and decoding version manifests (JSON via jansson).
+/* tier_manifest.c - building, encoding and decoding version manifests (JSON via jansson).
  *
  * Decoding treats the text as outside input: every field is type-checked, paths may not escape the
  * version, and a file's extents must be in order, inside the file and not overlapping, so that a
  * restore can write them without further checks.
  */
-#include "s3_manifest.h"
+#include "tier_manifest.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int s3_manifest_init(struct s3_manifest *m, const char *run, const char *version, const char *node)
+int tier_manifest_init(struct tier_manifest *m, const char *run, const char *version, const char *node)
 {
 	memset(m, 0, sizeof(*m));
 	m->step = -1;
@@ -22,13 +22,13 @@ int s3_manifest_init(struct s3_manifest *m, const char *run, const char *version
 	m->version = strdup(version);
 	m->node = strdup(node);
 	if (!m->run || !m->version || !m->node) {
-		s3_manifest_free(m);
+		tier_manifest_free(m);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-void s3_manifest_free(struct s3_manifest *m)
+void tier_manifest_free(struct tier_manifest *m)
 {
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->entries[i].path);
@@ -43,10 +43,10 @@ void s3_manifest_free(struct s3_manifest *m)
 	memset(m, 0, sizeof(*m));
 }
 
-int s3_manifest_add_entry(struct s3_manifest *m, const char *path, uint32_t mode, uint64_t size,
-			  int64_t mtime_ns, const char *target, struct s3_manifest_entry **out)
+int tier_manifest_add_entry(struct tier_manifest *m, const char *path, uint32_t mode, uint64_t size,
+			  int64_t mtime_ns, const char *target, struct tier_manifest_entry **out)
 {
-	struct s3_manifest_entry *e;
+	struct tier_manifest_entry *e;
 
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? m->cap * 2 : 64;
@@ -74,11 +74,11 @@ int s3_manifest_add_entry(struct s3_manifest *m, const char *path, uint32_t mode
 	return 0;
 }
 
-int s3_manifest_add_extent(struct s3_manifest_entry *e, const struct s3_manifest_extent *x)
+int tier_manifest_add_extent(struct tier_manifest_entry *e, const struct tier_manifest_extent *x)
 {
 	if (e->next == e->ext_cap) {
 		size_t cap = e->ext_cap ? e->ext_cap * 2 : 8;
-		struct s3_manifest_extent *n = realloc(e->ext, cap * sizeof(*n));
+		struct tier_manifest_extent *n = realloc(e->ext, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		e->ext = n;
@@ -88,9 +88,9 @@ int s3_manifest_add_extent(struct s3_manifest_entry *e, const struct s3_manifest
 	return 0;
 }
 
-int s3_manifest_set_extents(struct s3_manifest_entry *e, const struct s3_manifest_extent *x, size_t n)
+int tier_manifest_set_extents(struct tier_manifest_entry *e, const struct tier_manifest_extent *x, size_t n)
 {
-	struct s3_manifest_extent *copy = malloc((n ? n : 1) * sizeof(*copy));
+	struct tier_manifest_extent *copy = malloc((n ? n : 1) * sizeof(*copy));
 
 	if (!copy)
 		return -ENOMEM;
@@ -102,11 +102,11 @@ int s3_manifest_set_extents(struct s3_manifest_entry *e, const struct s3_manifes
 	return 0;
 }
 
-int s3_manifest_set_source(struct s3_manifest_entry *e, const char *source, int64_t staleness)
+int tier_manifest_set_source(struct tier_manifest_entry *e, const char *source, int64_t staleness)
 {
 	char *copy = NULL;
 
-	if (source && (!s3_manifest_name_ok(source) || staleness < 0))
+	if (source && (!tier_manifest_name_ok(source) || staleness < 0))
 		return -EINVAL;
 	if (source && !(copy = strdup(source)))
 		return -ENOMEM;
@@ -125,7 +125,7 @@ static const char *mf_type(uint32_t mode)
 	return "file";
 }
 
-static json_t *mf_entry_json(const struct s3_manifest_entry *e)
+static json_t *mf_entry_json(const struct tier_manifest_entry *e)
 {
 	json_t *o = json_object(), *xs;
 	char hex[DIGEST_HEX_LEN + 1];
@@ -145,7 +145,7 @@ static json_t *mf_entry_json(const struct s3_manifest_entry *e)
 	json_object_set_new(o, "size", json_integer((json_int_t)e->size));
 	xs = json_array();
 	for (size_t i = 0; i < e->next; i++) {
-		const struct s3_manifest_extent *x = &e->ext[i];
+		const struct tier_manifest_extent *x = &e->ext[i];
 		digest_to_hex(&x->digest, hex);
 		json_array_append_new(xs, json_pack("[I,I,s,I,I]", (json_int_t)x->file_off, (json_int_t)x->len, hex,
 						    (json_int_t)x->chunk_off, (json_int_t)x->chunk_len));
@@ -158,7 +158,7 @@ static json_t *mf_entry_json(const struct s3_manifest_entry *e)
 	return o;
 }
 
-int s3_manifest_encode(const struct s3_manifest *m, char **out, size_t *len)
+int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len)
 {
 	json_t *root = json_object(), *arr = json_array();
 	char *s;
@@ -168,7 +168,7 @@ int s3_manifest_encode(const struct s3_manifest *m, char **out, size_t *len)
 		json_decref(arr);
 		return -ENOMEM;
 	}
-	json_object_set_new(root, "format", json_integer(S3_MANIFEST_FORMAT));
+	json_object_set_new(root, "format", json_integer(TIER_MANIFEST_FORMAT));
 	json_object_set_new(root, "run", json_string(m->run));
 	json_object_set_new(root, "version", json_string(m->version));
 	json_object_set_new(root, "node", json_string(m->node));
@@ -188,7 +188,7 @@ int s3_manifest_encode(const struct s3_manifest *m, char **out, size_t *len)
 	return 0;
 }
 
-int s3_manifest_path_ok(const char *path)
+int tier_manifest_path_ok(const char *path)
 {
 	const char *p = path;
 
@@ -208,9 +208,9 @@ int s3_manifest_path_ok(const char *path)
 	return 1;
 }
 
-int s3_manifest_name_ok(const char *name)
+int tier_manifest_name_ok(const char *name)
 {
-	return s3_manifest_path_ok(name) && !strchr(name, '/');
+	return tier_manifest_path_ok(name) && !strchr(name, '/');
 }
 
 static int mf_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -226,7 +226,7 @@ static int mf_fail(char *err, size_t errsz, const char *fmt, ...)
 	return -EBADMSG;
 }
 
-static int mf_decode_extents(json_t *xs, struct s3_manifest_entry *e, char *err, size_t errsz)
+static int mf_decode_extents(json_t *xs, struct tier_manifest_entry *e, char *err, size_t errsz)
 {
 	uint64_t end = 0;
 	size_t i;
@@ -235,7 +235,7 @@ static int mf_decode_extents(json_t *xs, struct s3_manifest_entry *e, char *err,
 	if (!json_is_array(xs))
 		return mf_fail(err, errsz, "%s: extents is not an array", e->path);
 	json_array_foreach(xs, i, x) {
-		struct s3_manifest_extent ex;
+		struct tier_manifest_extent ex;
 		json_int_t off, len, coff, clen;
 		const char *hex;
 
@@ -250,7 +250,7 @@ static int mf_decode_extents(json_t *xs, struct s3_manifest_entry *e, char *err,
 		    ex.chunk_len > (64u << 20))
 			return mf_fail(err, errsz, "%s: extent %zu overlaps or lies outside its file or chunk", e->path, i);
 		end = ex.file_off + ex.len;
-		if (s3_manifest_add_extent(e, &ex) < 0)
+		if (tier_manifest_add_extent(e, &ex) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -258,31 +258,31 @@ static int mf_decode_extents(json_t *xs, struct s3_manifest_entry *e, char *err,
 
 /* The optional "source" and "staleness" of a file entry: both or neither, a version name and a
  * count of steps. */
-static int mf_decode_source(json_t *o, struct s3_manifest_entry *e, char *err, size_t errsz)
+static int mf_decode_source(json_t *o, struct tier_manifest_entry *e, char *err, size_t errsz)
 {
 	json_t *src = json_object_get(o, "source"), *stale = json_object_get(o, "staleness");
 
 	if (!src && !stale)
 		return 0;
 	if (!S_ISREG(e->mode) || !json_is_string(src) || !json_is_integer(stale) ||
-	    !s3_manifest_name_ok(json_string_value(src)) || json_integer_value(stale) < 0)
+	    !tier_manifest_name_ok(json_string_value(src)) || json_integer_value(stale) < 0)
 		return mf_fail(err, errsz, "%s: source must be a version name and staleness a count of steps, "
 			       "both on a file entry", e->path);
-	return s3_manifest_set_source(e, json_string_value(src), json_integer_value(stale));
+	return tier_manifest_set_source(e, json_string_value(src), json_integer_value(stale));
 }
 
-static int mf_decode_entry(json_t *o, struct s3_manifest *m, char *err, size_t errsz)
+static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t errsz)
 {
 	const char *path = NULL, *type = NULL, *target = NULL;
 	json_int_t mode = 0, mtime = 0, size = 0;
-	struct s3_manifest_entry *e;
+	struct tier_manifest_entry *e;
 	uint32_t fmt;
 	int rc;
 
 	if (json_unpack(o, "{s:s,s:s,s:I,s:I,s?I,s?s}", "path", &path, "type", &type, "mode", &mode, "mtime_ns",
 			&mtime, "size", &size, "target", &target) != 0 || mode < 0 || mode > 07777 || size < 0)
 		return mf_fail(err, errsz, "entry %zu is malformed", m->n);
-	if (!s3_manifest_path_ok(path))
+	if (!tier_manifest_path_ok(path))
 		return mf_fail(err, errsz, "entry path '%.200s' is not inside the version", path);
 	if (strcmp(type, "file") == 0)
 		fmt = S_IFREG;
@@ -292,7 +292,7 @@ static int mf_decode_entry(json_t *o, struct s3_manifest *m, char *err, size_t e
 		fmt = S_IFLNK;
 	else
 		return mf_fail(err, errsz, "%s: unknown type '%.32s'", path, type);
-	rc = s3_manifest_add_entry(m, path, fmt | (uint32_t)mode, (uint64_t)size, mtime,
+	rc = tier_manifest_add_entry(m, path, fmt | (uint32_t)mode, (uint64_t)size, mtime,
 				   fmt == S_IFLNK ? target : NULL, &e);
 	if (rc < 0)
 		return rc;
@@ -302,7 +302,7 @@ static int mf_decode_entry(json_t *o, struct s3_manifest *m, char *err, size_t e
 	return rc;
 }
 
-int s3_manifest_decode(const char *text, size_t len, struct s3_manifest *m, char *err, size_t errsz)
+int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, char *err, size_t errsz)
 {
 	const char *run, *version, *node;
 	json_int_t format, sealed, seq = 0, csize;
@@ -321,11 +321,11 @@ int s3_manifest_decode(const char *text, size_t len, struct s3_manifest *m, char
 		rc = mf_fail(err, errsz, "not a pecfs manifest");
 		goto out;
 	}
-	if (format != S3_MANIFEST_FORMAT) {
+	if (format != TIER_MANIFEST_FORMAT) {
 		rc = mf_fail(err, errsz, "manifest format %lld is not supported", (long long)format);
 		goto out;
 	}
-	rc = s3_manifest_init(m, run, version, node);
+	rc = tier_manifest_init(m, run, version, node);
 	if (rc < 0)
 		goto out;
 	m->step = json_is_integer(step) ? json_integer_value(step) : -1;
@@ -340,6 +340,6 @@ int s3_manifest_decode(const char *text, size_t len, struct s3_manifest *m, char
 out:
 	json_decref(root);
 	if (rc < 0)
-		s3_manifest_free(m);
+		tier_manifest_free(m);
 	return rc;
 }

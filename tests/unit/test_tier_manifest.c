@@ -1,5 +1,5 @@
-/* test_s3_manifest.c - the version manifest uploaded to S3 (store/s3_manifest.h) and the chunk
- * object header (store/tier.h): encode/decode round trips, and refusal of manifests that could make
+/* test_tier_manifest.c - the version manifest uploaded to S3 (store/tier/tier_manifest.h) and the chunk
+ * object header (store/tier/tier.h): encode/decode round trips, and refusal of manifests that could make
  * a restore write outside its folder or write overlapping bytes.
  */
 #include <errno.h>
@@ -14,40 +14,40 @@
 
 #include <cmocka.h>
 
-#include "s3_manifest.h"
+#include "tier_manifest.h"
 #include "tier.h"
 
-static void sample(struct s3_manifest *m)
+static void sample(struct tier_manifest *m)
 {
-	struct s3_manifest_entry *e;
-	struct s3_manifest_extent x = { .file_off = 0, .len = 100, .chunk_off = 0, .chunk_len = 100 };
+	struct tier_manifest_entry *e;
+	struct tier_manifest_extent x = { .file_off = 0, .len = 100, .chunk_off = 0, .chunk_len = 100 };
 
-	assert_int_equal(s3_manifest_init(m, "run", "step-100", "node-a"), 0);
+	assert_int_equal(tier_manifest_init(m, "run", "step-100", "node-a"), 0);
 	m->step = 100;
 	m->sealed_ns = 1234567890123;
 	m->seal_seq = 7;
 	m->chunk_size = 4u << 20;
-	assert_int_equal(s3_manifest_add_entry(m, "sub", S_IFDIR | 0755, 0, 5, NULL, NULL), 0);
-	assert_int_equal(s3_manifest_add_entry(m, "sub/w.bin", S_IFREG | 0640, 300, 6, NULL, &e), 0);
+	assert_int_equal(tier_manifest_add_entry(m, "sub", S_IFDIR | 0755, 0, 5, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_add_entry(m, "sub/w.bin", S_IFREG | 0640, 300, 6, NULL, &e), 0);
 	digest_compute("a", 1, &x.digest);
-	assert_int_equal(s3_manifest_add_extent(e, &x), 0);
+	assert_int_equal(tier_manifest_add_extent(e, &x), 0);
 	x.file_off = 200;
 	x.chunk_off = 0;
 	digest_compute("b", 1, &x.digest);
-	assert_int_equal(s3_manifest_add_extent(e, &x), 0);
-	assert_int_equal(s3_manifest_add_entry(m, "latest", S_IFLNK | 0777, 0, 7, "sub/w.bin", NULL), 0);
+	assert_int_equal(tier_manifest_add_extent(e, &x), 0);
+	assert_int_equal(tier_manifest_add_entry(m, "latest", S_IFLNK | 0777, 0, 7, "sub/w.bin", NULL), 0);
 }
 
 static void test_manifest_round_trip_keeps_every_field(void **state)
 {
-	struct s3_manifest m, d;
+	struct tier_manifest m, d;
 	char *text, err[256];
 	size_t len;
 
 	(void)state;
 	sample(&m);
-	assert_int_equal(s3_manifest_encode(&m, &text, &len), 0);
-	assert_int_equal(s3_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
 	assert_string_equal(d.run, "run");
 	assert_string_equal(d.version, "step-100");
 	assert_string_equal(d.node, "node-a");
@@ -63,18 +63,18 @@ static void test_manifest_round_trip_keeps_every_field(void **state)
 	assert_true(digest_equal(&d.entries[1].ext[0].digest, &m.entries[1].ext[0].digest));
 	assert_string_equal(d.entries[2].target, "sub/w.bin");
 	free(text);
-	s3_manifest_free(&m);
-	s3_manifest_free(&d);
+	tier_manifest_free(&m);
+	tier_manifest_free(&d);
 }
 
 static int decode_text(const char *text)
 {
-	struct s3_manifest d;
+	struct tier_manifest d;
 	char err[256] = "";
-	int rc = s3_manifest_decode(text, strlen(text), &d, err, sizeof(err));
+	int rc = tier_manifest_decode(text, strlen(text), &d, err, sizeof(err));
 
 	if (rc == 0)
-		s3_manifest_free(&d);
+		tier_manifest_free(&d);
 	else
 		assert_true(err[0] != '\0');
 	return rc;
