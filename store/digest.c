@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 void digest_compute(const void *data, size_t len, struct digest *out)
@@ -37,33 +38,14 @@ void digest_to_hex(const struct digest *d, char *hex)
 	hex[DIGEST_HEX_LEN] = '\0';
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int digest_from_hex(const char *hex, struct digest *out)
 {
 	struct digest d;
+	size_t n = 0;
 
-	for (int i = 0; i < DIGEST_LEN; i++) {
-		int hi, lo;
-
-		if (hex[2 * i] == '\0' || hex[2 * i + 1] == '\0')
-			return -EINVAL;
-		hi = hex_value(hex[2 * i]);
-		lo = hex_value(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		d.b[i] = (uint8_t)(hi << 4 | lo);
-	}
-	if (hex[DIGEST_HEX_LEN] != '\0')
+	/* OpenSSL's decoder, with no separator between the digit pairs. */
+	if (strnlen(hex, DIGEST_HEX_LEN + 1) != DIGEST_HEX_LEN ||
+	    OPENSSL_hexstr2buf_ex(d.b, sizeof(d.b), &n, hex, '\0') != 1 || n != DIGEST_LEN)
 		return -EINVAL;
 	*out = d;
 	return 0;

@@ -74,6 +74,18 @@ void s3_buf_printf(struct s3_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void s3_hex_encode(const void *in, size_t n, char *out, bool upper)
+{
+	const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+	const unsigned char *p = in;
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 static bool s3_unreserved(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -82,20 +94,17 @@ static bool s3_unreserved(unsigned char c)
 
 void s3_buf_put_encoded(struct s3_buf *b, const char *s, size_t len, bool keep_slash)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	size_t i;
 
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		char esc[3];
+		char esc[4] = "%";
 
 		if (s3_unreserved(c) || (keep_slash && c == '/')) {
 			s3_buf_putc(b, (char)c);
 			continue;
 		}
-		esc[0] = '%';
-		esc[1] = hex[c >> 4];
-		esc[2] = hex[c & 15];
+		s3_hex_encode(&c, 1, esc + 1, true);
 		s3_buf_append(b, esc, 3);
 	}
 }

@@ -29,6 +29,11 @@ void s3_buf_printf(struct s3_buf *b, const char *fmt, ...) __attribute__((format
  * as SigV4 and S3 require; '/' is kept as is when keep_slash. */
 void s3_buf_put_encoded(struct s3_buf *b, const char *s, size_t len, bool keep_slash);
 
+/* The client's one hex encoder (signatures, payload hashes, percent-encoding): n bytes of in as 2n
+ * lower-case (or upper-case) hex digits and a NUL into out. (Decoding is OpenSSL's
+ * OPENSSL_hexchar2int.) */
+void s3_hex_encode(const void *in, size_t n, char *out, bool upper);
+
 /* 0, or -ENOMEM (allocation failed) / -EFBIG (limit passed). */
 int s3_buf_error(const struct s3_buf *b);
 

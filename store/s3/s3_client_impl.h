@@ -1,6 +1,6 @@
 /* s3_client_impl.h - the S3 client's insides, shared by s3_client.c (configuration, handle pool),
  * s3_request.c (signing, the retry loop, error messages), s3_object.c, s3_multipart.c and s3_bucket.c.
- * Not for use outside store/s3_*.
+ * Not for use outside store/s3/.
  */
 #ifndef PECFS_S3_CLIENT_IMPL_H
 #define PECFS_S3_CLIENT_IMPL_H

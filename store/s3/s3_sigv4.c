@@ -14,23 +14,12 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
-static void s3_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 void s3_sha256_hex(const void *data, size_t len, char out[S3_SHA256_HEX_LEN + 1])
 {
 	uint8_t md[SHA256_DIGEST_LENGTH];
 
 	SHA256(data, len, md);
-	s3_hex(md, sizeof(md), out);
+	s3_hex_encode(md, sizeof(md), out, false);
 }
 
 void s3_sigv4_amz_date(long long t, char out[S3_AMZ_DATE_LEN + 1])
@@ -248,7 +237,7 @@ char *s3_sigv4_authorization(const struct s3_sigv4_request *r, const struct s3_s
 		goto out;
 	s3_hmac(key, sizeof(key), sts, sig);
 	OPENSSL_cleanse(key, sizeof(key));
-	s3_hex(sig, sizeof(sig), sig_hex);
+	s3_hex_encode(sig, sizeof(sig), sig_hex, false);
 	s3_buf_printf(&b, S3_SIGV4_ALGORITHM " Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
 		      k->access_key, date8, k->region, k->service, names, sig_hex);
 	auth = s3_buf_take(&b);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <expat.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,17 +162,6 @@ struct s3_xml_list_ctx {
 	uint64_t size;
 };
 
-static int s3_hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes %XX in place ('+' stays: S3 encodes a space as %20). */
 static void s3_url_decode(struct s3_buf *b)
 {
@@ -180,7 +170,7 @@ static void s3_url_decode(struct s3_buf *b)
 
 	for (i = 0; i < b->len; i++) {
 		if (b->p[i] == '%' && i + 2 < b->len &&
-		    (hi = s3_hex_value(b->p[i + 1])) >= 0 && (lo = s3_hex_value(b->p[i + 2])) >= 0) {
+		    (hi = OPENSSL_hexchar2int((unsigned char)b->p[i + 1])) >= 0 && (lo = OPENSSL_hexchar2int((unsigned char)b->p[i + 2])) >= 0) {
 			b->p[o++] = (char)(hi << 4 | lo);
 			i += 2;
 			continue;

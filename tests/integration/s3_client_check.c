@@ -1,4 +1,4 @@
-/* s3_client_check.c - pecfs-s3check: runs the S3 client (store/s3_client.h) from the command line, so
+/* s3_client_check.c - pecfs-s3check: runs the S3 client (store/s3/s3_client.h) from the command line, so
  * that tests/integration/test_s3_client.py can drive it against a real S3 server. One command per run;
  * on failure prints "error: MESSAGE" and exits with the errno (EEXIST = 17, EACCES = 13, ...). It always
  * ends with a "stats requests=N retries=N ..." line on stderr. Not installed; a test tool only.

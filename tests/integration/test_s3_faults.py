@@ -20,7 +20,7 @@ from faultproxy import FaultProxy  # noqa: E402
 from s3_fixture import BUCKET, MIB, RgwTestCase, s3check_bin  # noqa: E402
 import s3_fixture  # noqa: E402
 
-# The tier's client gives up on a transfer below 1 KiB/s for 30 s (store/tier.c, s3_client.h).
+# The tier's client gives up on a transfer below 1 KiB/s for 30 s (store/tier/tier_client.c, s3_client.h).
 TIER_LOW_SPEED_S = 30
 # libcurl measures the speed over the last ~5 s, so a stall right after a burst is cut this much later.
 CURL_SPEED_WINDOW_S = 10
