@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store.h"
 #include "tier.h"
@@ -87,11 +88,15 @@ struct fs_file {
 	struct tier_readahead ra;  /* read-only handles: this reader's pattern, for S3 read-ahead */
 };
 
-/* ---- fs.c ---- */
-int64_t fs_now_ns(void);
 static inline struct fs_ctx *fs_ctx_of(fuse_req_t req) { return fuse_req_userdata(req); }
-/* 0, or -ENAMETOOLONG / -EINVAL for a name that cannot be a directory entry. */
-int fs_check_name(const char *name);
+/* Wall-clock time for inode and version times. */
+static inline int64_t fs_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- inode.c: the inode table ---- */
 int fs_table_init(struct fs_ctx *ctx);
@@ -126,6 +131,8 @@ void fs_inode_reap(struct fs_ctx *ctx, struct fs_inode *ind);
 int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino);
 /* Truncates a regular file (creating its data_file if needed) and persists it. Caller holds ns_lock. */
 int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t size);
+/* Applies the namespace fields of a committed snapshot to the cached record. */
+void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap);
 
 /* ---- version.c: versions and their rules ---- */
 static inline bool fs_mi_is_run(const struct meta_inode *mi)
@@ -163,18 +170,11 @@ void fs_version_moved(struct fs_ctx *ctx, uint64_t vino, uint64_t new_run, const
 bool fs_version_damage_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino);
 void fs_version_set_state(struct fs_ctx *ctx, uint64_t vino, uint32_t state);
 void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta);
-/* Seals version vino (no-op for a sealed one; -EINVAL when it is not a version) and logs it with the
- * reason why. Caller holds ns_lock. */
-int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why);
-int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
-/* Counts an open version's files, logical bytes and stored bytes (of what is stored so far) now. */
-int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v);
-/* Seals the open versions of run_ino that the tracker file's content names. */
-void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
-				const char *content, size_t len);
-/* seal_on_next_version: first create in vino seals older open versions of its run with no open
- * files. Caller holds ns_lock. */
-void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino);
+/* Replaces the cached record of version v->ino (after a seal committed it). */
+void fs_version_update(struct fs_ctx *ctx, const struct meta_version *v);
+/* The first create in version vino since mount: true, with a copy of the version in out; false after
+ * that (or when vino is not a version). */
+bool fs_version_note_create(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out);
 /* The versions of run_ino in version order (malloc'ed copies, *n of them). */
 int fs_versions_sorted(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n);
 /* Index of the latest version in a sorted array, or -1. */
@@ -183,7 +183,30 @@ const char *fs_version_state_name(uint32_t state);
 /* Version counts over every run (stats). */
 void fs_versions_count(struct fs_ctx *ctx, uint64_t *runs, uint64_t *versions, uint64_t *sealed);
 
+/* ---- version_count.c: a version's figures ---- */
+struct fs_compose;
+/* Counts the regular files under version root, their sizes and their distinct stored bytes into v's
+ * files, logical_bytes and stored_bytes; the chunks of extra's inodes (sources of the files a seal's
+ * composition adds) count too. extra may be NULL. */
+int fs_version_count(struct fs_ctx *ctx, uint64_t root, const struct fs_compose *extra, struct meta_version *v);
+/* Counts an open version's files, logical bytes and stored bytes (of what is stored so far) now. */
+int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v);
+
+/* ---- seal.c: sealing and the seal triggers ---- */
+/* Seals version vino (no-op for a sealed one; -EINVAL when it is not a version) and logs it with the
+ * reason why. Caller holds ns_lock. */
+int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why);
+int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
+/* Seals the open versions of run_ino that the tracker file's content names. */
+void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
+				const char *content, size_t len);
+/* seal_on_next_version: first create in vino seals older open versions of its run with no open
+ * files. Caller holds ns_lock. */
+void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino);
+
 /* ---- ops_ns.c: shared namespace helpers ---- */
+/* 0, or -ENAMETOOLONG / -EINVAL for a name that cannot be a directory entry. */
+int fs_check_name(const char *name);
 /* Creates a node in parent (caller holds ns_lock; parent referenced): regular file, directory or
  * symlink (target non-NULL). Returns the new inode referenced. */
 int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, const char *name,
@@ -208,8 +231,6 @@ void fs_ns_drop_abort(struct fs_ctx *ctx, struct fs_drop *d);
 /* Removes entry name of directory pind (a file, or an empty directory when dir is set) as unlink or
  * rmdir do. Caller holds ns_lock. */
 int fs_ns_remove_locked(struct fs_ctx *ctx, struct fs_inode *pind, const char *name, bool dir);
-/* Applies the namespace fields of a committed snapshot to the cached record. */
-void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap);
 /* True if name is ".pec" in a directory that has a virtual .pec (the root or a run). */
 bool fs_ns_is_reserved(const struct meta_inode *dir, const char *name);
 

@@ -18,23 +18,6 @@
 
 #define FS_MAX_IO (1u << 20)
 
-int64_t fs_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int fs_check_name(const char *name)
-{
-	size_t len = strnlen(name, META_NAME_MAX + 1);
-	if (len > META_NAME_MAX)
-		return -ENAMETOOLONG;
-	if (len == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return -EINVAL;
-	return 0;
-}
-
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;

@@ -407,3 +407,16 @@ int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t 
 	pthread_mutex_unlock(&ind->lock);
 	return fs_inode_persist(ctx, ind, false);
 }
+
+void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap)
+{
+	pthread_mutex_lock(&ind->lock);
+	ind->mi.parent = snap->parent;
+	ind->mi.version_ino = snap->version_ino;
+	ind->mi.nlink = snap->nlink;
+	ind->mi.ctime_ns = snap->ctime_ns;
+	memcpy(ind->mi.name, snap->name, sizeof(ind->mi.name));
+	if (S_ISDIR(ind->mi.mode))
+		ind->mi.mtime_ns = snap->mtime_ns;
+	pthread_mutex_unlock(&ind->lock);
+}

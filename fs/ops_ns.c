@@ -17,19 +17,6 @@ bool fs_ns_is_reserved(const struct meta_inode *dir, const char *name)
 	return strcmp(name, PEC_NAME) == 0 && (dir->ino == META_ROOT_INO || fs_mi_is_run(dir));
 }
 
-void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap)
-{
-	pthread_mutex_lock(&ind->lock);
-	ind->mi.parent = snap->parent;
-	ind->mi.version_ino = snap->version_ino;
-	ind->mi.nlink = snap->nlink;
-	ind->mi.ctime_ns = snap->ctime_ns;
-	memcpy(ind->mi.name, snap->name, sizeof(ind->mi.name));
-	if (S_ISDIR(ind->mi.mode))
-		ind->mi.mtime_ns = snap->mtime_ns;
-	pthread_mutex_unlock(&ind->lock);
-}
-
 static void reply_entry_of(fuse_req_t req, struct fs_ctx *ctx, struct fs_inode *ind)
 {
 	struct fuse_entry_param e;
@@ -129,6 +116,16 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int64_t ns_of(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+int fs_check_name(const char *name)
+{
+	size_t len = strnlen(name, META_NAME_MAX + 1);
+	if (len > META_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return -EINVAL;
+	return 0;
 }
 
 /* Which version an inode's own attributes belong to (a version directory's are its own). */

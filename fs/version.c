@@ -1,12 +1,10 @@
-/* version.c - checkpoint versions: the in-memory mirror of the version records, their order, the
- * EROFS rule for sealed versions, and sealing (flush every file, count, record, sync).
+/* version.c - checkpoint versions: the in-memory mirror of the version records, their order and the
+ * EROFS rule for sealed versions (sealing itself is seal.c).
  *
  * Order: versions of a run sort by (step, create_seq). A name without a step sorts as step -1, that
  * is before every stepped version, in creation order: such names ("final", "best") carry no position
  * in training, and putting them first keeps a stepped run's "latest" on its highest step.
  * latest = the last SEALED (not DAMAGED, not INCOMPLETE) version in that order.
- * A seal also composes the version (compose.c: inherited expert files and the manifest go into the
- * seal's synced batch) and then applies the run's retention (retain.c).
  */
 #include <assert.h>
 #include <errno.h>
@@ -193,6 +191,28 @@ void fs_version_set_state(struct fs_ctx *ctx, uint64_t vino, uint32_t state)
 	pthread_mutex_unlock(&ctx->ver_lock);
 }
 
+void fs_version_update(struct fs_ctx *ctx, const struct meta_version *v)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, v->ino);
+	if (fv)
+		fv->v = *v;
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+bool fs_version_note_create(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	bool first = fv && !fv->created_in;
+	if (first) {
+		fv->created_in = true;
+		*out = *fv;
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+	return first;
+}
+
 void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta)
 {
 	if (vino == 0)
@@ -206,184 +226,7 @@ void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta)
 	pthread_mutex_unlock(&ctx->ver_lock);
 }
 
-/* ---- sealing ---- */
-
-struct walk {
-	uint64_t *dirs;
-	size_t ndirs, capdirs;
-	uint64_t files, logical_bytes;
-	struct data_unique *u;
-	struct fs_ctx *ctx;
-	int err;
-};
-
-static int walk_cb(const char *name, uint64_t ino, uint32_t mode, void *arg)
-{
-	struct walk *w = arg;
-	(void)name;
-	if (S_ISDIR(mode)) {
-		if (w->ndirs == w->capdirs) {
-			size_t ncap = w->capdirs ? w->capdirs * 2 : 16;
-			uint64_t *nd = realloc(w->dirs, ncap * sizeof(*nd));
-			if (!nd)
-				return -ENOMEM;
-			w->dirs = nd;
-			w->capdirs = ncap;
-		}
-		w->dirs[w->ndirs++] = ino;
-		return 0;
-	}
-	if (!S_ISREG(mode))
-		return 0;
-	/* A loaded file's live size; the record's for the others (at seal both agree: every loaded
-	 * file of the version was persisted before the walk). */
-	uint64_t size;
-	if (fs_inode_peek_size(w->ctx, ino, &size) < 0) {
-		struct meta_inode mi;
-		int rc = meta_get_inode(w->ctx->meta, ino, &mi);
-		if (rc < 0)
-			return rc;
-		size = mi.size;
-	}
-	w->files++;
-	w->logical_bytes += size;
-	return data_unique_add_file(w->ctx->dc, w->u, ino);
-}
-
-/* Counts the regular files, their sizes and their distinct stored bytes under directory root; the
- * chunks of the extra inodes (sources of files composition adds in the same batch) count too. */
-static int version_count(struct fs_ctx *ctx, uint64_t root, const struct fs_compose *extra, struct meta_version *v)
-{
-	struct walk w = { .ctx = ctx, .u = data_unique_new() };
-	int rc = 0;
-	if (!w.u)
-		return -ENOMEM;
-	w.dirs = malloc(sizeof(*w.dirs));
-	if (!w.dirs) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	w.dirs[0] = root;
-	w.ndirs = 1;
-	w.capdirs = 1;
-	while (w.ndirs > 0 && rc == 0) {
-		uint64_t dir = w.dirs[--w.ndirs];
-		rc = meta_list_dir(ctx->meta, dir, NULL, walk_cb, &w);
-	}
-	for (size_t i = 0; rc == 0 && extra && i < extra->n_sources; i++)
-		rc = data_unique_add_file(ctx->dc, w.u, extra->sources[i]);
-	if (rc == 0) {
-		v->files = w.files + (extra ? extra->files : 0);
-		v->logical_bytes = w.logical_bytes + (extra ? extra->logical_bytes : 0);
-		v->stored_bytes = data_unique_bytes(w.u);
-	}
-out:
-	free(w.dirs);
-	data_unique_free(w.u);
-	return rc;
-}
-
-int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
-{
-	struct fs_version fv;
-	struct fs_inode **files = NULL;
-	size_t n = 0;
-	struct meta_batch *b = NULL;
-	struct fs_compose comp;
-	int rc;
-
-	if (fs_version_get(ctx, vino, &fv) < 0)
-		return -EINVAL;
-	if (fv.v.state != META_VERSION_OPEN)
-		return 0;
-
-	pthread_rwlock_wrlock(&ctx->write_gate);
-	rc = fs_inode_loaded_files(ctx, vino, &files, &n);
-	if (rc < 0)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		rc = data_flush(files[i]->df);
-		if (rc < 0) {
-			pecfs_log_error("seal of version %s: cannot store inode %llu: %s", fv.name,
-			       (unsigned long long)files[i]->ino, strerror(-rc));
-			goto out;
-		}
-	}
-	b = meta_batch_new();
-	if (!b) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		fs_inode_persist_locked(ctx, files[i], b);
-	rc = meta_batch_commit(ctx->meta, b, false);
-	if (rc < 0)
-		goto out;
-	rc = fs_compose_seal(ctx, &fv, b, &comp);
-	if (rc < 0)
-		goto out;
-	rc = version_count(ctx, vino, &comp, &fv.v);
-	if (rc < 0) {
-		fs_compose_done(ctx, &comp, false);
-		goto out;
-	}
-	uint64_t seq = ctx->sb.next_seq++;
-	fv.v.state = comp.state;
-	fv.v.seal_seq = seq;
-	fv.v.sealed_ns = fs_now_ns();
-	meta_batch_put_version(b, &fv.v);
-	meta_batch_put_super(b, &ctx->sb);
-	rc = meta_batch_commit(ctx->meta, b, true);
-	fs_compose_done(ctx, &comp, rc == 0);
-	if (rc < 0) {
-		ctx->sb.next_seq--;
-		goto out;
-	}
-	pthread_mutex_lock(&ctx->ver_lock);
-	struct fs_version *live = ver_find(ctx, vino);
-	if (live)
-		live->v = fv.v;
-	pthread_mutex_unlock(&ctx->ver_lock);
-	pecfs_log_info("sealed %s (%s): %s, %llu files, %llu bytes, %llu stored", fv.name, why,
-		       fs_version_state_name(fv.v.state), (unsigned long long)fv.v.files,
-		       (unsigned long long)fv.v.logical_bytes, (unsigned long long)fv.v.stored_bytes);
-out:
-	pthread_rwlock_unlock(&ctx->write_gate);
-	if (rc == 0)
-		fs_retain_run(ctx, fv.v.run_ino);
-	if (rc < 0) {
-		/* Records persisted above but not sealed: mark them dirty so they are written again. */
-		for (size_t i = 0; i < n; i++) {
-			pthread_mutex_lock(&files[i]->lock);
-			files[i]->meta_dirty = true;
-			pthread_mutex_unlock(&files[i]->lock);
-		}
-		pecfs_log_error("seal of version %s failed: %s", fv.name, strerror(-rc));
-	}
-	for (size_t i = 0; i < n; i++)
-		fs_inode_put(ctx, files[i]);
-	free(files);
-	meta_batch_free(b);
-	return rc;
-}
-
-int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v)
-{
-	pthread_mutex_lock(&ctx->ns_lock);
-	int rc = version_count(ctx, vino, NULL, v);
-	pthread_mutex_unlock(&ctx->ns_lock);
-	return rc;
-}
-
-int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why)
-{
-	pthread_mutex_lock(&ctx->ns_lock);
-	int rc = fs_version_seal_locked(ctx, vino, why);
-	pthread_mutex_unlock(&ctx->ns_lock);
-	return rc;
-}
-
-/* Versions of a run matching a predicate, copied (ver_lock must not be held while sealing). */
+/* Versions of a run, copied (ver_lock must not be held while sealing). */
 static int ver_select(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n)
 {
 	size_t cnt = 0, i = 0;
@@ -401,47 +244,6 @@ static int ver_select(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **
 	*out = arr;
 	*n = cnt;
 	return 0;
-}
-
-void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
-				const char *content, size_t len)
-{
-	struct fs_version *vs;
-	size_t n;
-	pthread_mutex_lock(&ctx->ns_lock);
-	if (ver_select(ctx, run_ino, &vs, &n) == 0) {
-		for (size_t i = 0; i < n; i++) {
-			if (vs[i].v.state != META_VERSION_OPEN ||
-			    !version_name_tracker_names(tracker, content, len, vs[i].name))
-				continue;
-			char why[META_NAME_MAX + 16];
-			snprintf(why, sizeof(why), "named by %s", tracker);
-			fs_version_seal_locked(ctx, vs[i].v.ino, why);
-		}
-		free(vs);
-	}
-	pthread_mutex_unlock(&ctx->ns_lock);
-}
-
-void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino)
-{
-	struct fs_version self, *vs;
-	size_t n;
-	pthread_mutex_lock(&ctx->ver_lock);
-	struct fs_version *live = ver_find(ctx, vino);
-	bool first = live && !live->created_in;
-	if (live) {
-		live->created_in = true;
-		self = *live;
-	}
-	pthread_mutex_unlock(&ctx->ver_lock);
-	if (!first || ver_select(ctx, self.v.run_ino, &vs, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++)
-		if (vs[i].v.state == META_VERSION_OPEN && vs[i].v.create_seq < self.v.create_seq &&
-		    vs[i].open_handles == 0)
-			fs_version_seal_locked(ctx, vs[i].v.ino, "a newer version was started");
-	free(vs);
 }
 
 static int ver_cmp(const void *a, const void *b)

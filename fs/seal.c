@@ -1,0 +1,134 @@
+/* seal.c - sealing a version: flush every file, compose it (compose.c: inherited expert files and
+ * the manifest go into the seal's synced batch), count, record, sync, then apply the run's retention
+ * (retain.c). Also the seal triggers that are not `pecfs seal`: the framework's tracker file and the
+ * first write into a newer version.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "version_name.h"
+#include "compose.h"
+
+int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
+{
+	struct fs_version fv;
+	struct fs_inode **files = NULL;
+	size_t n = 0;
+	struct meta_batch *b = NULL;
+	struct fs_compose comp;
+	int rc;
+
+	if (fs_version_get(ctx, vino, &fv) < 0)
+		return -EINVAL;
+	if (fv.v.state != META_VERSION_OPEN)
+		return 0;
+
+	pthread_rwlock_wrlock(&ctx->write_gate);
+	rc = fs_inode_loaded_files(ctx, vino, &files, &n);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		rc = data_flush(files[i]->df);
+		if (rc < 0) {
+			pecfs_log_error("seal of version %s: cannot store inode %llu: %s", fv.name,
+			       (unsigned long long)files[i]->ino, strerror(-rc));
+			goto out;
+		}
+	}
+	b = meta_batch_new();
+	if (!b) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		fs_inode_persist_locked(ctx, files[i], b);
+	rc = meta_batch_commit(ctx->meta, b, false);
+	if (rc < 0)
+		goto out;
+	rc = fs_compose_seal(ctx, &fv, b, &comp);
+	if (rc < 0)
+		goto out;
+	rc = fs_version_count(ctx, vino, &comp, &fv.v);
+	if (rc < 0) {
+		fs_compose_done(ctx, &comp, false);
+		goto out;
+	}
+	uint64_t seq = ctx->sb.next_seq++;
+	fv.v.state = comp.state;
+	fv.v.seal_seq = seq;
+	fv.v.sealed_ns = fs_now_ns();
+	meta_batch_put_version(b, &fv.v);
+	meta_batch_put_super(b, &ctx->sb);
+	rc = meta_batch_commit(ctx->meta, b, true);
+	fs_compose_done(ctx, &comp, rc == 0);
+	if (rc < 0) {
+		ctx->sb.next_seq--;
+		goto out;
+	}
+	fs_version_update(ctx, &fv.v);
+	pecfs_log_info("sealed %s (%s): %s, %llu files, %llu bytes, %llu stored", fv.name, why,
+		       fs_version_state_name(fv.v.state), (unsigned long long)fv.v.files,
+		       (unsigned long long)fv.v.logical_bytes, (unsigned long long)fv.v.stored_bytes);
+out:
+	pthread_rwlock_unlock(&ctx->write_gate);
+	if (rc == 0)
+		fs_retain_run(ctx, fv.v.run_ino);
+	if (rc < 0) {
+		/* Records persisted above but not sealed: mark them dirty so they are written again. */
+		for (size_t i = 0; i < n; i++) {
+			pthread_mutex_lock(&files[i]->lock);
+			files[i]->meta_dirty = true;
+			pthread_mutex_unlock(&files[i]->lock);
+		}
+		pecfs_log_error("seal of version %s failed: %s", fv.name, strerror(-rc));
+	}
+	for (size_t i = 0; i < n; i++)
+		fs_inode_put(ctx, files[i]);
+	free(files);
+	meta_batch_free(b);
+	return rc;
+}
+
+int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why)
+{
+	pthread_mutex_lock(&ctx->ns_lock);
+	int rc = fs_version_seal_locked(ctx, vino, why);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	return rc;
+}
+
+void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
+				const char *content, size_t len)
+{
+	struct fs_version *vs;
+	size_t n;
+	pthread_mutex_lock(&ctx->ns_lock);
+	if (fs_versions_sorted(ctx, run_ino, &vs, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (vs[i].v.state != META_VERSION_OPEN ||
+			    !version_name_tracker_names(tracker, content, len, vs[i].name))
+				continue;
+			char why[META_NAME_MAX + 16];
+			snprintf(why, sizeof(why), "named by %s", tracker);
+			fs_version_seal_locked(ctx, vs[i].v.ino, why);
+		}
+		free(vs);
+	}
+	pthread_mutex_unlock(&ctx->ns_lock);
+}
+
+void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino)
+{
+	struct fs_version self, *vs;
+	size_t n;
+
+	if (!fs_version_note_create(ctx, vino, &self) || fs_versions_sorted(ctx, self.v.run_ino, &vs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (vs[i].v.state == META_VERSION_OPEN && vs[i].v.create_seq < self.v.create_seq &&
+		    vs[i].open_handles == 0)
+			fs_version_seal_locked(ctx, vs[i].v.ino, "a newer version was started");
+	free(vs);
+}
