@@ -32,8 +32,8 @@ def ceph_missing():
 
 
 def s3check_bin():
-    build = os.path.dirname(os.path.dirname(os.path.abspath(h.PECFS_BIN)))
-    return os.environ.get("PECS3_CHECK_BIN") or os.path.join(build, "store", "pecfs-s3check")
+    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(h.PECFS_BIN))))
+    return os.environ.get("PECS3_CHECK_BIN") or os.path.join(build, "tests", "pecfs-s3check")
 
 
 def rgw_script(cmd, rgw_dir, env, timeout):
