@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DATA=${PECFS_DEMO_DATA:-/var/tmp/pecfs-demo/data}
 MNT=${PECFS_DEMO_MNT:-/var/tmp/pecfs-demo/mnt}
-PECFS=$ROOT/build/fs/pecfs
+PECFS=$ROOT/build/fs/cli/pecfs
 REPLICA_MIB=64
 RUN=demo-run
 

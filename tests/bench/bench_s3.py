@@ -209,7 +209,7 @@ def mibps(total, t):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pecfs", default=os.environ.get("PECFS_BIN", os.path.join(ROOT, "build", "fs", "pecfs")))
+    ap.add_argument("--pecfs", default=os.environ.get("PECFS_BIN", os.path.join(ROOT, "build", "fs", "cli", "pecfs")))
     ap.add_argument("--size", default="4G", help="bytes of the version, 32 files (default 4G)")
     ap.add_argument("--quick", action="store_true", help="a 256M version (same as --size 256M)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of restore, download and reads (default 3)")

@@ -12,4 +12,4 @@ cmake --build "$build" --target pecfs -j"$(nproc)" >/dev/null
 cc -std=c11 -O2 -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror $(pkg-config --cflags fuse3) \
 	"$here/passthrough.c" -o "$build/passthrough" $(pkg-config --libs fuse3) -lpthread
 
-exec python3 "$here/bench_core.py" --pecfs "$build/fs/pecfs" --passthrough "$build/passthrough" "$@"
+exec python3 "$here/bench_core.py" --pecfs "$build/fs/cli/pecfs" --passthrough "$build/passthrough" "$@"
