@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 PECFS_BIN = os.environ.get("PECFS_BIN", "")
 BASE_DIR = "/var/tmp"  # on the real disk: /tmp may be tmpfs elsewhere, and sizes here are real
@@ -64,6 +65,40 @@ def _remove_san_dir():
         os.rmdir(SAN_DIR)
     else:
         sys.stderr.write("sanitizer reports kept in %s\n" % SAN_DIR)
+
+
+# ctest reports a test that exits with this code as skipped (SKIP_RETURN_CODE in tests/CMakeLists.txt).
+SKIP_EXIT = 77
+
+
+def in_ci():
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_unless(missing, what):
+    """A class decorator for tests that need an outside service: when `missing` names what is absent,
+    the tests are skipped, except under CI (CI=true), where a missing service is a failure."""
+    def wrap(cls):
+        if not missing:
+            return cls
+        reason = "%s: %s" % (what, missing)
+        if in_ci():
+            def setUpClass(klass):
+                raise RuntimeError("CI needs %s" % reason)
+            cls.setUpClass = classmethod(setUpClass)
+            return cls
+        return unittest.skip(reason)(cls)
+    return wrap
+
+
+def main():
+    """unittest.main for the integration tests: exits SKIP_EXIT when every test was skipped, so ctest
+    shows the file as skipped rather than passed."""
+    prog = unittest.main(verbosity=2, exit=False)
+    r = prog.result
+    if r.testsRun and len(r.skipped) == r.testsRun and r.wasSuccessful():
+        sys.exit(SKIP_EXIT)
+    sys.exit(0 if r.wasSuccessful() else 1)
 
 
 def require_binary():

@@ -43,7 +43,7 @@ def rgw_script(cmd, rgw_dir, env, timeout):
         raise RuntimeError("s3-rgw.sh %s failed: %s" % (cmd, cp.stderr))
 
 
-@unittest.skipIf(ceph_missing(), "Ceph packages not installed: %s" % " ".join(ceph_missing()))
+@h.skip_unless(" ".join(ceph_missing()), "Ceph packages for the S3 test server not installed")
 class RgwTestCase(unittest.TestCase):
     """Subclasses get one RGW and one bucket (BUCKET) for the class; each test uses its own prefix."""
     @classmethod

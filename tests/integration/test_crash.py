@@ -154,4 +154,4 @@ class CrashLoop(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

@@ -275,4 +275,4 @@ class RandomizedExerciser(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

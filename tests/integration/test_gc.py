@@ -135,4 +135,4 @@ for r in range(rounds):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

@@ -302,4 +302,4 @@ class PecCompose(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

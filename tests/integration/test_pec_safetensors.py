@@ -140,4 +140,4 @@ class PecSafetensors(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

@@ -209,4 +209,4 @@ class S3FaultsTest(RgwTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

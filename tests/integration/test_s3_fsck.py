@@ -158,4 +158,4 @@ class S3FsckTest(RgwTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

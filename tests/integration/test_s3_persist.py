@@ -234,4 +234,4 @@ class S3PersistTest(RgwTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    h.main()

@@ -208,4 +208,4 @@ class S3ReadTest(RgwTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()
