@@ -1,7 +1,7 @@
 /* fuzz_tokens.c - libFuzzer target for the .pec/tokens report parser.
  *
  * Whatever parses must satisfy the documented limits and fold with itself into doubled counts; any
- * other outcome aborts. Not part of the main build: see tests/fuzz/README.md.
+ * other outcome aborts. Built with -DPECFS_FUZZ=ON: see tests/fuzz/README.md.
  */
 #include <errno.h>
 #include <stdint.h>
