@@ -1,8 +1,8 @@
 /* fuzz_safetensors.c - libFuzzer target for the safetensors header parser and merge planner.
  *
  * The input is a whole file. Whatever parses must also merge with itself into a plan whose header
- * parses again and whose pieces tile the merged file; any other outcome aborts. Not part of the main
- * build: see tests/fuzz/README.md.
+ * parses again and whose pieces tile the merged file; any other outcome aborts. Built with
+ * -DPECFS_FUZZ=ON: see tests/fuzz/README.md.
  */
 #include <stdint.h>
 #include <stdlib.h>
