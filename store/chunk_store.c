@@ -20,7 +20,7 @@
 
 static int mkdir_if_missing(int dirfd, const char *path)
 {
-	if (mkdirat(dirfd, path, 0755) == 0 || errno == EEXIST)
+	if (mkdirat(dirfd, path, 0700) == 0 || errno == EEXIST)
 		return 0;
 	return -errno;
 }
@@ -220,7 +220,7 @@ int chunk_store_put(struct chunk_store *cs, const struct digest *d, const void *
 		snprintf(tmp, sizeof(tmp), "%s.%ld.%llu", hex, (long)getpid(),
 			 (unsigned long long)atomic_fetch_add(&cs->tmp_seq, 1));
 		fd = openat(cs->tmp_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0),
-			    0444);
+			    0400);
 		if (fd >= 0)
 			break;
 		if (errno == EINVAL && direct) {  /* no O_DIRECT on this file system */

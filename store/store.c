@@ -136,6 +136,35 @@ static int store_check_chunk_size(uint32_t cs)
 	return 0;
 }
 
+/* The data folder holds every checkpoint's bytes in plain chunk files, behind none of the mount's
+ * permission checks: it must not be open to other users. A folder that is gets its group and other
+ * bits cleared, with a message; one that cannot be changed (another owner) is refused. */
+static int store_make_private(const char *data_dir)
+{
+	struct stat sb;
+
+	if (stat(data_dir, &sb) != 0) {
+		fprintf(stderr, "pecfs: cannot read data folder %s: %s\n", data_dir, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "pecfs: data folder %s is not a directory\n", data_dir);
+		return -ENOTDIR;
+	}
+	if ((sb.st_mode & 077) == 0)
+		return 0;
+	if (chmod(data_dir, sb.st_mode & 07700) != 0) {
+		int e = errno;
+		fprintf(stderr, "pecfs: data folder %s is open to other users (mode %04o) and cannot be made private: "
+			"%s; run chmod go= on it\n", data_dir, (unsigned)(sb.st_mode & 07777), strerror(e));
+		return -EACCES;
+	}
+	fprintf(stderr, "pecfs: data folder %s was open to other users (mode %04o): made it %04o, since its "
+		"chunk files hold every checkpoint's bytes\n", data_dir, (unsigned)(sb.st_mode & 07777),
+		(unsigned)(sb.st_mode & 07700));
+	return 0;
+}
+
 int store_open(const char *data_dir, const struct store_options *opt, struct store **out, pid_t *busy_pid)
 {
 	uint32_t chunk_size = opt && opt->chunk_size ? opt->chunk_size : STORE_DEFAULT_CHUNK_SIZE;
@@ -166,11 +195,14 @@ int store_open(const char *data_dir, const struct store_options *opt, struct sto
 	rc = store_check_chunk_size(chunk_size);
 	if (rc)
 		goto out_err;
-	if (mkdir(data_dir, 0755) != 0 && errno != EEXIST) {
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
 		rc = -errno;
 		fprintf(stderr, "pecfs: cannot create data folder %s: %s\n", data_dir, strerror(errno));
 		goto out_err;
 	}
+	rc = store_make_private(data_dir);
+	if (rc)
+		goto out_err;
 	rc = store_has_foreign_entries(data_dir, &foreign, &has_meta);
 	if (rc) {
 		fprintf(stderr, "pecfs: cannot read data folder %s: %s\n", data_dir, strerror(-rc));

@@ -358,7 +358,8 @@ static int mount_serve(struct mount_run *run)
 		return rc;
 	mount_capture_begin(&run->capture);
 	rc = store_open(cfg->data_dir, &opt, &st, &busy_pid);
-	mount_capture_end(&run->capture, msg, sizeof(msg), false);
+	/* On success what the store said (recovery, a data folder made private) goes to the log. */
+	mount_capture_end(&run->capture, msg, sizeof(msg), rc == 0);
 	if (rc == -EBUSY)
 		return mount_busy_error(cfg->data_dir, busy_pid);
 	if (rc < 0) {
