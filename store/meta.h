@@ -153,9 +153,9 @@ void meta_batch_del_symlink(struct meta_batch *b, uint64_t ino);
 void meta_batch_put_xattr(struct meta_batch *b, uint64_t ino, const char *name, const void *val, size_t len);
 void meta_batch_del_xattr(struct meta_batch *b, uint64_t ino, const char *name);
 void meta_batch_put_chunk(struct meta_batch *b, const struct meta_chunk *c);
-void meta_batch_del_chunk(struct meta_batch *b, const struct digest *d);
+void meta_batch_del_chunk(struct meta_batch *b, const struct digest *d);  /* and its 'R' mark */
 void meta_batch_put_version(struct meta_batch *b, const struct meta_version *v);
-void meta_batch_del_version(struct meta_batch *b, uint64_t run_ino, uint64_t ino);
+void meta_batch_del_version(struct meta_batch *b, uint64_t run_ino, uint64_t ino);  /* and its 'U' */
 void meta_batch_put_orphan(struct meta_batch *b, uint64_t ino);
 void meta_batch_del_orphan(struct meta_batch *b, uint64_t ino);
 void meta_batch_put_manifest(struct meta_batch *b, uint64_t version_ino, const char *json, size_t len);

@@ -126,9 +126,11 @@ void meta_batch_put_chunk(struct meta_batch *b, const struct meta_chunk *c)
 void meta_batch_del_chunk(struct meta_batch *b, const struct digest *d)
 {
 	uint8_t key[META_KEY_MAX];
-	size_t kl = meta_key_chunk(key, d);
 
-	meta_batch_raw_del(b, key, kl);
+	meta_batch_raw_del(b, key, meta_key_chunk(key, d));
+	/* Its mark of a copy in the bucket goes with it: nothing reads the mark of a chunk without a
+	 * record, and a chunk stored again is checked with one HEAD. */
+	meta_batch_raw_del(b, key, meta_key_remote(key, d));
 }
 
 void meta_batch_put_version(struct meta_batch *b, const struct meta_version *v)
@@ -143,9 +145,10 @@ void meta_batch_put_version(struct meta_batch *b, const struct meta_version *v)
 void meta_batch_del_version(struct meta_batch *b, uint64_t run_ino, uint64_t ino)
 {
 	uint8_t key[META_KEY_MAX];
-	size_t kl = meta_key_u64_u64(key, META_KEY_VERSION, run_ino, ino);
 
-	meta_batch_raw_del(b, key, kl);
+	meta_batch_raw_del(b, key, meta_key_u64_u64(key, META_KEY_VERSION, run_ino, ino));
+	/* The upload record is the version's too (a version moved to another run is a new upload). */
+	meta_batch_raw_del(b, key, meta_key_u64_u64(key, META_KEY_UPLOAD, run_ino, ino));
 }
 
 void meta_batch_put_orphan(struct meta_batch *b, uint64_t ino)

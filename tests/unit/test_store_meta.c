@@ -452,6 +452,32 @@ static int count_orphan(uint64_t ino, void *arg)
 	return 0;
 }
 
+static void test_tier_records_go_with_their_version_and_chunk(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_version v = { .run_ino = 7, .ino = 9, .state = META_VERSION_SEALED, .step = 100 };
+	struct meta_chunk c = { .len = 4096 };
+	struct meta_upload u = { .uploaded_bytes = 4096, .chunks = 1, .committed_ns = 5 }, got;
+	uint64_t epoch;
+
+	memset(c.digest.b, 0x5a, sizeof(c.digest.b));
+	meta_batch_put_version(f->b, &v);
+	meta_batch_put_chunk(f->b, &c);
+	meta_batch_put_upload(f->b, 7, 9, &u);
+	meta_batch_mark_remote(f->b, &c.digest, 3);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_upload(f->m, 7, 9, &got), 0);
+	assert_int_equal(got.committed_ns, 5);
+	assert_int_equal(meta_chunk_remote_epoch(f->m, &c.digest, &epoch), 0);
+	assert_int_equal(epoch, 3);
+
+	meta_batch_del_version(f->b, 7, 9);
+	meta_batch_del_chunk(f->b, &c.digest);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_upload(f->m, 7, 9, &got), -ENOENT);
+	assert_false(meta_chunk_is_remote(f->m, &c.digest));
+}
+
 static void test_whole_db_scans_see_only_their_kind_and_survive_reopen(void **state)
 {
 	struct fixture *f = *state;
@@ -519,6 +545,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_applies_all_or_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlink_and_xattrs_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_and_version_records_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tier_records_go_with_their_version_and_chunk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_whole_db_scans_see_only_their_kind_and_survive_reopen, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_of_the_same_db_is_busy, setup, teardown),
