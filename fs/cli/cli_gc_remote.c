@@ -20,9 +20,10 @@ void cli_help_gc_remote(FILE *out)
 		"\n"
 		"Collects the S3 tier's bucket under --s3 s3://BUCKET/PREFIX: retires committed versions beyond the\n"
 		"newest --keep of each run that no node keeps locally, then deletes chunk objects that no node's\n"
-		"chunk index and no remaining manifest references. Objects younger than --grace are never deleted,\n"
-		"and mounted nodes pause uploads and evictions while a collection runs, so an upload in progress is\n"
-		"never cut from under. One collection at a time per prefix (gc/lock in the bucket).\n"
+		"chunk index and no remaining manifest references. Uploads that never got their COMMIT and that no\n"
+		"node keeps go once their newest object is 4 grace periods old. Objects younger than --grace are\n"
+		"never deleted, and mounted nodes pause uploads and evictions while a collection runs, so an upload\n"
+		"in progress is never cut from under. One collection at a time per prefix (gc/lock in the bucket).\n"
 		"\n"
 		"options:\n"
 		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix (required)\n"
@@ -133,11 +134,13 @@ int cli_gc_remote(int argc, char **argv)
 		return cli_error(CLI_USAGE, "%s", err[0] ? err : strerror(-rc));
 	if (rc < 0)
 		return cli_error(CLI_FAILED, "gc --remote %s: %s", cfg.s3, err[0] ? err : strerror(-rc));
-	printf("%s%s: epoch %llu, %llu node%s, %llu versions (%llu uncommitted), %llu retired (%llu objects); "
+	printf("%s%s: epoch %llu, %llu node%s, %llu versions (%llu uncommitted), %llu retired, %llu abandoned uploads "
+	       "(%llu objects); "
 	       "chunks: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB)\n",
 	       o.dry_run ? "dry run, nothing deleted: " : "", cfg.s3, (unsigned long long)r.epoch,
 	       (unsigned long long)r.nodes, r.nodes == 1 ? "" : "s", (unsigned long long)r.versions,
 	       (unsigned long long)r.uncommitted, (unsigned long long)r.versions_retired,
+	       (unsigned long long)r.uploads_abandoned,
 	       (unsigned long long)r.objects_deleted, (unsigned long long)r.chunks, (unsigned long long)r.chunks_live,
 	       (unsigned long long)r.chunks_recent, (unsigned long long)r.chunks_deleted,
 	       (double)r.bytes_deleted / (1 << 20));

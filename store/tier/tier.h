@@ -148,6 +148,9 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 		size_t errsz);
 
 /* ---- bucket garbage collection (tier_gc_sweep.c; protocol in FORMAT.md section 5) ---- */
+/* An upload without COMMIT that no node keeps goes once its newest object is this many grace
+ * periods old. */
+#define TIER_GC_ABANDON_GRACES 4
 struct tier_gc_options {
 	uint32_t keep;            /* committed versions kept per run, newest first; 0: every version */
 	int64_t grace_ns;         /* objects younger than this are never deleted */
@@ -159,6 +162,7 @@ struct tier_gc_report {
 	uint64_t epoch;           /* the collection's epoch */
 	uint64_t nodes;           /* node states read */
 	uint64_t versions, uncommitted, versions_retired;
+	uint64_t uploads_abandoned; /* versions without COMMIT that no node keeps, retired once old */
 	uint64_t objects_deleted; /* COMMIT and manifest objects */
 	uint64_t chunks, chunks_live, chunks_recent;  /* chunk objects seen / referenced / within grace */
 	uint64_t chunks_deleted, bytes_deleted;

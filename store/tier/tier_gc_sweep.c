@@ -6,7 +6,9 @@
  *   2. read every node's state: the versions nodes keep and every chunk their indexes hold are live;
  *   3. retire committed versions beyond the newest `keep` of each run that no node keeps and whose
  *      COMMIT is older than the grace period: COMMIT first (readers stop seeing the version), then
- *      its manifests;
+ *      its manifests; and abandoned uploads: versions without COMMIT that no node keeps, whose
+ *      newest object is older than TIER_GC_ABANDON_GRACES grace periods (a node that died mid-upload
+ *      or was forgotten: nobody will ever commit them);
  *   4. every chunk named by a remaining manifest (committed or not) is live; chunk objects that are
  *      not live and older than the grace period are deleted;
  *   5. clear collecting, drop the lock.
@@ -28,12 +30,14 @@ struct gc_version {
 	char *run, *version;
 	bool committed;
 	int64_t commit_ns;      /* LastModified of COMMIT */
+	int64_t newest_ns;      /* LastModified of its newest other object (manifests, ...) */
 	int64_t step, sealed_ns;
 	char **manifests;       /* full keys of its *.manifest objects */
 	size_t n_manifests;
 	char **others;          /* its other objects (a persist selection's .composition, ...) */
 	size_t n_others;
 	bool retire;
+	bool abandoned;         /* retire: an upload without COMMIT that no one will finish */
 };
 
 struct gc_run {
@@ -288,6 +292,11 @@ static int list_version_object(void *ctx, const struct s3_object *o)
 		v->commit_ns = parse_s3_time(o->last_modified);
 		return 0;
 	}
+	/* An unreadable date counts as now: never old enough to go. */
+	int64_t modified = parse_s3_time(o->last_modified);
+	modified = modified > 0 ? modified : g->now;
+	if (modified > v->newest_ns)
+		v->newest_ns = modified;
 	if (strlen(leaf) > 9 && strcmp(leaf + strlen(leaf) - 9, ".manifest") == 0)
 		return key_add(&v->manifests, &v->n_manifests, o->key);
 	return key_add(&v->others, &v->n_others, o->key);
@@ -343,9 +352,14 @@ static int choose_retired(struct gc_run *g)
 		return -ENOMEM;
 	while (i < g->nv) {
 		size_t j = i, n = 0;
-		for (; j < g->nv && strcmp(g->v[j].run, g->v[i].run) == 0; j++)
-			if (g->v[j].committed)
-				cv[n++] = &g->v[j];
+		for (; j < g->nv && strcmp(g->v[j].run, g->v[i].run) == 0; j++) {
+			struct gc_version *v = &g->v[j];
+			if (v->committed)
+				cv[n++] = v;
+			else
+				v->retire = v->abandoned = !held_by_a_node(g, v) && v->newest_ns > 0 &&
+							   g->now - v->newest_ns >= TIER_GC_ABANDON_GRACES * g->o->grace_ns;
+		}
 		qsort(cv, n, sizeof(*cv), newest_first);
 		for (size_t k = g->o->keep; g->o->keep > 0 && k < n; k++)
 			cv[k]->retire = !held_by_a_node(g, cv[k]) && cv[k]->commit_ns > 0 &&
@@ -363,15 +377,21 @@ static int retire_version(struct gc_run *g, struct gc_version *v)
 	int rc = 0;
 
 	if (g->progress)
-		fprintf(g->progress, "%s %s/%s\n", g->o->dry_run ? "would retire" : "retired", v->run, v->version);
-	g->rep->versions_retired++;
+		fprintf(g->progress, "%s %s/%s%s\n", g->o->dry_run ? "would retire" : "retired", v->run, v->version,
+			v->abandoned ? " (an upload without COMMIT that no node keeps)" : "");
+	if (v->abandoned)
+		g->rep->uploads_abandoned++;
+	else
+		g->rep->versions_retired++;
 	if (g->o->dry_run)
 		return 0;
-	tier_gc_key(g->prefix, key, sizeof(key), "runs/%s/%s/COMMIT", v->run, v->version);
-	rc = s3_delete(g->c, key, &res);
-	if (rc < 0)
-		return gc_fail(g, rc, key, &res);
-	g->rep->objects_deleted++;
+	if (!v->abandoned) {
+		tier_gc_key(g->prefix, key, sizeof(key), "runs/%s/%s/COMMIT", v->run, v->version);
+		rc = s3_delete(g->c, key, &res);
+		if (rc < 0)
+			return gc_fail(g, rc, key, &res);
+		g->rep->objects_deleted++;
+	}
 	/* Manifests before the objects beside them: a manifest is never left naming a missing one. */
 	for (size_t i = 0; i < v->n_manifests + v->n_others; i++) {
 		const char *k = i < v->n_manifests ? v->manifests[i] : v->others[i - v->n_manifests];

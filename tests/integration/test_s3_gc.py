@@ -183,6 +183,36 @@ class S3GcTest(RgwTestCase):
         self.assertIn("epoch 4", out.stdout)
         self.assertEqual(self.version(m, "run", "step-1")["state"], "uploaded")
 
+    def test_abandoned_uploads_go_held_ones_stay(self):
+        """A manifest without COMMIT that no node keeps (its node died mid-upload) is retired once old,
+        with the chunks only it named; a part waiting for other nodes is kept by its node and stays."""
+        a = self.mount("abandon", "--node-id", "node-a", "--s3-nodes", "2")
+        fa = {"rank0.pt": h.random_bytes(2 * MIB, 80)}
+        self.write_version(a, "run", "step-7", fa)
+        self.assertEqual(h.cli("seal", a.path("run", "step-7")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: a.stats()["s3"]["versions_awaiting_nodes"] == 1, 60))
+        # A dead node's part: a manifest naming one chunk object only it uploaded.
+        ghost = h.random_bytes(1 * MIB, 81)
+        d = h.sha256_bytes(ghost)
+        self.put_object(self.chunk_key("abandon", ghost), b"x" * 64 + ghost)
+        self.put_object("abandon/runs/run/step-3/ghost.manifest", json.dumps({
+            "format": 1, "run": "run", "version": "step-3", "node": "ghost", "step": 3, "sealed_ns": 1,
+            "seal_seq": 1, "chunk_size": 4 << 20, "entries": [
+                {"path": "rank9.pt", "type": "file", "mode": 420, "mtime_ns": 1, "size": len(ghost),
+                 "extents": [[0, len(ghost), d, 0, len(ghost)]]}]}).encode())
+        out = self.gc("abandon", "--grace", "1h")
+        self.assertIn("0 abandoned uploads", out.stdout, out.stdout)
+        self.assertIn("abandon/runs/run/step-3/ghost.manifest", self.listing("abandon"))
+        out = self.gc("abandon", "--grace", "0")
+        self.assertIn("retired run/step-3 (an upload without COMMIT", out.stdout)
+        self.assertIn("1 abandoned uploads", out.stdout, out.stdout)
+        self.assertNotIn("retired run/step-7", out.stdout)
+        listing = self.listing("abandon")
+        self.assertNotIn("abandon/runs/run/step-3/ghost.manifest", listing)
+        self.assertNotIn(self.chunk_key("abandon", ghost), listing)
+        self.assertIn("abandon/runs/run/step-7/node-a.manifest", listing)
+        self.assertIn(self.chunk_key("abandon", fa["rank0.pt"]), listing)
+
     def test_bad_usage(self):
         for args in (["--keep", "x"], ["--grace", "soon"], ["--bogus"], []):
             cp = h.cli("gc", "--remote", *args)
