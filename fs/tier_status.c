@@ -8,11 +8,18 @@ void tier_status_version_json(struct tier *t, const struct meta_version *v, json
 {
 	uint64_t bytes = 0;
 	bool uploaded = false;
+	unsigned attempts = 0;
+	char error[400] = "";
 
-	if (v->state != META_VERSION_OPEN)
+	if (v->state != META_VERSION_OPEN) {
 		tier_version_status(t, v->run_ino, v->ino, &bytes, &uploaded);
+		attempts = tier_version_error(t, v->run_ino, v->ino, error, sizeof(error));
+	}
 	json_object_set_new(e, "uploaded_bytes", json_integer((json_int_t)bytes));
 	json_object_set_new(e, "uploaded", json_boolean(uploaded));
+	/* Why the last upload attempts failed (they are retried), or null. */
+	json_object_set_new(e, "upload_error", attempts ? json_string(error) : json_null());
+	json_object_set_new(e, "upload_failed_attempts", json_integer(attempts));
 	if (uploaded && v->state == META_VERSION_SEALED)
 		json_object_set_new(e, "state", json_string("uploaded"));
 }
@@ -41,6 +48,7 @@ void tier_status_stats_json(struct tier *t, json_t *o)
 	json_object_set_new(o_s3, "chunks_skipped", json_integer((json_int_t)s.chunks_skipped));
 	json_object_set_new(o_s3, "rate_bytes_per_s", json_real(s.rate_bytes_per_s));
 	json_object_set_new(o_s3, "failures", json_integer((json_int_t)s.failures));
+	json_object_set_new(o_s3, "versions_failing", json_integer((json_int_t)s.versions_failing));
 	json_object_set_new(o_s3, "fetched_chunks", json_integer((json_int_t)s.fetched_chunks));
 	json_object_set_new(o_s3, "fetched_bytes", json_integer((json_int_t)s.fetched_bytes));
 	json_object_set_new(o_s3, "fetch_corrupt", json_integer((json_int_t)s.fetch_corrupt));

@@ -8,8 +8,9 @@
 
 #include "tier.h"
 
-/* Sets "uploaded_bytes" and "uploaded" of version entry e (0 and false without a tier), and turns
- * "state" "sealed" into "uploaded" once the version is committed in S3. */
+/* Sets "uploaded_bytes", "uploaded", "upload_error" and "upload_failed_attempts" of version entry e
+ * (0, false, null, 0 without a tier), and turns "state" "sealed" into "uploaded" once the version is
+ * committed in S3. */
 void tier_status_version_json(struct tier *t, const struct meta_version *v, json_t *e);
 
 /* Adds an "s3" object (uri, node_id, state, error, pending and uploaded counts, rate) to o. */

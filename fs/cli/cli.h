@@ -40,6 +40,9 @@ void cli_help_gc_remote(FILE *out);
 void cli_help_pin(FILE *out);
 void cli_help_restore(FILE *out);
 
+/* "90", "90s", "30m", "2h", "1d" -> nanoseconds; -1 when malformed. */
+int64_t cli_parse_duration(const char *s);
+
 /* Prints "pecfs: <message>" to stderr; returns code (so `return cli_error(CLI_USAGE, ...)`). */
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -109,8 +112,9 @@ int cli_s3_args(int argc, char **argv, struct pecfs_config *cfg, void (*help)(FI
 		int (*arg)(void *ctx, int argc, char **argv, int *i), void *ctx);
 
 /* Waits until version_path (on mountpoint, just sealed) is committed in S3; a progress bar on a
- * terminal. Returns the exit code. */
-int cli_seal_wait_upload(const char *version_path, const char *mountpoint);
+ * terminal, each new upload failure on stderr. Gives up after timeout_ns (< 0: never). Returns the
+ * exit code. */
+int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64_t timeout_ns);
 
 /* "\rlabel [####    ]  42.0% 12/30 MiB" to out. */
 void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total);

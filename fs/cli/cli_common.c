@@ -299,3 +299,33 @@ int cli_check_version_path(const char *path, const char *not_dir, struct cli_mou
 		return cli_error(CLI_FAILED, "%s: %s", path, not_dir);
 	return CLI_OK;
 }
+
+int64_t cli_parse_duration(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0 || v > 3650.0 * 86400)
+		return -1;
+	switch (*end) {
+	case '\0':
+	case 's':
+		break;
+	case 'm':
+		v *= 60;
+		break;
+	case 'h':
+		v *= 3600;
+		break;
+	case 'd':
+		v *= 86400;
+		break;
+	default:
+		return -1;
+	}
+	if (*end && end[1])
+		return -1;
+	return (int64_t)(v * 1e9);
+}

@@ -42,37 +42,6 @@ void cli_help_gc_remote(FILE *out)
 		"  pecfs gc --remote --s3 s3://ckpt/team --s3-endpoint http://10.0.0.5:7480 --keep 5 --grace 2h\n");
 }
 
-/* "90", "90s", "30m", "2h", "1d" -> nanoseconds; -1 when malformed. */
-static int64_t parse_duration(const char *s)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0 || v > 3650.0 * 86400)
-		return -1;
-	switch (*end) {
-	case '\0':
-	case 's':
-		break;
-	case 'm':
-		v *= 60;
-		break;
-	case 'h':
-		v *= 3600;
-		break;
-	case 'd':
-		v *= 86400;
-		break;
-	default:
-		return -1;
-	}
-	if (*end && end[1])
-		return -1;
-	return (int64_t)(v * 1e9);
-}
-
 static int gc_remote_arg(void *ctx, int argc, char **argv, int *i)
 {
 	struct tier_gc_options *o = ctx;
@@ -94,7 +63,7 @@ static int gc_remote_arg(void *ctx, int argc, char **argv, int *i)
 			return cli_error(CLI_USAGE, "--keep: '%s' is not a whole number from 0 to 1000000", v);
 		o->keep = (uint32_t)n;
 	} else if (strcmp(a, "--grace") == 0) {
-		o->grace_ns = parse_duration(v);
+		o->grace_ns = cli_parse_duration(v);
 		if (o->grace_ns < 0)
 			return cli_error(CLI_USAGE, "--grace: '%s' is not a duration like 90s, 30m, 2h or 1d", v);
 	} else {

@@ -25,7 +25,7 @@
 void cli_help_seal(FILE *out)
 {
 	fprintf(out,
-		"usage: pecfs seal [--wait-upload] PATH...\n"
+		"usage: pecfs seal [--wait-upload [--timeout DURATION]] PATH...\n"
 		"\n"
 		"Seals each version directory PATH (a directory directly inside a run, e.g. MNT/run1/step-100):\n"
 		"writes out its files, makes it durable and read-only, and eligible as the run's latest.\n"
@@ -33,10 +33,14 @@ void cli_help_seal(FILE *out)
 		"\n"
 		"options:\n"
 		"  --wait-upload   also wait until the version is committed in the S3 tier (a progress bar\n"
-		"                  on a terminal); on a mount without --s3 it returns right after the seal\n"
+		"                  on a terminal, each upload failure as it happens); on a mount without --s3\n"
+		"                  it returns right after the seal\n"
+		"  --timeout D     with --wait-upload: give up after D (90s, 30m, 2h), exit 1 with the\n"
+		"                  version's last upload error; the daemon keeps trying\n"
 		"  -h, --help      show this help\n"
 		"\n"
-		"exit status: 0 sealed, 1 a PATH could not be sealed, 2 bad usage.\n"
+		"exit status: 0 sealed (and uploaded, with --wait-upload), 1 a PATH could not be sealed (or\n"
+		"not uploaded in time), 2 bad usage.\n"
 		"\n"
 		"example:\n"
 		"  pecfs seal /mnt/ckpt/llama-moe/global_step1200\n");
@@ -68,6 +72,7 @@ int cli_seal(int argc, char **argv)
 	struct cli_mount m;
 	int rc = CLI_OK, first = 0;
 	bool wait_upload = false;
+	int64_t timeout_ns = -1;
 
 	for (; first < argc && argv[first][0] == '-'; first++) {
 		if (cli_is_help(argv[first])) {
@@ -78,12 +83,21 @@ int cli_seal(int argc, char **argv)
 			first++;
 			break;
 		}
+		if (strcmp(argv[first], "--timeout") == 0 || strncmp(argv[first], "--timeout=", 10) == 0) {
+			const char *v = argv[first][9] == '=' ? argv[first] + 10 : first + 1 < argc ? argv[++first] : "";
+			timeout_ns = cli_parse_duration(v);
+			if (timeout_ns < 0)
+				return cli_error(CLI_USAGE, "--timeout: '%s' is not a duration like 90s, 30m or 2h", v);
+			continue;
+		}
 		if (strcmp(argv[first], "--wait-upload") != 0)
 			return cli_error(CLI_USAGE, "unknown option %s (see pecfs seal --help)", argv[first]);
 		wait_upload = true;
 	}
+	if (timeout_ns >= 0 && !wait_upload)
+		return cli_error(CLI_USAGE, "--timeout goes with --wait-upload");
 	if (first >= argc)
-		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload] PATH...)");
+		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload [--timeout D]] PATH...)");
 
 	for (int i = first; i < argc; i++) {
 		const char *path = argv[i];
@@ -97,7 +111,7 @@ int cli_seal(int argc, char **argv)
 			continue;
 		}
 		printf("sealed %s\n", path);
-		if (wait_upload && cli_seal_wait_upload(path, m.mountpoint) != CLI_OK)
+		if (wait_upload && cli_seal_wait_upload(path, m.mountpoint, timeout_ns) != CLI_OK)
 			rc = CLI_FAILED;
 	}
 	return rc;

@@ -154,6 +154,9 @@ static void status_print_tier(json_t *stats)
 	err = json_object_get(t, "error");
 	if (json_is_string(err))
 		printf("  S3 error (retrying with backoff, nothing is lost): %s\n", json_string_value(err));
+	if (status_num(t, "versions_failing") > 1)
+		printf("  S3: %.0f versions failing (RUN/.pec/versions has each one's error); the others go ahead\n",
+		       status_num(t, "versions_failing"));
 	if (status_num(t, "fetched_chunks") > 0)
 		printf("  S3 reads since mount: %.0f chunks fetched (%s), %.0f of them read ahead, %.0f read-ahead hits, "
 		       "%.0f corrupt\n", status_num(t, "fetched_chunks"), status_bytes(status_num(t, "fetched_bytes"), a,

@@ -159,8 +159,10 @@ int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier
 	return 0;
 }
 
-/* The entry of version name in RUN/.pec/versions: 1 uploaded, 0 not yet, -errno. */
-static int seal_upload_state(const char *run, const char *name, uint64_t *done, uint64_t *total)
+/* The entry of version name in RUN/.pec/versions: 1 uploaded, 0 not yet, -errno. error gets the
+ * last upload failure ("" when none). */
+static int seal_upload_state(const char *run, const char *name, uint64_t *done, uint64_t *total, char *error,
+			     size_t errsz)
 {
 	char path[PATH_MAX + 32];
 	json_error_t jerr;
@@ -178,6 +180,7 @@ static int seal_upload_state(const char *run, const char *name, uint64_t *done, 
 			continue;
 		*done = (uint64_t)json_integer_value(json_object_get(v, "uploaded_bytes"));
 		*total = (uint64_t)json_integer_value(json_object_get(v, "stored_bytes"));
+		snprintf(error, errsz, "%s", json_string_value(json_object_get(v, "upload_error")) ?: "");
 		rc = json_is_true(json_object_get(v, "uploaded")) ? 1 : 0;
 		break;
 	}
@@ -210,11 +213,12 @@ void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t tota
 	fflush(out);
 }
 
-int cli_seal_wait_upload(const char *version_path, const char *mountpoint)
+int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64_t timeout_ns)
 {
-	char buf[PATH_MAX], run[PATH_MAX], name[PATH_MAX];
+	char buf[PATH_MAX], run[PATH_MAX], name[PATH_MAX], error[400] = "", said[400] = "";
 	bool tty = isatty(STDERR_FILENO);
 	uint64_t done = 0, total = 0;
+	struct timespec t0, now;
 	int rc;
 
 	if (!mount_has_tier(mountpoint))
@@ -223,14 +227,28 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint)
 	snprintf(name, sizeof(name), "%s", basename(buf));
 	snprintf(buf, sizeof(buf), "%s", version_path);
 	snprintf(run, sizeof(run), "%s", dirname(buf));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		rc = seal_upload_state(run, name, &done, &total);
+		rc = seal_upload_state(run, name, &done, &total, error, sizeof(error));
 		if (rc < 0)
 			return cli_error(CLI_FAILED, "%s: cannot read its upload state: %s", version_path, strerror(-rc));
 		if (tty)
 			cli_progress_bar(stderr, "uploading", rc == 1 ? total : done, total);
 		if (rc == 1)
 			break;
+		if (error[0] && strcmp(error, said) != 0) {  /* each new failure once; the daemon retries it */
+			if (tty)
+				fputc('\n', stderr);
+			fprintf(stderr, "pecfs: %s: upload failed, retrying: %s\n", version_path, error);
+			snprintf(said, sizeof(said), "%s", error);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (timeout_ns >= 0 && (now.tv_sec - t0.tv_sec) * 1000000000ll + (now.tv_nsec - t0.tv_nsec) >= timeout_ns) {
+			if (tty)
+				fputc('\n', stderr);
+			return cli_error(CLI_FAILED, "%s: sealed, but not uploaded within the timeout%s%s (the daemon goes "
+					 "on trying)", version_path, error[0] ? "; last error: " : "", error);
+		}
 		struct timespec ts = { 0, 200000000 };
 		nanosleep(&ts, NULL);
 	}

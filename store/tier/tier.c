@@ -19,6 +19,7 @@ static void tier_free(struct tier *t)
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->wake);
 	pthread_cond_destroy(&t->fetched);
+	free(t->vfail);
 	free(t);
 }
 
@@ -176,4 +177,23 @@ int tier_version_status(struct tier *t, uint64_t run_ino, uint64_t version_ino, 
 		*uploaded_bytes = t->cur_bytes;
 	pthread_mutex_unlock(&t->lock);
 	return 0;
+}
+
+unsigned tier_version_error(struct tier *t, uint64_t run_ino, uint64_t version_ino, char *error, size_t errsz)
+{
+	unsigned attempts = 0;
+
+	if (errsz)
+		error[0] = '\0';
+	if (!t)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->nvfail; i++)
+		if (t->vfail[i].run == run_ino && t->vfail[i].ino == version_ino) {
+			attempts = t->vfail[i].attempts;
+			snprintf(error, errsz, "%s", t->vfail[i].error);
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+	return attempts;
 }

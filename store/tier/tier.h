@@ -107,6 +107,7 @@ struct tier_status {
 	uint64_t chunks_uploaded, chunks_skipped;  /* sent / found in the bucket already, since open */
 	double rate_bytes_per_s;      /* recent upload rate */
 	uint64_t failures;            /* failed attempts since open */
+	uint64_t versions_failing;    /* pending versions whose last attempt failed (error names the latest) */
 	uint64_t fetched_chunks, fetched_bytes;  /* read-through fetches from S3 since open */
 	uint64_t fetch_corrupt;       /* fetches refused for a digest mismatch (reads got EIO) */
 	uint64_t prefetched_chunks;   /* of fetched_chunks, those fetched ahead of a sequential reader */
@@ -122,6 +123,10 @@ int tier_get_status(struct tier *t, struct tier_status *out);
  * *uploaded (COMMIT written by this node). -ENODEV when t is NULL. */
 int tier_version_status(struct tier *t, uint64_t run_ino, uint64_t version_ino, uint64_t *uploaded_bytes,
 			bool *uploaded);
+
+/* Why the last upload attempt of a version failed, into error ("" and 0 when it did not, or there was
+ * none yet): the number of failed attempts in a row. 0 also when t is NULL. */
+unsigned tier_version_error(struct tier *t, uint64_t run_ino, uint64_t version_ino, char *error, size_t errsz);
 
 /* Where one open file's reads went, for read-ahead: zeroed when the file is opened, owned by the
  * caller; reads through the same open file may note themselves concurrently. */

@@ -18,6 +18,16 @@
 
 #define TIER_FETCH_SLOTS 64
 
+/* A version whose upload failed: it waits for its own retry time, so that one version that cannot go
+ * up (a local chunk with EIO, a name too long) never holds up the versions sealed after it. */
+struct tier_vfail {
+	uint64_t run, ino;
+	uint32_t attempts;
+	int64_t next_ns;          /* tier_now_ns() of the next try */
+	bool seen;                /* still pending at the last scan */
+	char error[400];          /* "run/version: what failed" */
+};
+
 struct tier {
 	struct store *st;
 	struct store_remote remote;     /* attached to st while the tier is open: reads reach the bucket */
@@ -56,6 +66,8 @@ struct tier {
 	int64_t bw_next_ns;             /* bandwidth limit: when the next transfer may start */
 	int64_t rate_t_ns;              /* rate sampling */
 	uint64_t rate_bytes;
+	struct tier_vfail *vfail;       /* versions whose last upload failed, each retried on its own backoff */
+	size_t nvfail;
 	struct digest fetching[TIER_FETCH_SLOTS];  /* read-through and prefetch fetches in flight, one per chunk */
 	unsigned nfetching;
 	pthread_cond_t fetched;         /* a fetch finished */

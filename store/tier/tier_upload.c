@@ -2,7 +2,10 @@
  * and uploads each in the order the bucket's readers rely on: every chunk its files reference
  * (in parallel, skipping chunks already marked or found in the bucket), then this node's manifest,
  * then COMMIT created only if absent, then the synced upload record. A failure at any step leaves
- * no COMMIT behind and the version pending; it is retried with backoff (1 s doubling to 30 s).
+ * no COMMIT behind and the version pending; it is retried with its own backoff (1 s doubling to
+ * 30 s) while the versions behind it go ahead (struct tier_vfail). The version's record is read again
+ * before its manifest and before COMMIT: one removed or damaged meanwhile (rm -r of a sealed version)
+ * is never committed, whatever part of it the walk saw.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,12 +19,15 @@
 #include "tier_impl.h"
 
 #define TIER_SCAN_MS 1000
-#define TIER_BACKOFF_MAX_MS 30000
+#define TIER_BACKOFF_MIN_MS 1000u
+#define TIER_BACKOFF_MAX_MS 30000u
 #define TIER_AWAIT_CHECK_MS 2000
 
 struct pending {
 	struct meta_version best;
 	bool found;
+	int64_t now;
+	int64_t wake_ns;        /* the earliest retry time of a version waiting on its backoff */
 	uint64_t versions, bytes;
 	uint64_t awaiting;      /* parts up, COMMIT waiting for other nodes */
 	struct meta_version *await;
@@ -50,6 +56,16 @@ static int pending_version(const struct meta_version *v, void *arg)
 	}
 	p->versions++;
 	p->bytes += v->stored_bytes;
+	for (size_t i = 0; i < p->t->nvfail; i++) {
+		struct tier_vfail *f = &p->t->vfail[i];
+		if (f->run != v->run_ino || f->ino != v->ino)
+			continue;
+		f->seen = true;
+		if (f->next_ns > p->now) {  /* backing off: the versions behind it go first */
+			p->wake_ns = f->next_ns < p->wake_ns ? f->next_ns : p->wake_ns;
+			return 0;
+		}
+	}
 	if (!p->found || v->seal_seq < p->best.seal_seq) {
 		p->best = *v;
 		p->found = true;
@@ -343,6 +359,71 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 	return rc;
 }
 
+/* ---- versions that failed (only the uploader thread changes t->vfail; t->lock for readers) ---- */
+
+/* Records a failed attempt of v; true when its failure differs from the one before (worth a log line). */
+static bool vfail_record(struct tier *t, const struct meta_version *v, const char *msg)
+{
+	struct tier_vfail *f = NULL;
+	bool changed = true;
+	unsigned shift;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->nvfail && !f; i++)
+		if (t->vfail[i].run == v->run_ino && t->vfail[i].ino == v->ino)
+			f = &t->vfail[i];
+	if (!f) {
+		struct tier_vfail *n = realloc(t->vfail, (t->nvfail + 1) * sizeof(*n));
+		if (n) {
+			t->vfail = n;
+			f = &t->vfail[t->nvfail++];
+			*f = (struct tier_vfail){ .run = v->run_ino, .ino = v->ino, .seen = true };
+		}
+	}
+	if (f) {
+		f->attempts++;
+		shift = f->attempts - 1 < 15 ? f->attempts - 1 : 15;
+		f->next_ns = tier_now_ns() + (int64_t)(TIER_BACKOFF_MIN_MS << shift > TIER_BACKOFF_MAX_MS ?
+						       TIER_BACKOFF_MAX_MS : TIER_BACKOFF_MIN_MS << shift) * 1000000;
+		changed = strcmp(f->error, msg) != 0;
+		snprintf(f->error, sizeof(f->error), "%s", msg);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return changed;
+}
+
+/* Forgets the failures of versions that are no longer pending (uploaded, removed, damaged) and of
+ * version v when it is not NULL (it just went up). */
+static void vfail_sweep(struct tier *t, const struct meta_version *v)
+{
+	size_t o = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->nvfail; i++) {
+		struct tier_vfail *f = &t->vfail[i];
+		bool gone = v ? f->run == v->run_ino && f->ino == v->ino : !f->seen;
+		if (!gone)
+			t->vfail[o++] = *f;
+	}
+	t->nvfail = o;
+	for (size_t i = 0; !v && i < t->nvfail; i++)
+		t->vfail[i].seen = false;  /* the next scan marks the ones still pending */
+	t->status.versions_failing = t->nvfail;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* -ECANCELED when version v was removed or damaged since it was picked, or sealed anew. */
+static int still_sealed(struct tier *t, const struct meta_version *v, char *msg, size_t msgsz)
+{
+	struct meta_version now;
+
+	if (meta_get_version(t->meta, v->run_ino, v->ino, &now) == 0 && now.seal_seq == v->seal_seq &&
+	    (now.state == META_VERSION_SEALED || now.state == META_VERSION_INCOMPLETE))
+		return 0;
+	snprintf(msg, msgsz, "removed or damaged while it was uploaded: not committed");
+	return -ECANCELED;
+}
+
 static int upload_version(struct tier *t, const struct meta_version *v, char *msg, size_t msgsz)
 {
 	struct meta_upload rec = { 0 };
@@ -373,7 +454,11 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	if (rc == 0)
 		rc = upload_chunks(t, epoch, refs, n, &rec.uploaded_bytes, msg, msgsz);
 	if (rc == 0)
+		rc = still_sealed(t, v, msg, msgsz);
+	if (rc == 0)
 		rc = put_manifest(t, &m, msg, msgsz);
+	if (rc == 0)
+		rc = still_sealed(t, v, msg, msgsz);
 	if (rc == 0)
 		rc = commit_if_complete(t, m.run, m.version, v, &committed, msg, msgsz);
 	if (rc == 0) {
@@ -389,6 +474,8 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 			tier_logf(t, S3_LOG_INFO, "S3 tier: %s/%s: this node's part uploaded (%zu chunks, %llu bytes); "
 				  "COMMIT waits for the parts of %u nodes", m.run, m.version, n,
 				  (unsigned long long)rec.uploaded_bytes, t->nodes);
+	} else if (rc == -ECANCELED && msg[0]) {
+		tier_logf(t, S3_LOG_WARN, "S3 tier: %s/%s %s", m.run, m.version, msg);
 	} else if (rc != -ECANCELED) {
 		char where[600];
 		snprintf(where, sizeof(where), "%.100s/%.100s: %.380s", m.run, m.version, msg);
@@ -463,57 +550,57 @@ static void tier_wait(struct tier *t, unsigned ms)
 void *tier_upload_main(void *arg)
 {
 	struct tier *t = arg;
-	unsigned backoff = 1000;
-	char msg[400], last[400] = "";
+	char msg[400];
 
 	while (!atomic_load(&t->stopping)) {
-		struct pending p = { .t = t };
+		struct pending p = { .t = t, .now = tier_now_ns(), .wake_ns = INT64_MAX };
 		int rc = meta_list_dir(t->meta, META_ROOT_INO, NULL, pending_run, &p);
 
+		if (rc == 0)
+			vfail_sweep(t, NULL);
 		pthread_mutex_lock(&t->lock);
 		t->status.versions_pending = p.versions;
 		t->status.bytes_pending = p.bytes;
 		t->status.versions_awaiting_nodes = p.awaiting;
-		if (!p.found && t->status.state == TIER_UPLOADING)
+		if (!p.found && t->nvfail == 0 && t->status.state == TIER_UPLOADING)
 			t->status.state = TIER_IDLE;
 		pthread_mutex_unlock(&t->lock);
 		if (rc == 0)
 			check_awaiting(t, &p);
 		free(p.await);
 		if (rc < 0 || !p.found) {
+			int64_t wait_ms = (p.wake_ns - tier_now_ns()) / 1000000 + 1;
 			tier_publish_idle(t);
 			tier_cache_evict(t);
-			tier_wait(t, TIER_SCAN_MS);
+			tier_wait(t, wait_ms < 1 ? 1 : wait_ms > TIER_SCAN_MS ? TIER_SCAN_MS : (unsigned)wait_ms);
 			continue;
 		}
 		msg[0] = '\0';
 		rc = upload_version(t, &p.best, msg, sizeof(msg));
 		if (rc == 0 || rc == -ECANCELED) {
+			vfail_sweep(t, &p.best);
 			pthread_mutex_lock(&t->lock);
-			if (t->status.state == TIER_RETRYING) {
+			if (t->status.state == TIER_RETRYING && t->nvfail == 0) {
 				t->status.state = TIER_UPLOADING;
 				t->status.error[0] = '\0';
 				tier_logf(t, S3_LOG_INFO, "S3 tier: uploads to %s resumed", t->uri);
 			}
 			pthread_mutex_unlock(&t->lock);
-			backoff = 1000;
-			last[0] = '\0';
 			tier_cache_evict(t);
 			continue;
 		}
+		bool changed = vfail_record(t, &p.best, msg);
 		pthread_mutex_lock(&t->lock);
 		t->status.failures++;
+		t->status.versions_failing = t->nvfail;
 		t->status.state = TIER_RETRYING;
 		snprintf(t->status.error, sizeof(t->status.error), "%s", msg);
 		pthread_mutex_unlock(&t->lock);
-		/* Once per change of the failure, not once per retry: an outage is one message. */
-		if (strcmp(msg, last) != 0) {
+		/* Once per change of a version's failure, not once per retry: an outage is one message a
+		 * version. */
+		if (changed)
 			tier_logf(t, S3_LOG_ERROR, "S3 tier: upload to %s failed: %s; retrying with backoff, nothing "
 				  "is lost", t->uri, msg);
-			snprintf(last, sizeof(last), "%s", msg);
-		}
-		tier_wait(t, backoff);
-		backoff = backoff * 2 > TIER_BACKOFF_MAX_MS ? TIER_BACKOFF_MAX_MS : backoff * 2;
 	}
 	return NULL;
 }
