@@ -121,6 +121,8 @@ int s3_client_new(const struct s3_client_config *cfg, struct s3_client **out, ch
 		snprintf(c->host_port, sizeof(c->host_port), "%s", c->ep.host);
 	c->log = cfg->log;
 	c->log_ctx = cfg->log_ctx;
+	c->refresh_creds = cfg->refresh_creds;
+	c->refresh_ctx = cfg->refresh_ctx;
 	c->idle = calloc(c->max_connections, sizeof(*c->idle));
 	c->share = curl_share_init();
 	rc = s3_creds_copy(&c->creds, cfg->creds);
@@ -143,6 +145,7 @@ int s3_client_new(const struct s3_client_config *cfg, struct s3_client **out, ch
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	pthread_mutex_init(&c->creds_lock, NULL);
+	pthread_mutex_init(&c->refresh_lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_cond_init(&c->pool_cond, NULL);
 	*out = c;
@@ -163,6 +166,7 @@ void s3_client_free(struct s3_client *c)
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&c->share_locks[i]);
 	pthread_mutex_destroy(&c->creds_lock);
+	pthread_mutex_destroy(&c->refresh_lock);
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_cond_destroy(&c->pool_cond);
 	s3_creds_clear(&c->creds);
@@ -187,6 +191,7 @@ int s3_client_set_credentials(struct s3_client *c, const struct s3_credentials *
 	pthread_mutex_lock(&c->creds_lock);
 	old = c->creds;
 	c->creds = copy;
+	c->creds_gen++;
 	pthread_mutex_unlock(&c->creds_lock);
 	s3_creds_clear(&old);
 	return 0;

@@ -60,7 +60,16 @@ struct s3_client_config {
 	   failure returned (reporting those is the caller's job); NULL: silent. */
 	void (*log)(void *ctx, enum s3_log_level level, const char *msg);
 	void *log_ctx;
+	/* Where fresh credentials come from (e.g. the credentials file again, rewritten by a rotation
+	   agent): called, one caller at a time, when the server says the ones in use expired
+	   (ExpiredToken, InvalidToken, TokenRefreshRequired, or any 403 while a session token is in use)
+	   and within S3_CREDS_REFRESH_AHEAD_S of their known expiry. The request is then sent again once
+	   with them. Fills out and returns 0, or a negative errno. NULL: credentials never change. */
+	int (*refresh_creds)(void *ctx, struct s3_credentials *out);
+	void *refresh_ctx;
 };
+
+#define S3_CREDS_REFRESH_AHEAD_S 300
 
 /* What happened to one call. Optional (NULL) in every call. */
 struct s3_result {

@@ -34,6 +34,11 @@ struct s3_client {
 
 	pthread_mutex_t creds_lock;
 	struct s3_credentials creds;    /* protected by creds_lock */
+	uint64_t creds_gen;             /* protected by creds_lock: bumped by every change of creds */
+	int (*refresh_creds)(void *ctx, struct s3_credentials *out);
+	void *refresh_ctx;
+	pthread_mutex_t refresh_lock;   /* one refresh at a time */
+	int64_t refresh_ahead_ns;       /* refresh_lock: when a renewal ahead of expiry was last tried */
 
 	CURLSH *share;                  /* DNS cache and TLS sessions, shared by all handles */
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -45,6 +50,10 @@ struct s3_client {
 
 	atomic_uint_fast64_t requests, retries, failures, bytes_sent, bytes_received, connects;
 };
+
+/* Asks refresh_creds for new credentials unless another thread replaced them since generation gen
+ * was signed with: true when the client has credentials newer than gen afterwards. */
+bool s3_client_refresh_credentials(struct s3_client *c, uint64_t gen);
 
 /* One logical request; s3_request sends it (again on retry) and fills the response part. */
 struct s3_req {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void s3_wipe_free(char *s)
@@ -35,6 +36,7 @@ int s3_creds_copy(struct s3_credentials *dst, const struct s3_credentials *src)
 	c.access_key = src->access_key ? strdup(src->access_key) : NULL;
 	c.secret_key = src->secret_key ? strdup(src->secret_key) : NULL;
 	c.session_token = src->session_token ? strdup(src->session_token) : NULL;
+	c.expires_ns = src->expires_ns;
 	if ((src->access_key && !c.access_key) || (src->secret_key && !c.secret_key) ||
 	    (src->session_token && !c.session_token)) {
 		s3_creds_clear(&c);
@@ -44,16 +46,40 @@ int s3_creds_copy(struct s3_credentials *dst, const struct s3_credentials *src)
 	return 0;
 }
 
+int64_t s3_creds_parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	int64_t t;
+
+	if (!p)
+		return -1;
+	if (*p == '.')
+		for (p++; isdigit((unsigned char)*p); p++)
+			;
+	t = (int64_t)timegm(&tm);
+	if (*p == 'Z' && p[1] == '\0')
+		return t * 1000000000;
+	if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) && p[3] == ':' &&
+	    isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5]) && p[6] == '\0') {
+		int off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 + ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+		return (t - (*p == '+' ? off : -off)) * 1000000000;
+	}
+	return -1;
+}
+
 int s3_creds_from_env(struct s3_credentials *out)
 {
 	const char *ak = getenv("AWS_ACCESS_KEY_ID"), *sk = getenv("AWS_SECRET_ACCESS_KEY");
-	const char *tok = getenv("AWS_SESSION_TOKEN");
-	struct s3_credentials src = { (char *)ak, (char *)sk, (char *)tok };
+	const char *tok = getenv("AWS_SESSION_TOKEN"), *exp = getenv("AWS_CREDENTIAL_EXPIRATION");
+	struct s3_credentials src = { (char *)ak, (char *)sk, (char *)tok, 0 };
 
 	if (!ak || !*ak || !sk || !*sk)
 		return -ENOENT;
 	if (tok && !*tok)
 		src.session_token = NULL;
+	if (exp && *exp && (src.expires_ns = s3_creds_parse_time(exp)) < 0)
+		return -EINVAL;
 	return s3_creds_copy(out, &src);
 }
 
@@ -198,6 +224,8 @@ int s3_creds_load(const char *path, const char *profile, struct s3_credentials *
 {
 	int rc = s3_creds_from_env(out);
 
+	if (rc == -EINVAL)
+		snprintf(err, errsz, "AWS_CREDENTIAL_EXPIRATION is not an ISO 8601 time like 2026-12-05T23:59:59Z");
 	if (rc != -ENOENT)
 		return rc;
 	if (!path) {

@@ -9,15 +9,20 @@
 #define PECFS_S3_CREDS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct s3_credentials {
 	char *access_key;     /* AWS_ACCESS_KEY_ID: an identifier, may appear in messages */
 	char *secret_key;     /* AWS_SECRET_ACCESS_KEY: secret */
 	char *session_token;  /* AWS_SESSION_TOKEN: secret; NULL when none */
+	int64_t expires_ns;   /* when temporary credentials expire (AWS_CREDENTIAL_EXPIRATION, UTC);
+				 0 when unknown */
 };
 
-/* From AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN when set). -ENOENT when
- * either of the first two is unset or empty; -ENOMEM. */
+/* From AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN and the ISO 8601 time
+ * AWS_CREDENTIAL_EXPIRATION when set, as `aws configure export-credentials` writes them). -ENOENT
+ * when either of the first two is unset or empty; -EINVAL for an expiration that does not parse;
+ * -ENOMEM. */
 int s3_creds_from_env(struct s3_credentials *out);
 
 /* From a credentials file, section [profile] (or [profile NAME]; keys before any section count as
@@ -30,6 +35,10 @@ int s3_creds_from_file(const char *path, const char *profile, struct s3_credenti
 
 /* The environment first; the file (when not NULL) if the environment has no key pair. */
 int s3_creds_load(const char *path, const char *profile, struct s3_credentials *out, char *err, size_t errsz);
+
+/* "2026-12-05T23:59:59Z" (fractions of a second and a numeric zone allowed) -> ns since the epoch;
+ * -1 when it does not parse. */
+int64_t s3_creds_parse_time(const char *iso8601);
 
 /* Deep copy. -ENOMEM. */
 int s3_creds_copy(struct s3_credentials *dst, const struct s3_credentials *src);

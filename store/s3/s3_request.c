@@ -161,9 +161,10 @@ static bool s3_slist_add(struct curl_slist **list, struct s3_buf *line, const ch
 	return next != NULL;
 }
 
-/* Builds the header list of one attempt, signed now. NULL on allocation failure. */
+/* Builds the header list of one attempt, signed now; *gen gets the generation of the credentials
+ * it was signed with. NULL on allocation failure. */
 static struct curl_slist *s3_signed_headers(struct s3_client *c, const struct s3_req *r,
-					    const struct s3_target *t, const char *payload_hash)
+					    const struct s3_target *t, const char *payload_hash, uint64_t *gen)
 {
 	struct s3_header h[S3_MAX_HEADERS];
 	struct curl_slist *list = NULL;
@@ -181,6 +182,7 @@ static struct curl_slist *s3_signed_headers(struct s3_client *c, const struct s3
 		h[n++] = r->headers[i];
 
 	pthread_mutex_lock(&c->creds_lock);
+	*gen = c->creds_gen;
 	if (c->creds.session_token && *c->creds.session_token)
 		h[n++] = (struct s3_header){ "x-amz-security-token", c->creds.session_token };
 	struct s3_sigv4_request sr = { r->method, t->canonical_uri, r->query, r->nquery, h, n, payload_hash };
@@ -455,6 +457,73 @@ static int s3_transport_error(struct s3_client *c, const struct s3_req *r, CURLc
 	}
 }
 
+/* ---- credentials that expire ---- */
+
+bool s3_client_refresh_credentials(struct s3_client *c, uint64_t gen)
+{
+	struct s3_credentials fresh = { 0 };
+	bool newer;
+	int rc;
+
+	if (!c->refresh_creds)
+		return false;
+	pthread_mutex_lock(&c->refresh_lock);
+	pthread_mutex_lock(&c->creds_lock);
+	newer = c->creds_gen != gen;  /* another request refreshed them while we waited */
+	pthread_mutex_unlock(&c->creds_lock);
+	if (!newer) {
+		rc = c->refresh_creds(c->refresh_ctx, &fresh);
+		if (rc == 0)
+			rc = s3_client_set_credentials(c, &fresh);
+		s3_creds_clear(&fresh);
+		newer = rc == 0;
+		s3_log(c, rc == 0 ? S3_LOG_INFO : S3_LOG_WARN, "S3 credentials %s%s", rc == 0 ? "renewed" :
+		       "could not be renewed: ", rc == 0 ? "" : strerror(-rc));
+	}
+	pthread_mutex_unlock(&c->refresh_lock);
+	return newer;
+}
+
+/* True for an answer that says the credentials in use are no longer good; with a session token in use
+ * any 403 may be that (some servers answer AccessDenied for an expired token). */
+static bool s3_creds_expired_answer(struct s3_client *c, long status, const char *code)
+{
+	bool token;
+
+	if (!strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") || !strcmp(code, "TokenRefreshRequired") ||
+	    !strcmp(code, "ExpiredTokenException"))
+		return true;
+	if (status != 403)
+		return false;
+	pthread_mutex_lock(&c->creds_lock);
+	token = c->creds.session_token && *c->creds.session_token;
+	pthread_mutex_unlock(&c->creds_lock);
+	return token;
+}
+
+/* Renews the credentials ahead of their known expiry. */
+static void s3_creds_renew_ahead(struct s3_client *c)
+{
+	int64_t expires;
+	uint64_t gen;
+
+	pthread_mutex_lock(&c->creds_lock);
+	expires = c->creds.expires_ns;
+	gen = c->creds_gen;
+	pthread_mutex_unlock(&c->creds_lock);
+	if (expires <= 0 || ((int64_t)time(NULL) + c->clock_offset_s + S3_CREDS_REFRESH_AHEAD_S) * 1000000000 < expires)
+		return;
+	/* The source may not have new ones yet: ask it at most every 10 s, not once per request. */
+	int64_t now = (int64_t)time(NULL) * 1000000000;
+	pthread_mutex_lock(&c->refresh_lock);
+	bool due = now - c->refresh_ahead_ns >= 10ll * 1000000000;
+	if (due)
+		c->refresh_ahead_ns = now;
+	pthread_mutex_unlock(&c->refresh_lock);
+	if (due)
+		s3_client_refresh_credentials(c, gen);
+}
+
 /* ---- the retry loop ---- */
 
 static void s3_reset_response(struct s3_req *r)
@@ -475,7 +544,9 @@ int s3_request(struct s3_client *c, struct s3_req *r, struct s3_result *res)
 	char hash[S3_SHA256_HEX_LEN + 1], errbuf[CURL_ERROR_SIZE];
 	const char *payload_hash = r->payload_hash;
 	CURLcode cc = CURLE_OK;
-	unsigned attempt;
+	unsigned attempt, max_attempts = c->max_attempts;
+	bool renewed = false;
+	uint64_t gen = 0;
 	int rc;
 
 	if (!res)
@@ -501,8 +572,9 @@ int s3_request(struct s3_client *c, struct s3_req *r, struct s3_result *res)
 		s3_reset_response(r);
 		memset(&xe, 0, sizeof(xe));
 		errbuf[0] = '\0';
+		s3_creds_renew_ahead(c);
 		a.h = s3_handle_get(c);
-		headers = a.h ? s3_signed_headers(c, r, &t, payload_hash) : NULL;
+		headers = a.h ? s3_signed_headers(c, r, &t, payload_hash, &gen) : NULL;
 		if (!headers) {
 			if (a.h)
 				s3_handle_put(c, a.h);
@@ -536,17 +608,24 @@ int s3_request(struct s3_client *c, struct s3_req *r, struct s3_result *res)
 			s3_xml_parse_error(r->resp.p, r->resp.len, &xe);
 		}
 		snprintf(res->code, sizeof(res->code), "%s", xe.code);
+		/* Expired credentials: renewed, the request goes again at once (one extra try, once a call). */
+		if (cc == CURLE_OK && !renewed && s3_creds_expired_answer(c, r->status, xe.code) &&
+		    s3_client_refresh_credentials(c, gen)) {
+			renewed = true;
+			max_attempts++;
+			continue;
+		}
 		retry = cc == CURLE_OK ? s3_http_retryable(r->status, xe.code) : s3_curl_retryable(cc);
-		if (!retry || attempt >= c->max_attempts)
+		if (!retry || attempt >= max_attempts)
 			break;
 		unsigned wait = s3_backoff_ms(c, attempt - 1);
 		if (cc == CURLE_OK)
 			s3_log(c, S3_LOG_WARN, "S3 %s %s/%s: HTTP %ld %s, attempt %u of %u, retrying in %u ms", r->method,
-			       c->bucket, r->key ? r->key : "", r->status, xe.code, attempt, c->max_attempts, wait);
+			       c->bucket, r->key ? r->key : "", r->status, xe.code, attempt, max_attempts, wait);
 		else
 			s3_log(c, S3_LOG_WARN, "S3 %s %s/%s: %s, attempt %u of %u, retrying in %u ms", r->method,
 			       c->bucket, r->key ? r->key : "", *errbuf ? errbuf : curl_easy_strerror(cc), attempt,
-			       c->max_attempts, wait);
+			       max_attempts, wait);
 		s3_sleep_ms(wait);
 	}
 	if (!rc)

@@ -266,7 +266,8 @@ int tier_chunk_fetch_into(struct s3_client *c, const char *prefix, const struct 
 			  struct s3_result *res);
 
 /* Splits an s3:// URI and makes a client for the options' server (credentials from the environment
- * or options->credentials_file; opt->log is not used, the client logs to log/log_ctx, which may be
+ * or options->credentials_file, read again when the server refuses temporary ones or they near their
+ * expiry, so opt->credentials_file must outlive the client; opt->log is not used, the client logs to log/log_ctx, which may be
  * NULL). -EINVAL with a reason in err. */
 int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 		    void (*log)(void *ctx, enum s3_log_level level, const char *msg), void *log_ctx,

@@ -98,6 +98,15 @@ void tier_s3_log(void *ctx, enum s3_log_level level, const char *msg)
 		tier_logf(t, level, "%s", msg);
 }
 
+/* The client's source of fresh credentials: the same chain as at start (environment, then the
+ * credentials file, which a rotation agent may have rewritten). ctx: the file's path or NULL. */
+static int tier_creds_reload(void *ctx, struct s3_credentials *out)
+{
+	char err[256];
+
+	return s3_creds_load(ctx, NULL, out, err, sizeof(err));
+}
+
 int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 		    void (*log)(void *ctx, enum s3_log_level level, const char *msg), void *log_ctx,
 		    struct s3_client **out, char bucket[S3_BUCKET_MAX], char prefix[TIER_PREFIX_MAX], char *err,
@@ -131,6 +140,8 @@ int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 	cc.max_connections = max_connections;
 	cc.log = log;
 	cc.log_ctx = log_ctx;
+	cc.refresh_creds = tier_creds_reload;
+	cc.refresh_ctx = (void *)opt->credentials_file;  /* the settings outlive every client */
 	/* Few attempts per call by default: the uploader retries whole versions with its own backoff
 	 * forever, and a short call keeps unmount and status changes prompt during an outage. Readers
 	 * without a retry of their own ask for more (opt->max_attempts). */

@@ -2,7 +2,9 @@
 # reads back corrupt (EIO) keeps failing, but the versions sealed after it are uploaded anyway; status
 # and RUN/.pec/versions name the failing version and its error; `seal --wait-upload --timeout` gives up
 # with that error instead of waiting forever. And a version damaged (a file removed) while its chunks
-# are going up is never committed. Real FUSE mounts against a throwaway Ceph RGW.
+# are going up is never committed. Temporary credentials that the server refuses are read again from
+# the credentials file (rewritten by a rotation agent) without a remount. Real FUSE mounts against a
+# throwaway Ceph RGW.
 import os
 import sys
 import time
@@ -10,6 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
+import s3_fixture  # noqa: E402
 from s3_fixture import MIB, RgwTestCase  # noqa: E402
 
 CHUNK = 4 * MIB
@@ -77,6 +80,33 @@ class UploadFaultTest(RgwTestCase):
         listing = self.listing("damaged")
         self.assertNotIn("damaged/runs/run/step-1/COMMIT", listing)
         self.assertFalse([k for k in listing if k.endswith(".manifest")], listing)
+
+    def test_refused_session_credentials_are_read_again(self):
+        creds = os.path.join(self.scratch, "rotating-credentials")
+
+        def write_creds(secret, token):
+            with open(creds + ".new", "w") as f:
+                f.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                        "aws_session_token = %s\n" % (s3_fixture.ACCESS_KEY, secret, token))
+            os.chmod(creds + ".new", 0o600)
+            os.rename(creds + ".new", creds)
+
+        # The mount starts with temporary credentials that have gone stale (the server refuses them).
+        write_creds("stale-" + s3_fixture.SECRET_KEY, "session-1")
+        saved = {k: os.environ.pop(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        try:
+            m = self.mount("rotate", "--s3-credentials-file", creds)
+        finally:
+            os.environ.update(saved)
+        self.write_version(m, "run", "step-1", {"w.bin": h.random_bytes(2 * MIB, 31)})
+        self.assertEqual(h.cli("seal", m.path("run", "step-1")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["failures"] > 0, 60), m.stats()["s3"])
+        self.assertNotIn("rotate/runs/run/step-1/COMMIT", self.listing("rotate"))
+        # A rotation agent writes the next set; the daemon picks it up on its next refusal.
+        write_creds(s3_fixture.SECRET_KEY, "session-2")
+        cp = h.cli("seal", "--wait-upload", "--timeout", "90s", m.path("run", "step-1"), timeout=120)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("rotate/runs/run/step-1/COMMIT", self.listing("rotate"))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ static int clear_env(void **state)
 	unsetenv("AWS_ACCESS_KEY_ID");
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 	unsetenv("AWS_SESSION_TOKEN");
+	unsetenv("AWS_CREDENTIAL_EXPIRATION");
 	return 0;
 }
 
@@ -138,6 +139,38 @@ static void test_environment_comes_before_the_file(void **state)
 	remove_creds(&cf);
 }
 
+static void test_expiration_times_parse_in_utc(void **state)
+{
+	(void)state;
+	/* 2026-12-05T23:59:59Z is 1796515199 s after the epoch. */
+	assert_true(s3_creds_parse_time("2026-12-05T23:59:59Z") == 1796515199ll * 1000000000);
+	assert_true(s3_creds_parse_time("2026-12-05T23:59:59.123Z") == 1796515199ll * 1000000000);
+	assert_true(s3_creds_parse_time("2026-12-06T01:59:59+02:00") == 1796515199ll * 1000000000);
+	assert_true(s3_creds_parse_time("2026-12-05T22:59:59-01:00") == 1796515199ll * 1000000000);
+	assert_true(s3_creds_parse_time("2026-12-05 23:59:59") == -1);
+	assert_true(s3_creds_parse_time("2026-12-05T23:59:59") == -1);
+	assert_true(s3_creds_parse_time("soon") == -1);
+}
+
+static void test_environment_expiration_is_kept_and_checked(void **state)
+{
+	struct s3_credentials c = { 0 };
+	char err[256] = "";
+
+	(void)state;
+	setenv("AWS_ACCESS_KEY_ID", "TEMP", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "tempsecret", 1);
+	setenv("AWS_SESSION_TOKEN", "token", 1);
+	setenv("AWS_CREDENTIAL_EXPIRATION", "2026-12-05T23:59:59Z", 1);
+	assert_int_equal(s3_creds_load(NULL, NULL, &c, err, sizeof(err)), 0);
+	assert_true(c.expires_ns == 1796515199ll * 1000000000);
+	assert_string_equal(c.session_token, "token");
+	s3_creds_clear(&c);
+	setenv("AWS_CREDENTIAL_EXPIRATION", "tomorrow", 1);
+	assert_int_equal(s3_creds_load(NULL, NULL, &c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "AWS_CREDENTIAL_EXPIRATION"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -145,6 +178,8 @@ int main(void)
 		cmocka_unit_test_setup(test_owner_only_file_gives_the_profile, clear_env),
 		cmocka_unit_test_setup(test_malformed_line_is_reported_without_its_content, clear_env),
 		cmocka_unit_test_setup(test_environment_comes_before_the_file, clear_env),
+		cmocka_unit_test_setup(test_expiration_times_parse_in_utc, clear_env),
+		cmocka_unit_test_setup(test_environment_expiration_is_kept_and_checked, clear_env),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
