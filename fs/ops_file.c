@@ -268,9 +268,12 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else {
 		struct fs_file *fh = file_of(fi);
 		/* Only writers store at close: readers see buffered bytes anyway, and storing another
-		 * writer's partial chunk early would only cost a read-modify-write later. */
+		 * writer's partial chunk early would only cost a read-modify-write later. Every close
+		 * of a handle open for writing reports bytes of the file that were lost. */
 		if (fh->wrote)
 			rc = file_commit(ctx, fh->ind, false);
+		else if (fh->writable)
+			rc = data_file_error(fh->ind->df);
 		if (rc == 0 && fh->wrote && ctx->cfg->seal_on_tracker)
 			tracker_check(ctx, fh->ind);
 	}
