@@ -1,8 +1,10 @@
 # test_faults.py - bad input and faults give a clear error and lose nothing: a full data disk (a 96 MiB
 # tmpfs as DATA_DIR) gives the writer ENOSPC and the mount keeps working once space is freed; a chunk
 # that could not be stored fails every later fsync, close and seal of its file until it is written
-# again; a chunk corrupted on disk reads as EIO and fsck names it and the file using it; bad command
-# lines, a busy mount point and a second mount of one data folder exit 2 with a one-line message.
+# again, and each seal trigger (tracker close, rename into place, a create in the next version) fails
+# with the seal's ENOSPC and leaves the version open; a chunk corrupted on disk reads as EIO and
+# fsck names it and the file using it; bad command lines, a busy mount point and a second mount of
+# one data folder exit 2 with a one-line message.
 import errno
 import os
 import unittest
@@ -179,6 +181,86 @@ class LostWrites(unittest.TestCase):
         h.write_file(p, data, fsync=True)
         self.assertEqual(h.cli("seal", m.path("run", "v2")).returncode, 0)
         self.assertEqual(h.read_file(p), data)
+
+
+def write_lost(tc, path, data):
+    """Writes data to path on a full disk: the close reports the chunks that could not be stored."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        tc.assertEqual(os.write(fd, data), len(data))
+    finally:
+        tc.assertEqual(h.errno_of(os.close, fd), errno.ENOSPC)
+
+
+def free_space(m, fill):
+    for q in fill[:20]:
+        os.unlink(q)
+    cp = h.cli("gc", m.data)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+class FailingSealTriggers(unittest.TestCase):
+    """Every seal trigger fails with the seal's errno when the version cannot be made durable (here:
+    a file in it lost bytes to ENOSPC below the reserve), and leaves it open."""
+
+    def setUp(self):
+        self.m = full_disk_mount(self, *self.extra_options())
+        os.makedirs(self.m.path("fillrun", "fill"))
+        self.fill = fill_to_reserve(self, self.m, self.m.path("fillrun", "fill"))
+        self.data = h.random_bytes(2 * MiB + 9, 88)
+
+    def extra_options(self):
+        return ["--seal-on-next-version"] if "next_version" in self._testMethodName else []
+
+    def test_tracker_close_fails(self):
+        m = self.m
+        os.makedirs(m.path("ds", "global_step2"))
+        write_lost(self, m.path("ds", "global_step2", "model.pt"), self.data)
+        f = open(m.path("ds", "latest"), "w")
+        f.write("global_step2")
+        with self.assertRaises(OSError) as cm:
+            f.close()
+        self.assertEqual(cm.exception.errno, errno.ENOSPC)
+        self.assertEqual(m.version_state("ds", "global_step2"), "open")
+        self.assertEqual(h.read_file(m.path("ds", "latest")), b"global_step2")  # kept as written
+        free_space(m, self.fill)
+        h.write_file(m.path("ds", "global_step2", "model.pt"), self.data)
+        with open(m.path("ds", "latest"), "w") as f:
+            f.write("global_step2")
+        self.assertEqual(m.version_state("ds", "global_step2"), "sealed")
+        self.assertEqual(h.read_file(m.path("ds", "global_step2", "model.pt")), self.data)
+
+    def test_rename_into_place_fails_and_is_undone(self):
+        m = self.m
+        os.makedirs(m.path("run", "step-2.tmp"))
+        write_lost(self, m.path("run", "step-2.tmp", "model.pt"), self.data)
+        self.assertEqual(h.errno_of(os.rename, m.path("run", "step-2.tmp"), m.path("run", "step-2")),
+                         errno.ENOSPC)
+        self.assertEqual(sorted(os.listdir(m.path("run"))), ["step-2.tmp"])
+        self.assertFalse(os.path.exists(m.path("run", "step-2")))
+        self.assertEqual(m.version_state("run", "step-2.tmp"), "open")
+        free_space(m, self.fill)
+        h.write_file(m.path("run", "step-2.tmp", "model.pt"), self.data)
+        os.rename(m.path("run", "step-2.tmp"), m.path("run", "step-2"))
+        self.assertEqual(m.version_state("run", "step-2"), "sealed")
+        self.assertEqual(h.read_file(m.path("run", "step-2", "model.pt")), self.data)
+
+    def test_create_in_next_version_fails(self):
+        m = self.m
+        os.makedirs(m.path("run", "step-1"))
+        write_lost(self, m.path("run", "step-1", "model.pt"), self.data)
+        os.makedirs(m.path("run", "step-2"))
+        p = m.path("run", "step-2", "model.pt")
+        self.assertEqual(h.errno_of(h.write_file, p, b"next"), errno.ENOSPC)
+        self.assertEqual(os.listdir(m.path("run", "step-2")), [], "the failed create made a file")
+        self.assertEqual(h.errno_of(h.write_file, p, b"next"), errno.ENOSPC, "the seal is not retried")
+        self.assertEqual(m.version_state("run", "step-1"), "open")
+        free_space(m, self.fill)
+        h.write_file(m.path("run", "step-1", "model.pt"), self.data)
+        h.write_file(p, b"next")
+        self.assertEqual(m.version_state("run", "step-1"), "sealed")
+        self.assertEqual(h.read_file(m.path("run", "step-1", "model.pt")), self.data)
+        self.assertEqual(h.read_file(p), b"next")
 
 
 class Corruption(unittest.TestCase):
