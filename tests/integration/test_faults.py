@@ -2,9 +2,10 @@
 # tmpfs as DATA_DIR) gives the writer ENOSPC and the mount keeps working once space is freed; a chunk
 # that could not be stored fails every later fsync, close and seal of its file until it is written
 # again, and each seal trigger (tracker close, rename into place, a create in the next version) fails
-# with the seal's ENOSPC and leaves the version open; a chunk corrupted on disk reads as EIO and
-# fsck names it and the file using it; bad command lines, a busy mount point and a second mount of
-# one data folder exit 2 with a one-line message.
+# with the seal's ENOSPC and leaves the version open, and `pecfs umount` exits 1 when the daemon's
+# final write-out fails; a chunk corrupted on disk reads as EIO and fsck names it and the file using
+# it; bad command lines, a busy mount point and a second mount of one data folder exit 2 with a
+# one-line message.
 import errno
 import os
 import unittest
@@ -261,6 +262,27 @@ class FailingSealTriggers(unittest.TestCase):
         self.assertEqual(m.version_state("run", "step-1"), "sealed")
         self.assertEqual(h.read_file(m.path("run", "step-1", "model.pt")), self.data)
         self.assertEqual(h.read_file(p), b"next")
+
+
+class UmountReport(unittest.TestCase):
+    def test_umount_fails_when_the_final_write_out_fails(self):
+        m = full_disk_mount(self)
+        os.makedirs(m.path("run", "fill"))
+        fill = fill_to_reserve(self, m, m.path("run", "fill"))
+        os.makedirs(m.path("run", "v2"))
+        write_lost(self, m.path("run", "v2", "f"), h.random_bytes(2 * MiB, 90))
+        pid = m.pid()
+        cp = h.cli("umount", m.mnt)
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertIn(os.strerror(errno.ENOSPC), cp.stderr)
+        self.assertEqual(len(cp.stderr.strip().splitlines()), 1, cp.stderr)
+        self.assertFalse(h.is_mounted(m.mnt))
+        self.assertTrue(h.wait_until(lambda: not h.pid_alive(pid), 5))
+        # the next daemon's clean end is reported as such, not the old failure
+        m.mount()
+        self.assertEqual(len(os.listdir(m.path("run", "fill"))), len(fill))
+        cp = h.cli("umount", m.mnt)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
 
 
 class Corruption(unittest.TestCase):
