@@ -141,5 +141,8 @@ int pecgen_tokens(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len)
 void fs_retain_run(struct fs_ctx *ctx, uint64_t run_ino);
 /* True when version directory vino is pinned. */
 bool fs_retain_pinned(struct fs_ctx *ctx, uint64_t vino);
+/* The S3 tier's commit hook (tier_set_commit_hook, arg: the fs_ctx): a version of run_ino was
+ * committed, so versions retention held for the tier may go now. Takes ns_lock. */
+void fs_retain_on_commit(void *arg, uint64_t run_ino, uint64_t version_ino);
 
 #endif

@@ -175,6 +175,8 @@ void fs_version_update(struct fs_ctx *ctx, const struct meta_version *v);
 /* The first create in version vino since mount: true, with a copy of the version in out; false after
  * that (or when vino is not a version). */
 bool fs_version_note_create(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out);
+/* Undoes fs_version_note_create: the next create in vino counts as the first again. */
+void fs_version_unnote_create(struct fs_ctx *ctx, uint64_t vino);
 /* The versions of run_ino in version order (malloc'ed copies, *n of them). */
 int fs_versions_sorted(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n);
 /* Index of the latest version in a sorted array, or -1. */
@@ -194,15 +196,18 @@ int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_versio
 
 /* ---- seal.c: sealing and the seal triggers ---- */
 /* Seals version vino (no-op for a sealed one; -EINVAL when it is not a version) and logs it with the
- * reason why. Caller holds ns_lock. */
+ * reason why. 0 once the version is durable, else the error that stopped it (the version stays
+ * open: a file's lost bytes, ENOSPC, EIO). Caller holds ns_lock. */
 int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why);
 int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
-/* Seals the open versions of run_ino that the tracker file's content names. */
-void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
-				const char *content, size_t len);
-/* seal_on_next_version: first create in vino seals older open versions of its run with no open
- * files. Caller holds ns_lock. */
-void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino);
+/* Seals the open versions of run_ino that the tracker file's content names: 0, or the first seal's
+ * error (every named version is still tried). */
+int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
+			       const char *content, size_t len);
+/* seal_on_next_version: the first create in vino since mount seals the older open versions of its
+ * run that have no open files. 0, or the first seal's error; then the next create in vino counts as
+ * the first again. Caller holds ns_lock. */
+int fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino);
 
 /* ---- ops_ns.c: shared namespace helpers ---- */
 /* 0, or -ENAMETOOLONG / -EINVAL for a name that cannot be a directory entry. */

@@ -5,6 +5,10 @@
  * threads that hash and store them, and per-file state (struct data_file) guarded by its own mutex.
  * Extents for one chunk index are replaced as a whole, so a file written through here always has
  * chunk-aligned extents; reads and truncation handle any extent shape (composed files need that).
+ * A failed job records what it lost per chunk: the hull of the bytes written into its buffer (an
+ * over-estimate is safe: it is only reported). A later job of that chunk clears the loss only as far
+ * as one contiguous run of bytes it was given covers it (an under-estimate of what was written anew),
+ * so bytes read back from the old extents never count as rewritten.
  */
 #include "data.h"
 
@@ -18,12 +22,19 @@
 #define DATA_MAX_DIRTY 2             /* buffers one file may fill at once */
 #define DATA_MAX_FILE_SIZE (1ull << 50)
 
+/* Byte ranges within one chunk: [lo, hi), empty when lo == hi. */
+struct data_span {
+	uint32_t lo, hi;
+};
+
 struct data_job {
 	struct data_job *next;
 	struct data_file *df;
 	uint64_t idx;      /* chunk index in the file */
 	uint8_t *mem;
 	uint32_t len;
+	struct data_span hull;   /* every byte written into the buffer lies in here */
+	struct data_span run;    /* every byte in here was written into the buffer */
 };
 
 struct data_ctx {
@@ -53,6 +64,15 @@ struct data_buf {
 	uint64_t idx;
 	uint8_t *mem;
 	uint32_t len;  /* bytes [0, len) of the chunk are valid: loaded, written or zero-filled */
+	struct data_span hull, run;  /* see data_job */
+};
+
+/* Bytes of chunk idx that a failed job did not store: the file's extents there are older bytes or
+ * a hole, so the file is wrong there until they are written again (or truncated away). */
+struct data_lost {
+	uint64_t idx;
+	struct data_span span;
+	int err;          /* why the first of them was lost */
 };
 
 struct data_file {
@@ -64,7 +84,11 @@ struct data_file {
 	struct data_buf bufs[DATA_MAX_DIRTY];  /* protected by lock, oldest first */
 	int nbufs;                    /* protected by lock */
 	uint32_t inflight;            /* jobs of this file queued or running, protected by lock */
-	int error;                    /* first asynchronous error not yet reported, protected by lock */
+	struct data_lost *lost;       /* protected by lock, oldest first */
+	size_t nlost, caplost;        /* protected by lock */
+	int lost_untracked;           /* protected by lock: a loss that could not be recorded (no memory);
+					 only truncation to 0 clears it */
+	bool failed;                  /* nlost || lost_untracked, for data_file_failed (atomic access) */
 };
 
 static void stat_add(uint64_t *counter, uint64_t n)
@@ -110,6 +134,116 @@ static void pool_put(struct data_ctx *dc, uint8_t *mem, bool from_job)
 	}
 	pthread_cond_broadcast(&dc->pool_cond);
 	pthread_mutex_unlock(&dc->pool_lock);
+}
+
+/* ---- bytes lost by failed jobs: kept until rewritten or truncated away (caller holds df->lock) ---- */
+
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+static uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+static bool span_empty(struct data_span s) { return s.lo >= s.hi; }
+
+/* Notes that bytes [lo, hi) of buffer b were written: hull grows to include them; run becomes the
+ * union when they touch it, else the longer of the two. */
+static void buf_note_write(struct data_buf *b, uint32_t lo, uint32_t hi)
+{
+	if (span_empty(b->hull)) {
+		b->hull = b->run = (struct data_span){ lo, hi };
+		return;
+	}
+	b->hull = (struct data_span){ min_u32(b->hull.lo, lo), max_u32(b->hull.hi, hi) };
+	if (lo <= b->run.hi && hi >= b->run.lo)
+		b->run = (struct data_span){ min_u32(b->run.lo, lo), max_u32(b->run.hi, hi) };
+	else if (hi - lo > b->run.hi - b->run.lo)
+		b->run = (struct data_span){ lo, hi };
+}
+
+static void lost_publish(struct data_file *df)
+{
+	__atomic_store_n(&df->failed, df->nlost > 0 || df->lost_untracked != 0, __ATOMIC_RELEASE);
+}
+
+static struct data_lost *lost_find(struct data_file *df, uint64_t idx)
+{
+	for (size_t i = 0; i < df->nlost; i++)
+		if (df->lost[i].idx == idx)
+			return &df->lost[i];
+	return NULL;
+}
+
+static void lost_remove(struct data_file *df, size_t i)
+{
+	memmove(&df->lost[i], &df->lost[i + 1], (df->nlost - i - 1) * sizeof(df->lost[0]));
+	df->nlost--;
+}
+
+/* A job of chunk idx failed with err: the bytes written into its buffer (span) are not stored. */
+static void lost_add(struct data_file *df, uint64_t idx, struct data_span span, int err)
+{
+	struct data_lost *l = lost_find(df, idx);
+
+	if (l) {
+		l->span = (struct data_span){ min_u32(l->span.lo, span.lo), max_u32(l->span.hi, span.hi) };
+	} else {
+		if (df->nlost == df->caplost) {
+			size_t cap = df->caplost ? df->caplost * 2 : 4;
+			struct data_lost *v = realloc(df->lost, cap * sizeof(*v));
+			if (!v) {
+				if (!df->lost_untracked)
+					df->lost_untracked = err;
+				lost_publish(df);
+				return;
+			}
+			df->lost = v;
+			df->caplost = cap;
+		}
+		df->lost[df->nlost++] = (struct data_lost){ .idx = idx, .span = span, .err = err };
+	}
+	lost_publish(df);
+}
+
+/* A job of chunk idx stored its buffer, in which bytes run were written anew: a loss there that
+ * they cover from one end shrinks, or is gone once covered whole. */
+static void lost_rewritten(struct data_file *df, uint64_t idx, struct data_span run)
+{
+	struct data_lost *l = lost_find(df, idx);
+
+	if (!l || span_empty(run))
+		return;
+	if (run.lo <= l->span.lo && run.hi > l->span.lo)
+		l->span.lo = min_u32(run.hi, l->span.hi);
+	else if (run.hi >= l->span.hi && run.lo < l->span.hi)
+		l->span.hi = max_u32(run.lo, l->span.lo);
+	if (span_empty(l->span))
+		lost_remove(df, (size_t)(l - df->lost));
+	lost_publish(df);
+}
+
+/* The file now ends at size: losses past it are gone. */
+static void lost_truncate(struct data_file *df, uint64_t size)
+{
+	uint64_t cs = df->dc->chunk_size;
+
+	for (size_t i = 0; i < df->nlost;) {
+		struct data_lost *l = &df->lost[i];
+		uint64_t start = l->idx * cs;
+
+		if (start + l->span.lo >= size) {
+			lost_remove(df, i);
+			continue;
+		}
+		if (start + l->span.hi > size)
+			l->span.hi = (uint32_t)(size - start);
+		i++;
+	}
+	if (size == 0)
+		df->lost_untracked = 0;
+	lost_publish(df);
+}
+
+/* The error of the oldest loss still standing, 0 when none. */
+static int lost_error(const struct data_file *df)
+{
+	return df->nlost ? df->lost[0].err : df->lost_untracked;
 }
 
 /* ---- extents ---- */
@@ -298,8 +432,9 @@ static void run_job(struct data_ctx *dc, struct data_job *job)
 		fprintf(stderr, "pecfs: storing chunk %llu of inode %llu failed: %s\n",
 			(unsigned long long)job->idx, (unsigned long long)df->ino, strerror(-r));
 		stat_add(&dc->write_errors, 1);
-		if (df->error == 0)
-			df->error = r;
+		lost_add(df, job->idx, span_empty(job->hull) ? (struct data_span){ 0, job->len } : job->hull, r);
+	} else {
+		lost_rewritten(df, job->idx, job->run);
 	}
 	assert(df->inflight > 0);
 	if (--df->inflight == 0)
@@ -339,7 +474,7 @@ static int submit_buf(struct data_file *df, int i)
 	if (!job)
 		return -ENOMEM;
 	*job = (struct data_job){ .df = df, .idx = df->bufs[i].idx, .mem = df->bufs[i].mem,
-				  .len = df->bufs[i].len };
+				  .len = df->bufs[i].len, .hull = df->bufs[i].hull, .run = df->bufs[i].run };
 	memmove(&df->bufs[i], &df->bufs[i + 1], (df->nbufs - i - 1) * sizeof(df->bufs[0]));
 	df->nbufs--;
 	df->inflight++;
@@ -369,13 +504,6 @@ static int drain(struct data_file *df)
 	while (df->inflight > 0)
 		pthread_cond_wait(&df->idle, &df->lock);
 	return r;
-}
-
-static int take_error(struct data_file *df)
-{
-	int e = df->error;
-	df->error = 0;
-	return e;
 }
 
 /* ---- context ---- */
@@ -491,6 +619,7 @@ void data_file_free(struct data_file *df)
 	pthread_mutex_unlock(&df->lock);
 	pthread_mutex_destroy(&df->lock);
 	pthread_cond_destroy(&df->idle);
+	free(df->lost);
 	free(df);
 }
 
@@ -500,6 +629,19 @@ uint64_t data_file_size(struct data_file *df)
 	uint64_t size = df->size;
 	pthread_mutex_unlock(&df->lock);
 	return size;
+}
+
+bool data_file_failed(struct data_file *df)
+{
+	return __atomic_load_n(&df->failed, __ATOMIC_ACQUIRE);
+}
+
+int data_file_error(struct data_file *df)
+{
+	pthread_mutex_lock(&df->lock);
+	int e = lost_error(df);
+	pthread_mutex_unlock(&df->lock);
+	return e;
 }
 
 bool data_file_dirty(struct data_file *df)
@@ -585,7 +727,6 @@ ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t 
 	if (off > DATA_MAX_FILE_SIZE || size > DATA_MAX_FILE_SIZE - off)
 		return -EFBIG;
 	pthread_mutex_lock(&df->lock);
-	r = take_error(df);
 	while (r == 0 && done < size) {
 		uint64_t pos = off + done;
 		uint64_t idx = pos / dc->chunk_size;
@@ -603,6 +744,7 @@ ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t 
 		if (in > b->len)
 			memset(b->mem + b->len, 0, in - b->len);
 		memcpy(b->mem + in, src + done, n);
+		buf_note_write(b, in, in + n);
 		if (in + n > b->len)
 			b->len = in + n;
 		done += n;
@@ -671,7 +813,7 @@ int data_flush(struct data_file *df)
 {
 	pthread_mutex_lock(&df->lock);
 	int r = drain(df);
-	int e = take_error(df);
+	int e = lost_error(df);
 	pthread_mutex_unlock(&df->lock);
 	return r < 0 ? r : e;
 }
@@ -682,14 +824,14 @@ int data_truncate(struct data_file *df, uint64_t size)
 		return -EFBIG;
 	pthread_mutex_lock(&df->lock);
 	int r = drain(df);
-	if (r == 0)
-		r = take_error(df);
 	if (r == 0) {
 		/* clip at the smaller size: growing must expose zeros, never old bytes */
 		r = clip_extents(df->dc, df->ino, size < df->size ? size : df->size);
 	}
-	if (r == 0)
+	if (r == 0) {
+		lost_truncate(df, size < df->size ? size : df->size);
 		df->size = size;
+	}
 	pthread_mutex_unlock(&df->lock);
 	return r;
 }

@@ -9,8 +9,14 @@
  * zeros where neither covers the file.
  *
  * The data module owns a file's size while its data_file exists; the caller persists it (inode
- * record) when it makes the file durable. Errors of asynchronous work (ENOSPC, EIO) are kept and
- * returned by the next data_write, data_flush or data_truncate of that file, once.
+ * record) when it makes the file durable.
+ *
+ * A chunk that cannot be stored (ENOSPC, EIO) loses the bytes written into its buffer: the file's
+ * extents there stay older bytes or a hole. The data_file remembers each such range and its error,
+ * and every data_flush returns that error (so every fsync, close and seal fails) until the range is
+ * written again and stored, or truncated away. Writes do not report it: they are how the range gets
+ * rewritten. The memory lasts as long as the data_file; after a restart the file reads what was
+ * stored, as after a crash.
  * All functions are thread-safe; a data_file may be used by many requests at once.
  */
 #ifndef PECFS_DATA_H
@@ -49,19 +55,26 @@ void data_file_free(struct data_file *df);
 uint64_t data_file_size(struct data_file *df);
 /* True while the file has buffered or in-flight bytes not yet committed as extents. */
 bool data_file_dirty(struct data_file *df);
+/* True while some written range of the file is lost (see above); cheap, takes no lock. */
+bool data_file_failed(struct data_file *df);
+/* The error of the oldest lost range still standing, 0 when none; does not flush. */
+int data_file_error(struct data_file *df);
 
-/* Writes size bytes at off. Returns size or a negative errno (-ENOSPC, -EIO, -EFBIG). May wait for a
- * free buffer. */
+/* Writes size bytes at off. Returns size or a negative errno (-EIO reading back a chunk to modify,
+ * -ENOMEM, -EFBIG). May wait for a free buffer. Bytes the workers then fail to store are reported
+ * by data_flush, not here. */
 ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t off);
 
 /* Reads up to size bytes at off into buf; returns the count (0 at or past the end) or -EIO. */
 ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off);
 
 /* Hands every buffer to the workers and waits until all of the file's extents are committed (not
- * synced: the caller syncs metadata). Returns 0 or the file's pending asynchronous error. */
+ * synced: the caller syncs metadata). Returns 0, or the error of a lost range still standing
+ * (data_file_error), which a later call returns again. */
 int data_flush(struct data_file *df);
 
-/* Sets the size: flushes, then drops or clips extents past it (committed), or extends with a hole. */
+/* Sets the size: flushes, then drops or clips extents past it (committed), or extends with a hole.
+ * Lost ranges past the new size are forgotten with the bytes. */
 int data_truncate(struct data_file *df, uint64_t size);
 
 /* Deletes every extent of ino (a file being freed) and gives back the chunk references, in one

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "compose.h"
 #include "ctx.h"
 #include "fs.h"
 #include "log.h"
@@ -228,6 +229,8 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 	rc = fs_ctx_open(ctx, cfg, st, tier);
 	if (rc < 0)
 		goto out_ctx;
+	/* Versions retention held for the tier may go once it commits them. */
+	tier_set_commit_hook(tier, fs_retain_on_commit, ctx);
 	rc = build_options(cfg, opts, sizeof(opts));
 	if (rc < 0) {
 		pecfs_log_error("data folder path too long: %s", cfg->data_dir);
@@ -262,6 +265,7 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 	if (lrc < 0)
 		pecfs_log_error("request loop failed: %s", strerror(-lrc));
 
+	tier_set_commit_hook(tier, NULL, NULL);
 	rc = fs_flush_all(ctx);
 	if (rc < 0)
 		pecfs_log_error("not every buffered write could be stored: %s", strerror(-rc));
@@ -271,6 +275,7 @@ out_signals:
 out_session:
 	fuse_session_destroy(ctx->se);
 out_ctx:
+	tier_set_commit_hook(tier, NULL, NULL);  /* no retention from the uploader once ctx is gone */
 	fs_ctx_close(ctx);
 	free(ctx);
 	return rc;

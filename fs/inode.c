@@ -2,8 +2,10 @@
  * references, cached records, data_files, and the freeing of unlinked files.
  *
  * An entry is loaded from the database on first use and dropped when the kernel has forgotten it and
- * no request or handle holds it. A file's data_file lives from its first open until then. Inode
- * numbers are never reused, so a stale entry can never be mistaken for a new inode.
+ * no request or handle holds it, unless its data_file has lost written bytes: that entry stays, so
+ * the loss keeps failing fsync, close and the version's seal until the file is rewritten, truncated
+ * or removed. A file's data_file lives from its first open until the entry goes. Inode numbers are
+ * never reused, so a stale entry can never be mistaken for a new inode.
  */
 #include <assert.h>
 #include <errno.h>
@@ -116,10 +118,14 @@ void fs_inode_ref(struct fs_ctx *ctx, struct fs_inode *ind)
 	pthread_mutex_unlock(&ctx->table_lock);
 }
 
-/* Removes ind from the table if nothing holds it; returns true if the caller must finish it. */
+/* Removes ind from the table if nothing holds it; returns true if the caller must finish it. A file
+ * whose data_file lost written bytes stays: forgetting it would forget the loss. (With no reference
+ * left, nothing can clear or free df meanwhile; the next holder's last put looks again.) */
 static bool table_unlink_if_unused(struct fs_ctx *ctx, struct fs_inode *ind)
 {
 	if (ind->refs || ind->nlookup)
+		return false;
+	if (ind->df && !ind->freed && data_file_failed(ind->df))
 		return false;
 	struct fs_inode **pp = &ctx->buckets[bucket_of(ctx, ind->ino)];
 	while (*pp != ind)

@@ -4,7 +4,8 @@
  * add a copy). Read-only opens use the page cache, and keep it across opens for sealed files, which
  * never change, so mmap works and re-reads are free. The record (size, mtime) is written back on
  * flush, release, fsync and truncate. Closing a written tracker file directly in a run seals the
- * versions it names.
+ * versions it names, and creating the first file of a newer version may seal older ones; both fail
+ * with the seal's error when it fails.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -89,6 +90,22 @@ static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
 	free(fh);
 }
 
+/* seal_on_next_version: before the first file of an open version is created, the older versions it
+ * supersedes are sealed. A seal that fails fails the create, which then creates nothing: a trainer
+ * must not go on to its next checkpoint believing the previous one durable. Caller holds ns_lock. */
+static int create_seal_older_locked(struct fs_ctx *ctx, struct fs_inode *pind)
+{
+	struct meta_inode pmi;
+
+	if (!ctx->cfg->seal_on_next_version)
+		return 0;
+	fs_inode_snapshot(pind, &pmi);
+	uint64_t vino = fs_mi_content_version(&pmi);
+	if (vino == 0 || fs_version_check_writable(ctx, vino) < 0)
+		return 0;  /* not in a version, or a sealed one: fs_ns_make answers */
+	return fs_version_seal_older_locked(ctx, vino);
+}
+
 void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
@@ -100,9 +117,9 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		return;
 	}
 	pthread_mutex_lock(&ctx->ns_lock);
-	rc = fs_ns_make(ctx, req, pind, name, S_IFREG | (mode & 07777), NULL, &ind);
-	if (rc == 0 && ctx->cfg->seal_on_next_version && ind->mi.version_ino)
-		fs_version_seal_older_locked(ctx, ind->mi.version_ino);
+	rc = create_seal_older_locked(ctx, pind);
+	if (rc == 0)
+		rc = fs_ns_make(ctx, req, pind, name, S_IFREG | (mode & 07777), NULL, &ind);
 	pthread_mutex_unlock(&ctx->ns_lock);
 	fs_inode_put(ctx, pind);
 	if (rc < 0) {
@@ -242,23 +259,25 @@ static int file_commit(struct fs_ctx *ctx, struct fs_inode *ind, bool sync)
 	return fs_inode_persist(ctx, ind, sync);
 }
 
-/* seal_on_tracker: a written tracker file directly in a run names the versions to seal. */
-static void tracker_check(struct fs_ctx *ctx, struct fs_inode *ind)
+/* seal_on_tracker: a written tracker file directly in a run names the versions to seal. 0, or the
+ * error of a seal it triggered (or of reading the tracker back), which close() then returns. */
+static int tracker_check(struct fs_ctx *ctx, struct fs_inode *ind)
 {
 	struct meta_inode mi, pmi;
 	char content[TRACKER_MAX];
 	fs_inode_snapshot(ind, &mi);
 	if (mi.nlink == 0 || !version_name_is_tracker(mi.name) || meta_get_inode(ctx->meta, mi.parent, &pmi) < 0 ||
 	    !fs_mi_is_run(&pmi))
-		return;
+		return 0;
 	ssize_t n = read_full(ind->df, content, sizeof(content), 0);
 	if (n < 0)
-		return;
-	fs_version_seal_by_tracker(ctx, pmi.ino, mi.name, content, (size_t)n);
+		return (int)n;
+	return fs_version_seal_by_tracker(ctx, pmi.ino, mi.name, content, (size_t)n);
 }
 
 /* Runs at every close(), which waits for it (release comes later, asynchronously): so the tracker
- * seal happens here, and the version is sealed when the framework's close of `latest` returns. */
+ * seal happens here, and the version is sealed when the framework's close of `latest` returns; if
+ * it cannot be, that close() fails with the seal's error (the tracker keeps what was written). */
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
@@ -268,11 +287,14 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else {
 		struct fs_file *fh = file_of(fi);
 		/* Only writers store at close: readers see buffered bytes anyway, and storing another
-		 * writer's partial chunk early would only cost a read-modify-write later. */
+		 * writer's partial chunk early would only cost a read-modify-write later. Every close
+		 * of a handle open for writing reports bytes of the file that were lost. */
 		if (fh->wrote)
 			rc = file_commit(ctx, fh->ind, false);
+		else if (fh->writable)
+			rc = data_file_error(fh->ind->df);
 		if (rc == 0 && fh->wrote && ctx->cfg->seal_on_tracker)
-			tracker_check(ctx, fh->ind);
+			rc = tracker_check(ctx, fh->ind);
 	}
 	fuse_reply_err(req, -rc);
 }

@@ -5,7 +5,8 @@
  * run: the record moves with them), other directories stay in their version. Regular files and
  * symlinks may move anywhere and take the version of their new directory. Nothing moves into, out of
  * or within a sealed version, and a sealed version directory itself cannot be renamed (EROFS).
- * Renaming a temporary version directory into its final name seals it (seal_on_rename).
+ * Renaming a temporary version directory into its final name seals it (seal_on_rename); when that
+ * seal fails the rename is undone and fails with the seal's error.
  */
 #include <errno.h>
 #include <string.h>
@@ -221,6 +222,25 @@ out:
 	return rc;
 }
 
+/* The seal of a version renamed into place failed: the rename fails with the seal's error, so it is
+ * taken back (the kernel, told of the failure, keeps the old name too). The final name then never
+ * names a version that is not durable. Sealing first is no way out: the seal composes and orders
+ * the version under its name. An empty directory the rename replaced stays gone, and if the way
+ * back fails (say, the metadata disk is full too) the version stays open under its new name; both
+ * are logged. Caller holds ns_lock. */
+static void rename_undo(struct fs_ctx *ctx, const struct rn_req *r)
+{
+	struct rn_req back = { .p = r->np, .np = r->p, .name = r->newname, .newname = r->name,
+			       .flags = r->flags & RENAME_EXCHANGE };
+	int rc = rename_locked(ctx, &back);
+
+	if (rc < 0)
+		pecfs_log_error("seal of %s failed and it cannot be renamed back to %s (%s): it stays open "
+				"under its new name", r->newname, r->name, strerror(-rc));
+	else
+		pecfs_log_warn("seal of %s failed: renamed back to %s, still open", r->newname, r->name);
+}
+
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
 {
@@ -248,10 +268,11 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	}
 	pthread_mutex_lock(&ctx->ns_lock);
 	rc = rename_locked(ctx, &r);
-	/* The rename is done whatever the seal's outcome; a failed seal is logged and the version stays
-	 * open (visible in .pec/versions), since failing a rename that happened would mislead. */
-	if (rc == 0 && r.seal_vino)
-		fs_version_seal_locked(ctx, r.seal_vino, "renamed into place");
+	if (rc == 0 && r.seal_vino) {
+		rc = fs_version_seal_locked(ctx, r.seal_vino, "renamed into place");
+		if (rc < 0)
+			rename_undo(ctx, &r);
+	}
 	pthread_mutex_unlock(&ctx->ns_lock);
 	fs_inode_put(ctx, r.np);
 	fs_inode_put(ctx, r.p);

@@ -2,8 +2,11 @@
  * its pins (user.pec.pin on a version directory, `pecfs pin`) decide which versions stay
  * (pec_retain_select); the others are removed exactly as `rm -r` would remove them. That is safe
  * because every composition holds its own chunk references; `pecfs gc` then reclaims the chunks no
- * file references any more. The kernel is not told (a notification from inside a request that holds
- * the run directory's lock would deadlock): cached entries of a retired version expire with the
+ * file references any more. With the S3 tier attached, a sealed version the tier has not committed
+ * yet is held: its local copy is the only one, so neither retention nor (through its references) gc
+ * may take it. Retention runs again when the tier commits a version (fs_retain_on_commit), which
+ * retires what was held. The kernel is not told (a notification from inside a request that holds the
+ * run directory's lock would deadlock): cached entries of a retired version expire with the
  * attribute timeout, and readdir is never cached.
  */
 #include <errno.h>
@@ -40,6 +43,19 @@ static int retain_rmtree(struct fs_ctx *ctx, struct fs_inode *dir)
 	return rc;
 }
 
+/* True while version v's only copy is local: the tier uploads sealed (and incomplete) versions, and
+ * one is safe to retire once its COMMIT is in the bucket. Damaged versions are never uploaded, so
+ * they are never held. Without a tier nothing is held. */
+static bool retain_held(struct fs_ctx *ctx, const struct meta_version *v)
+{
+	uint64_t bytes;
+	bool committed = false;
+
+	if (!ctx->tier || (v->state != META_VERSION_SEALED && v->state != META_VERSION_INCOMPLETE))
+		return false;
+	return tier_version_status(ctx->tier, v->run_ino, v->ino, &bytes, &committed) < 0 || !committed;
+}
+
 static enum pec_vstate vstate_of(uint32_t state)
 {
 	switch (state) {
@@ -71,13 +87,18 @@ void fs_retain_run(struct fs_ctx *ctx, uint64_t run_ino)
 		rv[i].state = vstate_of(vs[i].v.state);
 		rv[i].complete = vs[i].v.state == META_VERSION_SEALED;
 		rv[i].pinned = fs_retain_pinned(ctx, vs[i].v.ino);
+		rv[i].held = retain_held(ctx, &vs[i].v);
 	}
 	if (pec_retain_select(rv, n, n_keep, keep) == 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct fs_inode *vdir;
-		if (keep[i])
+		if (keep[i]) {
+			if (rv[i].held)
+				pecfs_log_debug("retention: version %s stays until the S3 tier has committed it",
+						vs[i].name);
 			continue;
+		}
 		int rc = fs_inode_get(ctx, vs[i].v.ino, &vdir);
 		if (rc == 0) {
 			rc = retain_rmtree(ctx, vdir);
@@ -96,4 +117,14 @@ out:
 	free(keep);
 	free(rv);
 	free(vs);
+}
+
+void fs_retain_on_commit(void *arg, uint64_t run_ino, uint64_t version_ino)
+{
+	struct fs_ctx *ctx = arg;
+
+	(void)version_ino;
+	pthread_mutex_lock(&ctx->ns_lock);
+	fs_retain_run(ctx, run_ino);
+	pthread_mutex_unlock(&ctx->ns_lock);
 }

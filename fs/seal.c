@@ -1,7 +1,9 @@
 /* seal.c - sealing a version: flush every file, compose it (compose.c: inherited expert files and
  * the manifest go into the seal's synced batch), count, record, sync, then apply the run's retention
  * (retain.c). Also the seal triggers that are not `pecfs seal`: the framework's tracker file and the
- * first write into a newer version.
+ * first file created in a newer version (renaming into place is rename.c). Every trigger hands the
+ * seal's error back to the operation that fired it, which fails with it: the application learns
+ * that the version it thinks complete is not durable (README, "Versions").
  */
 #include <assert.h>
 #include <errno.h>
@@ -99,36 +101,52 @@ int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why)
 	return rc;
 }
 
-void fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
-				const char *content, size_t len)
+int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
+			       const char *content, size_t len)
 {
 	struct fs_version *vs;
 	size_t n;
+	int rc = 0;
+
 	pthread_mutex_lock(&ctx->ns_lock);
-	if (fs_versions_sorted(ctx, run_ino, &vs, &n) == 0) {
-		for (size_t i = 0; i < n; i++) {
-			if (vs[i].v.state != META_VERSION_OPEN ||
-			    !version_name_tracker_names(tracker, content, len, vs[i].name))
-				continue;
-			char why[META_NAME_MAX + 16];
-			snprintf(why, sizeof(why), "named by %s", tracker);
-			fs_version_seal_locked(ctx, vs[i].v.ino, why);
-		}
-		free(vs);
+	if (fs_versions_sorted(ctx, run_ino, &vs, &n) < 0) {
+		pthread_mutex_unlock(&ctx->ns_lock);
+		return -ENOMEM;
 	}
+	for (size_t i = 0; i < n; i++) {
+		if (vs[i].v.state != META_VERSION_OPEN || !version_name_tracker_names(tracker, content, len, vs[i].name))
+			continue;
+		char why[META_NAME_MAX + 16];
+		snprintf(why, sizeof(why), "named by %s", tracker);
+		int src = fs_version_seal_locked(ctx, vs[i].v.ino, why);
+		if (src < 0 && rc == 0)
+			rc = src;  /* the others named are still sealed if they can be */
+	}
+	free(vs);
 	pthread_mutex_unlock(&ctx->ns_lock);
+	return rc;
 }
 
-void fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino)
+int fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino)
 {
-	struct fs_version self, *vs;
-	size_t n;
+	struct fs_version self, *vs = NULL;
+	size_t n = 0;
+	int rc = 0;
 
-	if (!fs_version_note_create(ctx, vino, &self) || fs_versions_sorted(ctx, self.v.run_ino, &vs, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++)
+	if (!fs_version_note_create(ctx, vino, &self))
+		return 0;
+	if (fs_versions_sorted(ctx, self.v.run_ino, &vs, &n) < 0)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
 		if (vs[i].v.state == META_VERSION_OPEN && vs[i].v.create_seq < self.v.create_seq &&
-		    vs[i].open_handles == 0)
-			fs_version_seal_locked(ctx, vs[i].v.ino, "a newer version was started");
+		    vs[i].open_handles == 0) {
+			int src = fs_version_seal_locked(ctx, vs[i].v.ino, "a newer version was started");
+			if (src < 0 && rc == 0)
+				rc = src;
+		}
+	}
 	free(vs);
+	if (rc < 0)
+		fs_version_unnote_create(ctx, vino);  /* not done: the next create in vino tries again */
+	return rc;
 }

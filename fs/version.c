@@ -213,6 +213,15 @@ bool fs_version_note_create(struct fs_ctx *ctx, uint64_t vino, struct fs_version
 	return first;
 }
 
+void fs_version_unnote_create(struct fs_ctx *ctx, uint64_t vino)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv)
+		fv->created_in = false;
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
 void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta)
 {
 	if (vino == 0)

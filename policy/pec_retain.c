@@ -24,7 +24,7 @@ size_t pec_retain_select(const struct pec_retain_version *v, size_t n, uint32_t 
 		oldest_kept = 0;
 	for (size_t i = 0; i < n; i++) {
 		retain[i] = v[i].state != PEC_VSTATE_DELETED &&
-			    (i >= oldest_kept || v[i].pinned || v[i].state == PEC_VSTATE_OPEN);
+			    (i >= oldest_kept || v[i].pinned || v[i].held || v[i].state == PEC_VSTATE_OPEN);
 		if (!retain[i] && v[i].state != PEC_VSTATE_DELETED)
 			retired++;
 	}

@@ -16,11 +16,13 @@ struct pec_retain_version {
 	enum pec_vstate state;
 	bool complete;   /* its composition is complete */
 	bool pinned;     /* `pecfs pin` */
+	bool held;       /* may not go yet: its only copy is local (the S3 tier has not committed it) */
 };
 
 /* Decides retention for a run's versions, oldest first: retain[i] is set for every version that stays
  * in the view. Kept: the newest `keep` complete SEALED versions and every version newer than the
- * oldest of them, pinned versions, OPEN versions. DELETED versions are never retained. keep == 0, or
+ * oldest of them, pinned versions, held versions, OPEN versions. A held version counts toward `keep`
+ * like any other; it only cannot be retired. DELETED versions are never retained. keep == 0, or
  * fewer than keep complete sealed versions, retires nothing. Returns how many versions are retired
  * (retain[i] false and not DELETED). */
 size_t pec_retain_select(const struct pec_retain_version *v, size_t n, uint32_t keep, bool *retain);

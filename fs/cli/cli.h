@@ -86,6 +86,16 @@ bool cli_store_in_use(const char *data_dir);
  * wait lasts over 2 s, says once on stderr what it is waiting for. */
 bool cli_wait_store_free(const char *data_dir, long timeout_ms, const char *tell);
 
+/* ---- how a daemon ended: DATA_DIR/last-exit (cli_last_exit.c, store/FORMAT.md section 1) ---- */
+/* Removes the report of an earlier daemon (a daemon starting, holding the LOCK). */
+void cli_last_exit_clear(const char *data_dir);
+/* Writes this process's report: err 0 when everything buffered was stored and synced, else the
+ * errno of the final write-out. Called by a daemon before it lets go of the LOCK. 0 or -errno. */
+int cli_last_exit_write(const char *data_dir, int err);
+/* Reads the report of daemon pid (of any daemon when pid is 0) into *err (0: everything stored).
+ * -ENOENT when there is none from that pid. */
+int cli_last_exit_read(const char *data_dir, pid_t pid, int *err);
+
 /* ---- the S3 tier (cli_tier.c) ---- */
 struct pecfs_config;
 struct store;

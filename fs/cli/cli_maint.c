@@ -59,9 +59,11 @@ static const char *seal_reason(int err)
 	case ENOTSUP:
 		return "this mount does not support sealing (no extended attributes)";
 	case ENOSPC:
-		return "the data disk is full; the version stays open (free space and seal again)";
+		return "the data disk is full, or was when a file of the version was written (write that file "
+		       "again); the version stays open (free space and seal again)";
 	case EIO:
-		return "an I/O error stopped the seal; the version stays open (see the daemon's log)";
+		return "an I/O error stopped the seal or lost bytes of a file of the version (see the daemon's "
+		       "log); the version stays open";
 	default:
 		return strerror(err);
 	}

@@ -4,7 +4,8 @@
  * the fork, so the user gets the one-line error directly. The store is opened only in the process that
  * serves (RocksDB threads and the LOCK would not survive a fork), and the waiting parent returns once
  * the mount is in place. Start-up errors go to the user's terminal; once mounted, a daemon logs to
- * syslog.
+ * syslog. At the end the daemon leaves a one-line report of its final write-out for `pecfs umount`
+ * (cli_last_exit.c).
  */
 #include "cli.h"
 
@@ -370,6 +371,7 @@ static int mount_serve(struct mount_run *run)
 				  msg[0] != '\0' ? msg : strerror(-rc));
 		return rc == -EINVAL ? CLI_USAGE : CLI_FAILED;
 	}
+	cli_last_exit_clear(cfg->data_dir);
 	rc = ctl_server_start(st, &ctl);
 	if (rc < 0) {
 		store_close(st);
@@ -399,6 +401,10 @@ static int mount_serve(struct mount_run *run)
 	}
 	ctl_server_stop(ctl);
 	tier_close(tier);
+	/* `pecfs umount` reads this once the LOCK is free: whether everything buffered got stored. */
+	if (run->mounted && cli_last_exit_write(cfg->data_dir, rc < 0 ? -rc : 0) < 0)
+		pecfs_log_error("cannot write %s/last-exit: pecfs umount will report an unknown end",
+				cfg->data_dir);
 	store_close(st);
 	return rc < 0 ? CLI_FAILED : CLI_OK;
 }

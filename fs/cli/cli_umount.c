@@ -1,8 +1,10 @@
 /* cli_umount.c - `pecfs umount`: unmounts, then waits until the daemon has stored everything.
  *
  * The kernel forgets the mount at once, but the daemon still writes out buffered data and closes the
- * store afterwards; returning only when the data folder's LOCK is released means "umount returned"
- * implies "everything is on disk". A mount whose daemon died (ENOTCONN) can only be detached lazily.
+ * store afterwards; umount returns once the data folder's LOCK is released, and then reads the report
+ * the daemon left just before (DATA_DIR/last-exit): exit 0 means "everything is on disk", and a
+ * write-out that failed, or a daemon that died without a report, exits 1. A mount whose daemon died
+ * (ENOTCONN) can only be detached lazily.
  */
 #include "cli.h"
 
@@ -30,8 +32,9 @@ void cli_help_umount(FILE *out)
 		"options:\n"
 		"  -h, --help   show this help\n"
 		"\n"
-		"exit status: 0 unmounted and flushed, 1 busy (files open) or the daemon did not finish in time,\n"
-		"2 not a pecfs mount point.\n"
+		"exit status: 0 unmounted and flushed, 1 busy (files open), the daemon did not finish in time,\n"
+		"or it could not store everything (a full or failing data disk: bytes written since the last\n"
+		"successful fsync may be lost; see its log), 2 not a pecfs mount point.\n"
 		"\n"
 		"example:\n"
 		"  pecfs umount /mnt/ckpt\n",
@@ -87,16 +90,30 @@ static int umount_detach(const char *path, bool lazy)
 	return cli_error(CLI_FAILED, "cannot unmount %s: %s", path, msg[0] ? msg : "fusermount3 failed");
 }
 
-/* Waits until the daemon has closed the data folder. */
-static int umount_wait_daemon(const struct cli_mount *m, pid_t pid)
+/* Waits until the daemon has closed the data folder, then reads how its final write-out went. A
+ * daemon that was gone before the unmount has no report (the caller told the user already); one
+ * that ended on its own meanwhile may have left one. */
+static int umount_wait_daemon(const struct cli_mount *m, pid_t pid, bool gone)
 {
 	char tell[128];
+	int err;
 
 	snprintf(tell, sizeof(tell), "waiting for the daemon (pid %ld) to store buffered data...", (long)pid);
-	if (cli_wait_store_free(m->data_dir, UMOUNT_WAIT_S * 1000L, tell))
-		return CLI_OK;
-	return cli_error(CLI_FAILED, "%s is unmounted, but its daemon (pid %ld) is still writing out data after "
-			 "%d s; it will finish on its own", m->mountpoint, (long)pid, UMOUNT_WAIT_S);
+	if (!cli_wait_store_free(m->data_dir, UMOUNT_WAIT_S * 1000L, tell))
+		return cli_error(CLI_FAILED, "%s is unmounted, but its daemon (pid %ld) is still writing out data "
+				 "after %d s; it will finish on its own", m->mountpoint, (long)pid, UMOUNT_WAIT_S);
+	if (cli_last_exit_read(m->data_dir, pid, &err) < 0) {
+		if (gone)
+			return CLI_OK;
+		return cli_error(CLI_FAILED, "%s is unmounted, but its daemon (pid %ld) ended without saying whether "
+				 "it stored everything (it may have crashed); run pecfs fsck %s", m->mountpoint,
+				 (long)pid, m->data_dir);
+	}
+	if (err != 0)
+		return cli_error(CLI_FAILED, "%s is unmounted, but its daemon could not store everything: %s; bytes "
+				 "written since their file's last successful fsync may be lost (see its log)",
+				 m->mountpoint, strerror(err));
+	return CLI_OK;
 }
 
 int cli_umount(int argc, char **argv)
@@ -104,7 +121,7 @@ int cli_umount(int argc, char **argv)
 	struct cli_mount m;
 	char path[PATH_MAX], real[PATH_MAX];
 	struct stat st;
-	bool dead;
+	bool dead, gone;
 	pid_t pid;
 	int rc;
 
@@ -128,11 +145,12 @@ int cli_umount(int argc, char **argv)
 
 	pid = cli_lock_pid(m.data_dir);
 	dead = stat(m.mountpoint, &st) < 0 && errno == ENOTCONN;
+	gone = dead || !cli_store_in_use(m.data_dir);  /* the kernel may not have noticed yet */
 	rc = umount_detach(m.mountpoint, dead);
 	if (rc != CLI_OK)
 		return rc;
-	if (dead)
-		printf("%s: its daemon was gone; detached the dead mount (lazy unmount). Run pecfs fsck %s "
-		       "before mounting it again if in doubt.\n", m.mountpoint, m.data_dir);
-	return umount_wait_daemon(&m, pid);
+	if (gone)
+		printf("%s: its daemon was gone; %s. Run pecfs fsck %s before mounting it again if in doubt.\n",
+		       m.mountpoint, dead ? "detached the dead mount (lazy unmount)" : "unmounted", m.data_dir);
+	return umount_wait_daemon(&m, pid, gone);
 }

@@ -1,6 +1,6 @@
 /* tier.c - attaching the S3 tier to a store: tier_open and tier_close (the client, the read-ahead
  * workers and the uploader thread), the store_remote callbacks that route reads of absent chunks
- * here, and the status figures.
+ * here, the hook told of committed versions, and the status figures.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@ static void tier_free(struct tier *t)
 	s3_client_free(t->client);
 	tier_lru_free(t->lru);
 	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->commit_lock);
 	pthread_cond_destroy(&t->wake);
 	pthread_cond_destroy(&t->fetched);
 	free(t->vfail);
@@ -61,6 +62,7 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 	if (opt->persist)
 		t->persist = *opt->persist;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->commit_lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->fetched, NULL);
 	if (t->cache_size || t->cache_min_free > 0) {
@@ -136,6 +138,25 @@ void tier_close(struct tier *t)
 		t->persist.free(t->persist.ctx);  /* the only user of the hook was the uploader */
 	store_detach_remote(t->st);
 	tier_free(t);
+}
+
+void tier_set_commit_hook(struct tier *t, void (*fn)(void *arg, uint64_t run_ino, uint64_t version_ino),
+			  void *arg)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->commit_lock);  /* waits for a call in progress */
+	t->commit_fn = fn;
+	t->commit_arg = arg;
+	pthread_mutex_unlock(&t->commit_lock);
+}
+
+void tier_note_committed(struct tier *t, uint64_t run_ino, uint64_t version_ino)
+{
+	pthread_mutex_lock(&t->commit_lock);
+	if (t->commit_fn)
+		t->commit_fn(t->commit_arg, run_ino, version_ino);
+	pthread_mutex_unlock(&t->commit_lock);
 }
 
 int tier_get_status(struct tier *t, struct tier_status *out)

@@ -128,6 +128,13 @@ int tier_version_status(struct tier *t, uint64_t run_ino, uint64_t version_ino, 
  * none yet): the number of failed attempts in a row. 0 also when t is NULL. */
 unsigned tier_version_error(struct tier *t, uint64_t run_ino, uint64_t version_ino, char *error, size_t errsz);
 
+/* Calls fn(arg, run_ino, version_ino) from the uploader thread each time one of the data folder's
+ * versions becomes committed in S3 (after its upload record says so), so that what waited for the
+ * commit (retention) can run. fn NULL detaches. Returns once no call of the previous fn is running,
+ * so the caller may free arg afterwards; must not be called from inside fn. A no-op when t is NULL. */
+void tier_set_commit_hook(struct tier *t, void (*fn)(void *arg, uint64_t run_ino, uint64_t version_ino),
+			  void *arg);
+
 /* Where one open file's reads went, for read-ahead: zeroed when the file is opened, owned by the
  * caller; reads through the same open file may note themselves concurrently. */
 struct tier_readahead {

@@ -55,6 +55,10 @@ struct tier {
 	void *log_ctx;
 	struct tier_persist_hook persist;  /* fn NULL: versions are uploaded as walked */
 
+	pthread_mutex_t commit_lock;    /* protects the commit hook; held while it runs */
+	void (*commit_fn)(void *arg, uint64_t run_ino, uint64_t version_ino);
+	void *commit_arg;
+
 	pthread_t uploader;
 	atomic_bool stopping;
 
@@ -99,6 +103,9 @@ int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void
 int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len);
 /* Records a read of chunk d for least-recently-used eviction (cheap; a no-op without a cache limit). */
 void tier_cache_touch(struct tier *t, const struct digest *d);
+
+/* Runs the commit hook (tier_set_commit_hook) for a version that just became committed (tier.c). */
+void tier_note_committed(struct tier *t, uint64_t run_ino, uint64_t version_ino);
 
 /* ---- building a version's manifest from the metadata (tier_walk.c) ---- */
 int tier_walk_version(struct tier *t, const struct meta_version *v, struct tier_manifest *out);

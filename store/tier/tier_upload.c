@@ -1,11 +1,11 @@
 /* tier_upload.c - the uploader: finds sealed versions without an upload record, oldest seal first,
  * and uploads each in the order the bucket's readers rely on: every chunk its files reference
  * (in parallel, skipping chunks already marked or found in the bucket), then this node's manifest,
- * then COMMIT created only if absent, then the synced upload record. A failure at any step leaves
- * no COMMIT behind and the version pending; it is retried with its own backoff (1 s doubling to
- * 30 s) while the versions behind it go ahead (struct tier_vfail). The version's record is read again
- * before its manifest and before COMMIT: one removed or damaged meanwhile (rm -r of a sealed version)
- * is never committed, whatever part of it the walk saw.
+ * then COMMIT created only if absent, then the synced upload record, then the commit hook (retention
+ * waits for it). A failure at any step leaves no COMMIT behind and the version pending; it is retried
+ * with its own backoff (1 s doubling to 30 s) while the versions behind it go ahead (struct
+ * tier_vfail). The version's record is read again before its manifest and before COMMIT: one removed
+ * or damaged meanwhile (rm -r of a sealed version) is never committed, whatever part of it the walk saw.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -487,6 +487,8 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	if (rc == 0 && committed)
 		t->status.versions_uploaded++;
 	pthread_mutex_unlock(&t->lock);
+	if (rc == 0 && committed)
+		tier_note_committed(t, v->run_ino, v->ino);
 	free(refs);
 	tier_manifest_free(&m);
 	return rc;
@@ -524,6 +526,7 @@ static void check_awaiting(struct tier *t, const struct pending *p)
 			if (t->status.versions_awaiting_nodes > 0)
 				t->status.versions_awaiting_nodes--;
 			pthread_mutex_unlock(&t->lock);
+			tier_note_committed(t, v->run_ino, v->ino);
 		}
 	}
 }

@@ -1,5 +1,6 @@
-/* test_pec_retain.c - retention (newest N complete versions plus pinned ones) and persist selection for
- * the S3 tier (non-expert files always, K_persist experts per layer, stalest persisted copy first).
+/* test_pec_retain.c - retention (newest N complete versions plus pinned and held ones) and persist
+ * selection for the S3 tier (non-expert files always, K_persist experts per layer, stalest persisted
+ * copy first).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +32,8 @@ static void expect_retained(const struct pec_retain_version *v, size_t n, uint32
 static void test_keeps_newest_n_complete_versions(void **state)
 {
 	const struct pec_retain_version v[] = {
-		{ S, true, false }, { S, true, false }, { S, true, false }, { S, true, false }, { S, true, false },
+		{ S, true, false, false }, { S, true, false, false }, { S, true, false, false },
+		{ S, true, false, false }, { S, true, false, false },
 	};
 
 	(void)state;
@@ -44,8 +46,8 @@ static void test_incomplete_versions_do_not_count_toward_n(void **state)
 {
 	/* Rotation start: two incomplete versions, then complete ones, then a fresh incomplete one. */
 	const struct pec_retain_version v[] = {
-		{ S, false, false }, { S, false, false }, { S, true, false },
-		{ S, true, false },  { S, false, false }, { S, true, false },
+		{ S, false, false, false }, { S, false, false, false }, { S, true, false, false },
+		{ S, true, false, false },  { S, false, false, false }, { S, true, false, false },
 	};
 
 	(void)state;
@@ -56,8 +58,8 @@ static void test_incomplete_versions_do_not_count_toward_n(void **state)
 static void test_pinned_and_open_versions_stay(void **state)
 {
 	const struct pec_retain_version v[] = {
-		{ S, true, true }, { S, true, false }, { PEC_VSTATE_OPEN, false, false }, { S, true, false },
-		{ S, true, false },
+		{ S, true, true, false },  { S, true, false, false }, { PEC_VSTATE_OPEN, false, false, false },
+		{ S, true, false, false }, { S, true, false, false },
 	};
 
 	(void)state;
@@ -67,8 +69,8 @@ static void test_pinned_and_open_versions_stay(void **state)
 static void test_damaged_and_deleted_versions(void **state)
 {
 	const struct pec_retain_version v[] = {
-		{ PEC_VSTATE_DAMAGED, true, false }, { PEC_VSTATE_DELETED, true, false }, { S, true, false },
-		{ PEC_VSTATE_DAMAGED, true, false }, { S, true, false },
+		{ PEC_VSTATE_DAMAGED, true, false, false }, { PEC_VSTATE_DELETED, true, false, false },
+		{ S, true, false, false }, { PEC_VSTATE_DAMAGED, true, false, false }, { S, true, false, false },
 	};
 
 	(void)state;
@@ -80,11 +82,30 @@ static void test_damaged_and_deleted_versions(void **state)
 
 static void test_too_few_complete_versions_or_keep_zero_retires_nothing(void **state)
 {
-	const struct pec_retain_version v[] = { { S, false, false }, { S, true, false }, { S, false, false } };
+	const struct pec_retain_version v[] = {
+		{ S, false, false, false }, { S, true, false, false }, { S, false, false, false },
+	};
 
 	(void)state;
 	expect_retained(v, 3, 2, "KKK", 0);
 	expect_retained(v, 3, 0, "KKK", 0);
+}
+
+static void test_held_versions_stay_but_count_toward_n(void **state)
+{
+	/* An S3 outage: the three oldest are not committed yet, the two newest are. */
+	struct pec_retain_version v[] = {
+		{ S, true, false, true }, { S, true, false, true }, { S, true, false, true },
+		{ S, true, false, false }, { S, true, false, false },
+	};
+
+	(void)state;
+	expect_retained(v, 5, 1, "KKK-K", 1);
+	/* Once the oldest is committed it goes; the held ones still count as the newest complete. */
+	v[0].held = false;
+	expect_retained(v, 5, 3, "-KKKK", 1);
+	v[1].held = v[2].held = false;
+	expect_retained(v, 5, 1, "----K", 4);
 }
 
 /* A composition of layer 0 (4 experts) and layer 1 (4 experts) in which the version wrote `written`
@@ -165,6 +186,7 @@ int main(void)
 		cmocka_unit_test(test_pinned_and_open_versions_stay),
 		cmocka_unit_test(test_damaged_and_deleted_versions),
 		cmocka_unit_test(test_too_few_complete_versions_or_keep_zero_retires_nothing),
+		cmocka_unit_test(test_held_versions_stay_but_count_toward_n),
 		cmocka_unit_test(test_persist_picks_k_of_the_written_experts_per_layer),
 		cmocka_unit_test(test_persist_prefers_the_stalest_persisted_copy),
 	};
