@@ -326,6 +326,73 @@ static void test_manifest_refuses_overlapping_or_outside_extents(void **state)
 	assert_int_equal(decode_text("not json"), -EBADMSG);
 }
 
+/* A part of node `node` with entries "path:type" (d, f or l), in the order given. */
+static void part(struct tier_manifest *m, const char *node, const char *const *entries)
+{
+	assert_int_equal(tier_manifest_init(m, "r", "v", node), 0);
+	for (; *entries; entries++) {
+		const char *p = *entries + 2;
+		uint32_t mode = (*entries)[0] == 'd' ? S_IFDIR | 0755 : (*entries)[0] == 'l' ? S_IFLNK | 0777 : S_IFREG | 0644;
+		assert_int_equal(tier_manifest_add_entry(m, p, mode, 0, 0, S_ISLNK(mode) ? "t" : NULL, NULL), 0);
+	}
+}
+
+static void test_merge_keeps_the_first_part_of_a_path(void **state)
+{
+	static const char *const a[] = { "d:common", "f:common/cfg", "f:rank0", NULL };
+	static const char *const b[] = { "d:common", "f:common/cfg", "f:common/more", "f:rank1", NULL };
+	struct tier_manifest m[2];
+	struct tier_manifest_set set = { m, 2 };
+	struct tier_merged out;
+	char msg[256];
+
+	(void)state;
+	part(&m[0], "node-a", a);
+	part(&m[1], "node-b", b);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), 0);
+	assert_int_equal(out.n, 5);
+	assert_string_equal(out.e[0]->path, "common");
+	assert_ptr_equal(out.e[0], &m[0].entries[0]);
+	assert_string_equal(out.e[1]->path, "common/cfg");
+	assert_ptr_equal(out.e[1], &m[0].entries[1]);  /* node-a's, the first in node order */
+	assert_string_equal(out.e[2]->path, "common/more");
+	assert_string_equal(out.e[3]->path, "rank0");
+	assert_string_equal(out.e[4]->path, "rank1");
+	tier_merged_free(&out);
+	tier_manifest_free(&m[0]);
+	tier_manifest_free(&m[1]);
+}
+
+static void test_merge_refuses_a_directory_that_is_a_file_elsewhere(void **state)
+{
+	static const char *const a[] = { "f:x", NULL };
+	static const char *const b[] = { "d:x", "f:x/owned", NULL };
+	static const char *const c[] = { "l:x", NULL };
+	struct tier_manifest m[2];
+	struct tier_manifest_set set = { m, 2 };
+	struct tier_merged out;
+	char msg[256] = "";
+
+	(void)state;
+	part(&m[0], "node-a", a);
+	part(&m[1], "node-b", b);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "'x' is a file in the part of node node-a and a directory"));
+	assert_null(out.e);
+	tier_manifest_free(&m[0]);
+	part(&m[0], "node-a", c);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "symlink"));
+	tier_manifest_free(&m[1]);
+	part(&m[1], "node-b", a);  /* a file and a symlink: both are leaves, the first wins */
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), 0);
+	assert_int_equal(out.n, 1);
+	assert_true(S_ISLNK(out.e[0]->mode));
+	tier_merged_free(&out);
+	tier_manifest_free(&m[0]);
+	tier_manifest_free(&m[1]);
+}
+
 static void test_chunk_key_and_header(void **state)
 {
 	struct digest d;
@@ -360,6 +427,8 @@ int main(void)
 		cmocka_unit_test(test_manifest_seal_id_round_trips_and_must_be_hex),
 		cmocka_unit_test(test_commit_round_trip_and_legacy),
 		cmocka_unit_test(test_commit_refuses_malformed_parts_and_names),
+		cmocka_unit_test(test_merge_keeps_the_first_part_of_a_path),
+		cmocka_unit_test(test_merge_refuses_a_directory_that_is_a_file_elsewhere),
 		cmocka_unit_test(test_chunk_key_and_header),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
