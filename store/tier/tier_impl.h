@@ -41,6 +41,8 @@ struct tier {
 	uint8_t published_vhash[32];
 	int64_t published_ns;
 	int64_t commit_check_ns;        /* uploader thread only: next look for versions awaiting nodes */
+	struct meta_version *refused;   /* uploader thread only: versions whose name another upload holds */
+	size_t nrefused;
 	void (*log)(void *ctx, enum s3_log_level level, const char *msg);
 	void *log_ctx;
 	struct tier_persist_hook persist;  /* fn NULL: versions are uploaded as walked */
