@@ -140,10 +140,11 @@ void tier_readahead(struct tier *t, struct tier_readahead *ra, uint64_t ino, uin
 
 /* Imports every committed version of the bucket that the data folder does not have yet, as sealed
  * versions whose chunks are remote (records and extents present, chunk files absent, marked in
- * the bucket): reads then fetch lazily. All node manifests of a version become one version. Runs
- * before the store serves anything; the caller reopens the store afterwards so that its chunk
- * index includes the imported chunks. *imported counts the versions added. One line per version
- * to progress when not NULL. */
+ * the bucket): reads then fetch lazily. The parts a version's COMMIT names become one version
+ * (tier_version_load, tier_version_merge). A run or version name in a key that is not a valid name,
+ * or a version that is refused, stops the import (-EBADMSG). Runs before the store serves anything;
+ * the caller reopens the store afterwards so that its chunk index includes the imported chunks.
+ * *imported counts the versions added. One line per version to progress when not NULL. */
 int tier_import(struct store *st, const struct tier_options *opt, FILE *progress, uint64_t *imported, char *err,
 		size_t errsz);
 
