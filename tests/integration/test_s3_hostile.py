@@ -4,8 +4,8 @@
 # empty DEST; manifests that list a path twice, out of order, under a file or a symlink, or with bad
 # names or duplicate JSON keys are refused; parts that disagree on what a path is are refused; only
 # the parts COMMIT names, with their seal ids, are read; an uploader that finds its version committed
-# by another upload reports a conflict instead of "uploaded"; COMMITs and manifests from before seal
-# ids are still read.
+# by another upload reports a conflict instead of "uploaded"; `fsck --remote` names parts that are
+# missing or of another upload; COMMITs and manifests from before seal ids are still read.
 import json
 import os
 import stat
@@ -291,6 +291,30 @@ class S3HostileTest(RgwTestCase):
         self.put("seal/runs/run/w/COMMIT", commit("run", "w", [("node-q", SEAL_B)]))
         self.assertIn("COMMIT names this part, but it is missing", self.restore_fails("seal", "run@w",
                                                                                     self.dest("seal-3")))
+
+    def test_fsck_remote_checks_the_parts_commit_names(self):
+        m = self.mount("fparts", "--node-id", "node-a")
+        self.write_version(m, "run", "v", {"f.bin": h.random_bytes(80000, 4401)})
+        self.seal_wait(m, "run", "v")
+
+        def fsck():
+            return h.cli("fsck", "--remote", *self.tier_opts("fparts"), timeout=180)
+        extra = b"unnamed\n"
+        self.put_chunks("fparts", extra)
+        self.put_version("fparts", "run", "v", {"node-z": (SEAL_X, [f_entry("planted", extra)])}, commit_parts=None)
+        cp = fsck()
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        self.assertIn("note: fparts/runs/run/v/node-z.manifest: not a part of the committed upload", cp.stdout)
+        mf = json.loads(self.s3("get", "fparts/runs/run/v/node-a.manifest").stdout)
+        self.put("fparts/runs/run/v/node-a.manifest", dict(mf, seal_id=SEAL_X))
+        self.put("fparts/runs/run/w/COMMIT", commit("run", "w", [("node-q", SEAL_B)]))
+        self.put_version("fparts", "run", "w", {"node-r": (SEAL_B, [])}, commit_parts=None)
+        cp = fsck()
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertIn("bad COMMIT fparts/runs/run/v/COMMIT: names the part of node node-a with seal id '%s', but "
+                      "fparts/runs/run/v/node-a.manifest has seal id '%s'" % (mf["seal_id"], SEAL_X), cp.stdout)
+        self.assertIn("bad COMMIT fparts/runs/run/w/COMMIT: names the part of node node-q, whose manifest is missing",
+                      cp.stdout)
 
     def test_a_foreign_commit_is_a_conflict_not_an_upload(self):
         self.put("clash/runs/run/v/COMMIT", commit("run", "v", [("someone", SEAL_X)]))
