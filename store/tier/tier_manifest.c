@@ -324,7 +324,7 @@ static int mf_check_place(const struct tier_manifest *m, const char *path, char 
 		return 0;
 	memcpy(parent, path, (size_t)(slash - path));
 	parent[slash - path] = '\0';
-	dir = bsearch(parent, m->entries, m->n, sizeof(*m->entries), mf_entry_cmp);
+	dir = m->n ? bsearch(parent, m->entries, m->n, sizeof(*m->entries), mf_entry_cmp) : NULL;
 	if (!dir)
 		return mf_fail(err, errsz, "entry '%.200s' comes before its directory is listed", path);
 	if (!S_ISDIR(dir->mode))
