@@ -168,16 +168,10 @@ static int tp_read_manifest(const struct tier_persist_call *call, const char *ru
 		return 0;
 	if (rc < 0)
 		return rc;
-	rc = tier_manifest_decode(text, len, out, err, sizeof(err));
+	rc = tier_manifest_parse(key, text, len, out, err, sizeof(err));  /* names checked against the key */
 	free(text);
 	if (rc < 0) {
 		pecfs_log_warn("S3 tier: ignoring %s as a previous upload: %s", key, err);
-		return 0;
-	}
-	if (strcmp(out->run, run) != 0 || strcmp(out->version, name) != 0 || strcmp(out->node, call->node_id) != 0) {
-		pecfs_log_warn("S3 tier: ignoring %s as a previous upload: it names %s/%s of node %s", key, out->run,
-			       out->version, out->node);
-		tier_manifest_free(out);
 		return 0;
 	}
 	return 1;

@@ -1,7 +1,16 @@
 /* cli_restore.c - `pecfs restore RUN[@VERSION] DEST`: copies a committed version out of the S3 tier
- * into a plain folder, without a mount or a data folder. Reads the version's COMMIT and every node's
- * manifest, fetches each distinct chunk once, in parallel, verifies its SHA-256 (tier_chunk_fetch_into)
- * and writes it to every extent that names it. A progress bar on a terminal.
+ * into a plain folder, without a mount or a data folder. Reads the version's COMMIT and the manifests
+ * of the parts it names (tier_version_load, merged by tier_version_merge), fetches each distinct chunk
+ * once, in parallel, verifies its SHA-256 (tier_chunk_fetch_into) and writes it to every extent that
+ * names it. A progress bar on a terminal.
+ *
+ * Safety: the bucket is untrusted and a restore often runs as root. DEST must be new or empty. The
+ * tree is built beneath DEST's directory descriptor only: every path is opened with openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, files are created O_EXCL | O_NOFOLLOW, so nothing is ever
+ * written through a symlink, nor outside DEST, nor into a file that was there. Symlinks are created
+ * last, after every file is written, and never followed. Modes keep only the permission bits 0777
+ * (no setuid, setgid or sticky bit from a bucket), less the umask; directories are made 0700 and get
+ * their own mode once their contents are in, then are fsync'ed, DEST last.
  *
  * Speed: files are preallocated at their size (so a full disk fails before anything is fetched);
  * chunks are fetched in file order, so that each file is written front to back; each worker reads
@@ -12,14 +21,16 @@
  */
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +46,8 @@ void cli_help_restore(FILE *out)
 		"Copies version VERSION of RUN (default: the latest committed one) from the S3 tier into DEST,\n"
 		"a new or empty folder: every node's files of that version, bit for bit (each chunk's SHA-256 is\n"
 		"verified). Needs no mount and no data folder. Credentials as for mount (AWS_* or a file).\n"
+		"Nothing is written outside DEST or through a symlink; permission bits are kept without setuid,\n"
+		"setgid and sticky bits, less the umask.\n"
 		"\n"
 		"options:\n"
 		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix the versions were uploaded to (required)\n"
@@ -44,7 +57,8 @@ void cli_help_restore(FILE *out)
 		"  -c, --config FILE          read the s3* settings from a pecfs configuration file\n"
 		"  -h, --help                 show this help\n"
 		"\n"
-		"exit status: 0 restored, 1 failed (nothing committed, a corrupt chunk, I/O), 2 bad usage.\n"
+		"exit status: 0 restored, 1 failed (nothing committed, a corrupt chunk or manifest, I/O), 2 bad\n"
+		"usage (DEST not empty included).\n"
 		"\n"
 		"example:\n"
 		"  pecfs restore --s3 s3://ckpt/team --s3-endpoint http://10.0.0.5:7480 llama@step-1200 /scratch/r\n");
@@ -195,48 +209,244 @@ static void *restore_worker(void *arg)
 }
 
 struct pick {
-	struct restore *r;
 	struct s3_client *c;
-	char best[512];
+	const char *prefix, *run;
+	char best[TIER_NAME_MAX + 1];
 	int64_t best_step, best_ns;
 	bool found;
-	struct s3_result res;   /* of a COMMIT that could not be read */
+	char msg[700];          /* why a version could not be judged */
 };
 
-/* COMMIT of each version prefix: the latest by step, then by seal time. */
+/* COMMIT of each version prefix: the latest by step, then by seal time. Any COMMIT that cannot be
+ * read or is refused stops the pick: "latest" is never guessed past it. */
 static int pick_version(void *ctx, const struct s3_object *o)
 {
 	struct pick *p = ctx;
-	char key[1024], *text = NULL;
-	size_t len, plen = strlen(o->key);
-	json_t *j;
+	struct tier_commit c;
+	size_t len = strlen(o->key);
+	const char *name;
+	char version[TIER_NAME_MAX + 2];
+	int rc;
 
-	if (!o->is_prefix || plen + 8 > sizeof(key))
+	if (!o->is_prefix || len < 2)
 		return 0;
-	snprintf(key, sizeof(key), "%sCOMMIT", o->key);
-	int rc = s3_get_all(p->c, key, 65536, (void **)&text, &len, &p->res);
-	if (rc == -ENOENT)
+	for (name = o->key + len - 1; name > o->key && name[-1] != '/'; name--)
+		;
+	snprintf(version, sizeof(version), "%.*s", (int)(o->key + len - 1 - name), name);
+	if ((size_t)(o->key + len - 1 - name) > TIER_NAME_MAX || !tier_manifest_name_ok(version)) {
+		snprintf(p->msg, sizeof(p->msg), "%.300s: not a valid version name", o->key);
+		return -EBADMSG;
+	}
+	rc = tier_commit_get(p->c, p->prefix, p->run, version, &c, p->msg, sizeof(p->msg));
+	if (rc == -ENOENT) {
+		p->msg[0] = '\0';
 		return 0;  /* not committed */
+	}
 	if (rc < 0)
-		return rc;  /* never guess "latest" past a COMMIT that could not be read */
-	j = json_loadb(text, len, 0, NULL);
-	free(text);
-	if (!j)
-		return 0;
-	json_t *st = json_object_get(j, "step");
-	int64_t step = json_is_integer(st) ? json_integer_value(st) : -1;
-	int64_t ns = json_integer_value(json_object_get(j, "sealed_ns"));
-	const char *name = json_string_value(json_object_get(j, "version"));
-	bool newer = !p->found || (step >= 0 && p->best_step >= 0 && step != p->best_step ? step > p->best_step :
-											    ns > p->best_ns);
-	if (name && newer) {
-		snprintf(p->best, sizeof(p->best), "%s", name);
-		p->best_step = step;
-		p->best_ns = ns;
+		return rc;
+	bool newer = !p->found || (c.step >= 0 && p->best_step >= 0 && c.step != p->best_step ? c.step > p->best_step :
+											      c.sealed_ns > p->best_ns);
+	if (newer) {
+		memcpy(p->best, version, sizeof(p->best));
+		p->best_step = c.step;
+		p->best_ns = c.sealed_ns;
 		p->found = true;
 	}
-	json_decref(j);
+	tier_commit_free(&c);
 	return 0;
+}
+
+/* ---- laying out the tree beneath DEST ---- */
+
+/* Opens path below the directory dir, never through a symlink, never above dir. */
+static int open_beneath(int dir, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+				.mode = (flags & O_CREAT) ? mode : 0,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	long fd = syscall(SYS_openat2, dir, path, &how, sizeof(how));
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* The directory that will hold path (beneath dest, O_PATH), and path's last name in *base. */
+static int open_parent(int dest, const char *path, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[TIER_PATH_MAX + 1];
+
+	*base = slash ? slash + 1 : path;
+	if (!slash)
+		return open_beneath(dest, ".", O_PATH | O_DIRECTORY, 0);
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	return open_beneath(dest, dir, O_PATH | O_DIRECTORY, 0);
+}
+
+/* The permission bits a restored entry gets: no setuid, setgid or sticky bit from a bucket. */
+static mode_t restore_mode(uint32_t mode, mode_t umask_bits)
+{
+	return (mode_t)(mode & 0777) & ~umask_bits;
+}
+
+/* Creates a new regular file of the version beneath dest (never through a symlink, never over
+ * anything), opens it a second time O_DIRECT where the file system has it (through the descriptor,
+ * not the path) and gives it its size: preallocated when the extents cover it all (a full disk fails
+ * here, before any download), else sparse. Its mode is set last, so a read-only file can be opened
+ * twice. */
+static int restore_create(int dest, const struct tier_manifest_entry *e, mode_t umask_bits, struct restore_file *f)
+{
+	char self[64];
+	uint64_t covered = 0;
+
+	f->dfd = -1;
+	f->fd = open_beneath(dest, e->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (f->fd < 0)
+		return f->fd;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", f->fd);
+	f->dfd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);  /* -1 (EINVAL) on tmpfs and the like: fine */
+	for (size_t x = 0; x < e->next; x++)
+		covered += e->ext[x].len;
+	if (covered == e->size && e->size > 0 && fallocate(f->fd, 0, 0, (off_t)e->size) < 0 && errno != EOPNOTSUPP)
+		return -errno;
+	if (ftruncate(f->fd, (off_t)e->size) < 0 || fchmod(f->fd, restore_mode(e->mode, umask_bits)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Creates the version's directories (0700 for now) and files beneath dest, in manifest order (each
+ * directory before its contents), and collects every extent; files are left open in r->files
+ * (*nfiles of them), and the distinct chunks are put in fetch order (r->groups). Symlinks and the
+ * directories' own modes come after the download (restore_finish). */
+static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_bits, struct restore *r,
+			  size_t *nfiles, uint64_t *total, char *what, size_t whatsz)
+{
+	size_t files = 0, nrefs = 0, fi = 0;
+
+	for (size_t i = 0; i < all->n; i++) {
+		files += S_ISREG(all->e[i]->mode);
+		nrefs += all->e[i]->next;
+	}
+	r->files = calloc(files ? files : 1, sizeof(*r->files));
+	r->refs = malloc((nrefs ? nrefs : 1) * sizeof(*r->refs));
+	r->groups = malloc((nrefs ? nrefs : 1) * sizeof(*r->groups));
+	if (!r->files || !r->refs || !r->groups)
+		return -ENOMEM;
+	*total = 0;
+	for (size_t i = 0; i < all->n; i++) {
+		const struct tier_manifest_entry *e = all->e[i];
+		const char *base;
+		int rc = 0, pfd;
+
+		snprintf(what, whatsz, "%s", e->path);
+		if (S_ISDIR(e->mode)) {
+			pfd = open_parent(dest, e->path, &base);
+			if (pfd < 0)
+				return pfd;
+			if (mkdirat(pfd, base, 0700) < 0)
+				rc = -errno;
+			close(pfd);
+		} else if (S_ISREG(e->mode)) {
+			rc = restore_create(dest, e, umask_bits, &r->files[fi]);
+			*nfiles = ++fi;
+			for (size_t x = 0; rc == 0 && x < e->next; x++) {
+				struct restore_ref *rf = &r->refs[r->nrefs++];
+				rf->d = e->ext[x].digest;
+				rf->chunk_len = e->ext[x].chunk_len;
+				rf->file = fi - 1;
+				rf->file_off = e->ext[x].file_off;
+				rf->len = e->ext[x].len;
+				rf->chunk_off = e->ext[x].chunk_off;
+				*total += rf->len;
+				if (rf->chunk_len > r->max_chunk)
+					r->max_chunk = rf->chunk_len;
+			}
+		}
+		if (rc < 0)
+			return rc;
+	}
+	what[0] = '\0';
+	qsort(r->refs, r->nrefs, sizeof(*r->refs), ref_cmp);
+	for (size_t i = 0; i < r->nrefs;) {
+		struct restore_group *g = &r->groups[r->ngroups++];
+		*g = (struct restore_group){ .first = i, .file = r->refs[i].file, .file_off = r->refs[i].file_off };
+		for (i++; i < r->nrefs && memcmp(&r->refs[i].d, &r->refs[g->first].d, DIGEST_LEN) == 0; i++)
+			if (r->refs[i].file < g->file || (r->refs[i].file == g->file && r->refs[i].file_off < g->file_off)) {
+				g->file = r->refs[i].file;
+				g->file_off = r->refs[i].file_off;
+			}
+		g->end = i;
+	}
+	if (r->ngroups > 0)
+		qsort(r->groups, r->ngroups, sizeof(*r->groups), group_cmp);
+	return 0;
+}
+
+/* After the files are written and synced: the symlinks (beneath dest, never followed), then each
+ * directory's own mode, deepest first (a read-only directory gets its mode once its contents are
+ * in), each directory fsync'ed, dest last. */
+static int restore_finish(int dest, const struct tier_merged *all, mode_t umask_bits, char *what, size_t whatsz)
+{
+	for (size_t i = 0; i < all->n; i++) {
+		const struct tier_manifest_entry *e = all->e[i];
+		const char *base;
+		int pfd, rc = 0;
+
+		if (!S_ISLNK(e->mode))
+			continue;
+		snprintf(what, whatsz, "%s", e->path);
+		pfd = open_parent(dest, e->path, &base);
+		if (pfd < 0)
+			return pfd;
+		if (symlinkat(e->target, pfd, base) < 0)
+			rc = -errno;
+		close(pfd);
+		if (rc < 0)
+			return rc;
+	}
+	for (size_t i = all->n; i-- > 0;) {
+		const struct tier_manifest_entry *e = all->e[i];
+		int fd, rc = 0;
+
+		if (!S_ISDIR(e->mode))
+			continue;
+		snprintf(what, whatsz, "%s", e->path);
+		fd = open_beneath(dest, e->path, O_RDONLY | O_DIRECTORY, 0);
+		if (fd < 0)
+			return fd;
+		if (fchmod(fd, restore_mode(e->mode, umask_bits)) < 0 || fsync(fd) < 0)
+			rc = -errno;
+		close(fd);
+		if (rc < 0)
+			return rc;
+	}
+	snprintf(what, whatsz, ".");
+	if (fsync(dest) < 0)
+		return -errno;
+	what[0] = '\0';
+	return 0;
+}
+
+/* DEST must be new or an empty directory: 0 when it is (*exists tells which), CLI_USAGE (printed) when not. */
+static int dest_check(const char *dest, bool *exists)
+{
+	struct stat st;
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	*exists = stat(dest, &st) == 0;
+	if (!*exists)
+		return errno == ENOENT ? 0 : cli_error(CLI_USAGE, "%s: %s", dest, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return cli_error(CLI_USAGE, "%s: not a directory (restore needs a new or empty folder)", dest);
+	dir = opendir(dest);
+	if (!dir)
+		return cli_error(CLI_USAGE, "%s: %s", dest, strerror(errno));
+	while ((d = readdir(dir)) != NULL)
+		n += strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0;
+	closedir(dir);
+	return n ? cli_error(CLI_USAGE, "%s: not empty (restore needs a new or empty folder)", dest) : 0;
 }
 
 static int mkdirs(const char *path)
@@ -257,98 +467,32 @@ static int mkdirs(const char *path)
 	return 0;
 }
 
-/* Opens a new regular file of the version twice (buffered, and O_DIRECT where the file system has
- * it) and gives it its size: preallocated when the extents cover it all (a full disk fails here,
- * before any download), else sparse. The mode is set last, so a read-only file can be opened twice. */
-static int restore_create(const char *path, const struct tier_manifest_entry *e, mode_t umask_bits,
-			  struct restore_file *f)
+/* Opens DEST (creating it and its parents when new) and checks again that it is empty: what is
+ * restored goes only beneath this descriptor. */
+static int dest_open(const char *dest, bool existed, int *out)
 {
-	uint64_t covered = 0;
+	struct dirent *d;
+	DIR *dir;
+	int fd, n = 0;
 
-	f->dfd = -1;
-	f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (f->fd < 0)
+	if (!existed && (fd = mkdirs(dest)) < 0)
+		return fd;
+	fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	f->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);  /* -1 (EINVAL) on tmpfs and the like: fine */
-	for (size_t x = 0; x < e->next; x++)
-		covered += e->ext[x].len;
-	if (covered == e->size && e->size > 0 && fallocate(f->fd, 0, 0, (off_t)e->size) < 0 && errno != EOPNOTSUPP)
+	dir = fdopendir(dup(fd));
+	if (!dir) {
+		close(fd);
 		return -errno;
-	if (ftruncate(f->fd, (off_t)e->size) < 0 || fchmod(f->fd, (e->mode & 07777) & ~umask_bits) < 0)
-		return -errno;
-	return 0;
-}
-
-/* Creates DEST's tree from the manifests and collects every extent; files are left open in r->files
- * (*nfiles of them), and the distinct chunks are put in fetch order (r->groups). */
-static int restore_layout(const char *dest, struct tier_manifest_set *ms, struct restore *r, size_t *nfiles,
-			  uint64_t *total)
-{
-	size_t files = 0, nrefs = 0, fi = 0;
-	mode_t umask_bits = umask(0);
-	char path[PATH_MAX];
-
-	umask(umask_bits);
-	for (size_t a = 0; a < ms->n; a++)
-		for (size_t i = 0; i < ms->m[a].n; i++) {
-			files += S_ISREG(ms->m[a].entries[i].mode);
-			nrefs += ms->m[a].entries[i].next;
-		}
-	r->files = calloc(files ? files : 1, sizeof(*r->files));
-	r->refs = malloc((nrefs ? nrefs : 1) * sizeof(*r->refs));
-	r->groups = malloc((nrefs ? nrefs : 1) * sizeof(*r->groups));
-	if (!r->files || !r->refs || !r->groups)
-		return -ENOMEM;
-	*total = 0;
-	for (size_t a = 0; a < ms->n; a++)
-		for (size_t i = 0; i < ms->m[a].n; i++) {
-			struct tier_manifest_entry *e = &ms->m[a].entries[i];
-			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dest, e->path) >= sizeof(path))
-				return -ENAMETOOLONG;
-			char *slash = strrchr(path, '/');
-			*slash = '\0';
-			int rc = mkdirs(path);
-			*slash = '/';
-			if (rc < 0)
-				return rc;
-			if (S_ISDIR(e->mode)) {
-				if (mkdir(path, e->mode & 07777) < 0 && errno != EEXIST)
-					return -errno;
-			} else if (S_ISLNK(e->mode)) {
-				if (symlink(e->target, path) < 0 && errno != EEXIST)
-					return -errno;
-			} else if (S_ISREG(e->mode)) {
-				rc = restore_create(path, e, umask_bits, &r->files[fi]);
-				*nfiles = ++fi;
-				if (rc < 0)
-					return rc;
-				for (size_t x = 0; x < e->next; x++) {
-					struct restore_ref *rf = &r->refs[r->nrefs++];
-					rf->d = e->ext[x].digest;
-					rf->chunk_len = e->ext[x].chunk_len;
-					rf->file = fi - 1;
-					rf->file_off = e->ext[x].file_off;
-					rf->len = e->ext[x].len;
-					rf->chunk_off = e->ext[x].chunk_off;
-					*total += rf->len;
-					if (rf->chunk_len > r->max_chunk)
-						r->max_chunk = rf->chunk_len;
-				}
-			}
-		}
-	qsort(r->refs, r->nrefs, sizeof(*r->refs), ref_cmp);
-	for (size_t i = 0; i < r->nrefs;) {
-		struct restore_group *g = &r->groups[r->ngroups++];
-		*g = (struct restore_group){ .first = i, .file = r->refs[i].file, .file_off = r->refs[i].file_off };
-		for (i++; i < r->nrefs && memcmp(&r->refs[i].d, &r->refs[g->first].d, DIGEST_LEN) == 0; i++)
-			if (r->refs[i].file < g->file || (r->refs[i].file == g->file && r->refs[i].file_off < g->file_off)) {
-				g->file = r->refs[i].file;
-				g->file_off = r->refs[i].file_off;
-			}
-		g->end = i;
 	}
-	if (r->ngroups > 0)
-		qsort(r->groups, r->ngroups, sizeof(*r->groups), group_cmp);
+	while ((d = readdir(dir)) != NULL)
+		n += strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0;
+	closedir(dir);
+	if (n) {
+		close(fd);
+		return -ENOTEMPTY;
+	}
+	*out = fd;
 	return 0;
 }
 
@@ -405,68 +549,114 @@ static void restore_progress(struct restore *r, size_t nth, uint64_t total)
 	}
 }
 
+/* Syncs the folder holding path (DEST, when the restore created it). */
+static void sync_parent(const char *path)
+{
+	char buf[PATH_MAX], *slash;
+	int fd;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	slash = strrchr(buf, '/');
+	if (slash == buf)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(buf, sizeof(buf), ".");
+	fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/* RUN[@VERSION] into run and version ("" when absent); CLI_USAGE (printed) for names the bucket cannot hold. */
+static int restore_what(const char *what, char run[TIER_NAME_MAX + 1], char version[TIER_NAME_MAX + 1])
+{
+	const char *at = strchr(what, '@');
+	size_t rlen = at ? (size_t)(at - what) : strlen(what);
+
+	if (rlen > TIER_NAME_MAX || (at && strlen(at + 1) > TIER_NAME_MAX))
+		return cli_error(CLI_USAGE, "%s: a run or version name is longer than %d bytes", what, TIER_NAME_MAX);
+	memcpy(run, what, rlen);
+	run[rlen] = '\0';
+	snprintf(version, TIER_NAME_MAX + 1, "%s", at ? at + 1 : "");
+	if (!tier_manifest_name_ok(run) || (at && !tier_manifest_name_ok(version)))
+		return cli_error(CLI_USAGE, "%s: not a run name or RUN@VERSION", what);
+	return 0;
+}
+
 int cli_restore(int argc, char **argv)
 {
 	struct pecfs_config cfg;
 	struct tier_options o = { 0 };
 	struct restore r = { 0 };
 	struct tier_manifest_set ms = { 0 };
+	struct tier_commit commit = { 0 };
+	struct tier_merged all = { 0 };
 	struct pick p = { 0 };
-	char bucket[S3_BUCKET_MAX], err[512], key[2048], version[512], run[512];
-	const char *what = NULL, *dest = NULL, *at;
+	char bucket[S3_BUCKET_MAX], err[700], key[TIER_PREFIX_MAX + 300], version[TIER_NAME_MAX + 1],
+		run[TIER_NAME_MAX + 1], what_path[TIER_PATH_MAX + 1] = "";
+	const char *what = NULL, *dest = NULL;
 	unsigned threads = 16;
 	pthread_t th[256];
 	size_t nth = 0, nfiles = 0;
-	int code = CLI_FAILED, rc;
+	int code = CLI_FAILED, rc, destfd = -1;
 	uint64_t total = 0;
+	mode_t umask_bits;
+	bool existed;
 
 	pecfs_config_defaults(&cfg);
 	rc = restore_parse(argc, argv, &cfg, &threads, &what, &dest);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
+	rc = restore_what(what, run, version);
+	if (rc == 0)
+		rc = dest_check(dest, &existed);
+	if (rc != 0)
+		return rc;
 	cli_tier_options(&cfg, &o);
 	o.max_attempts = TIER_READER_ATTEMPTS;  /* one failed request fails the restore */
 	if (tier_client_new(&o, threads + 1, NULL, NULL, &r.c, bucket, r.prefix, err, sizeof(err)) < 0)
 		return cli_error(CLI_USAGE, "%s", err);
 	pthread_mutex_init(&r.lock, NULL);
-	at = strchr(what, '@');
-	snprintf(run, sizeof(run), "%.*s", at ? (int)(at - what) : (int)strlen(what), what);
-	snprintf(key, sizeof(key), "%s%sruns/%s/", r.prefix, r.prefix[0] ? "/" : "", run);
-	if (at) {
-		snprintf(version, sizeof(version), "%s", at + 1);
-		char ck[2600];
-		uint64_t size;
+	if (!version[0]) {
 		struct s3_result res = { 0 };
-		snprintf(ck, sizeof(ck), "%s%s/COMMIT", key, version);
-		rc = s3_head(r.c, ck, &size, NULL, &res);
-		if (rc < 0) {
-			cli_error(CLI_FAILED, "%s@%s: %s", run, version,
-				  rc == -ENOENT ? "no committed version of that name in the bucket" : res.message);
-			goto out;
-		}
-	} else {
-		struct s3_result res = { 0 };
+		snprintf(key, sizeof(key), "%s%sruns/%s/", r.prefix, r.prefix[0] ? "/" : "", run);
 		p.c = r.c;
+		p.prefix = r.prefix;
+		p.run = run;
 		rc = s3_list(r.c, key, "/", 0, pick_version, &p, &res);
 		if (rc < 0 || !p.found) {
-			cli_error(CLI_FAILED, "%s: %s", run, rc < 0 ? (p.res.message[0] ? p.res.message : res.message) :
+			cli_error(CLI_FAILED, "%s: %s", run, rc < 0 ? (p.msg[0] ? p.msg : res.message) :
 				  "no committed version in the bucket");
 			goto out;
 		}
 		snprintf(version, sizeof(version), "%s", p.best);
 	}
-	rc = tier_manifests_load(r.c, r.prefix, run, version, &ms, err, sizeof(err));
-	if (rc < 0 || ms.n == 0) {
-		cli_error(CLI_FAILED, "%s@%s: cannot read its manifests: %s", run, version, rc < 0 ? err : "none found");
+	rc = tier_version_load(r.c, r.prefix, run, version, &commit, &ms, err, sizeof(err));
+	if (rc == 0)
+		rc = tier_version_merge(&ms, &all, err, sizeof(err));
+	if (rc == -ENOENT) {
+		cli_error(CLI_FAILED, "%s@%s: no committed version of that name in the bucket", run, version);
 		goto out;
 	}
-	if (mkdirs(dest) < 0) {
-		cli_error(CLI_FAILED, "%s: %s", dest, strerror(errno));
-		goto out;
-	}
-	rc = restore_layout(dest, &ms, &r, &nfiles, &total);
 	if (rc < 0) {
-		cli_error(CLI_FAILED, "%s: creating the files: %s", dest, strerror(-rc));
+		cli_error(CLI_FAILED, "%s@%s: cannot read its manifests: %s", run, version, err);
+		goto out;
+	}
+	rc = dest_open(dest, existed, &destfd);
+	if (rc < 0) {
+		cli_error(rc == -ENOTEMPTY ? CLI_USAGE : CLI_FAILED, "%s: %s", dest, rc == -ENOTEMPTY ?
+			  "not empty (restore needs a new or empty folder)" : strerror(-rc));
+		code = rc == -ENOTEMPTY ? CLI_USAGE : CLI_FAILED;
+		goto out;
+	}
+	umask_bits = umask(077);  /* directories stay 0700, files 0600, until their own modes are set */
+	rc = restore_layout(destfd, &all, umask_bits, &r, &nfiles, &total, what_path, sizeof(what_path));
+	umask(umask_bits);
+	if (rc < 0) {
+		cli_error(CLI_FAILED, "%s: creating %s: %s", dest, what_path[0] ? what_path : "the files", strerror(-rc));
 		goto out;
 	}
 	for (; nth < threads; nth++)
@@ -487,6 +677,13 @@ int cli_restore(int argc, char **argv)
 		cli_error(CLI_FAILED, "%s@%s: %s", run, version, r.msg[0] ? r.msg : strerror(-rc));
 		goto out;
 	}
+	rc = restore_finish(destfd, &all, umask_bits, what_path, sizeof(what_path));
+	if (rc < 0) {
+		cli_error(CLI_FAILED, "%s: finishing %s: %s", dest, what_path, strerror(-rc));
+		goto out;
+	}
+	if (!existed)
+		sync_parent(dest);
 	printf("restored %s@%s to %s: %zu files, %llu bytes\n", run, version, dest, nfiles, (unsigned long long)total);
 	code = CLI_OK;
 out:
@@ -496,10 +693,14 @@ out:
 		if (r.files[i].dfd >= 0)
 			close(r.files[i].dfd);
 	}
+	if (destfd >= 0)
+		close(destfd);
 	free(r.files);
 	free(r.refs);
 	free(r.groups);
+	tier_merged_free(&all);
 	tier_manifest_set_free(&ms);
+	tier_commit_free(&commit);
 	pthread_mutex_destroy(&r.lock);
 	s3_client_free(r.c);
 	return code;

@@ -77,9 +77,10 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 		goto out_err;
 	snprintf(t->uri, sizeof(t->uri), "%s", opt->uri);
 	if (opt->node_id && opt->node_id[0]) {
-		if (strlen(opt->node_id) >= sizeof(t->node_id) || strpbrk(opt->node_id, "/\\ ") != NULL) {
-			snprintf(err, errsz, "node-id: '%.80s' must be under 64 characters without '/' or spaces",
-				 opt->node_id);
+		if (strlen(opt->node_id) >= sizeof(t->node_id) || strpbrk(opt->node_id, "/\\ ") != NULL ||
+		    !tier_manifest_name_ok(opt->node_id)) {
+			snprintf(err, errsz, "node-id: '%.80s' must be under 64 characters without '/' or spaces, "
+				 "and not '.', '..' or '.pec'", opt->node_id);
 			rc = -EINVAL;
 			goto out_err;
 		}

@@ -152,10 +152,11 @@ void tier_readahead(struct tier *t, struct tier_readahead *ra, uint64_t ino, uin
 
 /* Imports every committed version of the bucket that the data folder does not have yet, as sealed
  * versions whose chunks are remote (records and extents present, chunk files absent, marked in
- * the bucket): reads then fetch lazily. All node manifests of a version become one version. Runs
- * before the store serves anything; the caller reopens the store afterwards so that its chunk
- * index includes the imported chunks. *imported counts the versions added. One line per version
- * to progress when not NULL. */
+ * the bucket): reads then fetch lazily. The parts a version's COMMIT names become one version
+ * (tier_version_load, tier_version_merge). A run or version name in a key that is not a valid name,
+ * or a version that is refused, stops the import (-EBADMSG). Runs before the store serves anything;
+ * the caller reopens the store afterwards so that its chunk index includes the imported chunks.
+ * *imported counts the versions added. One line per version to progress when not NULL. */
 int tier_import(struct store *st, const struct tier_options *opt, FILE *progress, uint64_t *imported, char *err,
 		size_t errsz);
 
@@ -223,10 +224,14 @@ struct tier_fsck_report {
 int tier_fsck(const struct tier_options *opt, const struct tier_fsck_options *o, struct tier_fsck_report *r,
 	      char *err, size_t errsz);
 
-/* ---- reading manifests from the bucket (tier_manifest_load.c) ---- */
+/* ---- reading manifests and COMMITs from the bucket (tier_manifest_load.c) ----
+ * Everything read from the bucket is untrusted: these functions are the only way the tier and the
+ * command line read manifests and COMMITs, and each object must name the place it is stored at. */
 struct tier_manifest;
+struct tier_manifest_entry;
+struct tier_commit;
 
-/* Every node manifest of one version, in key order (the order of node ids). */
+/* Node manifests of one version. */
 struct tier_manifest_set {
 	struct tier_manifest *m;
 	size_t n;
@@ -245,11 +250,48 @@ int tier_manifest_parse(const char *key, const char *text, size_t len, struct ti
  * (-ENOENT when it is gone) or -EBADMSG, with a reason that names the key in msg. */
 int tier_manifest_get(struct s3_client *c, const char *key, struct tier_manifest *m, char *msg, size_t msgsz);
 
-/* Reads every manifest of run/version under prefix ("" for none) into out (empty when the version
- * has none). Any manifest that cannot be read or parsed fails the whole load, with a reason in msg. */
+/* Reads every manifest stored under run/version under prefix ("" for none) into out, in key order
+ * (empty when the version has none), whether COMMIT names it or not: for bucket gc, which must keep
+ * every chunk any manifest names. Any manifest that cannot be read or parsed fails the whole load,
+ * with a reason in msg. */
 int tier_manifests_load(struct s3_client *c, const char *prefix, const char *run, const char *version,
 			struct tier_manifest_set *out, char *msg, size_t msgsz);
 void tier_manifest_set_free(struct tier_manifest_set *s);
+
+/* Parses the text of the COMMIT object of run/version (tier_commit_decode) and checks that it names
+ * that version. -EBADMSG with a reason in msg; c holds nothing to free on failure. */
+int tier_commit_parse(const char *run, const char *version, const char *text, size_t len, struct tier_commit *c,
+		      char *msg, size_t msgsz);
+
+/* Downloads and parses the COMMIT of run/version under prefix. -ENOENT when there is none (not
+ * committed), -EBADMSG, or the client's error, with a reason that names the key in msg. */
+int tier_commit_get(struct s3_client *c, const char *prefix, const char *run, const char *version,
+		    struct tier_commit *out, char *msg, size_t msgsz);
+
+/* A committed version as restore and import read it: its COMMIT in *commit and the manifests of
+ * the parts that COMMIT names in out, in node name byte order, each checked to carry the seal id
+ * COMMIT gives its part (manifests beside it that COMMIT does not name are not read). A COMMIT
+ * written before seal ids names no parts: every manifest stored beside it is then a part. -ENOENT
+ * when the version has no COMMIT; -EBADMSG when COMMIT or a part is malformed, missing or of another
+ * upload; or the client's error; a reason in msg. Free with tier_commit_free and
+ * tier_manifest_set_free (both empty on failure). */
+int tier_version_load(struct s3_client *c, const char *prefix, const char *run, const char *version,
+		      struct tier_commit *commit, struct tier_manifest_set *out, char *msg, size_t msgsz);
+
+/* One version's entries from all its parts: each path once, in manifest order (tier_manifest_path_cmp).
+ * The entries point into the set it was made from. */
+struct tier_merged {
+	const struct tier_manifest_entry **e;
+	size_t n;
+};
+
+/* Merges the parts of a version (set in node name order, as tier_version_load gives it): a path that
+ * several parts list keeps the entry of the first part, directories included (mode, mtime). A path
+ * that is a directory in one part and a file or symlink in another makes the version refused
+ * (-EBADMSG, the path and both nodes in msg), so that nothing can end up below a file; -ENOMEM.
+ * The one implementation of the rule, for restore and import alike. Pure. */
+int tier_version_merge(const struct tier_manifest_set *set, struct tier_merged *out, char *msg, size_t msgsz);
+void tier_merged_free(struct tier_merged *m);
 
 /* ---- chunk objects: a 64-byte header, then the payload (FORMAT.md section 5) ---- */
 #define TIER_CHUNK_HDR 64

@@ -11,7 +11,6 @@
  * Invariant: nothing here writes to the bucket.
  */
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -25,7 +24,6 @@
 
 #define FSCK_JOBS_MAX 64
 #define FSCK_USERS_SHOWN 4
-#define FSCK_COMMIT_MAX 65536
 #define FSCK_NODE_STATE_MAX (1u << 30)
 
 enum fsck_kind { FSCK_COMMIT, FSCK_MANIFEST };
@@ -42,7 +40,7 @@ struct fsck_robj {
 struct fsck_read {
 	int rc;          /* 0 read and sound; -EBADMSG does not parse or does not fit; -ENOENT gone; else unreadable */
 	char *msg;       /* why, when rc != 0 (malloc'ed) */
-	uint64_t parts;  /* COMMIT: node parts it records */
+	struct tier_commit commit;  /* COMMIT, when rc == 0 */
 	struct tier_manifest m;  /* manifest, when rc == 0 */
 };
 
@@ -349,28 +347,14 @@ static int fsck_get(struct fsck *f, const char *key, size_t max, char **text, si
 
 static void check_commit(struct fsck *f, struct fsck_robj *o, struct fsck_read *rd)
 {
-	char *text = NULL;
+	char *text = NULL, err[512];
 	size_t len;
-	json_t *j, *parts;
 
-	if (fsck_get(f, o->key, FSCK_COMMIT_MAX, &text, &len, rd) < 0)
+	if (fsck_get(f, o->key, TIER_COMMIT_MAX_BYTES, &text, &len, rd) < 0)
 		return;
-	j = json_loadb(text, len, 0, NULL);
+	if (tier_commit_parse(o->run, o->version, text, len, &rd->commit, err, sizeof(err)) < 0)
+		read_fail(rd, -EBADMSG, "%s", err);
 	free(text);
-	parts = json_object_get(j, "parts");
-	if (!json_is_object(j) || json_integer_value(json_object_get(j, "format")) != 1 ||
-	    !json_is_string(json_object_get(j, "run")) || !json_is_string(json_object_get(j, "version")))
-		read_fail(rd, -EBADMSG, "COMMIT does not parse (want JSON {\"format\":1,\"run\",\"version\",...})");
-	else if (strcmp(json_string_value(json_object_get(j, "run")), o->run) != 0 ||
-		 strcmp(json_string_value(json_object_get(j, "version")), o->version) != 0)
-		read_fail(rd, -EBADMSG, "COMMIT names %.200s/%.200s, not the version it is stored under",
-			  json_string_value(json_object_get(j, "run")),
-			  json_string_value(json_object_get(j, "version")));
-	else if (parts && (!json_is_integer(parts) || json_integer_value(parts) < 1))
-		read_fail(rd, -EBADMSG, "COMMIT has a bad \"parts\" count");
-	else
-		rd->parts = parts ? (uint64_t)json_integer_value(parts) : 1;
-	json_decref(j);
 }
 
 static void check_manifest(struct fsck *f, struct fsck_robj *o, struct fsck_read *rd)
@@ -586,6 +570,48 @@ static void fsck_print_chunk(struct fsck *f, FILE *out, const struct fsck_chunk 
 	fputc('\n', out);
 }
 
+/* The manifest robj of node in version ver, or -1. */
+static ssize_t fsck_find_manifest(const struct fsck *f, const struct fsck_version *ver, const char *node)
+{
+	size_t nlen = strlen(node);
+
+	for (size_t i = ver->first; i < ver->first + ver->n; i++)
+		if (f->robj[i].kind == FSCK_MANIFEST && strncmp(f->robj[i].name, node, nlen) == 0 &&
+		    strcmp(f->robj[i].name + nlen, ".manifest") == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* A COMMIT that names its parts: each must be there with the seal id COMMIT gives it (a part that
+ * does not parse was reported already). Manifests beside it that it does not name are only noted:
+ * readers ignore them. */
+static void fsck_check_parts(struct fsck *f, const struct fsck_version *ver, FILE *out)
+{
+	const struct fsck_robj *c = &f->robj[ver->commit];
+	const struct tier_commit *cm = &f->reads[ver->commit].commit;
+
+	for (size_t k = 0; k < cm->npart; k++) {
+		ssize_t i = fsck_find_manifest(f, ver, cm->part[k].node);
+		if (i < 0) {
+			f->r->problems++;
+			fprintf(out, "bad COMMIT %s: names the part of node %s, whose manifest is missing (restore cannot "
+				"read the version)\n", c->key, cm->part[k].node);
+		} else if (f->reads[i].rc == 0 && strcmp(f->reads[i].m.seal_id, cm->part[k].seal_id) != 0) {
+			f->r->problems++;
+			fprintf(out, "bad COMMIT %s: names the part of node %s with seal id '%s', but %s has seal id '%s' "
+				"(another upload; restore refuses the version)\n", c->key, cm->part[k].node,
+				cm->part[k].seal_id, f->robj[i].key, f->reads[i].m.seal_id);
+		}
+	}
+	for (size_t i = ver->first; i < ver->first + ver->n; i++) {
+		const struct fsck_read *rd = &f->reads[i];
+		if (f->robj[i].kind != FSCK_MANIFEST || rd->rc != 0 || tier_commit_find(cm, rd->m.node))
+			continue;
+		lines_add(&f->notes, fsck_strdup_printf("%s: not a part of the committed upload (COMMIT does not name "
+							"it; readers ignore it)", f->robj[i].key));
+	}
+}
+
 /* Groups robj[] into versions and prints the problems of COMMITs and manifests. */
 static void fsck_report_versions(struct fsck *f, FILE *out)
 {
@@ -623,10 +649,12 @@ static void fsck_report_versions(struct fsck *f, FILE *out)
 			r->problems++;
 			fprintf(out, "bad COMMIT %s: %s/%s is committed but has no manifest (restore cannot read it)\n",
 				c->key, c->run, c->version);
-		} else if (crd->rc == 0 && present < crd->parts) {
+		} else if (crd->rc == 0 && crd->commit.npart > 0) {
+			fsck_check_parts(f, ver, out);
+		} else if (crd->rc == 0 && present < crd->commit.parts) {
 			r->problems++;
 			fprintf(out, "bad COMMIT %s: records %llu node parts, %zu manifest%s present\n", c->key,
-				(unsigned long long)crd->parts, present, present == 1 ? " is" : "s are");
+				(unsigned long long)crd->commit.parts, present, present == 1 ? " is" : "s are");
 		}
 	}
 }
@@ -803,6 +831,8 @@ static void fsck_free(struct fsck *f)
 			free(f->reads[i].msg);
 			if (f->robj[i].kind == FSCK_MANIFEST && f->reads[i].rc == 0)
 				tier_manifest_free(&f->reads[i].m);
+			if (f->robj[i].kind == FSCK_COMMIT && f->reads[i].rc == 0)
+				tier_commit_free(&f->reads[i].commit);
 		}
 	}
 	for (size_t i = 0; i < f->nnodes; i++) {

@@ -45,7 +45,7 @@ int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_ep
 		return 0;  /* never collected: epoch 0 */
 	if (rc < 0)
 		return rc;
-	j = json_loadb(text, len, 0, NULL);
+	j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 	free(text);
 	e = json_object_get(j, "epoch");
 	col = json_object_get(j, "collecting");
@@ -234,7 +234,7 @@ int tier_publish_node(struct tier *t, const struct digest *extra, size_t nextra,
 
 int tier_node_state_decode(const char *text, size_t len, struct tier_node_state *out, char *err, size_t errsz)
 {
-	json_t *j = json_loadb(text, len, 0, NULL), *node, *vs, *chunks, *upd;
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *node, *vs, *chunks, *upd;
 	const char *hex;
 	size_t hlen, i;
 	json_t *v;

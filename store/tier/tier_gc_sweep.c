@@ -113,7 +113,7 @@ static int64_t lock_started(struct gc_run *g, const char *key)
 	int64_t t = 0;
 
 	if (s3_get_all(g->c, key, 4096, (void **)&text, &len, &res) == 0) {
-		json_t *j = json_loadb(text, len, 0, NULL);
+		json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 		json_t *st = json_object_get(j, "started_ns");
 		t = json_is_integer(st) ? (int64_t)json_integer_value(st) : 0;
 		json_decref(j);
@@ -304,23 +304,18 @@ static int list_version_object(void *ctx, const struct s3_object *o)
 
 static int read_commit(struct gc_run *g, struct gc_version *v)
 {
-	char key[TIER_PREFIX_MAX + 2 * META_NAME_MAX + 32], *text = NULL;
-	struct s3_result res = { 0 };
-	size_t len;
-	json_t *j, *step, *sealed;
-	int rc;
+	struct tier_commit c;
+	char why[700];
+	int rc = tier_commit_get(g->c, g->prefix, v->run, v->version, &c, why, sizeof(why));
 
-	tier_gc_key(g->prefix, key, sizeof(key), "runs/%s/%s/COMMIT", v->run, v->version);
-	rc = s3_get_all(g->c, key, 65536, (void **)&text, &len, &res);
-	if (rc < 0)
-		return gc_fail(g, rc, key, &res);
-	j = json_loadb(text, len, 0, NULL);
-	free(text);
-	step = json_object_get(j, "step");
-	sealed = json_object_get(j, "sealed_ns");
-	v->step = json_is_integer(step) ? (int64_t)json_integer_value(step) : -1;
-	v->sealed_ns = json_is_integer(sealed) ? (int64_t)json_integer_value(sealed) : 0;
-	json_decref(j);
+	if (rc < 0) {
+		/* Which versions are newest cannot be known: retiring anything could retire the wrong one. */
+		snprintf(g->msg, g->msgsz, "%.500s; nothing deleted (see pecfs fsck --remote)", why);
+		return rc;
+	}
+	v->step = c.step;
+	v->sealed_ns = c.sealed_ns;
+	tier_commit_free(&c);
 	return 0;
 }
 

@@ -1,9 +1,12 @@
 /* tier_import.c - `mount --from`: the bucket's committed versions become local sealed versions whose
- * chunks stay remote until read. Per version: every node's manifest is read and merged by path (a
- * path two nodes both list keeps the first), then one synced batch writes the run (if new), the
- * version directory, its entries, extents, chunk records (no file), 'R' marks and the upload record,
- * so a crash leaves each version either fully imported or absent. Versions already present locally
- * (same run and name) are left alone.
+ * chunks stay remote until read. Per version: the parts its COMMIT names are read and merged
+ * (tier_version_load, tier_version_merge: a path several parts list keeps the first part's entry, a
+ * path may not be a directory in one part and a file in another), then one synced batch writes the
+ * run (if new), the version directory, its entries, extents, chunk records (no file), 'R' marks and
+ * the upload record, so a crash leaves each version either fully imported or absent. Versions
+ * already present locally (same run and name) are left alone. Bucket content is untrusted: run and
+ * version names taken from keys must be valid names (tier_manifest_name_ok), and permission bits
+ * keep no setuid, setgid or sticky bit.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -116,10 +119,10 @@ static int dir_add(struct import *im, const char *path, uint32_t mode, int64_t m
 	return 0;
 }
 
-static int entry_cmp(const void *a, const void *b)
+/* The permission bits an imported entry keeps: no setuid, setgid or sticky bit from a bucket. */
+static uint32_t import_mode(uint32_t mode)
 {
-	return strcmp(((const struct tier_manifest_entry *const *)a)[0]->path,
-		      ((const struct tier_manifest_entry *const *)b)[0]->path);
+	return mode & (S_IFMT | 0777);
 }
 
 /* Where an entry's bytes come from when the manifest names an earlier version (`s3-persist pec`, or a
@@ -146,7 +149,7 @@ static int import_file(struct import *im, const struct tier_manifest_entry *e, u
 
 	if (rc < 0)
 		return rc;
-	imp_inode(im, &mi, parent->mi.ino, base, e->mode, e->mtime_ns);
+	imp_inode(im, &mi, parent->mi.ino, base, import_mode(e->mode), e->mtime_ns);
 	if (S_ISLNK(e->mode)) {
 		mi.size = strlen(e->target);
 		meta_batch_put_symlink(im->b, mi.ino, e->target);
@@ -182,56 +185,40 @@ static void dirs_clear(struct import *im)
 	im->ndirs = 0;
 }
 
-/* One version from its merged manifests, in one synced batch. run is updated (nlink). */
-static int import_version(struct import *im, struct meta_inode *run, const char *name, struct tier_manifest *ms,
-			  size_t n)
+/* One version from the merged entries of its parts (ms, in node name order), in one synced batch.
+ * run is updated (nlink). */
+static int import_version(struct import *im, struct meta_inode *run, const char *name, const struct tier_manifest *ms,
+			  const struct tier_merged *all)
 {
-	struct tier_manifest_entry **all = NULL;
 	struct meta_upload rec = { 0 };
-	size_t total = 0, k = 0;
 	uint64_t stored = 0;
 	int rc = 0;
 
-	for (size_t i = 0; i < n; i++)
-		total += ms[i].n;
-	all = malloc((total ? total : 1) * sizeof(*all));
 	im->capdirs = 16;
 	im->dirs = im->dirs ? im->dirs : malloc(im->capdirs * sizeof(*im->dirs));
-	if (!all || !im->dirs) {
-		free(all);
+	if (!im->dirs)
 		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < ms[i].n; j++)
-			all[k++] = &ms[i].entries[j];
-	qsort(all, k, sizeof(*all), entry_cmp);
-
 	memset(&im->v, 0, sizeof(im->v));
 	im->now = wall_ns();
 	meta_batch_clear(im->b);
 	/* The version directory is dirs[0] with path "", the parent of every top-level entry. */
 	im->dirs[0].path = strdup("");
-	if (!im->dirs[0].path) {
-		free(all);
+	if (!im->dirs[0].path)
 		return -ENOMEM;
-	}
 	im->ndirs = 1;
 	imp_inode(im, &im->dirs[0].mi, run->ino, name, S_IFDIR | 0755, ms[0].sealed_ns);
 	im->v.ino = im->dirs[0].mi.ino;
 	run->nlink++;
 	meta_batch_put_dirent(im->b, run->ino, name, im->v.ino, S_IFDIR);
-	for (size_t i = 0; i < k && rc == 0; i++) {
-		if (i > 0 && strcmp(all[i]->path, all[i - 1]->path) == 0)
-			continue;  /* listed by two nodes: the first wins */
-		if (S_ISDIR(all[i]->mode)) {
-			struct dir_slot *d = dir_find(im, all[i]->path);
-			if (!d)
-				rc = dir_add(im, all[i]->path, all[i]->mode, all[i]->mtime_ns, &d);
-		} else {
-			rc = import_file(im, all[i], &stored);
-		}
+	/* Each path once, directories before their contents (tier_version_merge). */
+	for (size_t i = 0; i < all->n && rc == 0; i++) {
+		const struct tier_manifest_entry *e = all->e[i];
+		struct dir_slot *d;
+		if (S_ISDIR(e->mode))
+			rc = dir_add(im, e->path, import_mode(e->mode), e->mtime_ns, &d);
+		else
+			rc = import_file(im, e, &stored);
 	}
-	free(all);
 	if (rc < 0)
 		goto out;
 	im->v.run_ino = run->ino;
@@ -373,14 +360,27 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 		struct names vers = { 0 };
 		struct meta_inode run;
 		snprintf(key, sizeof(key), "%s%sruns/%s/", prefix, prefix[0] ? "/" : "", runs.v[r]);
+		if (!tier_manifest_name_ok(runs.v[r])) {
+			snprintf(err, errsz, "%s: not a valid run name (pecfs never writes one)", key);
+			rc = -EBADMSG;
+			break;
+		}
 		rc = s3_list(c, key, "/", 0, collect_prefix, &vers, &res);
 		if (rc == 0 && vers.n > 0)
 			rc = import_run(&im, runs.v[r], &run);
 		for (size_t v = 0; v < vers.n && rc == 0; v++) {
 			struct tier_manifest_set ml = { 0 };
+			struct tier_commit commit;
+			struct tier_merged all = { 0 };
 			uint64_t ino, size;
 			uint32_t mode;
-			char vkey[2600], mmsg[400] = "";
+			char vkey[2600], mmsg[600] = "";
+			if (!tier_manifest_name_ok(vers.v[v])) {
+				snprintf(err, errsz, "%s%.300s/: not a valid version name (pecfs never writes one)", key,
+					 vers.v[v]);
+				rc = -EBADMSG;
+				break;
+			}
 			if (meta_get_dirent(im.meta, run.ino, vers.v[v], &ino, &mode) == 0)
 				continue;  /* already here */
 			snprintf(vkey, sizeof(vkey), "%s%s/COMMIT", key, vers.v[v]);
@@ -394,19 +394,27 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 					 res.message[0] ? res.message : strerror(-rc));
 				break;
 			}
-			rc = tier_manifests_load(c, prefix, runs.v[r], vers.v[v], &ml, mmsg, sizeof(mmsg));
-			if (rc == 0 && ml.n > 0)
-				rc = import_version(&im, &run, vers.v[v], ml.m, ml.n);
+			rc = tier_version_load(c, prefix, runs.v[r], vers.v[v], &commit, &ml, mmsg, sizeof(mmsg));
+			if (rc == -ENOENT) {
+				rc = 0;
+				continue;  /* COMMIT gone since the HEAD: retired by a collection */
+			}
+			if (rc == 0)
+				rc = tier_version_merge(&ml, &all, mmsg, sizeof(mmsg));
+			if (rc == 0)
+				rc = import_version(&im, &run, vers.v[v], ml.m, &all);
 			if (rc < 0)
 				snprintf(err, errsz, "importing %s/%s: %s", runs.v[r], vers.v[v],
 					 mmsg[0] ? mmsg : strerror(-rc));
-			else if (ml.n > 0) {
+			else {
 				(*imported)++;
 				if (progress)
 					fprintf(progress, "imported %s/%s (%zu node manifest%s)\n", runs.v[r], vers.v[v],
 						ml.n, ml.n == 1 ? "" : "s");
 			}
+			tier_merged_free(&all);
 			tier_manifest_set_free(&ml);
+			tier_commit_free(&commit);
 		}
 		if (rc < 0 && !err[0])
 			snprintf(err, errsz, "listing %s: %s", key, res.message[0] ? res.message : strerror(-rc));

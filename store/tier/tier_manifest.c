@@ -1,8 +1,12 @@
-/* tier_manifest.c - building, encoding and decoding version manifests (JSON via jansson).
+/* tier_manifest.c - building, encoding and decoding version manifests and COMMIT objects (JSON via
+ * jansson).
  *
- * Decoding treats the text as outside input: every field is type-checked, paths may not escape the
- * version, and a file's extents must be in order, inside the file and not overlapping, so that a
- * restore can write them without further checks.
+ * Decoding treats the text as outside input (a bucket is writable by more than pecfs): duplicate JSON
+ * keys are refused, every field is type-checked, names are single components other than "." ".."
+ * and ".pec", paths may not escape the version, entries come in manifest order, each once and each
+ * below a directory entry listed before it, and a file's extents must be in order, inside the file
+ * and not overlapping. A decoded manifest is thus a well-formed tree that a restore or an import can
+ * lay out without further checks of its shape.
  */
 #include "tier_manifest.h"
 
@@ -176,6 +180,8 @@ int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len)
 	json_object_set_new(root, "sealed_ns", json_integer(m->sealed_ns));
 	json_object_set_new(root, "seal_seq", json_integer((json_int_t)m->seal_seq));
 	json_object_set_new(root, "chunk_size", json_integer(m->chunk_size));
+	if (m->seal_id[0])
+		json_object_set_new(root, "seal_id", json_string(m->seal_id));
 	for (size_t i = 0; i < m->n; i++)
 		json_array_append_new(arr, mf_entry_json(&m->entries[i]));
 	json_object_set_new(root, "entries", arr);
@@ -192,7 +198,7 @@ int tier_manifest_path_ok(const char *path)
 {
 	const char *p = path;
 
-	if (*p == '\0' || *p == '/')
+	if (*p == '\0' || *p == '/' || strlen(p) > TIER_PATH_MAX)
 		return 0;
 	while (*p) {
 		const char *slash = strchr(p, '/');
@@ -210,7 +216,34 @@ int tier_manifest_path_ok(const char *path)
 
 int tier_manifest_name_ok(const char *name)
 {
-	return tier_manifest_path_ok(name) && !strchr(name, '/');
+	return tier_manifest_path_ok(name) && !strchr(name, '/') && strcmp(name, ".pec") != 0;
+}
+
+/* A path byte's rank in manifest order: the end of the path, then '/', then every other byte. */
+static int path_rank(unsigned char c)
+{
+	return c == '\0' ? 0 : c == '/' ? 1 : c + 2;
+}
+
+int tier_manifest_path_cmp(const char *a, const char *b)
+{
+	const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+
+	while (*x && *x == *y) {
+		x++;
+		y++;
+	}
+	return path_rank(*x) - path_rank(*y);
+}
+
+int tier_seal_id_ok(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < TIER_SEAL_ID_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[i] == '\0';
 }
 
 static int mf_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -271,6 +304,35 @@ static int mf_decode_source(json_t *o, struct tier_manifest_entry *e, char *err,
 	return tier_manifest_set_source(e, json_string_value(src), json_integer_value(stale));
 }
 
+static int mf_entry_cmp(const void *key, const void *elem)
+{
+	return tier_manifest_path_cmp(key, ((const struct tier_manifest_entry *)elem)->path);
+}
+
+/* Where path may stand after the entries decoded so far: after the last of them in manifest order
+ * (so never twice), and below a directory entry already listed (top-level paths excepted). */
+static int mf_check_place(const struct tier_manifest *m, const char *path, char *err, size_t errsz)
+{
+	const char *slash = strrchr(path, '/');
+	const struct tier_manifest_entry *dir;
+	char parent[TIER_PATH_MAX + 1];
+
+	if (m->n > 0 && tier_manifest_path_cmp(m->entries[m->n - 1].path, path) >= 0)
+		return mf_fail(err, errsz, "entry '%.200s' is listed twice or out of order (after '%.200s')", path,
+			       m->entries[m->n - 1].path);
+	if (!slash)
+		return 0;
+	memcpy(parent, path, (size_t)(slash - path));
+	parent[slash - path] = '\0';
+	dir = m->n ? bsearch(parent, m->entries, m->n, sizeof(*m->entries), mf_entry_cmp) : NULL;
+	if (!dir)
+		return mf_fail(err, errsz, "entry '%.200s' comes before its directory is listed", path);
+	if (!S_ISDIR(dir->mode))
+		return mf_fail(err, errsz, "entry '%.200s' lies under '%.200s', which is not a directory", path,
+			       parent);
+	return 0;
+}
+
 static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t errsz)
 {
 	const char *path = NULL, *type = NULL, *target = NULL;
@@ -283,7 +345,8 @@ static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t
 			&mtime, "size", &size, "target", &target) != 0 || mode < 0 || mode > 07777 || size < 0)
 		return mf_fail(err, errsz, "entry %zu is malformed", m->n);
 	if (!tier_manifest_path_ok(path))
-		return mf_fail(err, errsz, "entry path '%.200s' is not inside the version", path);
+		return mf_fail(err, errsz, "entry path '%.200s' is not inside the version (or has an empty or "
+			       "over-long name)", path);
 	if (strcmp(type, "file") == 0)
 		fmt = S_IFREG;
 	else if (strcmp(type, "dir") == 0)
@@ -291,7 +354,12 @@ static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t
 	else if (strcmp(type, "symlink") == 0 && target)
 		fmt = S_IFLNK;
 	else
-		return mf_fail(err, errsz, "%s: unknown type '%.32s'", path, type);
+		return mf_fail(err, errsz, "%.200s: unknown type '%.32s'", path, type);
+	if (fmt == S_IFLNK && (target[0] == '\0' || strlen(target) > TIER_PATH_MAX))
+		return mf_fail(err, errsz, "%.200s: a symlink target must be 1-%d bytes", path, TIER_PATH_MAX);
+	rc = mf_check_place(m, path, err, errsz);
+	if (rc < 0)
+		return rc;
 	rc = tier_manifest_add_entry(m, path, fmt | (uint32_t)mode, (uint64_t)size, mtime,
 				   fmt == S_IFLNK ? target : NULL, &e);
 	if (rc < 0)
@@ -304,7 +372,7 @@ static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t
 
 int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, char *err, size_t errsz)
 {
-	const char *run, *version, *node;
+	const char *run, *version, *node, *seal_id = NULL;
 	json_int_t format, sealed, seq = 0, csize;
 	json_t *root, *entries, *step, *o;
 	json_error_t jerr;
@@ -312,12 +380,13 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	root = json_loadb(text, len, 0, &jerr);
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return mf_fail(err, errsz, "not JSON: %s (line %d)", jerr.text, jerr.line);
-	if (json_unpack(root, "{s:I,s:s,s:s,s:s,s:o,s:I,s?I,s:I,s:o}", "format", &format, "run", &run, "version",
+	if (json_unpack(root, "{s:I,s:s,s:s,s:s,s:o,s:I,s?I,s:I,s:o,s?s}", "format", &format, "run", &run, "version",
 			&version, "node", &node, "step", &step, "sealed_ns", &sealed, "seal_seq", &seq, "chunk_size",
-			&csize, "entries", &entries) != 0 || !json_is_array(entries)) {
+			&csize, "entries", &entries, "seal_id", &seal_id) != 0 || !json_is_array(entries) ||
+	    (!json_is_integer(step) && !json_is_null(step))) {
 		rc = mf_fail(err, errsz, "not a pecfs manifest");
 		goto out;
 	}
@@ -325,9 +394,19 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 		rc = mf_fail(err, errsz, "manifest format %lld is not supported", (long long)format);
 		goto out;
 	}
+	if (!tier_manifest_name_ok(run) || !tier_manifest_name_ok(version) || !tier_manifest_name_ok(node)) {
+		rc = mf_fail(err, errsz, "run, version or node name is not a valid name");
+		goto out;
+	}
+	if (seal_id && !tier_seal_id_ok(seal_id)) {
+		rc = mf_fail(err, errsz, "seal_id is not %d lowercase hex digits", TIER_SEAL_ID_LEN);
+		goto out;
+	}
 	rc = tier_manifest_init(m, run, version, node);
 	if (rc < 0)
 		goto out;
+	if (seal_id)
+		memcpy(m->seal_id, seal_id, TIER_SEAL_ID_LEN + 1);
 	m->step = json_is_integer(step) ? json_integer_value(step) : -1;
 	m->sealed_ns = sealed;
 	m->seal_seq = (uint64_t)seq;
@@ -341,5 +420,145 @@ out:
 	json_decref(root);
 	if (rc < 0)
 		tier_manifest_free(m);
+	return rc;
+}
+
+/* ---- COMMIT ---- */
+
+int tier_commit_encode(const struct tier_commit *c, char **out, size_t *len)
+{
+	json_t *root = json_object(), *parts = json_array();
+	char *s;
+
+	if (!root || !parts) {
+		json_decref(root);
+		json_decref(parts);
+		return -ENOMEM;
+	}
+	json_object_set_new(root, "format", json_integer(1));
+	json_object_set_new(root, "run", json_string(c->run));
+	json_object_set_new(root, "version", json_string(c->version));
+	json_object_set_new(root, "step", c->step >= 0 ? json_integer(c->step) : json_null());
+	json_object_set_new(root, "sealed_ns", json_integer(c->sealed_ns));
+	json_object_set_new(root, "node", json_string(c->node));
+	json_object_set_new(root, "parts", json_integer((json_int_t)c->parts));
+	if (c->seal_id[0]) {
+		json_object_set_new(root, "seal_id", json_string(c->seal_id));
+		for (size_t i = 0; i < c->npart; i++)
+			json_array_append_new(parts, json_pack("[s,o]", c->part[i].node, c->part[i].seal_id[0] ?
+							      json_string(c->part[i].seal_id) : json_null()));
+		json_object_set_new(root, "manifests", parts);
+	} else {
+		json_decref(parts);
+	}
+	s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	if (!s)
+		return -ENOMEM;
+	*out = s;
+	*len = strlen(s);
+	return 0;
+}
+
+void tier_commit_free(struct tier_commit *c)
+{
+	free(c->part);
+	c->part = NULL;
+	c->npart = 0;
+}
+
+const struct tier_commit_part *tier_commit_find(const struct tier_commit *c, const char *node)
+{
+	for (size_t i = 0; i < c->npart; i++)
+		if (strcmp(c->part[i].node, node) == 0)
+			return &c->part[i];
+	return NULL;
+}
+
+/* "manifests": [[node, seal id or null], ...], strictly in node name byte order. */
+static int commit_decode_parts(json_t *arr, struct tier_commit *c, char *err, size_t errsz)
+{
+	size_t i;
+	json_t *x;
+
+	if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) != c->parts)
+		return mf_fail(err, errsz, "\"manifests\" must list as many parts as \"parts\" counts");
+	c->part = calloc(json_array_size(arr), sizeof(*c->part));
+	if (!c->part)
+		return -ENOMEM;
+	json_array_foreach(arr, i, x) {
+		struct tier_commit_part *p = &c->part[i];
+		const char *node;
+		json_t *id;
+
+		if (json_unpack(x, "[s,o!]", &node, &id) != 0 || !tier_manifest_name_ok(node) ||
+		    !(json_is_null(id) || (json_is_string(id) && tier_seal_id_ok(json_string_value(id)))))
+			return mf_fail(err, errsz, "part %zu is not [node name, seal id or null]", i);
+		if (i > 0 && strcmp(c->part[i - 1].node, node) >= 0)
+			return mf_fail(err, errsz, "parts are not in node name order (or name node '%.100s' twice)", node);
+		memcpy(p->node, node, strlen(node) + 1);  /* name_ok: at most TIER_NAME_MAX bytes */
+		if (json_is_string(id))
+			memcpy(p->seal_id, json_string_value(id), TIER_SEAL_ID_LEN + 1);
+		c->npart++;
+	}
+	return 0;
+}
+
+int tier_commit_decode(const char *text, size_t len, struct tier_commit *c, char *err, size_t errsz)
+{
+	const char *run, *version, *node, *seal_id = NULL;
+	json_int_t format, sealed, parts = 1;
+	json_t *root, *step, *manifests = NULL;
+	const struct tier_commit_part *own;
+	json_error_t jerr;
+	int rc = 0;
+
+	memset(c, 0, sizeof(*c));
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return mf_fail(err, errsz, "not JSON: %s (line %d)", jerr.text, jerr.line);
+	if (json_unpack(root, "{s:I,s:s,s:s,s:o,s:I,s:s,s?I,s?s,s?o}", "format", &format, "run", &run, "version",
+			&version, "step", &step, "sealed_ns", &sealed, "node", &node, "parts", &parts, "seal_id",
+			&seal_id, "manifests", &manifests) != 0 || (!json_is_integer(step) && !json_is_null(step))) {
+		rc = mf_fail(err, errsz, "not a pecfs COMMIT");
+		goto out;
+	}
+	if (format != 1) {
+		rc = mf_fail(err, errsz, "COMMIT format %lld is not supported", (long long)format);
+		goto out;
+	}
+	if (!tier_manifest_name_ok(run) || !tier_manifest_name_ok(version) || !tier_manifest_name_ok(node)) {
+		rc = mf_fail(err, errsz, "run, version or node name is not a valid name");
+		goto out;
+	}
+	if (parts < 1) {
+		rc = mf_fail(err, errsz, "bad \"parts\" count");
+		goto out;
+	}
+	memcpy(c->run, run, strlen(run) + 1);  /* name_ok: at most TIER_NAME_MAX bytes each */
+	memcpy(c->version, version, strlen(version) + 1);
+	memcpy(c->node, node, strlen(node) + 1);
+	c->step = json_is_integer(step) ? json_integer_value(step) : -1;
+	c->sealed_ns = sealed;
+	c->parts = (uint64_t)parts;
+	if (!seal_id && !manifests)
+		goto out;  /* written before seal ids: every manifest beside it is a part */
+	if (!seal_id || !tier_seal_id_ok(seal_id)) {
+		rc = mf_fail(err, errsz, "a COMMIT with \"manifests\" needs a seal_id of %d lowercase hex digits",
+			     TIER_SEAL_ID_LEN);
+		goto out;
+	}
+	memcpy(c->seal_id, seal_id, TIER_SEAL_ID_LEN + 1);
+	rc = commit_decode_parts(manifests, c, err, errsz);
+	if (rc < 0)
+		goto out;
+	own = tier_commit_find(c, c->node);
+	if (!own || strcmp(own->seal_id, c->seal_id) != 0)
+		rc = mf_fail(err, errsz, "the creating node's part (%.100s, seal id %s) is not among its parts", c->node,
+			     c->seal_id);
+out:
+	json_decref(root);
+	if (rc < 0)
+		tier_commit_free(c);
 	return rc;
 }

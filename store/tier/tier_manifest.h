@@ -1,6 +1,8 @@
-/* tier_manifest.h - the version manifest a node uploads to S3: every entry (file, directory, symlink)
- * of its part of one version, paths relative to the version, with each file's extents naming chunks
- * by SHA-256. JSON text (jansson); the schema is in store/FORMAT.md section 5. Pure: no I/O.
+/* tier_manifest.h - the objects that describe a version in S3: the manifest a node uploads (every
+ * entry, file, directory or symlink, of its part of one version, paths relative to the version, with
+ * each file's extents naming chunks by SHA-256) and the version's COMMIT (which parts make it up).
+ * JSON text (jansson); the schemas are in store/FORMAT.md section 5. Pure: no I/O, so that the
+ * decoders, which read bucket content and so outside input, can be fuzzed on their own.
  * A manifest owns all its strings and arrays; tier_manifest_free releases them.
  */
 #ifndef PECFS_TIER_MANIFEST_H
@@ -13,6 +15,10 @@
 
 #define TIER_MANIFEST_FORMAT 1
 #define TIER_MANIFEST_MAX_BYTES (256u << 20)  /* refused beyond this when read */
+#define TIER_NAME_MAX 255                     /* bytes of a run, version, node name or path component */
+#define TIER_PATH_MAX 4095                    /* bytes of an entry path or a symlink target */
+#define TIER_SEAL_ID_LEN 32                   /* lowercase hex digits of a seal id (128 random bits) */
+#define TIER_COMMIT_MAX_BYTES (1u << 20)      /* refused beyond this when read */
 
 struct tier_manifest_extent {
 	uint64_t file_off, len, chunk_off;
@@ -39,6 +45,9 @@ struct tier_manifest {
 	int64_t sealed_ns;
 	uint64_t seal_seq;  /* order of sealing on the node that wrote it */
 	uint32_t chunk_size;
+	/* The random id of the upload this part belongs to (COMMIT names it); "" in a manifest written
+	 * before seal ids existed. */
+	char seal_id[TIER_SEAL_ID_LEN + 1];
 	struct tier_manifest_entry *entries;
 	size_t n, cap;
 };
@@ -62,14 +71,60 @@ int tier_manifest_set_source(struct tier_manifest_entry *e, const char *source, 
 /* JSON text, malloc'ed, in *out (*len bytes, NUL-terminated). -ENOMEM. */
 int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len);
 
-/* Parses JSON text into m. -EBADMSG with a reason in err for anything that is not a valid manifest
- * (unknown format, a path that escapes the version, extents out of order or overlapping). */
+/* Parses JSON text into m. -EBADMSG with a reason in err for anything that is not a valid manifest:
+ * duplicate JSON keys, an unknown format, a run, version or node name tier_manifest_name_ok refuses,
+ * a path that escapes the version or has an empty or over-long component, entries out of manifest
+ * order (tier_manifest_path_cmp) or listed twice, an entry whose directory is not listed before it as
+ * a directory, a symlink without a target, extents out of order, overlapping or outside their file or
+ * chunk, a malformed seal id. Unknown keys are ignored (later additions). */
 int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, char *err, size_t errsz);
 
-/* True for a relative path without empty, "." or ".." components. */
+/* True for a relative path of at most TIER_PATH_MAX bytes whose components are 1-255 bytes and not
+ * "." or "..". */
 int tier_manifest_path_ok(const char *path);
 
-/* True for a version or run name: one path component (no '/', not "." or "..", 1-255 bytes). */
+/* True for a run, version or node name: one path component (no '/'), 1-255 bytes, not ".", ".." or
+ * ".pec" (the name of the virtual control folders beside runs and versions). */
 int tier_manifest_name_ok(const char *name);
+
+/* The order of a manifest's entries: depth first, the names of one directory in byte order, each
+ * directory right before its contents ("a" < "a/z" < "a-b"). <0, 0 or >0 as strcmp. */
+int tier_manifest_path_cmp(const char *a, const char *b);
+
+/* True for a seal id: TIER_SEAL_ID_LEN lowercase hex digits. */
+int tier_seal_id_ok(const char *s);
+
+/* ---- COMMIT: created once per version, when its parts are all uploaded ---- */
+
+/* One part of a committed version: the node whose manifest it is and that manifest's seal id. */
+struct tier_commit_part {
+	char node[TIER_NAME_MAX + 1];
+	char seal_id[TIER_SEAL_ID_LEN + 1];  /* "" for a manifest written before seal ids */
+};
+
+struct tier_commit {
+	char run[TIER_NAME_MAX + 1], version[TIER_NAME_MAX + 1];
+	char node[TIER_NAME_MAX + 1];        /* the node that created it */
+	int64_t step;                        /* -1 when the name carries none */
+	int64_t sealed_ns;
+	uint64_t parts;                      /* node parts (manifests) it was created with */
+	char seal_id[TIER_SEAL_ID_LEN + 1];  /* the creating node's part; "" in a legacy COMMIT */
+	/* The parts, in node name byte order. NULL (npart 0) in a legacy COMMIT, written before seal ids:
+	 * its parts are then every manifest stored beside it. */
+	struct tier_commit_part *part;
+	size_t npart;
+};
+
+/* JSON text, malloc'ed, in *out (*len bytes). -ENOMEM. */
+int tier_commit_encode(const struct tier_commit *c, char **out, size_t *len);
+
+/* Parses a COMMIT object into c. -EBADMSG with a reason in err for duplicate JSON keys, an unknown
+ * format, names tier_manifest_name_ok refuses, a bad parts count, a part list out of node order, with
+ * a node twice or a malformed seal id, or a seal id whose node the part list lacks; -ENOMEM. */
+int tier_commit_decode(const char *text, size_t len, struct tier_commit *c, char *err, size_t errsz);
+void tier_commit_free(struct tier_commit *c);
+
+/* The part of node in c, or NULL. */
+const struct tier_commit_part *tier_commit_find(const struct tier_commit *c, const char *node);
 
 #endif

@@ -1,10 +1,15 @@
-/* tier_manifest_load.c - reading version manifests from the bucket, for every reader of them:
- * restore, import (`mount --from`), bucket gc and `fsck --remote`. A manifest is bucket content and
- * so untrusted: besides parsing (tier_manifest_decode), it must name the place it is stored at,
- * runs/<run>/<version>/<node>.manifest, or a copy put elsewhere could pass for another version.
+/* tier_manifest_load.c - reading version manifests and COMMITs from the bucket, for every reader of
+ * them: restore, import (`mount --from`), the uploader's commit check, bucket gc and `fsck --remote`.
+ * Both are bucket content and so untrusted: besides parsing (tier_manifest_decode, tier_commit_decode),
+ * each must name the place it is stored at, runs/<run>/<version>/<node>.manifest or .../COMMIT, or a
+ * copy put elsewhere could pass for another version. A committed version is the parts its COMMIT
+ * names, each with the seal id COMMIT gives it, merged here by the one rule restore and import share:
+ * the first part in node name order wins a path, and a path is never a directory in one part and
+ * something else in another.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,4 +156,190 @@ void tier_manifest_set_free(struct tier_manifest_set *s)
 	free(s->m);
 	s->m = NULL;
 	s->n = 0;
+}
+
+/* ---- COMMIT ---- */
+
+int tier_commit_parse(const char *run, const char *version, const char *text, size_t len, struct tier_commit *c,
+		      char *msg, size_t msgsz)
+{
+	char err[256];
+	int rc = tier_commit_decode(text, len, c, err, sizeof(err));
+
+	if (rc < 0) {
+		snprintf(msg, msgsz, "COMMIT does not parse: %s", err);
+		return rc;
+	}
+	if (strcmp(c->run, run) != 0 || strcmp(c->version, version) != 0) {
+		snprintf(msg, msgsz, "COMMIT names %.100s/%.100s, not the version it is stored under", c->run,
+			 c->version);
+		tier_commit_free(c);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int tier_commit_get(struct s3_client *c, const char *prefix, const char *run, const char *version,
+		    struct tier_commit *out, char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 2 * 256 + 16], *text = NULL, why[320];
+	struct s3_result res = { 0 };
+	size_t len;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = tier_gc_key(prefix, key, sizeof(key), "runs/%s/%s/COMMIT", run, version);
+	if (rc == 0)
+		rc = s3_get_all(c, key, TIER_COMMIT_MAX_BYTES, (void **)&text, &len, &res);
+	if (rc < 0) {
+		snprintf(msg, msgsz, "%.300s: %.200s", key, res.message[0] ? res.message : strerror(-rc));
+		return rc == -EFBIG ? -EBADMSG : rc;
+	}
+	rc = tier_commit_parse(run, version, text, len, out, why, sizeof(why));
+	free(text);
+	if (rc < 0)
+		snprintf(msg, msgsz, "%.300s: %s", key, why);
+	return rc;
+}
+
+/* ---- a committed version ---- */
+
+static int set_node_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct tier_manifest *)a)->node, ((const struct tier_manifest *)b)->node);
+}
+
+/* The manifests of the parts c names, each with the seal id c gives it. */
+static int load_parts(struct s3_client *cl, const char *prefix, const struct tier_commit *c,
+		      struct tier_manifest_set *out, char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 3 * 256 + 32];
+	int rc;
+
+	out->m = calloc(c->npart, sizeof(*out->m));
+	if (!out->m)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->npart; i++) {
+		const struct tier_commit_part *p = &c->part[i];
+		struct tier_manifest *m = &out->m[out->n];
+
+		rc = tier_gc_key(prefix, key, sizeof(key), "runs/%s/%s/%s.manifest", c->run, c->version, p->node);
+		if (rc == 0)
+			rc = tier_manifest_get(cl, key, m, msg, msgsz);
+		if (rc == -ENOENT) {
+			snprintf(msg, msgsz, "%.300s: COMMIT names this part, but it is missing", key);
+			return -EBADMSG;
+		}
+		if (rc < 0)
+			return rc;
+		out->n++;
+		if (strcmp(m->seal_id, p->seal_id) != 0) {
+			snprintf(msg, msgsz, "%.300s: a part of another upload (seal id '%s'), not the one COMMIT "
+				 "names (seal id '%s')", key, m->seal_id, p->seal_id);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+int tier_version_load(struct s3_client *c, const char *prefix, const char *run, const char *version,
+		      struct tier_commit *commit, struct tier_manifest_set *out, char *msg, size_t msgsz)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	msg[0] = '\0';
+	if (!tier_manifest_name_ok(run) || !tier_manifest_name_ok(version)) {
+		snprintf(msg, msgsz, "'%.100s/%.100s' is not a valid run and version name", run, version);
+		memset(commit, 0, sizeof(*commit));
+		return -EBADMSG;
+	}
+	rc = tier_commit_get(c, prefix, run, version, commit, msg, msgsz);
+	if (rc < 0)
+		return rc;
+	if (commit->npart > 0) {
+		rc = load_parts(c, prefix, commit, out, msg, msgsz);
+	} else {
+		/* Written before seal ids: every manifest beside it is a part, as readers took it then. */
+		rc = tier_manifests_load(c, prefix, run, version, out, msg, msgsz);
+		if (rc == 0 && out->n == 0) {
+			snprintf(msg, msgsz, "%.100s/%.100s is committed but has no manifest", run, version);
+			rc = -EBADMSG;
+		}
+		if (rc == 0)
+			qsort(out->m, out->n, sizeof(*out->m), set_node_cmp);
+	}
+	if (rc < 0) {
+		tier_manifest_set_free(out);
+		tier_commit_free(commit);
+	}
+	return rc;
+}
+
+/* ---- merging the parts ---- */
+
+struct merge_ref {
+	const struct tier_manifest_entry *e;
+	size_t part;
+};
+
+static int merge_ref_cmp(const void *a, const void *b)
+{
+	const struct merge_ref *x = a, *y = b;
+	int c = tier_manifest_path_cmp(x->e->path, y->e->path);
+
+	if (c)
+		return c;
+	return x->part < y->part ? -1 : x->part > y->part;
+}
+
+static const char *entry_kind(uint32_t mode)
+{
+	return S_ISDIR(mode) ? "directory" : S_ISLNK(mode) ? "symlink" : "file";
+}
+
+int tier_version_merge(const struct tier_manifest_set *set, struct tier_merged *out, char *msg, size_t msgsz)
+{
+	struct merge_ref *refs;
+	size_t total = 0, k = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < set->n; i++)
+		total += set->m[i].n;
+	refs = malloc((total ? total : 1) * sizeof(*refs));
+	out->e = malloc((total ? total : 1) * sizeof(*out->e));
+	if (!refs || !out->e) {
+		free(refs);
+		tier_merged_free(out);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < set->n; i++)
+		for (size_t j = 0; j < set->m[i].n; j++)
+			refs[k++] = (struct merge_ref){ &set->m[i].entries[j], i };
+	qsort(refs, k, sizeof(*refs), merge_ref_cmp);
+	for (size_t i = 0; i < k;) {
+		const struct merge_ref *first = &refs[i];
+		for (i++; i < k && tier_manifest_path_cmp(refs[i].e->path, first->e->path) == 0; i++)
+			if (S_ISDIR(refs[i].e->mode) != S_ISDIR(first->e->mode)) {
+				snprintf(msg, msgsz, "'%.200s' is a %s in the part of node %.64s and a %s in that of "
+					 "node %.64s", first->e->path, entry_kind(first->e->mode), set->m[first->part].node,
+					 entry_kind(refs[i].e->mode), set->m[refs[i].part].node);
+				free(refs);
+				tier_merged_free(out);
+				return -EBADMSG;
+			}
+		/* Each part lists every entry's directory before it as a directory (tier_manifest_decode),
+		 * and the parts agree on which paths are directories, so every kept entry's directory is
+		 * a kept directory entry. */
+		out->e[out->n++] = first->e;
+	}
+	free(refs);
+	return 0;
+}
+
+void tier_merged_free(struct tier_merged *m)
+{
+	free(m->e);
+	m->e = NULL;
+	m->n = 0;
 }

@@ -6,6 +6,13 @@
  * with its own backoff (1 s doubling to 30 s) while the versions behind it go ahead (struct
  * tier_vfail). The version's record is read again before its manifest and before COMMIT: one removed
  * or damaged meanwhile (rm -r of a sealed version) is never committed, whatever part of it the walk saw.
+ *
+ * Each upload of a version by a node carries a random seal id, in its manifest and in the COMMIT
+ * that names the parts (node and seal id) making up the version. A retry takes the seal id back from
+ * the manifest its earlier attempt left (recognised by the version's seal_seq and sealed_ns). A part
+ * or COMMIT of another upload of a version of the same name (the version removed and sealed again,
+ * two data folders with one node id) is a conflict: nothing of it is overwritten, the version is
+ * not reported uploaded, and it waits on its backoff behind the other pending versions.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <jansson.h>
+#include <openssl/rand.h>
 
 #include "tier_impl.h"
 
@@ -288,10 +295,86 @@ static int prepare_refs(struct tier *t, const struct chunk_ref *refs, size_t n, 
 	return rc;
 }
 
-static int put_manifest(struct tier *t, const struct tier_manifest *m, char *msg, size_t msgsz)
+/* ---- seal ids ---- */
+
+static int seal_id_new(char out[TIER_SEAL_ID_LEN + 1])
 {
-	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
+	unsigned char b[TIER_SEAL_ID_LEN / 2];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		return -EIO;
+	for (size_t i = 0; i < sizeof(b); i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+enum own_part { PART_ABSENT, PART_OURS, PART_STALE };
+
+/* What this node's manifest key of v holds: nothing; a part of this very sealing of v (an earlier
+ * attempt; its seal id in seal_id, "" when it was written before seal ids); or an object that
+ * cannot be a part of anything, which may be replaced (PART_STALE). -EEXIST (msg) when it is a part of
+ * another sealing of a version of that name; or the client's error. */
+static int own_part(struct tier *t, const char *run, const char *version, const struct meta_version *v,
+		    enum own_part *what, char seal_id[TIER_SEAL_ID_LEN + 1], char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 1024], why[600];
+	struct tier_manifest m;
+	int rc;
+
+	*what = PART_ABSENT;
+	seal_id[0] = '\0';
+	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/%s.manifest", run, version, t->node_id);
+	if (rc == 0)
+		rc = tier_manifest_get(t->client, key, &m, why, sizeof(why));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == -EBADMSG) {
+		tier_logf(t, S3_LOG_WARN, "S3 tier: replacing %s", why);
+		*what = PART_STALE;
+		return 0;
+	}
+	if (rc < 0) {
+		snprintf(msg, msgsz, "reading this node's part: %.300s", why);
+		return rc;
+	}
+	if (m.seal_seq == v->seal_seq && m.sealed_ns == v->sealed_ns) {
+		*what = PART_OURS;
+		memcpy(seal_id, m.seal_id, sizeof(m.seal_id));
+	} else {
+		snprintf(msg, msgsz, "the bucket holds another upload of this version by node %.64s (sealed at %lld, "
+			 "not %lld): remove or rename the version here, or give this node another node-id", t->node_id,
+			 (long long)m.sealed_ns, (long long)v->sealed_ns);
+		rc = -EEXIST;
+	}
+	tier_manifest_free(&m);
+	return rc;
+}
+
+/* Gives m the seal id of this upload: the one an earlier attempt left in the bucket, else a new one.
+ * *if_absent tells whether the manifest must be created only if absent (nothing of ours is there). */
+static int choose_seal_id(struct tier *t, const struct meta_version *v, struct tier_manifest *m, bool *if_absent,
+			  char *msg, size_t msgsz)
+{
+	enum own_part what = PART_ABSENT;
+	int rc = own_part(t, m->run, m->version, v, &what, m->seal_id, msg, msgsz);
+
+	if (rc < 0)
+		return rc;
+	*if_absent = what == PART_ABSENT;
+	if (m->seal_id[0])
+		return 0;
+	rc = seal_id_new(m->seal_id);
+	if (rc < 0)
+		snprintf(msg, msgsz, "no random bytes for a seal id");
+	return rc;
+}
+
+static int put_manifest(struct tier *t, const struct meta_version *v, const struct tier_manifest *m, bool if_absent,
+			char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 1024], *text = NULL, theirs[TIER_SEAL_ID_LEN + 1];
 	struct s3_result res = { 0 };
+	enum own_part what = PART_ABSENT;
 	size_t len;
 	int rc;
 
@@ -300,10 +383,19 @@ static int put_manifest(struct tier *t, const struct tier_manifest *m, char *msg
 		return rc;
 	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/%s.manifest", m->run, m->version, t->node_id);
 	if (rc == 0)
-		rc = s3_put(t->client, key, text, len, NULL, 0, &res);
+		rc = s3_put(t->client, key, text, len, NULL, if_absent ? S3_PUT_IF_ABSENT : 0, &res);
+	free(text);
+	if (rc == -EEXIST) {
+		/* Created meanwhile: by this very call when an answer was lost, or by another upload. */
+		rc = own_part(t, m->run, m->version, v, &what, theirs, msg, msgsz);
+		if (rc == 0 && (what != PART_OURS || strcmp(theirs, m->seal_id) != 0)) {
+			snprintf(msg, msgsz, "another upload created this node's part of the version meanwhile");
+			rc = -EEXIST;
+		}
+		return rc;
+	}
 	if (rc < 0)
 		snprintf(msg, msgsz, "uploading the manifest: %.300s", res.message[0] ? res.message : strerror(-rc));
-	free(text);
 	return rc;
 }
 
@@ -316,15 +408,113 @@ static int count_manifest(void *ctx, const struct s3_object *o)
 	return 0;
 }
 
-/* The commit barrier: COMMIT is created (once, conditionally) when the version has the manifests of
- * t->nodes nodes. *committed tells whether the version is committed now, by us or by another node. */
-static int commit_if_complete(struct tier *t, const char *run, const char *version, const struct meta_version *v,
-			      bool *committed, char *msg, size_t msgsz)
+static int part_cmp(const void *a, const void *b)
 {
-	char key[TIER_PREFIX_MAX + 1024], *commit = NULL;
+	return strcmp(((const struct tier_commit_part *)a)->node, ((const struct tier_commit_part *)b)->node);
+}
+
+/* The parts COMMIT will name: this node's alone, or (s3-nodes > 1) every manifest of the version,
+ * with this node's checked to be of this sealing. c->seal_id is this node's part's; "" when that part
+ * was written before seal ids, and c then names no parts (a legacy COMMIT). */
+static int commit_parts(struct tier *t, const struct meta_version *v, const char *seal_id, struct tier_commit *c,
+			char *msg, size_t msgsz)
+{
+	struct tier_manifest_set set;
+	enum own_part what = PART_ABSENT;
+	int rc;
+
+	if (t->nodes <= 1) {
+		if (seal_id)  /* the upload in hand */
+			memcpy(c->seal_id, seal_id, sizeof(c->seal_id));
+		else if ((rc = own_part(t, c->run, c->version, v, &what, c->seal_id, msg, msgsz)) < 0)
+			return rc;
+		if (!seal_id && what != PART_OURS) {
+			snprintf(msg, msgsz, "this node's part is gone from the bucket");
+			return -ENOENT;
+		}
+		c->parts = 1;
+		c->part = calloc(1, sizeof(*c->part));
+		if (!c->part)
+			return -ENOMEM;
+		snprintf(c->part[0].node, sizeof(c->part[0].node), "%s", t->node_id);
+		memcpy(c->part[0].seal_id, c->seal_id, sizeof(c->seal_id));
+		c->npart = c->seal_id[0] ? 1 : 0;
+		return 0;
+	}
+	rc = tier_manifests_load(t->client, t->prefix, c->run, c->version, &set, msg, msgsz);
+	if (rc < 0)
+		return rc;
+	c->part = calloc(set.n ? set.n : 1, sizeof(*c->part));
+	rc = c->part ? -ENOENT : -ENOMEM;
+	for (size_t i = 0; c->part && i < set.n; i++) {
+		const struct tier_manifest *m = &set.m[i];
+		snprintf(c->part[i].node, sizeof(c->part[i].node), "%s", m->node);
+		memcpy(c->part[i].seal_id, m->seal_id, sizeof(m->seal_id));
+		if (strcmp(m->node, t->node_id) != 0)
+			continue;
+		if (m->seal_seq != v->seal_seq || m->sealed_ns != v->sealed_ns || (seal_id && strcmp(seal_id, m->seal_id))) {
+			snprintf(msg, msgsz, "this node's part in the bucket is of another upload of the version");
+			rc = -EEXIST;
+			break;
+		}
+		memcpy(c->seal_id, m->seal_id, sizeof(c->seal_id));
+		rc = 0;
+	}
+	if (rc == -ENOENT)
+		snprintf(msg, msgsz, "this node's part is gone from the bucket");
+	if (rc == 0) {
+		c->parts = set.n;
+		c->npart = c->seal_id[0] ? set.n : 0;
+		qsort(c->part, set.n, sizeof(*c->part), part_cmp);
+	}
+	tier_manifest_set_free(&set);
+	return rc;
+}
+
+/* A COMMIT exists already: committed when it names this node's part with this part's seal id (an
+ * earlier attempt of ours, or another node that counted our part), or when it is from before seal
+ * ids (its readers take every manifest beside it). Else -EEXIST: another upload committed the name. */
+static int commit_check_existing(struct tier *t, const struct tier_commit *ours, char *msg, size_t msgsz)
+{
+	struct tier_commit c;
+	const struct tier_commit_part *p;
+	char why[600];
+	int rc = tier_commit_get(t->client, t->prefix, ours->run, ours->version, &c, why, sizeof(why));
+
+	if (rc == -EBADMSG) {
+		snprintf(msg, msgsz, "a COMMIT that readers refuse is in the way: %.300s", why);
+		return -EEXIST;
+	}
+	if (rc < 0) {
+		snprintf(msg, msgsz, "reading the COMMIT in place: %.300s", why);
+		return rc;
+	}
+	p = tier_commit_find(&c, t->node_id);
+	if (c.npart == 0 || (p && strcmp(p->seal_id, ours->seal_id) == 0))
+		rc = 0;
+	else {
+		snprintf(msg, msgsz, "the version is committed by another upload (node %.64s, seal id %s) that does "
+			 "not include this node's part (seal id %s)", c.node, c.seal_id, ours->seal_id[0] ?
+			 ours->seal_id : "none");
+		rc = -EEXIST;
+	}
+	tier_commit_free(&c);
+	return rc;
+}
+
+/* The commit barrier: COMMIT is created (once, conditionally) when the version has the manifests of
+ * t->nodes nodes, naming each part with its seal id. seal_id is this node's part's (NULL: read it
+ * from the bucket, for a version uploaded earlier that awaited other nodes). *committed tells
+ * whether the version is committed now, by us or by another node that counted our part; -EEXIST
+ * when another upload holds the name. */
+static int commit_if_complete(struct tier *t, const char *run, const char *version, const struct meta_version *v,
+			      const char *seal_id, bool *committed, char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
+	struct tier_commit c = { .step = v->step, .sealed_ns = v->sealed_ns };
 	struct s3_result res = { 0 };
 	unsigned parts = 0;
-	json_t *cj;
+	size_t len;
 	int rc;
 
 	*committed = false;
@@ -337,25 +527,25 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 	}
 	if (t->nodes > 1 && parts < t->nodes)
 		return 0;
-	/* COMMIT names the version's facts so that a reader can pick "latest" from COMMITs alone. */
-	cj = json_pack("{s:i,s:s,s:s,s:o,s:I,s:s,s:I}", "format", 1, "run", run, "version", version, "step",
-		       v->step >= 0 ? json_integer(v->step) : json_null(), "sealed_ns", (json_int_t)v->sealed_ns, "node",
-		       t->node_id, "parts", (json_int_t)(t->nodes > 1 ? parts : 1));
-	commit = cj ? json_dumps(cj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(cj);
-	if (!commit)
-		return -ENOMEM;
-	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/COMMIT", run, version);
+	snprintf(c.run, sizeof(c.run), "%s", run);
+	snprintf(c.version, sizeof(c.version), "%s", version);
+	snprintf(c.node, sizeof(c.node), "%s", t->node_id);
+	rc = commit_parts(t, v, seal_id, &c, msg, msgsz);
+	if (rc == 0)
+		rc = tier_commit_encode(&c, &text, &len);
+	if (rc == 0)
+		rc = tier_key(t, key, sizeof(key), "runs/%s/%s/COMMIT", run, version);
 	memset(&res, 0, sizeof(res));
 	if (rc == 0)
-		rc = s3_put(t->client, key, commit, strlen(commit), NULL, S3_PUT_IF_ABSENT, &res);
-	if (rc == -EEXIST)
-		rc = 0;  /* another node's part, or an earlier attempt of ours, committed it first */
-	if (rc < 0)
+		rc = s3_put(t->client, key, text, len, NULL, S3_PUT_IF_ABSENT, &res);
+	if (rc == -EEXIST && text)
+		rc = commit_check_existing(t, &c, msg, msgsz);
+	else if (rc < 0 && text)
 		snprintf(msg, msgsz, "creating COMMIT: %.300s", res.message[0] ? res.message : strerror(-rc));
-	else
+	if (rc == 0)
 		*committed = true;
-	free(commit);
+	free(text);
+	tier_commit_free(&c);
 	return rc;
 }
 
@@ -430,7 +620,7 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	struct tier_manifest m;
 	struct chunk_ref *refs = NULL;
 	uint64_t epoch = 0;
-	bool committed = false;
+	bool committed = false, if_absent = false;
 	size_t n = 0;
 	int rc;
 
@@ -448,7 +638,9 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	t->cur_bytes = 0;
 	t->status.state = t->status.state == TIER_RETRYING ? TIER_RETRYING : TIER_UPLOADING;
 	pthread_mutex_unlock(&t->lock);
-	rc = manifest_chunks(&m, &refs, &n);
+	rc = choose_seal_id(t, v, &m, &if_absent, msg, msgsz);  /* before any chunk: a conflict costs nothing */
+	if (rc == 0)
+		rc = manifest_chunks(&m, &refs, &n);
 	if (rc == 0)
 		rc = prepare_refs(t, refs, n, &epoch, msg, msgsz);
 	if (rc == 0)
@@ -456,11 +648,11 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	if (rc == 0)
 		rc = still_sealed(t, v, msg, msgsz);
 	if (rc == 0)
-		rc = put_manifest(t, &m, msg, msgsz);
+		rc = put_manifest(t, v, &m, if_absent, msg, msgsz);
 	if (rc == 0)
 		rc = still_sealed(t, v, msg, msgsz);
 	if (rc == 0)
-		rc = commit_if_complete(t, m.run, m.version, v, &committed, msg, msgsz);
+		rc = commit_if_complete(t, m.run, m.version, v, m.seal_id, &committed, msg, msgsz);
 	if (rc == 0) {
 		rec.chunks = n;
 		rec.committed_ns = committed ? tier_wall_ns() : 0;
@@ -511,7 +703,7 @@ static void check_awaiting(struct tier *t, const struct pending *p)
 		if (meta_get_inode(t->meta, v->run_ino, &run) < 0 || meta_get_inode(t->meta, v->ino, &ver) < 0 ||
 		    meta_get_upload(t->meta, v->run_ino, v->ino, &rec) < 0)
 			continue;  /* removed meanwhile */
-		if (commit_if_complete(t, run.name, ver.name, v, &committed, msg, sizeof(msg)) < 0) {
+		if (commit_if_complete(t, run.name, ver.name, v, NULL, &committed, msg, sizeof(msg)) < 0) {
 			tier_logf(t, S3_LOG_WARN, "S3 tier: %s/%s: %s", run.name, ver.name, msg);
 			continue;
 		}

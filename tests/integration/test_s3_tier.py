@@ -132,15 +132,19 @@ class S3TierTest(RgwTestCase):
         self.assertGreaterEqual(m.stats()["s3"]["fetch_corrupt"], 1)
 
     def test_two_nodes_write_one_version(self):
-        a = self.mount("nodes", "--node-id", "node-a")
-        b = self.mount("nodes", "--node-id", "node-b")
+        # A version is the parts its COMMIT names: nodes that share one say how many (--s3-nodes).
+        a = self.mount("nodes", "--node-id", "node-a", "--s3-nodes", "2")
+        b = self.mount("nodes", "--node-id", "node-b", "--s3-nodes", "2")
         shared = h.random_bytes(4 * MIB, 11)  # non-expert state both nodes write: stored once in S3
         fa = {"rank0.pt": h.random_bytes(2 * MIB, 12), "common.pt": shared}
         fb = {"rank1.pt": h.random_bytes(2 * MIB, 13), "common.pt": shared}
         self.write_version(a, "run", "step-3", fa)
         self.write_version(b, "run", "step-3", fb)
-        self.seal_wait(a, "run", "step-3")
+        self.assertEqual(h.cli("seal", a.path("run", "step-3")).returncode, 0)
         self.seal_wait(b, "run", "step-3")
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-3")["state"] == "uploaded", 30))
+        commit = json.loads(self.s3("get", "nodes/runs/run/step-3/COMMIT").stdout)
+        self.assertEqual([p[0] for p in commit["manifests"]], ["node-a", "node-b"])
         keys = self.listing("nodes")
         self.assertIn("nodes/runs/run/step-3/node-a.manifest", keys)
         self.assertIn("nodes/runs/run/step-3/node-b.manifest", keys)

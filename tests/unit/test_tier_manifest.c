@@ -1,6 +1,8 @@
-/* test_tier_manifest.c - the version manifest uploaded to S3 (store/tier/tier_manifest.h) and the chunk
- * object header (store/tier/tier.h): encode/decode round trips, and refusal of manifests that could make
- * a restore write outside its folder or write overlapping bytes.
+/* test_tier_manifest.c - the version manifest and COMMIT uploaded to S3 (store/tier/tier_manifest.h) and
+ * the chunk object header (store/tier/tier.h): encode/decode round trips, and refusal of bucket content
+ * that could make a restore or an import write outside its folder, write overlapping bytes, or lay out
+ * a tree that is not one (duplicates, entries under a file or symlink, entries out of order, bad
+ * names, duplicate JSON keys, malformed seal ids and part lists).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -27,6 +29,8 @@ static void sample(struct tier_manifest *m)
 	m->sealed_ns = 1234567890123;
 	m->seal_seq = 7;
 	m->chunk_size = 4u << 20;
+	/* in manifest order, as a walk of the metadata gives them */
+	assert_int_equal(tier_manifest_add_entry(m, "latest", S_IFLNK | 0777, 0, 7, "sub/w.bin", NULL), 0);
 	assert_int_equal(tier_manifest_add_entry(m, "sub", S_IFDIR | 0755, 0, 5, NULL, NULL), 0);
 	assert_int_equal(tier_manifest_add_entry(m, "sub/w.bin", S_IFREG | 0640, 300, 6, NULL, &e), 0);
 	digest_compute("a", 1, &x.digest);
@@ -35,7 +39,6 @@ static void sample(struct tier_manifest *m)
 	x.chunk_off = 0;
 	digest_compute("b", 1, &x.digest);
 	assert_int_equal(tier_manifest_add_extent(e, &x), 0);
-	assert_int_equal(tier_manifest_add_entry(m, "latest", S_IFLNK | 0777, 0, 7, "sub/w.bin", NULL), 0);
 }
 
 static void test_manifest_round_trip_keeps_every_field(void **state)
@@ -55,13 +58,13 @@ static void test_manifest_round_trip_keeps_every_field(void **state)
 	assert_int_equal(d.sealed_ns, 1234567890123);
 	assert_int_equal(d.seal_seq, 7);
 	assert_int_equal(d.n, 3);
-	assert_true(S_ISDIR(d.entries[0].mode));
-	assert_int_equal(d.entries[1].mode, S_IFREG | 0640);
-	assert_int_equal(d.entries[1].size, 300);
-	assert_int_equal(d.entries[1].next, 2);
-	assert_int_equal(d.entries[1].ext[1].file_off, 200);
-	assert_true(digest_equal(&d.entries[1].ext[0].digest, &m.entries[1].ext[0].digest));
-	assert_string_equal(d.entries[2].target, "sub/w.bin");
+	assert_string_equal(d.entries[0].target, "sub/w.bin");
+	assert_true(S_ISDIR(d.entries[1].mode));
+	assert_int_equal(d.entries[2].mode, S_IFREG | 0640);
+	assert_int_equal(d.entries[2].size, 300);
+	assert_int_equal(d.entries[2].next, 2);
+	assert_int_equal(d.entries[2].ext[1].file_off, 200);
+	assert_true(digest_equal(&d.entries[2].ext[0].digest, &m.entries[2].ext[0].digest));
 	free(text);
 	tier_manifest_free(&m);
 	tier_manifest_free(&d);
@@ -93,7 +96,212 @@ static void test_manifest_refuses_paths_outside_the_version(void **state)
 			 -EBADMSG);
 	assert_int_equal(decode_text(HEAD "{\"path\":\"a//b\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0}]}"),
 			 -EBADMSG);
-	assert_int_equal(decode_text(HEAD "{\"path\":\"a/b\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0}]}"), 0);
+	assert_int_equal(decode_text(HEAD "{\"path\":\"a\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0},"
+				     "{\"path\":\"a/b\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0}]}"), 0);
+}
+
+#define DIR_E(p) "{\"path\":\"" p "\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0}"
+#define FILE_E(p) "{\"path\":\"" p "\",\"type\":\"file\",\"mode\":420,\"mtime_ns\":0,\"size\":0,\"extents\":[]}"
+#define LINK_E(p, t) "{\"path\":\"" p "\",\"type\":\"symlink\",\"mode\":511,\"mtime_ns\":0,\"target\":\"" t "\"}"
+
+static void test_manifest_refuses_a_path_listed_twice(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_text(HEAD FILE_E("f") "," FILE_E("f") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD DIR_E("d") "," DIR_E("d") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD DIR_E("d") "," FILE_E("d") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("f") "," FILE_E("g") "]}"), 0);
+}
+
+static void test_manifest_refuses_entries_under_a_file_or_symlink(void **state)
+{
+	(void)state;
+	/* the escape: a symlink to a folder outside, then a file through it */
+	assert_int_equal(decode_text(HEAD LINK_E("x", "/etc") "," FILE_E("x/owned") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("y") "," FILE_E("y/z") "]}"), -EBADMSG);
+	/* a directory that is never listed */
+	assert_int_equal(decode_text(HEAD FILE_E("a/b") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD DIR_E("x") "," FILE_E("x/owned") "]}"), 0);
+}
+
+static void test_manifest_refuses_entries_out_of_order(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_text(HEAD FILE_E("b") "," FILE_E("a") "]}"), -EBADMSG);
+	/* depth first: a directory's contents come right after it, before a sibling named "a-b" */
+	assert_int_equal(decode_text(HEAD DIR_E("a") "," FILE_E("a-b") "," FILE_E("a/x") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD DIR_E("a") "," FILE_E("a/x") "," FILE_E("a-b") "]}"), 0);
+	assert_true(tier_manifest_path_cmp("a", "a/x") < 0);
+	assert_true(tier_manifest_path_cmp("a/x", "a-b") < 0);
+	assert_true(tier_manifest_path_cmp("a/\xff", "a0") < 0);
+	assert_int_equal(tier_manifest_path_cmp("a/b", "a/b"), 0);
+}
+
+#define NAMED(run, ver, node) "{\"format\":1,\"run\":\"" run "\",\"version\":\"" ver "\",\"node\":\"" node \
+	"\",\"step\":null,\"sealed_ns\":1,\"chunk_size\":4194304,\"entries\":[]}"
+
+static void test_manifest_refuses_bad_names(void **state)
+{
+	char text[1200], name[300];
+
+	(void)state;
+	assert_int_equal(decode_text(NAMED("r", "v", "n")), 0);
+	assert_int_equal(decode_text(NAMED(".pec", "v", "n")), -EBADMSG);
+	assert_int_equal(decode_text(NAMED("r", ".pec", "n")), -EBADMSG);
+	assert_int_equal(decode_text(NAMED("r", "..", "n")), -EBADMSG);
+	assert_int_equal(decode_text(NAMED("r", "v", "")), -EBADMSG);
+	assert_int_equal(decode_text(NAMED("r", "a/b", "n")), -EBADMSG);
+	memset(name, 'x', 256);
+	name[256] = '\0';
+	snprintf(text, sizeof(text), NAMED("r", "%s", "n"), name);
+	assert_int_equal(decode_text(text), -EBADMSG);
+	name[255] = '\0';
+	snprintf(text, sizeof(text), NAMED("r", "%s", "n"), name);
+	assert_int_equal(decode_text(text), 0);
+	/* entry names: empty, over 255 bytes; ".pec" is an ordinary name inside a version */
+	assert_int_equal(decode_text(HEAD FILE_E("") "]}"), -EBADMSG);
+	snprintf(text, sizeof(text), HEAD FILE_E("%s") "]}", name);
+	assert_int_equal(decode_text(text), 0);
+	name[255] = 'x';
+	snprintf(text, sizeof(text), HEAD FILE_E("%s") "]}", name);
+	assert_int_equal(decode_text(text), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E(".pec") "]}"), 0);
+	assert_int_equal(decode_text(HEAD LINK_E("l", "") "]}"), -EBADMSG);
+	assert_false(tier_manifest_name_ok(".pec"));
+	assert_true(tier_manifest_name_ok(".pecx"));
+}
+
+static void test_manifest_refuses_duplicate_json_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_text("{\"format\":1,\"run\":\"r\",\"run\":\"s\",\"version\":\"v\",\"node\":\"n\","
+				     "\"step\":null,\"sealed_ns\":1,\"chunk_size\":4194304,\"entries\":[]}"), -EBADMSG);
+	/* in an entry: which "path" would a reader take? */
+	assert_int_equal(decode_text(HEAD "{\"path\":\"a\",\"path\":\"../a\",\"type\":\"dir\",\"mode\":493,"
+				     "\"mtime_ns\":0}]}"), -EBADMSG);
+}
+
+static void test_manifest_seal_id_round_trips_and_must_be_hex(void **state)
+{
+	struct tier_manifest m, d;
+	char *text, err[256];
+	size_t len;
+
+	(void)state;
+	sample(&m);
+	memcpy(m.seal_id, "0123456789abcdef0123456789abcdef", TIER_SEAL_ID_LEN + 1);
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.seal_id, m.seal_id);
+	tier_manifest_free(&d);
+	free(text);
+	m.seal_id[0] = '\0';  /* written before seal ids: none */
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_null(strstr(text, "seal_id"));
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.seal_id, "");
+	tier_manifest_free(&d);
+	free(text);
+	tier_manifest_free(&m);
+	assert_int_equal(decode_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"node\":\"n\",\"step\":null,"
+				     "\"sealed_ns\":1,\"chunk_size\":4194304,\"seal_id\":\"0123456789ABCDEF0123456789ABCDEF\","
+				     "\"entries\":[]}"), -EBADMSG);
+}
+
+#define SID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define SID_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static int commit_text(const char *text, struct tier_commit *c)
+{
+	char err[256] = "";
+	int rc = tier_commit_decode(text, strlen(text), c, err, sizeof(err));
+
+	if (rc < 0)
+		assert_true(err[0] != '\0');
+	return rc;
+}
+
+#define COMMIT_HEAD "{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"step\":3,\"sealed_ns\":9,\"node\":\"a\","
+
+static void test_commit_round_trip_and_legacy(void **state)
+{
+	struct tier_commit c = { .step = 3, .sealed_ns = 9, .parts = 2 }, d;
+	struct tier_commit_part parts[2] = { { "a", SID_A }, { "b", "" } };
+	char *text;
+	size_t len;
+
+	(void)state;
+	strcpy(c.run, "r");
+	strcpy(c.version, "v");
+	strcpy(c.node, "a");
+	strcpy(c.seal_id, SID_A);
+	c.part = parts;
+	c.npart = 2;
+	assert_int_equal(tier_commit_encode(&c, &text, &len), 0);
+	assert_int_equal(commit_text(text, &d), 0);
+	free(text);
+	assert_string_equal(d.run, "r");
+	assert_string_equal(d.version, "v");
+	assert_int_equal(d.step, 3);
+	assert_int_equal(d.parts, 2);
+	assert_string_equal(d.seal_id, SID_A);
+	assert_int_equal(d.npart, 2);
+	assert_string_equal(d.part[0].node, "a");
+	assert_string_equal(d.part[0].seal_id, SID_A);
+	assert_string_equal(d.part[1].node, "b");
+	assert_string_equal(d.part[1].seal_id, "");  /* a part written before seal ids */
+	assert_non_null(tier_commit_find(&d, "b"));
+	assert_null(tier_commit_find(&d, "c"));
+	tier_commit_free(&d);
+	/* written before seal ids: no part list; "parts" absent in the oldest */
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":2}", &d), 0);
+	assert_int_equal(d.npart, 0);
+	assert_int_equal(d.parts, 2);
+	assert_string_equal(d.seal_id, "");
+	tier_commit_free(&d);
+	assert_int_equal(commit_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"step\":null,\"sealed_ns\":9,"
+				     "\"node\":\"a\"}", &d), 0);
+	assert_int_equal(d.parts, 1);
+	assert_int_equal(d.step, -1);
+	tier_commit_free(&d);
+}
+
+static void test_commit_refuses_malformed_parts_and_names(void **state)
+{
+	struct tier_commit d;
+
+	(void)state;
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"a\",\"" SID_A "\"]]}",
+				     &d), 0);
+	tier_commit_free(&d);
+	/* duplicate keys: which step, which version would a reader take? */
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"step\":4}", &d), -EBADMSG);
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"version\":\"w\"}", &d), -EBADMSG);
+	/* a node twice, or out of order */
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":2,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"a\",\"" SID_A "\"],"
+				     "[\"a\",\"" SID_B "\"]]}", &d), -EBADMSG);
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":2,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"b\",\"" SID_B "\"],"
+				     "[\"a\",\"" SID_A "\"]]}", &d), -EBADMSG);
+	/* count and list disagree */
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":2,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"a\",\"" SID_A "\"]]}",
+				     &d), -EBADMSG);
+	/* the creating node's own part missing or with another id */
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"b\",\"" SID_A "\"]]}",
+				     &d), -EBADMSG);
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"a\",\"" SID_B "\"]]}",
+				     &d), -EBADMSG);
+	/* a part list without a seal id, a bad seal id, a bad node name */
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"manifests\":[[\"a\",\"" SID_A "\"]]}", &d), -EBADMSG);
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":1,\"seal_id\":\"xyz\",\"manifests\":[[\"a\",\"xyz\"]]}", &d),
+			 -EBADMSG);
+	assert_int_equal(commit_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"step\":3,\"sealed_ns\":9,\"node\":\"a\","
+				     "\"parts\":2,\"seal_id\":\"" SID_A "\",\"manifests\":[[\"a\",\"" SID_A "\"],[\"..\",null]]}", &d),
+			 -EBADMSG);
+	assert_int_equal(commit_text("{\"format\":1,\"run\":\".pec\",\"version\":\"v\",\"step\":3,\"sealed_ns\":9,"
+				     "\"node\":\"a\"}", &d), -EBADMSG);
+	assert_int_equal(commit_text(COMMIT_HEAD "\"parts\":0}", &d), -EBADMSG);
+	assert_int_equal(commit_text("{\"format\":2,\"run\":\"r\",\"version\":\"v\",\"step\":3,\"sealed_ns\":9,\"node\":\"a\"}",
+				     &d), -EBADMSG);
 }
 
 static void test_manifest_refuses_overlapping_or_outside_extents(void **state)
@@ -116,6 +324,73 @@ static void test_manifest_refuses_overlapping_or_outside_extents(void **state)
 			 0);
 	assert_int_equal(decode_text("{\"format\":2}"), -EBADMSG);
 	assert_int_equal(decode_text("not json"), -EBADMSG);
+}
+
+/* A part of node `node` with entries "path:type" (d, f or l), in the order given. */
+static void part(struct tier_manifest *m, const char *node, const char *const *entries)
+{
+	assert_int_equal(tier_manifest_init(m, "r", "v", node), 0);
+	for (; *entries; entries++) {
+		const char *p = *entries + 2;
+		uint32_t mode = (*entries)[0] == 'd' ? S_IFDIR | 0755 : (*entries)[0] == 'l' ? S_IFLNK | 0777 : S_IFREG | 0644;
+		assert_int_equal(tier_manifest_add_entry(m, p, mode, 0, 0, S_ISLNK(mode) ? "t" : NULL, NULL), 0);
+	}
+}
+
+static void test_merge_keeps_the_first_part_of_a_path(void **state)
+{
+	static const char *const a[] = { "d:common", "f:common/cfg", "f:rank0", NULL };
+	static const char *const b[] = { "d:common", "f:common/cfg", "f:common/more", "f:rank1", NULL };
+	struct tier_manifest m[2];
+	struct tier_manifest_set set = { m, 2 };
+	struct tier_merged out;
+	char msg[256];
+
+	(void)state;
+	part(&m[0], "node-a", a);
+	part(&m[1], "node-b", b);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), 0);
+	assert_int_equal(out.n, 5);
+	assert_string_equal(out.e[0]->path, "common");
+	assert_ptr_equal(out.e[0], &m[0].entries[0]);
+	assert_string_equal(out.e[1]->path, "common/cfg");
+	assert_ptr_equal(out.e[1], &m[0].entries[1]);  /* node-a's, the first in node order */
+	assert_string_equal(out.e[2]->path, "common/more");
+	assert_string_equal(out.e[3]->path, "rank0");
+	assert_string_equal(out.e[4]->path, "rank1");
+	tier_merged_free(&out);
+	tier_manifest_free(&m[0]);
+	tier_manifest_free(&m[1]);
+}
+
+static void test_merge_refuses_a_directory_that_is_a_file_elsewhere(void **state)
+{
+	static const char *const a[] = { "f:x", NULL };
+	static const char *const b[] = { "d:x", "f:x/owned", NULL };
+	static const char *const c[] = { "l:x", NULL };
+	struct tier_manifest m[2];
+	struct tier_manifest_set set = { m, 2 };
+	struct tier_merged out;
+	char msg[256] = "";
+
+	(void)state;
+	part(&m[0], "node-a", a);
+	part(&m[1], "node-b", b);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "'x' is a file in the part of node node-a and a directory"));
+	assert_null(out.e);
+	tier_manifest_free(&m[0]);
+	part(&m[0], "node-a", c);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "symlink"));
+	tier_manifest_free(&m[1]);
+	part(&m[1], "node-b", a);  /* a file and a symlink: both are leaves, the first wins */
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), 0);
+	assert_int_equal(out.n, 1);
+	assert_true(S_ISLNK(out.e[0]->mode));
+	tier_merged_free(&out);
+	tier_manifest_free(&m[0]);
+	tier_manifest_free(&m[1]);
 }
 
 static void test_chunk_key_and_header(void **state)
@@ -144,6 +419,16 @@ int main(void)
 		cmocka_unit_test(test_manifest_round_trip_keeps_every_field),
 		cmocka_unit_test(test_manifest_refuses_paths_outside_the_version),
 		cmocka_unit_test(test_manifest_refuses_overlapping_or_outside_extents),
+		cmocka_unit_test(test_manifest_refuses_a_path_listed_twice),
+		cmocka_unit_test(test_manifest_refuses_entries_under_a_file_or_symlink),
+		cmocka_unit_test(test_manifest_refuses_entries_out_of_order),
+		cmocka_unit_test(test_manifest_refuses_bad_names),
+		cmocka_unit_test(test_manifest_refuses_duplicate_json_keys),
+		cmocka_unit_test(test_manifest_seal_id_round_trips_and_must_be_hex),
+		cmocka_unit_test(test_commit_round_trip_and_legacy),
+		cmocka_unit_test(test_commit_refuses_malformed_parts_and_names),
+		cmocka_unit_test(test_merge_keeps_the_first_part_of_a_path),
+		cmocka_unit_test(test_merge_refuses_a_directory_that_is_a_file_elsewhere),
 		cmocka_unit_test(test_chunk_key_and_header),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
