@@ -7,8 +7,9 @@ PECFS_BUILD_PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 libroc
 # The test suite also mounts tmpfs (util-linux), compares files (diffutils), looks at processes, and
 # runs a throwaway Ceph RADOS Gateway on loopback as the S3 server (deploy/s3-rgw.sh; openssl makes
 # its test certificate). tests/bench/bench_s3.py compares reads through a --from mount with s3fs-fuse.
+# clang builds the libFuzzer targets (tests/fuzz).
 PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
-	radosgw ceph-mon ceph-osd openssl s3fs)
+	radosgw ceph-mon ceph-osd openssl s3fs clang)
 
 pecfs_install_packages() {
 	local missing=() pkg sudo=()

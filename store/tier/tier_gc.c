@@ -30,10 +30,31 @@
 #define NODE_STATE_MAX (1024ull << 20)
 #define NODE_PUBLISH_MIN_NS (30ll * 1000000000)  /* ---- gc/epoch ---- */
 
+int tier_gc_epoch_decode(const char *text, size_t len, struct tier_gc_epoch *out)
+{
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *e, *col, *upd, *node;
+	int rc = -EBADMSG;
+
+	memset(out, 0, sizeof(*out));
+	e = json_object_get(j, "epoch");
+	col = json_object_get(j, "collecting");
+	upd = json_object_get(j, "updated_ns");
+	node = json_object_get(j, "node");
+	if (json_is_integer(e) && json_integer_value(e) >= 0 && json_is_boolean(col) && json_is_integer(upd) &&
+	    (!node || (json_is_string(node) && strlen(json_string_value(node)) < sizeof(out->node)))) {
+		out->epoch = (uint64_t)json_integer_value(e);
+		out->collecting = json_is_true(col);
+		out->updated_ns = (int64_t)json_integer_value(upd);
+		snprintf(out->node, sizeof(out->node), "%s", node ? json_string_value(node) : "");
+		rc = 0;
+	}
+	json_decref(j);
+	return rc;
+}
+
 int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_epoch *out, struct s3_result *res)
 {
 	char key[TIER_PREFIX_MAX + 32], *text = NULL;
-	json_t *j, *e, *col, *upd, *node;
 	size_t len;
 	int rc;
 
@@ -45,22 +66,12 @@ int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_ep
 		return 0;  /* never collected: epoch 0 */
 	if (rc < 0)
 		return rc;
-	j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	rc = tier_gc_epoch_decode(text, len, out);
 	free(text);
-	e = json_object_get(j, "epoch");
-	col = json_object_get(j, "collecting");
-	upd = json_object_get(j, "updated_ns");
-	node = json_object_get(j, "node");
-	if (!json_is_integer(e) || json_integer_value(e) < 0 || !json_is_boolean(col) || !json_is_integer(upd)) {
-		json_decref(j);
+	if (rc < 0) {
 		snprintf(res->message, sizeof(res->message), "%.300s: not a garbage collection epoch object", key);
 		return -EIO;
 	}
-	out->epoch = (uint64_t)json_integer_value(e);
-	out->collecting = json_is_true(col);
-	out->updated_ns = (int64_t)json_integer_value(upd);
-	snprintf(out->node, sizeof(out->node), "%s", json_is_string(node) ? json_string_value(node) : "");
-	json_decref(j);
 	return 0;
 }
 

@@ -141,6 +141,9 @@ struct tier_node_state {
 	size_t n_chunks;
 };
 
+/* Parses the text of gc/epoch (bucket content: duplicate keys, a negative epoch or a node name that
+ * does not fit are refused). 0 or -EBADMSG. */
+int tier_gc_epoch_decode(const char *text, size_t len, struct tier_gc_epoch *out);
 /* An absent epoch object reads as epoch 0, not collecting. */
 int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_epoch *out, struct s3_result *res);
 int tier_gc_epoch_put(struct s3_client *c, const char *prefix, const struct tier_gc_epoch *ep, struct s3_result *res);

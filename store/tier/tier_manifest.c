@@ -357,6 +357,13 @@ static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t
 		return mf_fail(err, errsz, "%.200s: unknown type '%.32s'", path, type);
 	if (fmt == S_IFLNK && (target[0] == '\0' || strlen(target) > TIER_PATH_MAX))
 		return mf_fail(err, errsz, "%.200s: a symlink target must be 1-%d bytes", path, TIER_PATH_MAX);
+	/* Each field belongs to one type: a file's size and extents, a symlink's target. Anything else
+	 * would be read differently by different readers. */
+	if ((fmt == S_IFREG) != (json_object_get(o, "size") != NULL) ||
+	    (fmt == S_IFREG) != (json_object_get(o, "extents") != NULL) ||
+	    (fmt != S_IFLNK && json_object_get(o, "target")))
+		return mf_fail(err, errsz, "%.200s: fields of another entry type (a file has size and extents, a "
+			       "symlink a target, a directory neither)", path);
 	rc = mf_check_place(m, path, err, errsz);
 	if (rc < 0)
 		return rc;
@@ -386,7 +393,7 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 	if (json_unpack(root, "{s:I,s:s,s:s,s:s,s:o,s:I,s?I,s:I,s:o,s?s}", "format", &format, "run", &run, "version",
 			&version, "node", &node, "step", &step, "sealed_ns", &sealed, "seal_seq", &seq, "chunk_size",
 			&csize, "entries", &entries, "seal_id", &seal_id) != 0 || !json_is_array(entries) ||
-	    (!json_is_integer(step) && !json_is_null(step))) {
+	    !((json_is_integer(step) && json_integer_value(step) >= 0) || json_is_null(step))) {
 		rc = mf_fail(err, errsz, "not a pecfs manifest");
 		goto out;
 	}
@@ -519,7 +526,8 @@ int tier_commit_decode(const char *text, size_t len, struct tier_commit *c, char
 		return mf_fail(err, errsz, "not JSON: %s (line %d)", jerr.text, jerr.line);
 	if (json_unpack(root, "{s:I,s:s,s:s,s:o,s:I,s:s,s?I,s?s,s?o}", "format", &format, "run", &run, "version",
 			&version, "step", &step, "sealed_ns", &sealed, "node", &node, "parts", &parts, "seal_id",
-			&seal_id, "manifests", &manifests) != 0 || (!json_is_integer(step) && !json_is_null(step))) {
+			&seal_id, "manifests", &manifests) != 0 ||
+	    !((json_is_integer(step) && json_integer_value(step) >= 0) || json_is_null(step))) {
 		rc = mf_fail(err, errsz, "not a pecfs COMMIT");
 		goto out;
 	}

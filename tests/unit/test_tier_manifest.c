@@ -413,6 +413,31 @@ static void test_chunk_key_and_header(void **state)
 	assert_memory_equal(hdr + 24, d.b, DIGEST_LEN);
 }
 
+/* Found by fuzz_manifest and fuzz_commit: a field of another entry type, or a negative step, was
+ * accepted and then read differently after a round trip. */
+static void test_fields_of_another_entry_type_and_negative_steps_are_refused(void **state)
+{
+	struct tier_commit d;
+
+	(void)state;
+	assert_int_equal(decode_text(HEAD "{\"path\":\"a\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0,\"size\":12}]}"),
+			 -EBADMSG);
+	assert_int_equal(decode_text(HEAD "{\"path\":\"a\",\"type\":\"dir\",\"mode\":493,\"mtime_ns\":0,\"target\":\"b\"}]}"),
+			 -EBADMSG);
+	assert_int_equal(decode_text(HEAD "{\"path\":\"l\",\"type\":\"symlink\",\"mode\":511,\"mtime_ns\":0,"
+				     "\"target\":\"b\",\"extents\":[]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD "{\"path\":\"f\",\"type\":\"file\",\"mode\":420,\"mtime_ns\":0,"
+				     "\"extents\":[]}]}"), -EBADMSG);   /* a file without its size */
+	assert_int_equal(decode_text(HEAD "{\"path\":\"f\",\"type\":\"file\",\"mode\":420,\"mtime_ns\":0,"
+				     "\"size\":0,\"extents\":[],\"target\":\"x\"}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD "{\"path\":\"f\",\"type\":\"file\",\"mode\":420,\"mtime_ns\":0,"
+				     "\"size\":0,\"extents\":[]}]}"), 0);
+	assert_int_equal(decode_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"node\":\"n\",\"step\":-5,"
+				     "\"sealed_ns\":1,\"chunk_size\":4194304,\"entries\":[]}"), -EBADMSG);
+	assert_int_equal(commit_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"step\":-100,\"sealed_ns\":9,"
+				     "\"node\":\"a\",\"parts\":1}", &d), -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_commit_refuses_malformed_parts_and_names),
 		cmocka_unit_test(test_merge_keeps_the_first_part_of_a_path),
 		cmocka_unit_test(test_merge_refuses_a_directory_that_is_a_file_elsewhere),
+		cmocka_unit_test(test_fields_of_another_entry_type_and_negative_steps_are_refused),
 		cmocka_unit_test(test_chunk_key_and_header),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
