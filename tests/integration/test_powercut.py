@@ -5,14 +5,15 @@
 # persistence). A self-check pins the layer's own model on plain files first.
 #
 # Then a writer makes checkpoint rounds (fsynced files; seals by `pecfs seal`, xattr, tracker file
-# and rename into place), journaling each promise outside the mount once the call that makes it
-# returned. At a random instant of a round the power is cut (operations after it wait), the daemon
-# is killed with -9, the waiting operations fail, the dead mount is detached and the layer restored
-# to its durable state; then `pecfs fsck` must be clean and, after a remount, every journaled promise
-# must read back bit for bit. Episodes of PECFS_POWERCUT_EPISODE (10) cuts share a data folder, so
-# that checking every promise after every cut stays affordable; each starts on a fresh folder, every
-# other one created by `pecfs mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts (60, 12
-# under sanitizers); the seed is printed and PECFS_SEED repeats it. About 3.5 minutes on 2 cores.
+# and rename into place; now and then an older version removed and `pecfs gc`), journaling each
+# promise outside the mount once the call that makes it returned. At a random instant of a round
+# the power is cut (operations after it wait), the daemon is killed with -9, the waiting operations
+# fail, the dead mount is detached and the layer restored to its durable state; then `pecfs fsck`
+# must be clean and, after a remount, every journaled promise must read back bit for bit. Episodes
+# of PECFS_POWERCUT_EPISODE (10) cuts share a data folder, so that checking every promise after
+# every cut stays affordable; each starts on a fresh folder, every other one created by `pecfs
+# mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts (60, 12 under sanitizers); the seed
+# is printed and PECFS_SEED repeats it. About 2 minutes on 2 cores.
 import json
 import os
 import random
@@ -187,8 +188,9 @@ class LayerModel(unittest.TestCase):
 
 
 WRITER = r"""
-import hashlib, json, os, random, subprocess, sys, time
-pecfs, mnt, journal, seed, it = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+import hashlib, json, os, random, shutil, subprocess, sys, time
+pecfs, mnt, data_dir, journal = sys.argv[1:5]
+seed, it = int(sys.argv[5]), int(sys.argv[6])
 # Everything goes through a descriptor of the mounted root, so nothing can land (and be journaled)
 # in the plain directory under the mount point once the dead mount is detached.
 if os.stat(mnt).st_dev == os.stat(os.path.dirname(mnt)).st_dev:
@@ -216,8 +218,16 @@ def wait_sealed(run, name):
 
 run = "run%d" % (it % 3)   # a few runs, so tracker files are rewritten across cuts
 os.makedirs(os.path.join(mnt, run), exist_ok=True)
+sealed = []
 print("writing", flush=True)
 for vnum in range(1000):
+    # Now and then an older version goes, and its chunks with a collection: deletes are cut too.
+    if sealed and rng.random() < 0.15:
+        old = sealed.pop(rng.randrange(len(sealed)))
+        shutil.rmtree(os.path.join(mnt, run, old))
+        record({"removed": "%s/%s" % (run, old)})
+    if rng.random() < 0.05:
+        subprocess.run([pecfs, "gc", data_dir], check=True, capture_output=True)
     name = "step-%d" % (it * 1000 + vnum)
     method = rng.choice(["cli", "xattr", "tracker", "rename", "none"])
     dirname = name + ".tmp" if method == "rename" else name
@@ -257,6 +267,7 @@ for vnum in range(1000):
             sys.exit("rename did not seal %s/%s" % (run, name))
     if method != "none":
         record({"sealed": "%s/%s" % (run, name), "files": files})
+        sealed.append(name)
 """
 
 
@@ -303,7 +314,7 @@ class PowerCuts(unittest.TestCase):
             for it in range(first, first + cuts):
                 ctx = "cut %d (seed %d)" % (it, seed)
                 pid = m.pid()
-                writer = subprocess.Popen([sys.executable, "-c", WRITER, h.PECFS_BIN, m.mnt, journal,
+                writer = subprocess.Popen([sys.executable, "-c", WRITER, h.PECFS_BIN, m.mnt, m.data, journal,
                                            str(rng.randrange(1 << 30)), str(it)],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 first_line = writer.stdout.readline()
@@ -344,8 +355,12 @@ class PowerCuts(unittest.TestCase):
         nfiles = nversions = 0
         with open(journal) as f:
             entries = [json.loads(l) for l in f if l.endswith("\n")]
+        # Promises about a version end with its removal (which may or may not have been durable).
+        removed = {e["removed"] for e in entries if "removed" in e}
         for e in entries:
             what = "%s: %r" % (ctx, e)
+            if "removed" in e or "/".join((e.get("fsynced") or e["sealed"]).split("/")[:2]) in removed:
+                continue
             if "fsynced" in e:
                 nfiles += 1
                 p = m.path(e["fsynced"])
@@ -354,6 +369,7 @@ class PowerCuts(unittest.TestCase):
             else:
                 nversions += 1
                 run, name = e["sealed"].split("/")
+                self.assertTrue(os.path.isdir(m.path(run)), "the run of a sealed version is lost after " + what)
                 self.assertEqual(m.version_state(run, name), "sealed", "sealed version after " + what)
                 d = m.path(run, name)
                 present = {os.path.relpath(os.path.join(r, n), d)
