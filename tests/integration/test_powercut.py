@@ -8,12 +8,14 @@
 # and rename into place; now and then an older version removed and `pecfs gc`), journaling each
 # promise outside the mount once the call that makes it returned. At a random instant of a round
 # the power is cut (operations after it wait), the daemon is killed with -9, the waiting operations
-# fail, the dead mount is detached and the layer restored to its durable state; then `pecfs fsck`
-# must be clean and, after a remount, every journaled promise must read back bit for bit. Episodes
-# of PECFS_POWERCUT_EPISODE (10) cuts share a data folder, so that checking every promise after
-# every cut stays affordable; each starts on a fresh folder, every other one created by `pecfs
-# mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts (60, 12 under sanitizers); the seed
-# is printed and PECFS_SEED repeats it. About 2 minutes on 2 cores.
+# fail, the dead mount is detached and the layer restored to its durable state (after a quarter of
+# the cuts, the power is cut once more while `pecfs fsck` opens the folder and recovers it, as
+# every mount does); then `pecfs fsck` must be clean and, after a remount, every journaled promise
+# must read back bit for bit. Episodes of PECFS_POWERCUT_EPISODE (10) cuts share a data folder, so
+# that checking every promise after every cut stays affordable; each starts on a fresh folder,
+# every other one created by `pecfs mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts in
+# rounds (60, 12 under sanitizers); the seed is printed and PECFS_SEED repeats it. About 2 minutes
+# on 2 cores.
 import json
 import os
 import random
@@ -292,10 +294,11 @@ class PowerCuts(unittest.TestCase):
             promised[1] += versions
             done += n
         elapsed = time.monotonic() - start
-        print("%d cuts in %.1f s; %d fsynced files and %d sealed versions promised and verified; "
-              "restores reverted %d files (%d bytes), %d names, dropped %d files and directories"
-              % (cuts, elapsed, promised[0], promised[1], totals["files_reverted"], totals["bytes_undone"],
-                 totals["names_reverted"], totals["nodes_dropped"]))
+        print("%d cuts in rounds and %d in recoveries in %.1f s; %d fsynced files and %d sealed versions "
+              "promised and verified; restores reverted %d files (%d bytes), %d names, dropped %d files "
+              "and directories" % (cuts, totals["cuts"] - cuts, elapsed, promised[0], promised[1],
+                                   totals["files_reverted"], totals["bytes_undone"], totals["names_reverted"],
+                                   totals["nodes_dropped"]))
         self.assertGreater(promised[0] + promised[1], 0, "the writers never got a promise out")
         # The cuts must have had something to forget, or they proved nothing.
         self.assertGreater(totals["bytes_undone"], 0, totals)
@@ -340,7 +343,9 @@ class PowerCuts(unittest.TestCase):
                     self.fail("writer exited (%d) before the cut %.3f s into it, %s:\n%s"
                               % (early, delay, ctx, out))
                 self.assertNotIn("did not seal", out, ctx)
-                stats = pl.command("restore")
+                pl.command("restore")
+                if rng.random() < 0.25:
+                    self.cut_during_recovery(pl, m, rng)
                 cp = m.fsck()
                 self.assertEqual(cp.returncode, 0, "fsck after %s, delay %.3f s:\n%s%s"
                                  % (ctx, delay, cp.stdout, cp.stderr))
@@ -350,6 +355,17 @@ class PowerCuts(unittest.TestCase):
             cp = m.fsck()
             self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
             return pl.command("stats"), files, versions
+
+    def cut_during_recovery(self, pl, m, rng):
+        """Another cut while `pecfs fsck` opens the folder and recovers it, as every mount does."""
+        fsck = subprocess.Popen([h.PECFS_BIN, "fsck", m.data], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=h._env())
+        time.sleep(rng.uniform(0, 0.1) * h.SLOW)
+        pl.command("cut")
+        fsck.send_signal(signal.SIGKILL)
+        pl.command("down")
+        fsck.wait(timeout=30 * h.SLOW)
+        pl.command("restore")
 
     def verify(self, m, journal, ctx):
         nfiles = nversions = 0
