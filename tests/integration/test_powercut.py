@@ -16,6 +16,7 @@
 # every other one created by `pecfs mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts in
 # rounds (60, 12 under sanitizers); the seed is printed and PECFS_SEED repeats it. About 2 minutes
 # on 2 cores.
+import ctypes
 import json
 import os
 import random
@@ -187,6 +188,52 @@ class LayerModel(unittest.TestCase):
             pl.command("restore")
             self.assertEqual(h.read_file(p("d", "kept")), b"version three")
             self.assertNotIn("fresh", os.listdir(p("d")))
+
+    def test_random_changes_revert_to_the_last_sync(self):
+        """Writes, truncates, hole punches and zeroed ranges at random, synced now and then: after
+        each cut every file holds exactly its bytes as of its last fsync."""
+        rng = random.Random(int(os.environ.get("PECFS_SEED", "0")) or 4242)
+        punch_hole, keep_size, zero_range = 0x02, 0x01, 0x10  # linux/falloc.h
+        with PowercutLayer() as pl:
+            names = ["f%d" % i for i in range(3)]
+            for name in names:
+                write(os.path.join(pl.mnt, name), b"", sync=True)
+            fsync_path(pl.mnt)
+            durable = {name: b"" for name in names}
+            for cut in range(6):
+                live = dict(durable)
+                fds = {name: os.open(os.path.join(pl.mnt, name), os.O_RDWR) for name in names}
+                for _ in range(150):
+                    name = rng.choice(names)
+                    fd, cur = fds[name], bytearray(live[name])
+                    op = rng.choice(["write", "write", "write", "truncate", "punch", "zero", "sync"])
+                    off, n = rng.randrange(0, 96 << 10), rng.randrange(1, 24 << 10)
+                    if op == "write":
+                        data = rng.randbytes(n)
+                        os.pwrite(fd, data, off)
+                        cur[len(cur):off] = bytes(max(0, off - len(cur)))
+                        cur[off:off + n] = data
+                    elif op == "truncate":
+                        os.ftruncate(fd, off)
+                        cur = cur[:off] + bytes(max(0, off - len(cur)))
+                    elif op in ("punch", "zero"):
+                        mode = punch_hole | keep_size if op == "punch" else zero_range
+                        if h._libc.fallocate(fd, mode, ctypes.c_long(off), ctypes.c_long(n)) != 0:
+                            self.fail("fallocate(%s): %s" % (op, os.strerror(ctypes.get_errno())))
+                        end = min(off + n, len(cur)) if op == "punch" else off + n
+                        cur[len(cur):end] = bytes(max(0, end - len(cur)))
+                        cur[off:end] = bytes(max(0, end - off))
+                    else:
+                        os.fsync(fd)
+                        durable[name] = bytes(cur)
+                    live[name] = bytes(cur)
+                    self.assertEqual(os.pread(fd, len(cur) + 1, 0), live[name], "live %s after %s" % (name, op))
+                pl.command("cut")
+                pl.command("restore")
+                for name, fd in fds.items():
+                    os.close(fd)
+                    self.assertEqual(h.read_file(os.path.join(pl.mnt, name)), durable[name],
+                                     "%s after cut %d" % (name, cut))
 
 
 WRITER = r"""
