@@ -189,6 +189,43 @@ class LayerModel(unittest.TestCase):
             self.assertEqual(h.read_file(p("d", "kept")), b"version three")
             self.assertNotIn("fresh", os.listdir(p("d")))
 
+    def test_keep_lets_a_prefix_of_unsynced_changes_survive(self):
+        """restore keep=1 seed=N: each directory keeps a random prefix of its unsynced entry
+        changes (a rename within it whole or not at all), each file a random prefix of its unsynced
+        appends at a 4 KiB boundary; what survived is durable from then on."""
+        names, sizes = set(), set()
+        with PowercutLayer() as pl:
+            for seed in range(1, 13):
+                d = os.path.join(pl.mnt, "d%d" % seed)
+                os.mkdir(d)
+                log = h.random_bytes(4096 + 4 * 8192, seed)
+                write(os.path.join(d, "log"), log[:4096], sync=True)
+                write(os.path.join(d, "a"), b"a", sync=True)
+                fsync_path(d)
+                fsync_path(pl.mnt)
+                for name in ("f1", "f2", "f3", "f4"):        # four entry changes, bytes synced
+                    write(os.path.join(d, name), name.encode(), sync=True)
+                os.rename(os.path.join(d, "a"), os.path.join(d, "b"))   # the fifth
+                write(os.path.join(d, "log"), log[4096:], flags=os.O_WRONLY | os.O_APPEND)
+                pl.command("cut")
+                pl.command("restore keep=1 seed=%d" % seed)
+                got = sorted(os.listdir(d))
+                kept = [f for f in ("f1", "f2", "f3", "f4") if f in got]
+                self.assertEqual(kept, ["f1", "f2", "f3", "f4"][:len(kept)], "not a prefix: %r" % got)
+                self.assertEqual(got, sorted(kept + ["log", "b" if len(kept) == 4 and "b" in got else "a"]),
+                                 "a rename half kept, or out of order: %r" % got)
+                data = h.read_file(os.path.join(d, "log"))
+                self.assertEqual(len(data) % 4096, 0)
+                self.assertEqual(data, log[:len(data)])
+                names.add(len(got) + ("b" in got))
+                sizes.add(len(data))
+                pl.command("cut")
+                pl.command("restore")                        # what survived is durable now
+                self.assertEqual(sorted(os.listdir(d)), got)
+                self.assertEqual(h.read_file(os.path.join(d, "log")), data)
+        self.assertGreater(len(names), 2, "the seeds kept the same names every time")
+        self.assertGreater(len(sizes), 2, "the seeds kept the same bytes every time")
+
     def test_random_changes_revert_to_the_last_sync(self):
         """Writes, truncates, hole punches and zeroed ranges at random, synced now and then: after
         each cut every file holds exactly its bytes as of its last fsync."""

@@ -17,19 +17,31 @@ static void stats_line(const struct pc_fs *fs, char *buf, size_t size)
 
 	snprintf(buf, size,
 		 "file_syncs=%llu dir_syncs=%llu cuts=%llu files_reverted=%llu bytes_undone=%llu "
-		 "names_reverted=%llu nodes_dropped=%llu",
+		 "names_reverted=%llu nodes_dropped=%llu names_kept=%llu bytes_kept=%llu",
 		 (unsigned long long)s->file_syncs, (unsigned long long)s->dir_syncs,
 		 (unsigned long long)s->cuts, (unsigned long long)s->files_reverted,
 		 (unsigned long long)s->bytes_undone, (unsigned long long)s->names_reverted,
-		 (unsigned long long)s->nodes_dropped);
+		 (unsigned long long)s->nodes_dropped, (unsigned long long)s->names_kept,
+		 (unsigned long long)s->bytes_kept);
 }
 
 /* Carries out one command; writes the answer line (without newline) into reply. */
 static void control_command(struct pc_fs *fs, const char *cmd, char *reply, size_t size)
 {
 	char stats[512];
-	int rc;
+	unsigned long long seed = 0;
+	double keep = 0;
+	int rc, used = 0;
 
+	/* "restore keep=F seed=S": some unsynced changes survive (pc_fs_restore). */
+	if (strncmp(cmd, "restore ", 8) == 0) {
+		if (sscanf(cmd, "restore keep=%lf seed=%llu%n", &keep, &seed, &used) != 2 || cmd[used] ||
+		    !(keep >= 0 && keep <= 1)) {
+			snprintf(reply, size, "error: restore takes keep=F (0 to 1) seed=N");
+			return;
+		}
+		cmd = "restore";
+	}
 	pthread_mutex_lock(&fs->lock);
 	if (strcmp(cmd, "cut") == 0) {
 		/* Holding the lock means no operation is half done: the cut falls between two. */
@@ -51,7 +63,7 @@ static void control_command(struct pc_fs *fs, const char *cmd, char *reply, size
 			pthread_cond_broadcast(&fs->power_changed);
 			while (fs->waiting > 0)
 				pthread_cond_wait(&fs->power_changed, &fs->lock);
-			rc = pc_fs_restore(fs);
+			rc = pc_fs_restore(fs, keep, seed);
 			if (rc == 0) {
 				fs->power = PC_ON;
 				stats_line(fs, stats, sizeof(stats));
@@ -65,7 +77,7 @@ static void control_command(struct pc_fs *fs, const char *cmd, char *reply, size
 		stats_line(fs, stats, sizeof(stats));
 		snprintf(reply, size, "ok %s", stats);
 	} else {
-		snprintf(reply, size, "error: unknown command (cut, down, restore, stats)");
+		snprintf(reply, size, "error: unknown command (cut, down, restore [keep=F seed=N], stats)");
 	}
 	pthread_mutex_unlock(&fs->lock);
 }

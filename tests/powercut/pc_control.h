@@ -4,7 +4,8 @@
  *   cut      the power goes: operations in progress finish, every later one waits
  *   down     the waiting operations and every later one fail with EIO (so killed clients can exit)
  *   restore  the power comes back: the file system becomes its durable state (pc_fs_restore);
- *            sound only once every client that used it before the cut is gone
+ *            sound only once every client that used it before the cut is gone.
+ *            "restore keep=F seed=N" (F from 0 to 1) lets some unsynced changes survive too
  *   stats    counters: syncs, cuts, and what the restores reverted
  */
 #ifndef PC_CONTROL_H

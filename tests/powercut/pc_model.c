@@ -3,7 +3,9 @@
  * The durable state is never stored apart from the live one: a file's durable bytes are its object
  * with the undo log written back and cut to durable_size, a directory's are its durable table. So a
  * sync costs nothing but dropping an undo log or copying a table, and the files that programs append
- * to and sync (logs, chunk files written once) cost no copy at all. See README.md for the model.
+ * to and sync (logs, chunk files written once) cost no copy at all. Each directory also lists its
+ * entry changes since its last sync, in order, for restores that let a prefix of them survive.
+ * See README.md for the model.
  */
 #include "pc_model.h"
 
@@ -136,6 +138,76 @@ static uint64_t dir_difference(const struct pc_dir *a, const struct pc_dir *b)
 	return diff;
 }
 
+/* ---- entry changes since a directory's last sync ---- */
+
+static void change_ref(struct pc_fs *fs, uint64_t ino, int delta)
+{
+	if (ino)
+		fs->nodes[ino]->change_refs += delta;
+}
+
+/* Logs that name names ino from now on in d (0: removed), and name2 ino2 in the same step. */
+static int change_log(struct pc_fs *fs, struct pc_node *d, const char *name, uint64_t ino,
+		      const char *name2, uint64_t ino2)
+{
+	struct pc_change c = { .ino = ino, .ino2 = ino2 };
+
+	if (d->nchanges == d->capchanges) {
+		size_t cap = d->capchanges ? d->capchanges * 2 : 8;
+		struct pc_change *v = realloc(d->changes, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		d->changes = v;
+		d->capchanges = cap;
+	}
+	c.name = strdup(name);
+	c.name2 = name2 ? strdup(name2) : NULL;
+	if (!c.name || (name2 && !c.name2)) {
+		free(c.name);
+		free(c.name2);
+		return -ENOMEM;
+	}
+	d->changes[d->nchanges++] = c;
+	change_ref(fs, ino, 1);
+	change_ref(fs, ino2, 1);
+	return 0;
+}
+
+static void change_free(struct pc_fs *fs, struct pc_change *c, bool release)
+{
+	free(c->name);
+	free(c->name2);
+	if (!release)
+		return;
+	change_ref(fs, c->ino, -1);
+	change_ref(fs, c->ino2, -1);
+}
+
+/* Takes back the last change logged in d (its operation failed after all). */
+static void change_unlog(struct pc_fs *fs, struct pc_node *d)
+{
+	change_free(fs, &d->changes[--d->nchanges], true);
+}
+
+/* Empties d's change list; release: give back the references (a restore recounts them instead). */
+static void changes_clear(struct pc_fs *fs, struct pc_node *d, bool release)
+{
+	struct pc_change *v = d->changes;
+	size_t n = d->nchanges;
+
+	d->changes = NULL;
+	d->nchanges = d->capchanges = 0;
+	for (size_t i = 0; i < n; i++) {
+		change_free(fs, &v[i], release);
+		if (release && v[i].ino)
+			pc_node_release_if_unused(fs, fs->nodes[v[i].ino]);
+		if (release && v[i].ino2 && v[i].ino2 != v[i].ino)
+			pc_node_release_if_unused(fs, fs->nodes[v[i].ino2]);
+	}
+	free(v);
+}
+
 /* ---- nodes ---- */
 
 int pc_fs_init(struct pc_fs *fs, const char *backing)
@@ -182,7 +254,8 @@ void pc_fs_destroy(struct pc_fs *fs)
 		if (n) {
 			dir_clear(&n->live);
 			dir_clear(&n->durable);
-			n->live_links = n->durable_links = 0;
+			changes_clear(fs, n, false);
+			n->live_links = n->durable_links = n->change_refs = 0;
 		}
 	}
 	for (uint64_t i = 0; i < fs->next_ino; i++)
@@ -273,6 +346,7 @@ static void node_free(struct pc_fs *fs, struct pc_node *n)
 {
 	struct pc_dir live = n->live, durable = n->durable;
 
+	changes_clear(fs, n, true);
 	fs->nodes[n->ino] = NULL;
 	if (S_ISREG(n->mode)) {
 		char name[32];
@@ -301,56 +375,123 @@ static void node_free(struct pc_fs *fs, struct pc_node *n)
 
 void pc_node_release_if_unused(struct pc_fs *fs, struct pc_node *n)
 {
-	if (n->ino == PC_ROOT_INO || n->nlookup || n->nopen || n->live_links || n->durable_links)
+	if (n->ino == PC_ROOT_INO || n->nlookup || n->nopen || n->live_links || n->durable_links ||
+	    n->change_refs)
 		return;
 	node_free(fs, n);
 }
 
 /* ---- names ---- */
 
+/* Removes name (present) from d; returns the node it named. */
+static uint64_t dir_remove(struct pc_dir *d, const char *name)
+{
+	bool found;
+	size_t i = dir_search(d, name, &found);
+	uint64_t ino;
+
+	assert(found);
+	ino = d->v[i].ino;
+	free(d->v[i].name);
+	memmove(&d->v[i], &d->v[i + 1], (d->n - i - 1) * sizeof(*d->v));
+	d->n--;
+	return ino;
+}
+
+static void dir_touch(struct pc_node *d)
+{
+	now(&d->mtime);
+	d->ctime = d->mtime;
+}
+
 int pc_link(struct pc_fs *fs, struct pc_node *dir, const char *name, struct pc_node *n)
 {
-	int rc = dir_insert(&dir->live, name, n->ino);
+	int rc = change_log(fs, dir, name, n->ino, NULL, 0);
 
-	(void)fs;
 	if (rc)
 		return rc;
+	rc = dir_insert(&dir->live, name, n->ino);
+	if (rc) {
+		change_unlog(fs, dir);
+		return rc;
+	}
 	n->live_links++;
-	now(&dir->mtime);
-	dir->ctime = dir->mtime;
+	dir_touch(dir);
 	return 0;
 }
 
-void pc_unlink(struct pc_fs *fs, struct pc_node *dir, const char *name)
+int pc_unlink(struct pc_fs *fs, struct pc_node *dir, const char *name)
 {
-	bool found;
-	size_t i = dir_search(&dir->live, name, &found);
 	struct pc_node *t;
+	int rc = change_log(fs, dir, name, 0, NULL, 0);
 
-	assert(found);
-	t = fs->nodes[dir->live.v[i].ino];
-	free(dir->live.v[i].name);
-	memmove(&dir->live.v[i], &dir->live.v[i + 1], (dir->live.n - i - 1) * sizeof(*dir->live.v));
-	dir->live.n--;
-	now(&dir->mtime);
-	dir->ctime = dir->mtime;
+	if (rc)
+		return rc;
+	t = fs->nodes[dir_remove(&dir->live, name)];
+	dir_touch(dir);
 	t->live_links--;
 	pc_node_release_if_unused(fs, t);
+	return 0;
 }
 
-void pc_relink(struct pc_fs *fs, struct pc_node *dir, const char *name, struct pc_node *n)
+int pc_rename(struct pc_fs *fs, struct pc_node *d1, const char *n1, struct pc_node *d2, const char *n2)
 {
-	struct pc_dirent *e = pc_dir_find(&dir->live, name);
-	struct pc_node *old;
+	struct pc_dirent *e1 = pc_dir_find(&d1->live, n1), *e2 = pc_dir_find(&d2->live, n2);
+	struct pc_node *s, *old = NULL;
+	int rc;
 
-	assert(e);
-	old = fs->nodes[e->ino];
-	e->ino = n->ino;
-	n->live_links++;
-	now(&dir->mtime);
-	dir->ctime = dir->mtime;
-	old->live_links--;
-	pc_node_release_if_unused(fs, old);
+	assert(e1);
+	s = fs->nodes[e1->ino];
+	if (e2)
+		old = fs->nodes[e2->ino];
+	assert(old != s);
+	/* Within one directory a rename is one change; across two, one in each, durable apart. */
+	rc = change_log(fs, d2, n2, s->ino, d1 == d2 ? n1 : NULL, 0);
+	if (rc == 0 && d1 != d2 && (rc = change_log(fs, d1, n1, 0, NULL, 0)) != 0)
+		change_unlog(fs, d2);
+	if (rc)
+		return rc;
+	/* The new name first, so that s keeps a link throughout. */
+	if (e2) {
+		e2->ino = s->ino;
+	} else if ((rc = dir_insert(&d2->live, n2, s->ino)) != 0) {
+		if (d1 != d2)
+			change_unlog(fs, d1);
+		change_unlog(fs, d2);
+		return rc;
+	}
+	dir_remove(&d1->live, n1);
+	dir_touch(d1);
+	dir_touch(d2);
+	if (old) {
+		old->live_links--;
+		pc_node_release_if_unused(fs, old);
+	}
+	return 0;
+}
+
+int pc_exchange(struct pc_fs *fs, struct pc_node *d1, const char *n1, struct pc_node *d2, const char *n2)
+{
+	struct pc_dirent *e1 = pc_dir_find(&d1->live, n1), *e2 = pc_dir_find(&d2->live, n2);
+	uint64_t ino1;
+	int rc;
+
+	assert(e1 && e2);
+	ino1 = e1->ino;
+	if (d1 == d2) {
+		rc = change_log(fs, d1, n1, e2->ino, n2, ino1);
+	} else {
+		rc = change_log(fs, d1, n1, e2->ino, NULL, 0);
+		if (rc == 0 && (rc = change_log(fs, d2, n2, ino1, NULL, 0)) != 0)
+			change_unlog(fs, d1);
+	}
+	if (rc)
+		return rc;
+	e1->ino = e2->ino;
+	e2->ino = ino1;
+	dir_touch(d1);
+	dir_touch(d2);
+	return 0;
 }
 
 /* ---- file content ---- */
@@ -451,6 +592,7 @@ int pc_dir_sync(struct pc_fs *fs, struct pc_node *d)
 		pc_node_release_if_unused(fs, t);
 	}
 	dir_clear(&old);
+	changes_clear(fs, d, true);
 	fs->stats.dir_syncs++;
 	return 0;
 }
@@ -488,13 +630,19 @@ static int mark_durable(struct pc_fs *fs)
 	return 0;
 }
 
-/* Writes the undo log back and cuts the object to the durable size. */
-static int revert_file(struct pc_fs *fs, struct pc_node *n)
+/* Writes the undo log back and cuts the object to the durable size, or past it to keep_to (bytes
+ * appended since the last sync that survive). The file's durable state is then its live one. */
+static int revert_file(struct pc_fs *fs, struct pc_node *n, uint64_t keep_to)
 {
 	int fd, rc = 0;
 
-	if (n->nundo == 0 && n->size == n->durable_size)
+	if (keep_to < n->durable_size || keep_to > n->size)
+		keep_to = n->durable_size;
+	if (n->nundo == 0 && n->size == keep_to) {
+		fs->stats.bytes_kept += keep_to - n->durable_size;
+		n->durable_size = keep_to;
 		return 0;
+	}
 	fd = pc_node_open_object(fs, n, O_WRONLY);
 	if (fd < 0)
 		return fd;
@@ -505,23 +653,87 @@ static int revert_file(struct pc_fs *fs, struct pc_node *n)
 			rc = -EIO;
 		fs->stats.bytes_undone += u->len;
 	}
-	if (rc == 0 && ftruncate(fd, (off_t)n->durable_size) != 0)
+	if (rc == 0 && ftruncate(fd, (off_t)keep_to) != 0)
 		rc = -errno;
 	close(fd);
 	if (rc == 0) {
-		if (n->size > n->durable_size)
-			fs->stats.bytes_undone += n->size - n->durable_size;
+		if (n->size > keep_to)
+			fs->stats.bytes_undone += n->size - keep_to;
+		fs->stats.bytes_kept += keep_to - n->durable_size;
 		fs->stats.files_reverted++;
 		undo_clear(n);
-		n->size = n->durable_size;
+		n->size = n->durable_size = keep_to;
 	}
 	return rc;
 }
 
-int pc_fs_restore(struct pc_fs *fs)
+/* Sets name to ino in d's durable table (0: removes it). */
+static int durable_set(struct pc_node *d, const char *name, uint64_t ino)
 {
-	int rc = mark_durable(fs);
+	struct pc_dirent *e = pc_dir_find(&d->durable, name);
 
+	if (e && ino)
+		e->ino = ino;
+	else if (e)
+		dir_remove(&d->durable, name);
+	else if (ino)
+		return dir_insert(&d->durable, name, ino);
+	return 0;
+}
+
+/* Applies d's first count changes to its durable table: they reached the disk. */
+static int changes_persist(struct pc_fs *fs, struct pc_node *d, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		const struct pc_change *c = &d->changes[i];
+		int rc = durable_set(d, c->name, c->ino);
+
+		if (rc == 0 && c->name2)
+			rc = durable_set(d, c->name2, c->ino2);
+		if (rc)
+			return rc;
+		fs->stats.names_kept++;
+	}
+	return 0;
+}
+
+/* A number in [0, 1) drawn for node ino from seed (splitmix64): the same for the same pair. */
+static double draw(uint64_t seed, uint64_t ino)
+{
+	uint64_t z = seed + ino * 0x9E3779B97F4A7C15ull;
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	z ^= z >> 31;
+	return (double)(z >> 11) / (double)(1ull << 53);
+}
+
+/* Where a file's kept appended bytes end: the part frac of them, down to a 4 KiB boundary. */
+static uint64_t keep_end(const struct pc_node *n, double frac)
+{
+	uint64_t end;
+
+	if (frac <= 0 || n->size <= n->durable_size)
+		return n->durable_size;
+	end = n->durable_size + (uint64_t)(frac * (double)(n->size - n->durable_size));
+	end &= ~(uint64_t)4095;
+	return end > n->durable_size ? end : n->durable_size;
+}
+
+int pc_fs_restore(struct pc_fs *fs, double keep, uint64_t seed)
+{
+	int rc = 0;
+
+	/* The entry changes that reached the disk first: they decide what is reachable. (The nodes
+	 * they name are alive: change_refs.) Link counts are rebuilt below. */
+	for (uint64_t i = 0; i < fs->next_ino && rc == 0 && keep > 0; i++) {
+		struct pc_node *d = fs->nodes[i];
+
+		if (d && S_ISDIR(d->mode))
+			rc = changes_persist(fs, d, (size_t)(keep * draw(seed, i) * (double)d->nchanges + 0.5));
+	}
+	if (rc == 0)
+		rc = mark_durable(fs);
 	if (rc)
 		return rc;
 	for (uint64_t i = 0; i < fs->next_ino && rc == 0; i++) {
@@ -530,7 +742,7 @@ int pc_fs_restore(struct pc_fs *fs)
 		if (!n)
 			continue;
 		if (n->mark && S_ISREG(n->mode)) {
-			rc = revert_file(fs, n);
+			rc = revert_file(fs, n, keep_end(n, keep * draw(seed, i)));
 		} else if (n->mark && S_ISDIR(n->mode)) {
 			struct pc_dir copy;
 
@@ -560,9 +772,15 @@ int pc_fs_restore(struct pc_fs *fs)
 	}
 	if (rc)
 		return rc;
-	for (uint64_t i = 0; i < fs->next_ino; i++)
-		if (fs->nodes[i])
-			fs->nodes[i]->live_links = fs->nodes[i]->durable_links = 0;
+	/* Every directory's live table is its durable one now: no change is pending anywhere. */
+	for (uint64_t i = 0; i < fs->next_ino; i++) {
+		struct pc_node *n = fs->nodes[i];
+
+		if (n) {
+			changes_clear(fs, n, false);
+			n->live_links = n->durable_links = n->change_refs = 0;
+		}
+	}
 	for (uint64_t i = 0; i < fs->next_ino; i++) {
 		struct pc_node *d = fs->nodes[i];
 

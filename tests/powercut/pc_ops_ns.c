@@ -124,8 +124,7 @@ static int do_remove(struct pc_fs *fs, fuse_ino_t parent, const char *name, bool
 	if (dir && t->live.n > 0)
 		return -ENOTEMPTY;
 	t->ctime = d->mtime;
-	pc_unlink(fs, d, name);
-	return 0;
+	return pc_unlink(fs, d, name);
 }
 
 void pc_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -176,11 +175,7 @@ static int do_rename(struct pc_fs *fs, fuse_ino_t parent, const char *name, fuse
 	if (flags & RENAME_EXCHANGE) {
 		if (!t)
 			return -ENOENT;
-		se->ino = t->ino;
-		te->ino = s->ino;
-		pc_touch(d);
-		pc_touch(nd);
-		return 0;
+		return pc_exchange(fs, d, name, nd, newname);
 	}
 	if (t && (flags & RENAME_NOREPLACE))
 		return -EEXIST;
@@ -192,14 +187,10 @@ static int do_rename(struct pc_fs *fs, fuse_ino_t parent, const char *name, fuse
 		return -EISDIR;
 	if (t && S_ISDIR(t->mode) && t->live.n > 0)
 		return -ENOTEMPTY;
-	/* The new name first: s keeps a link throughout. */
-	if (t)
-		pc_relink(fs, nd, newname, s);
-	else if ((rc = pc_link(fs, nd, newname, s)) != 0)
-		return rc;
-	pc_unlink(fs, d, name);
-	s->ctime = d->mtime;
-	return 0;
+	rc = pc_rename(fs, d, name, nd, newname);
+	if (rc == 0)
+		s->ctime = nd->mtime;
+	return rc;
 }
 
 void pc_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,

@@ -4,11 +4,13 @@
  *
  * The model (pc_model.h) is POSIX's weakest persistence: fsync of a file makes its bytes and size
  * durable, not its name; fsync of a directory makes its entries durable (as they are at that
- * moment), not the files' bytes. Every open uses direct I/O, so the kernel caches no file data that
- * could outlive a cut; names and attributes are never cached either (timeouts 0). One lock
- * serializes all operations, so a cut falls between two of them. Deliberately missing: symbolic
- * links, extended attributes, device nodes, mmap of files, locks held across processes (the
- * kernel keeps flock and POSIX locks locally); attributes (mode, owner, times) are not reverted.
+ * moment), not the files' bytes. A restore may also let a random prefix of each file's and each
+ * directory's unsynced changes survive, for programs that go wrong that way. Every open uses
+ * direct I/O, so the kernel caches no file data that could outlive a cut; names and attributes are
+ * never cached either (timeouts 0). One lock serializes all operations, so a cut falls between two
+ * of them. Deliberately missing: symbolic links, extended attributes, device nodes, mmap of files,
+ * locks held across processes (the kernel keeps flock and POSIX locks locally); attributes (mode,
+ * owner, times) are not reverted.
  * The power is switched through a control socket (pc_control.c); the operations are in pc_ops*.c,
  * the model in pc_model.c. See README.md.
  *
