@@ -7,15 +7,16 @@
 # Then a writer makes checkpoint rounds (fsynced files; seals by `pecfs seal`, xattr, tracker file
 # and rename into place; now and then an older version removed and `pecfs gc`), journaling each
 # promise outside the mount once the call that makes it returned. At a random instant of a round
-# the power is cut (operations after it wait), the daemon is killed with -9, the waiting operations
-# fail, the dead mount is detached and the layer restored to its durable state (after a quarter of
-# the cuts, the power is cut once more while `pecfs fsck` opens the folder and recovers it, as
-# every mount does); then `pecfs fsck` must be clean and, after a remount, every journaled promise
-# must read back bit for bit. Episodes of PECFS_POWERCUT_EPISODE (10) cuts share a data folder, so
-# that checking every promise after every cut stays affordable; each starts on a fresh folder,
-# every other one created by `pecfs mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts in
-# rounds (60, 12 under sanitizers); the seed is printed and PECFS_SEED repeats it. About 2 minutes
-# on 2 cores.
+# (a fifth of the time: right after a collection) the power is cut (operations after it wait), the
+# daemon is killed with -9, the waiting operations fail, the dead mount is detached and the layer
+# restored: half the time to its durable state alone, half the time letting a random prefix of each
+# file's and directory's unsynced changes survive. After a quarter of the cuts the power is cut
+# once more while `pecfs fsck` opens the folder and recovers it, as every mount does. Then `pecfs
+# fsck` must be clean and, after a remount, every journaled promise must read back bit for bit.
+# Episodes of PECFS_POWERCUT_EPISODE (10) cuts share a data folder, so that checking every promise
+# after every cut stays affordable; each starts on a fresh folder, every other one created by
+# `pecfs mount` itself. PECFS_POWERCUT_ITERS sets the number of cuts in rounds (100, 15 under
+# sanitizers); the seed is printed and PECFS_SEED repeats it. About 2 minutes on 2 cores.
 import ctypes
 import json
 import os
@@ -276,7 +277,7 @@ class LayerModel(unittest.TestCase):
 WRITER = r"""
 import hashlib, json, os, random, shutil, subprocess, sys, time
 pecfs, mnt, data_dir, journal = sys.argv[1:5]
-seed, it = int(sys.argv[5]), int(sys.argv[6])
+seed, it, pause_at = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 # Everything goes through a descriptor of the mounted root, so nothing can land (and be journaled)
 # in the plain directory under the mount point once the dead mount is detached.
 if os.stat(mnt).st_dev == os.stat(os.path.dirname(mnt)).st_dev:
@@ -308,12 +309,16 @@ sealed = []
 print("writing", flush=True)
 for vnum in range(1000):
     # Now and then an older version goes, and its chunks with a collection: deletes are cut too.
-    if sealed and rng.random() < 0.15:
+    # At version pause_at, both happen and the writer waits, for a cut right after a collection.
+    if sealed and (rng.random() < 0.15 or vnum == pause_at):
         old = sealed.pop(rng.randrange(len(sealed)))
         shutil.rmtree(os.path.join(mnt, run, old))
         record({"removed": "%s/%s" % (run, old)})
-    if rng.random() < 0.05:
+    if rng.random() < 0.05 or vnum == pause_at:
         subprocess.run([pecfs, "gc", data_dir], check=True, capture_output=True)
+    if vnum == pause_at:
+        print("collected", flush=True)
+        time.sleep(3600)
     name = "step-%d" % (it * 1000 + vnum)
     method = rng.choice(["cli", "xattr", "tracker", "rename", "none"])
     dirname = name + ".tmp" if method == "rename" else name
@@ -357,10 +362,18 @@ for vnum in range(1000):
 """
 
 
+def restore(pl, rng):
+    """Restores the layer after a cut: half the time keeping nothing unsynced (the weakest case),
+    else letting a random prefix of each file's and directory's unsynced changes survive."""
+    keep = 0.0 if rng.random() < 0.5 else 1.0
+    pl.command("restore keep=%d seed=%d" % (keep, rng.randrange(1 << 62)))
+    return keep
+
+
 class PowerCuts(unittest.TestCase):
     def test_power_cuts_keep_every_promise(self):
         seed = int(os.environ.get("PECFS_SEED", random.randrange(1 << 30)))
-        cuts = int(os.environ.get("PECFS_POWERCUT_ITERS", "12" if h.SANITIZED else "60"))
+        cuts = int(os.environ.get("PECFS_POWERCUT_ITERS", "15" if h.SANITIZED else "100"))
         episode = int(os.environ.get("PECFS_POWERCUT_EPISODE", "10"))
         print("\npower-cut seed %d (PECFS_SEED=%d to repeat), %d cuts, %d per data folder"
               % (seed, seed, cuts, episode))
@@ -379,10 +392,11 @@ class PowerCuts(unittest.TestCase):
             done += n
         elapsed = time.monotonic() - start
         print("%d cuts in rounds and %d in recoveries in %.1f s; %d fsynced files and %d sealed versions "
-              "promised and verified; restores reverted %d files (%d bytes), %d names, dropped %d files "
-              "and directories" % (cuts, totals["cuts"] - cuts, elapsed, promised[0], promised[1],
-                                   totals["files_reverted"], totals["bytes_undone"], totals["names_reverted"],
-                                   totals["nodes_dropped"]))
+              "promised and verified; restores reverted %d files (%d bytes) and %d names, dropped %d files "
+              "and directories, let %d names and %d bytes of unsynced changes survive"
+              % (cuts, totals["cuts"] - cuts, elapsed, promised[0], promised[1], totals["files_reverted"],
+                 totals["bytes_undone"], totals["names_reverted"], totals["nodes_dropped"],
+                 totals["names_kept"], totals["bytes_kept"]))
         self.assertGreater(promised[0] + promised[1], 0, "the writers never got a promise out")
         # The cuts must have had something to forget, or they proved nothing.
         self.assertGreater(totals["bytes_undone"], 0, totals)
@@ -401,14 +415,24 @@ class PowerCuts(unittest.TestCase):
             for it in range(first, first + cuts):
                 ctx = "cut %d (seed %d)" % (it, seed)
                 pid = m.pid()
+                # A fifth of the cuts fall right after a collection, the rest at a random instant.
+                pause_at = rng.randrange(2, 20) if rng.random() < 0.2 else -1
                 writer = subprocess.Popen([sys.executable, "-c", WRITER, h.PECFS_BIN, m.mnt, m.data, journal,
-                                           str(rng.randrange(1 << 30)), str(it)],
+                                           str(rng.randrange(1 << 30)), str(it), str(pause_at)],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 first_line = writer.stdout.readline()
                 if first_line != "writing\n":
                     self.fail("writer did not start, %s: %s%s" % (ctx, first_line, writer.communicate()[0]))
-                delay = rng.choice([rng.uniform(0, 0.05), rng.uniform(0, 0.5), rng.uniform(0, 1.5)])
-                time.sleep(delay * h.SLOW)
+                if pause_at >= 0:
+                    line = writer.stdout.readline()
+                    if line != "collected\n":
+                        self.fail("writer did not pause after a collection, %s: %s%s"
+                                  % (ctx, line, writer.communicate()[0]))
+                    ctx += ", right after a collection"
+                else:
+                    delay = rng.choice([rng.uniform(0, 0.05), rng.uniform(0, 0.5), rng.uniform(0, 1.5)])
+                    time.sleep(delay * h.SLOW)
+                    ctx += ", %.3f s into the round" % delay
                 early = writer.poll()
                 # the power cut: nothing after this instant reaches the disk; then the daemon dies
                 pl.command("cut")
@@ -418,21 +442,21 @@ class PowerCuts(unittest.TestCase):
                     self.fail("daemon %d survived SIGKILL, %s" % (pid, ctx))
                 h.lazy_unmount(m.mnt)
                 self.assertTrue(h.wait_until(lambda: not h.is_mounted(m.mnt), 10), ctx)
+                if pause_at >= 0:
+                    writer.kill()  # it waits for nothing now
                 try:
                     out = writer.communicate(timeout=60 * h.SLOW)[0]
                 except subprocess.TimeoutExpired:
                     writer.kill()
                     out = writer.communicate()[0]
                 if early is not None:
-                    self.fail("writer exited (%d) before the cut %.3f s into it, %s:\n%s"
-                              % (early, delay, ctx, out))
+                    self.fail("writer exited (%d) before the cut, %s:\n%s" % (early, ctx, out))
                 self.assertNotIn("did not seal", out, ctx)
-                pl.command("restore")
+                ctx += ", restored with keep=%d" % restore(pl, rng)
                 if rng.random() < 0.25:
-                    self.cut_during_recovery(pl, m, rng)
+                    ctx += ", cut again during recovery (%s)" % self.cut_during_recovery(pl, m, rng)
                 cp = m.fsck()
-                self.assertEqual(cp.returncode, 0, "fsck after %s, delay %.3f s:\n%s%s"
-                                 % (ctx, delay, cp.stdout, cp.stderr))
+                self.assertEqual(cp.returncode, 0, "fsck after %s:\n%s%s" % (ctx, cp.stdout, cp.stderr))
                 m.mount()
                 files, versions = self.verify(m, journal, ctx)
             m.umount()
@@ -444,12 +468,13 @@ class PowerCuts(unittest.TestCase):
         """Another cut while `pecfs fsck` opens the folder and recovers it, as every mount does."""
         fsck = subprocess.Popen([h.PECFS_BIN, "fsck", m.data], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=h._env())
-        time.sleep(rng.uniform(0, 0.1) * h.SLOW)
+        delay = rng.uniform(0, 0.1)
+        time.sleep(delay * h.SLOW)
         pl.command("cut")
         fsck.send_signal(signal.SIGKILL)
         pl.command("down")
         fsck.wait(timeout=30 * h.SLOW)
-        pl.command("restore")
+        return "%.3f s in, restored with keep=%d" % (delay, restore(pl, rng))
 
     def verify(self, m, journal, ctx):
         nfiles = nversions = 0
