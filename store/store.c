@@ -127,6 +127,20 @@ static int store_format(struct store *st, uint32_t chunk_size)
 	return rc;
 }
 
+/* fsync of a directory: makes the entries created in it durable. */
+static int store_sync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fsync(fd) != 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		fprintf(stderr, "pecfs: cannot sync folder %s: %s\n", path, strerror(-rc));
+	return rc;
+}
+
 static int store_check_chunk_size(uint32_t cs)
 {
 	if (cs < STORE_MIN_CHUNK_SIZE || cs > CHUNK_MAX_SIZE || cs % 4096 != 0) {
@@ -243,6 +257,11 @@ int store_open(const char *data_dir, const struct store_options *opt, struct sto
 		goto out_err;
 	snprintf(path, sizeof(path), "%s/chunks", data_dir);
 	rc = chunk_store_open(path, opt ? opt->reserve_free_bytes : 0, &st->chunks);
+	if (rc)
+		goto out_err;
+	/* meta/ and chunks/ are entries of the data folder: until it is synced, a power cut may take
+	 * them, and everything synced below them, away. RocksDB syncs meta/ but not its parent. */
+	rc = store_sync_dir(data_dir);
 	if (rc)
 		goto out_err;
 	rc = store_recover(st);

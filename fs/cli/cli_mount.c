@@ -178,21 +178,50 @@ static int mount_parse(int argc, char **argv, struct pecfs_config *cfg, const ch
 	return CLI_OK;
 }
 
-/* mkdir -p with mode 0700 for what is created: the data folder holds everyone's checkpoint bytes. */
+/* fsync of the folder that holds path (path has no trailing slash). */
+static int mount_sync_parent(const char *path)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, rc = 0;
+
+	if (!slash)
+		snprintf(parent, sizeof(parent), ".");
+	else
+		snprintf(parent, sizeof(parent), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* mkdir -p with mode 0700 for what is created: the data folder holds everyone's checkpoint bytes.
+ * Each folder created is synced into its parent: a power cut could take an unsynced entry away,
+ * and the data folder with every version sealed in it. */
 static int mount_mkdirs(const char *path)
 {
 	char buf[PATH_MAX];
 	size_t len;
+	int rc;
 
 	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
 		return -ENAMETOOLONG;
 	len = strlen(buf);
+	while (len > 1 && buf[len - 1] == '/')
+		buf[--len] = '\0';
 	for (size_t i = 1; i <= len; i++) {
 		if (buf[i] != '/' && buf[i] != '\0')
 			continue;
 		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		if (mkdir(buf, 0700) == 0) {
+			rc = mount_sync_parent(buf);
+			if (rc)
+				return rc;
+		} else if (errno != EEXIST) {
 			return -errno;
+		}
 		if (i < len)
 			buf[i] = '/';
 	}
