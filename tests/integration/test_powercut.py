@@ -506,4 +506,4 @@ class PowerCuts(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

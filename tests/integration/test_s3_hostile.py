@@ -383,4 +383,4 @@ class S3HostileTest(RgwTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

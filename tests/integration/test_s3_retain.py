@@ -76,4 +76,4 @@ class S3RetainTest(RgwTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()
