@@ -14,79 +14,22 @@ import unittest
 
 import pecfs_harness as h
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 WRITER = r"""
-import hashlib, json, os, random, subprocess, sys, time
+import os, random, sys
+sys.path.insert(0, sys.argv[6])
+from checkpoint_writer import Writer
 pecfs, mnt, journal, seed, it = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-# Everything goes through a descriptor of the mounted root: once the daemon is killed and the mount
-# lazily detached, the mount point path names the plain directory underneath, but this descriptor
-# still names the dead mount, so no write can land (and be journaled) outside pecfs.
-if os.stat(mnt).st_dev == os.stat(os.path.dirname(mnt)).st_dev:
+mnt = Writer.open_root(mnt)
+if mnt is None:
     sys.exit(0)  # killed before we started: nothing to do
-rootfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
-if os.fstat(rootfd).st_dev == os.stat(os.path.dirname(mnt)).st_dev:
-    sys.exit(0)
-mnt = "/proc/%d/fd/%d" % (os.getpid(), rootfd)
-rng = random.Random(seed)
-common = random.Random(12345).randbytes(3 << 20)   # shared across versions: exercises dedup
-jf = open(journal, "a")
-
-def record(obj):
-    jf.write(json.dumps(obj) + "\n")
-    jf.flush()
-    os.fsync(jf.fileno())
-
-def wait_sealed(run, name):
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        with open(os.path.join(mnt, run, ".pec", "versions")) as f:
-            for v in json.load(f)["versions"]:
-                if v["name"] == name and v["state"] == "sealed":
-                    return True
-        time.sleep(0.01)
-    return False
-
+w = Writer(pecfs, mnt, journal, random.Random(seed), random.Random(12345).randbytes(3 << 20))
 run = "run%d" % (it % 3)   # a few runs, so tracker files are rewritten across iterations
 os.makedirs(os.path.join(mnt, run), exist_ok=True)
 for vnum in range(1000):
-    name = "step-%d" % (it * 1000 + vnum)
-    method = rng.choice(["cli", "xattr", "tracker", "rename", "none", "none"])
-    dirname = name + ".tmp" if method == "rename" else name
-    vdir = os.path.join(mnt, run, dirname)
-    os.makedirs(os.path.join(vdir, "sub"))
-    files = {}
-    for i in range(rng.randint(1, 5)):
-        size = rng.choice([0, 1, 4095, rng.randrange(1, 3 << 20), rng.randrange(1, 3 << 20)])
-        data = common[:size] if rng.random() < 0.3 else rng.randbytes(size)
-        rel = ("sub/f%d" if i % 3 == 2 else "f%d") % i
-        fd = os.open(os.path.join(vdir, rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        off = 0
-        while off < size:
-            off += os.write(fd, data[off:off + rng.choice([1 << 20, 4096, 100000, 3 << 20])])
-        synced = rng.random() < 0.5
-        if synced:
-            os.fsync(fd)
-        os.close(fd)
-        digest = hashlib.sha256(data).hexdigest()
-        files[rel] = digest
-        if synced and method != "rename":
-            record({"fsynced": "%s/%s/%s" % (run, dirname, rel), "sha256": digest})
-    if method == "cli":
-        subprocess.run([pecfs, "seal", vdir], check=True, capture_output=True)
-    elif method == "xattr":
-        os.setxattr(vdir, "user.pec.seal", b"1")
-    elif method == "tracker":
-        with open(os.path.join(mnt, run, "latest"), "w") as f:
-            f.write(name)
-            f.flush()
-            os.fsync(f.fileno())
-        if not wait_sealed(run, name):
-            sys.exit("tracker file did not seal %s/%s" % (run, name))
-    elif method == "rename":
-        os.rename(vdir, os.path.join(mnt, run, name))
-        if not wait_sealed(run, name):
-            sys.exit("rename did not seal %s/%s" % (run, name))
-    if method != "none":
-        record({"sealed": "%s/%s" % (run, name), "files": files})
+    w.version(run, "step-%d" % (it * 1000 + vnum), ["cli", "xattr", "tracker", "rename", "none", "none"],
+              max_files=5, max_size=3 << 20, write_sizes=[1 << 20, 4096, 100000, 3 << 20])
 """
 
 
@@ -103,7 +46,7 @@ class CrashLoop(unittest.TestCase):
             for it in range(iters):
                 delay = rng.choice([0.0, rng.uniform(0, 0.3), rng.uniform(0.1, 2.5), rng.uniform(0.1, 2.5)])
                 writer = subprocess.Popen([sys.executable, "-c", WRITER, h.PECFS_BIN, m.mnt, journal,
-                                           str(rng.randrange(1 << 30)), str(it)],
+                                           str(rng.randrange(1 << 30)), str(it), HERE],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 time.sleep(delay * h.SLOW)
                 early = writer.poll()

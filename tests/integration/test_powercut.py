@@ -33,6 +33,8 @@ import unittest
 
 import pecfs_harness as h
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 def powercut_bin():
     build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(h.PECFS_BIN))))
@@ -275,34 +277,16 @@ class LayerModel(unittest.TestCase):
 
 
 WRITER = r"""
-import hashlib, json, os, random, shutil, subprocess, sys, time
+import os, random, shutil, subprocess, sys, time
+sys.path.insert(0, sys.argv[8])
+from checkpoint_writer import Writer
 pecfs, mnt, data_dir, journal = sys.argv[1:5]
 seed, it, pause_at = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-# Everything goes through a descriptor of the mounted root, so nothing can land (and be journaled)
-# in the plain directory under the mount point once the dead mount is detached.
-if os.stat(mnt).st_dev == os.stat(os.path.dirname(mnt)).st_dev:
+mnt = Writer.open_root(mnt)
+if mnt is None:
     sys.exit("not mounted")
-rootfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
-mnt = "/proc/%d/fd/%d" % (os.getpid(), rootfd)
 rng = random.Random(seed)
-common = random.Random(12345).randbytes(1 << 20)   # shared across versions: exercises dedup
-jf = open(journal, "a")
-
-def record(obj):
-    jf.write(json.dumps(obj) + "\n")
-    jf.flush()
-    os.fsync(jf.fileno())
-
-def wait_sealed(run, name):
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        with open(os.path.join(mnt, run, ".pec", "versions")) as f:
-            for v in json.load(f)["versions"]:
-                if v["name"] == name and v["state"] == "sealed":
-                    return True
-        time.sleep(0.01)
-    return False
-
+w = Writer(pecfs, mnt, journal, rng, random.Random(12345).randbytes(1 << 20))
 run = "run%d" % (it % 3)   # a few runs, so tracker files are rewritten across cuts
 os.makedirs(os.path.join(mnt, run), exist_ok=True)
 sealed = []
@@ -313,51 +297,15 @@ for vnum in range(1000):
     if sealed and (rng.random() < 0.15 or vnum == pause_at):
         old = sealed.pop(rng.randrange(len(sealed)))
         shutil.rmtree(os.path.join(mnt, run, old))
-        record({"removed": "%s/%s" % (run, old)})
+        w.record({"removed": "%s/%s" % (run, old)})
     if rng.random() < 0.05 or vnum == pause_at:
         subprocess.run([pecfs, "gc", data_dir], check=True, capture_output=True)
     if vnum == pause_at:
         print("collected", flush=True)
         time.sleep(3600)
     name = "step-%d" % (it * 1000 + vnum)
-    method = rng.choice(["cli", "xattr", "tracker", "rename", "none"])
-    dirname = name + ".tmp" if method == "rename" else name
-    vdir = os.path.join(mnt, run, dirname)
-    os.makedirs(os.path.join(vdir, "sub"))
-    files = {}
-    for i in range(rng.randint(1, 4)):
-        size = rng.choice([0, 1, 4095, rng.randrange(1, 1 << 20), rng.randrange(1, 1 << 20)])
-        data = common[:size] if rng.random() < 0.3 else rng.randbytes(size)
-        rel = ("sub/f%d" if i % 3 == 2 else "f%d") % i
-        fd = os.open(os.path.join(vdir, rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        off = 0
-        while off < size:
-            off += os.write(fd, data[off:off + rng.choice([1 << 20, 4096, 100000, 300000])])
-        synced = rng.random() < 0.5
-        if synced:
-            os.fsync(fd)
-        os.close(fd)
-        digest = hashlib.sha256(data).hexdigest()
-        files[rel] = digest
-        if synced and method != "rename":
-            record({"fsynced": "%s/%s/%s" % (run, dirname, rel), "sha256": digest})
-    if method == "cli":
-        subprocess.run([pecfs, "seal", vdir], check=True, capture_output=True)
-    elif method == "xattr":
-        os.setxattr(vdir, "user.pec.seal", b"1")
-    elif method == "tracker":
-        with open(os.path.join(mnt, run, "latest"), "w") as f:
-            f.write(name)
-            f.flush()
-            os.fsync(f.fileno())
-        if not wait_sealed(run, name):
-            sys.exit("tracker file did not seal %s/%s" % (run, name))
-    elif method == "rename":
-        os.rename(vdir, os.path.join(mnt, run, name))
-        if not wait_sealed(run, name):
-            sys.exit("rename did not seal %s/%s" % (run, name))
-    if method != "none":
-        record({"sealed": "%s/%s" % (run, name), "files": files})
+    if w.version(run, name, ["cli", "xattr", "tracker", "rename", "none"], max_files=4, max_size=1 << 20,
+                 write_sizes=[1 << 20, 4096, 100000, 300000]) != "none":
         sealed.append(name)
 """
 
@@ -418,7 +366,7 @@ class PowerCuts(unittest.TestCase):
                 # A fifth of the cuts fall right after a collection, the rest at a random instant.
                 pause_at = rng.randrange(2, 20) if rng.random() < 0.2 else -1
                 writer = subprocess.Popen([sys.executable, "-c", WRITER, h.PECFS_BIN, m.mnt, m.data, journal,
-                                           str(rng.randrange(1 << 30)), str(it), str(pause_at)],
+                                           str(rng.randrange(1 << 30)), str(it), str(pause_at), HERE],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 first_line = writer.stdout.readline()
                 if first_line != "writing\n":
