@@ -89,3 +89,23 @@ class Writer:
         if method != "none":
             self.record({"sealed": "%s/%s" % (run, name), "files": files})
         return method
+
+
+def check_promise(tc, m, e, context, sha256_file):
+    """Asserts (on unittest case tc) that journal entry e holds on mount m: a fsynced file reads back
+    with its SHA-256, a sealed version is sealed with exactly its files, each with its SHA-256.
+    Returns "file" or "version"."""
+    if "fsynced" in e:
+        p = m.path(e["fsynced"])
+        tc.assertTrue(os.path.exists(p), "fsynced file lost " + context)
+        tc.assertEqual(sha256_file(p), e["sha256"], "fsynced file changed " + context)
+        return "file"
+    run, name = e["sealed"].split("/")
+    tc.assertTrue(os.path.isdir(m.path(run)), "the run of a sealed version is lost " + context)
+    tc.assertEqual(m.version_state(run, name), "sealed", "sealed version " + context)
+    d = m.path(run, name)
+    present = {os.path.relpath(os.path.join(r, n), d) for r, _ds, fs in os.walk(d) for n in fs}
+    tc.assertEqual(present, set(e["files"]), "sealed version's files " + context)
+    for rel, digest in e["files"].items():
+        tc.assertEqual(sha256_file(os.path.join(d, rel)), digest, "%s %s" % (rel, context))
+    return "version"

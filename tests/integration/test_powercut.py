@@ -31,6 +31,7 @@ import threading
 import time
 import unittest
 
+import checkpoint_writer
 import pecfs_harness as h
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -434,22 +435,10 @@ class PowerCuts(unittest.TestCase):
             what = "%s: %r" % (ctx, e)
             if "removed" in e or "/".join((e.get("fsynced") or e["sealed"]).split("/")[:2]) in removed:
                 continue
-            if "fsynced" in e:
+            if checkpoint_writer.check_promise(self, m, e, "after " + what, h.sha256_file) == "file":
                 nfiles += 1
-                p = m.path(e["fsynced"])
-                self.assertTrue(os.path.exists(p), "fsynced file lost after " + what)
-                self.assertEqual(h.sha256_file(p), e["sha256"], "fsynced file changed after " + what)
             else:
                 nversions += 1
-                run, name = e["sealed"].split("/")
-                self.assertTrue(os.path.isdir(m.path(run)), "the run of a sealed version is lost after " + what)
-                self.assertEqual(m.version_state(run, name), "sealed", "sealed version after " + what)
-                d = m.path(run, name)
-                present = {os.path.relpath(os.path.join(r, n), d)
-                           for r, _ds, fs in os.walk(d) for n in fs}
-                self.assertEqual(present, set(e["files"]), "sealed version's files after " + what)
-                for rel, digest in e["files"].items():
-                    self.assertEqual(h.sha256_file(os.path.join(d, rel)), digest, "%s after %s" % (rel, what))
         return nfiles, nversions
 
 
