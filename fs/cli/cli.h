@@ -82,6 +82,10 @@ pid_t cli_lock_pid(const char *data_dir);
 /* True while a process holds DATA_DIR/LOCK (the store is open). */
 bool cli_store_in_use(const char *data_dir);
 
+/* True when process pid is gone or on its way out: killed, its main thread already a zombie while
+ * the others finish exiting (they may still hold its files, the data folder's LOCK among them). */
+bool cli_pid_exiting(pid_t pid);
+
 /* Waits up to timeout_ms for DATA_DIR/LOCK to be released; true once it is. When tell is set and the
  * wait lasts over 2 s, says once on stderr what it is waiting for. */
 bool cli_wait_store_free(const char *data_dir, long timeout_ms, const char *tell);

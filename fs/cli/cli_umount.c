@@ -145,7 +145,9 @@ int cli_umount(int argc, char **argv)
 
 	pid = cli_lock_pid(m.data_dir);
 	dead = stat(m.mountpoint, &st) < 0 && errno == ENOTCONN;
-	gone = dead || !cli_store_in_use(m.data_dir);  /* the kernel may not have noticed yet */
+	/* The kernel may not have noticed yet; and a killed daemon's main thread can be a zombie while its
+	 * other threads still hold the data folder's LOCK on their way out. */
+	gone = dead || !cli_store_in_use(m.data_dir) || cli_pid_exiting(pid);
 	rc = umount_detach(m.mountpoint, dead);
 	if (rc != CLI_OK)
 		return rc;
