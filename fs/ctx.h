@@ -103,6 +103,9 @@ int fs_table_init(struct fs_ctx *ctx);
 void fs_table_free(struct fs_ctx *ctx);
 /* Finds or loads ino and takes a reference. -ENOENT (also for a freed inode), -EPERM for virtual. */
 int fs_inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out);
+/* The same for getattr: a directory removed while still open (fstat of its descriptor) is given too,
+ * with nlink 0, as a local file system answers. */
+int fs_inode_get_attr(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out);
 void fs_inode_ref(struct fs_ctx *ctx, struct fs_inode *ind);
 void fs_inode_put(struct fs_ctx *ctx, struct fs_inode *ind);
 void fs_inode_lookup_inc(struct fs_ctx *ctx, struct fs_inode *ind);

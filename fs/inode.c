@@ -57,7 +57,8 @@ static struct fs_inode *table_find(struct fs_ctx *ctx, uint64_t ino)
 	return NULL;
 }
 
-int fs_inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out)
+/* fs_inode_get, and with removed_dir_ok also a directory removed while the kernel still holds it. */
+static int inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out, bool removed_dir_ok)
 {
 	if (pec_is_virtual(ino))
 		return -EPERM;
@@ -100,7 +101,7 @@ int fs_inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out)
 	}
 
 	pthread_mutex_lock(&ind->lock);
-	bool freed = ind->freed;
+	bool freed = ind->freed && !(removed_dir_ok && S_ISDIR(ind->mi.mode));
 	pthread_mutex_unlock(&ind->lock);
 	if (freed) {
 		fs_inode_put(ctx, ind);
@@ -108,6 +109,16 @@ int fs_inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out)
 	}
 	*out = ind;
 	return 0;
+}
+
+int fs_inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out)
+{
+	return inode_get(ctx, ino, out, false);
+}
+
+int fs_inode_get_attr(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out)
+{
+	return inode_get(ctx, ino, out, true);
 }
 
 void fs_inode_ref(struct fs_ctx *ctx, struct fs_inode *ind)

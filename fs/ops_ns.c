@@ -101,7 +101,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	struct fs_inode *ind;
 	(void)fi;
-	int rc = pec_is_virtual(ino) ? pec_getattr(ctx, ino, &st) : fs_inode_get(ctx, ino, &ind);
+	int rc = pec_is_virtual(ino) ? pec_getattr(ctx, ino, &st) : fs_inode_get_attr(ctx, ino, &ind);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

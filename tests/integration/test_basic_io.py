@@ -479,6 +479,23 @@ class BasicIO(unittest.TestCase):
             os.close(fd)
         self.assertEqual(os.listdir(d), [])
 
+    def test_removed_open_directory_stays_statable(self):
+        d = self.newdir()
+        sub = os.path.join(d, "sub")
+        os.mkdir(sub)
+        fd = os.open(sub, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.rmdir(sub)
+            self.assertFalse(os.path.exists(sub))
+            st = os.fstat(fd)
+            self.assertTrue(stat.S_ISDIR(st.st_mode))
+            self.assertEqual(st.st_nlink, 0)
+            self.assertEqual(os.listdir(fd), [])
+            self.assertEqual(h.errno_of(os.open, os.path.join("/proc/self/fd/%d" % fd, "new"),
+                                        os.O_CREAT | os.O_WRONLY, 0o644), errno.ENOENT)
+        finally:
+            os.close(fd)
+
     def test_fsync_and_fsyncdir(self):
         d = self.newdir()
         p = os.path.join(d, "synced")
