@@ -28,6 +28,8 @@ int cli_gc_remote(int argc, char **argv);
 int cli_pin(int argc, char **argv);
 int cli_unpin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
+/* `pecfs DATA_DIR MOUNTPOINT -o OPTIONS`, as mount(8) runs it (cli_mount_helper.c). */
+int cli_mount_helper(int argc, char **argv);
 
 /* Help texts (usage, every option, an example) to out. */
 void cli_help_mount(FILE *out);
