@@ -4,7 +4,8 @@
  * the fork, so the user gets the one-line error directly. The store is opened only in the process that
  * serves (RocksDB threads and the LOCK would not survive a fork), and the waiting parent returns once
  * the mount is in place. Start-up errors go to the user's terminal; once mounted, a daemon logs to
- * syslog. At the end the daemon leaves a one-line report of its final write-out for `pecfs umount`
+ * syslog. Under systemd (NOTIFY_SOCKET) it reports READY=1 once mounted and STOPPING=1 once
+ * unmounted, for Type=notify units. At the end the daemon leaves a one-line report of its final write-out for `pecfs umount`
  * (cli_last_exit.c).
  */
 #include "cli.h"
@@ -19,6 +20,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "ctl.h"
@@ -362,6 +365,9 @@ static void mount_on_mounted(void *arg)
 			pecfs_log_warn("library messages on stderr will be lost: cannot forward them to syslog");
 	}
 	pecfs_log_info("serving %s at %s", run->cfg->data_dir, run->cfg->mountpoint);
+	/* systemd's Type=notify (a no-op without NOTIFY_SOCKET): the mount is up. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s at %s\nMAINPID=%lu", run->cfg->data_dir, run->cfg->mountpoint,
+		   (unsigned long)getpid());
 	if (run->status_fd >= 0) {
 		while (write(run->status_fd, "ok\n", 3) < 0 && errno == EINTR)
 			;
@@ -416,6 +422,8 @@ static int mount_serve(struct mount_run *run)
 
 	mount_capture_begin(&run->capture);
 	rc = pecfs_fs_serve(cfg, st, tier, mount_on_mounted, run);
+	if (run->mounted)
+		sd_notifyf(0, "STOPPING=1\nSTATUS=%s unmounted, closing the data folder", cfg->mountpoint);
 	if (!run->mounted) {
 		mount_capture_end(&run->capture, msg, sizeof(msg), false);
 		if (strncmp(msg, "pecfs: ", 7) == 0)
