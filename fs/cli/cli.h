@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#define PECFS_VERSION "0.1.0"
+/* PECFS_VERSION_FULL ("0.2.0+g1a2b3c4", from project() and git describe) and PECFS_ROCKSDB_VERSION
+ * come from fs/cli/CMakeLists.txt. */
+void cli_print_version(FILE *out);
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 

@@ -89,7 +89,7 @@ int main(int argc, char **argv)
 		return CLI_OK;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
-		printf("pecfs %s\n", PECFS_VERSION);
+		cli_print_version(stdout);
 		return CLI_OK;
 	}
 	if (strcmp(argv[1], "help") == 0) {

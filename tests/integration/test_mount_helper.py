@@ -3,6 +3,7 @@
 # Debian's mount.fuse3, which runs `pecfs DATA_DIR MNT -o OPTIONS` from the system PATH; and the
 # binary run under a mount helper's name (mount.fuse.pecfs) with mount(8)'s own flags. Every setting
 # is an -o option; _netdev, nofail and x-systemd.* are accepted; ro and unknown options are refused.
+# Also `pecfs --version`: the build and the version of every library in use.
 # mount.fuse3 finds `pecfs` only in the system PATH, so the test links the built binary as
 # /usr/local/bin/pecfs for its duration and puts back whatever was there.
 import contextlib
@@ -128,6 +129,22 @@ class MountHelper(unittest.TestCase):
         cp = h.cli("muont", m.data, m.mnt)
         self.assertEqual(cp.returncode, 2)
         self.assertIn("unknown command", cp.stderr)
+
+
+class Version(unittest.TestCase):
+    def test_version_names_the_build_and_every_library_in_use(self):
+        cp = h.cli("--version", check=True)
+        lines = cp.stdout.splitlines()
+        self.assertRegex(lines[0], r"^pecfs \d+\.\d+\.\d+(\+g[0-9a-f]{7,}(-dirty)?)?$")
+        names = [l.split()[0] for l in lines[1:]]
+        self.assertEqual(names, ["libfuse", "RocksDB", "OpenSSL", "libcurl", "jansson"])
+        for l in lines[1:]:
+            self.assertRegex(l, r"^\S+ \d+\.\d+", l)
+        # the libfuse line is the library this process runs with
+        pkg = subprocess.run(["pkg-config", "--modversion", "fuse3"], capture_output=True, text=True)
+        if pkg.returncode == 0:
+            self.assertEqual(lines[1], "libfuse " + pkg.stdout.strip())
+        self.assertEqual(h.cli("-V", check=True).stdout, cp.stdout)
 
 
 if __name__ == "__main__":
