@@ -30,6 +30,7 @@ int cli_gc_remote(int argc, char **argv);
 int cli_pin(int argc, char **argv);
 int cli_unpin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
+int cli_ping(int argc, char **argv);
 /* `pecfs DATA_DIR MOUNTPOINT -o OPTIONS`, as mount(8) runs it (cli_mount_helper.c). */
 int cli_mount_helper(int argc, char **argv);
 
@@ -43,6 +44,7 @@ void cli_help_gc(FILE *out);
 void cli_help_gc_remote(FILE *out);
 void cli_help_pin(FILE *out);
 void cli_help_restore(FILE *out);
+void cli_help_ping(FILE *out);
 
 /* "90", "90s", "30m", "2h", "1d" -> nanoseconds; -1 when malformed. */
 int64_t cli_parse_duration(const char *s);

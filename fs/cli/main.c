@@ -26,6 +26,7 @@ static const struct main_command main_commands[] = {
 	{ "pin", cli_pin, cli_help_pin, "keep versions whatever the run's retention" },
 	{ "unpin", cli_unpin, cli_help_pin, "let retention remove pinned versions again" },
 	{ "restore", cli_restore, cli_help_restore, "copy a version out of the S3 tier into a folder" },
+	{ "ping", cli_ping, cli_help_ping, "is the daemon serving DATA_DIR alive (for liveness probes)" },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -3,7 +3,10 @@
 # is unmounted, as a Type=notify unit needs (the test listens on the socket as systemd would); its
 # log lines carry "<N>" syslog priorities when stderr is the journal stream ($JOURNAL_STREAM names
 # it); and the unit deploy/pecfs@.service.in builds passes `systemd-analyze verify` without a word.
+# Also `pecfs ping`, the liveness probe of supervisors (Kubernetes): alive, stuck (SIGSTOP) and gone.
 import os
+import signal
+import time
 import socket
 import subprocess
 import unittest
@@ -89,6 +92,41 @@ class Systemd(unittest.TestCase):
         cp = subprocess.run(["systemd-analyze", "verify", os.path.join(d, "pecfs@mnt-ckpt.service")],
                             capture_output=True, text=True, timeout=120)
         self.assertEqual((cp.returncode, cp.stdout, cp.stderr), (0, "", ""))
+
+
+class Ping(unittest.TestCase):
+    def test_ping_tells_alive_from_stuck_and_gone(self):
+        with h.Mount() as m:
+            cp = h.cli("ping", m.data)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertIn("alive, pid %d" % m.pid(), cp.stdout)
+            # a fsck on the control socket and pings at the same time: every ping answered
+            os.makedirs(m.path("run", "v1"))
+            for i in range(20):
+                h.write_file(m.path("run", "v1", "f%d" % i), h.random_bytes(300000, seed=i))
+            fsck = subprocess.Popen([h.PECFS_BIN, "fsck", m.data], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env=h._env())
+            for _ in range(5):
+                self.assertEqual(h.cli("ping", "--timeout", "5s", m.data).returncode, 0)
+            self.assertEqual(fsck.wait(timeout=120 * h.SLOW), 0)
+            # stuck: the process exists but does not answer
+            pid = m.pid()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                cp = h.cli("ping", "--timeout=1s", m.data)
+                self.assertEqual(cp.returncode, 1)
+                self.assertIn("did not answer", cp.stderr)
+                self.assertLess(time.monotonic() - t0, 10 * h.SLOW)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            self.assertEqual(h.cli("ping", m.data).returncode, 0)
+            for bad in (["--timeout", "0s", m.data], ["--timeout", "5x", m.data], [], ["--bogus", m.data]):
+                self.assertEqual(h.cli("ping", *bad).returncode, 2, bad)
+            m.umount()
+            cp = h.cli("ping", m.data)
+            self.assertEqual(cp.returncode, 1)
+            self.assertIn("no daemon", cp.stderr)
 
 
 if __name__ == "__main__":
