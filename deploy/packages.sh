@@ -8,9 +8,11 @@ PECFS_BUILD_PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 libroc
 # runs a throwaway Ceph RADOS Gateway on loopback as the S3 server (deploy/s3-rgw.sh; openssl makes
 # its test certificate). tests/bench/bench_s3.py compares reads through a --from mount with s3fs-fuse.
 # clang builds the libFuzzer targets (tests/fuzz). systemd brings systemd-analyze, which checks the
-# unit (tests/integration/test_systemd.py).
+# unit (tests/integration/test_systemd.py); nodejs runs the offline Kubernetes schema check of
+# deploy/k8s (tests/k8s; its npm comes with nodejs or, with Debian's nodejs, from PECFS_NPM_PACKAGE).
 PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
-	radosgw ceph-mon ceph-osd openssl s3fs clang systemd)
+	radosgw ceph-mon ceph-osd openssl s3fs clang systemd nodejs)
+PECFS_NPM_PACKAGE=npm
 
 pecfs_install_packages() {
 	local missing=() pkg sudo=()

@@ -57,6 +57,7 @@ void cli_help_mount(FILE *out)
 		"options:\n"
 		"  -f, --foreground          stay in the foreground, log to stderr; Ctrl-C unmounts\n"
 		"  -c, --config FILE         read settings from FILE (default: %s if it exists)\n"
+		"  --check                   check the settings and the mount point, mount nothing\n"
 		"  -h, --help                show this help\n"
 		"\n"
 		"settings (also `key = value` lines in the configuration file; the command line wins).\n"
@@ -144,7 +145,7 @@ static int mount_apply_option(struct pecfs_config *cfg, int argc, char **argv, i
 
 /* Second pass: options and the two positional arguments. */
 static int mount_parse(int argc, char **argv, struct pecfs_config *cfg, const char **data_dir,
-		       const char **mountpoint)
+		       const char **mountpoint, bool *check)
 {
 	const char *pos[2];
 	int npos = 0, rc;
@@ -161,6 +162,8 @@ static int mount_parse(int argc, char **argv, struct pecfs_config *cfg, const ch
 			only_positional = true;
 		} else if (strcmp(a, "-f") == 0) {
 			cfg->foreground = true;
+		} else if (strcmp(a, "--check") == 0) {
+			*check = true;
 		} else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
 			i++;   /* read by mount_load_config */
 		} else if (strncmp(a, "--config=", 9) == 0) {
@@ -475,6 +478,8 @@ int cli_mount(int argc, char **argv)
 	struct mount_run run = { .cfg = &cfg, .status_fd = -1 };
 	const char *data_dir = NULL, *mountpoint = NULL;
 	char err[512];
+	bool check = false;
+	struct stat sb;
 	int rc, p[2];
 	pid_t child;
 
@@ -487,11 +492,17 @@ int cli_mount(int argc, char **argv)
 	pecfs_config_defaults(&cfg);
 	rc = mount_load_config(argc, argv, &cfg);
 	if (rc == CLI_OK)
-		rc = mount_parse(argc, argv, &cfg, &data_dir, &mountpoint);
+		rc = mount_parse(argc, argv, &cfg, &data_dir, &mountpoint, &check);
 	if (rc != CLI_OK)
 		return rc;
 	if (pecfs_config_validate(&cfg, err, sizeof(err)) < 0)
 		return cli_error(CLI_USAGE, "%s", err);
+	if (check) {
+		if (stat(mountpoint, &sb) < 0 || !S_ISDIR(sb.st_mode))
+			return cli_error(CLI_USAGE, "mount point %s is not a directory", mountpoint);
+		printf("settings and mount point OK; nothing mounted\n");
+		return CLI_OK;
+	}
 	rc = mount_check_paths(&cfg, data_dir, mountpoint);
 	if (rc != CLI_OK)
 		return rc;

@@ -5,7 +5,7 @@
  * and the options mount(8) and mount.fuse3 add for every file system are accepted and ignored
  * (pecfs mounts are always nosuid, nodev; times are kept as written). `ro` is refused: a pecfs mount
  * is where checkpoints are written. The result is an ordinary `pecfs mount`. Run as a mount helper
- * itself (mount.fuse.pecfs), it also takes mount(8)'s -t, -n, -s, -v and -f (fake: mount nothing).
+ * itself (mount.fuse.pecfs), it also takes mount(8)'s -t, -n, -s, -v and -f (fake: check, mount nothing).
  */
 #include "cli.h"
 
@@ -56,8 +56,8 @@ static int helper_option(const char *opt, char **out, int *n)
 
 int cli_mount_helper(int argc, char **argv)
 {
-	/* at most: every -o option split, plus the two paths */
-	int cap = 2, n = 0, rc = CLI_OK;
+	/* at most: every -o option split, plus --, the two paths and --check */
+	int cap = 4, n = 0, rc = CLI_OK;
 	const char *pos[2];
 	int npos = 0;
 	bool fake = false;
@@ -108,11 +108,13 @@ int cli_mount_helper(int argc, char **argv)
 		rc = cli_error(CLI_USAGE, "missing %s (usage: pecfs DATA_DIR MOUNTPOINT -o OPTIONS)",
 			       npos == 0 ? "DATA_DIR and MOUNTPOINT" : "MOUNTPOINT");
 	if (rc == CLI_OK) {
+		if (fake)
+			args[n++] = strdup("--check");
 		/* after "--", so a path that starts with '-' stays a path */
 		args[n++] = strdup("--");
 		args[n++] = strdup(pos[0]);
 		args[n++] = strdup(pos[1]);
-		rc = fake ? CLI_OK : cli_mount(n, args);
+		rc = cli_mount(n, args);
 	}
 	for (int i = 0; i < n; i++)
 		free(args[i]);

@@ -121,6 +121,9 @@ class MountHelper(unittest.TestCase):
         cp = self.run_cmd(helper, m.data, m.mnt, "-f", "-o", "rw,chunk_size=1M", "-t", "fuse.pecfs")
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertFalse(h.is_mounted(m.mnt))
+        self.assertIn("nothing mounted", cp.stdout)
+        cp = self.run_cmd(helper, m.data, m.mnt, "-f", "-o", "rw,chunk_size=3M", "-t", "fuse.pecfs")
+        self.assertEqual(cp.returncode, 2, cp.stdout)  # a fake mount still checks the settings
         cp = self.run_cmd(helper, m.data, m.mnt, "-n", "-s", "-o", "rw,chunk_size=1M", "-t", "fuse.pecfs")
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertTrue(h.is_mounted(m.mnt))
