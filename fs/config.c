@@ -60,6 +60,7 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "s3-persist", PECFS_CONFIG_TEXT, "full",
 	  "what a sealed version uploads: full, or pec (non-expert state + s3-k-persist experts per layer)" },
 	{ "s3-k-persist", PECFS_CONFIG_COUNT, "1", "with s3-persist pec: experts per MoE layer each upload adds" },
+	{ "metrics-listen", PECFS_CONFIG_TEXT, "", "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9567)" },
 	{ "from", PECFS_CONFIG_TEXT, "", "import the committed versions of s3://BUCKET/PREFIX (mount on a fresh node)" },
 	{ NULL, 0, NULL, NULL },
 };
@@ -250,6 +251,7 @@ static int cfg_set_text(struct pecfs_config *cfg, const char *name, const char *
 		{ "s3-credentials-file", cfg->s3_credentials_file, sizeof(cfg->s3_credentials_file) },
 		{ "node-id", cfg->node_id, sizeof(cfg->node_id) },
 		{ "from", cfg->from, sizeof(cfg->from) },
+		{ "metrics-listen", cfg->metrics_listen, sizeof(cfg->metrics_listen) },
 		{ "s3-persist", cfg->s3_persist, sizeof(cfg->s3_persist) },
 	};
 
@@ -427,6 +429,9 @@ int pecfs_config_validate(const struct pecfs_config *cfg, char *err, size_t errs
 		return cfg_fail(err, errsz, "log-level: unknown level %d", (int)cfg->log_level);
 	if (!isfinite(cfg->attr_timeout) || cfg->attr_timeout < 0)
 		return cfg_fail(err, errsz, "attr-timeout: must be a number of seconds >= 0");
+	if (cfg->metrics_listen[0] && metrics_http_validate(cfg->metrics_listen) < 0)
+		return cfg_fail(err, errsz, "metrics-listen: '%s' is not HOST:PORT (127.0.0.1:9567, [::1]:9567)",
+				cfg->metrics_listen);
 	/* The write buffers are allocated and touched up front: refuse a pool that cannot fit. */
 	if (pages > 0 && page_size > 0 && pool > (uint64_t)pages * (uint64_t)page_size / 2)
 		return cfg_fail(err, errsz,
