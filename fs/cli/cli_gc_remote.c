@@ -42,40 +42,47 @@ void cli_help_gc_remote(FILE *out)
 		"  pecfs gc --remote --s3 s3://ckpt/team --s3-endpoint http://10.0.0.5:7480 --keep 5 --grace 2h\n");
 }
 
-static int gc_remote_arg(void *ctx, int argc, char **argv, int *i)
-{
-	struct tier_gc_options *o = ctx;
-	const char *a = argv[*i];
+enum { GC_REMOTE = 1, GC_DRY_RUN, GC_KEEP, GC_GRACE, GC_FORGET };
 
-	if (strcmp(a, "--dry-run") == 0) {
-		o->dry_run = true;
+static int gc_remote_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	struct tier_gc_options *g = ctx;
+	uint64_t n;
+
+	switch (o->id) {
+	case GC_DRY_RUN:
+		g->dry_run = true;
+		return 0;
+	case GC_KEEP:
+		if (cli_number("--keep", arg, 0, 1000000, &n) != 0)
+			return CLI_USAGE;
+		g->keep = (uint32_t)n;
+		return 0;
+	case GC_GRACE:
+		return cli_duration("--grace", arg, 0, INT64_MAX, &g->grace_ns);
+	case GC_FORGET:
+		g->forget_node = arg;  /* argv's string: lives as long as the command */
+		return 0;
+	default:
 		return 0;
 	}
-	if (strcmp(a, "--keep") != 0 && strcmp(a, "--grace") != 0 && strcmp(a, "--forget-node") != 0)
-		return cli_error(CLI_USAGE, "unknown argument %s (see pecfs gc --remote --help)", a);
-	if (*i + 1 >= argc)
-		return cli_error(CLI_USAGE, "option %s needs a value", a);
-	const char *v = argv[++*i];
-	if (strcmp(a, "--keep") == 0) {
-		char *end;
-		long n = strtol(v, &end, 10);
-		if (*end || end == v || n < 0 || n > 1000000)
-			return cli_error(CLI_USAGE, "--keep: '%s' is not a whole number from 0 to 1000000", v);
-		o->keep = (uint32_t)n;
-	} else if (strcmp(a, "--grace") == 0) {
-		o->grace_ns = cli_parse_duration(v);
-		if (o->grace_ns < 0)
-			return cli_error(CLI_USAGE, "--grace: '%s' is not a duration like 90s, 30m, 2h or 1d", v);
-	} else {
-		o->forget_node = v;
-	}
-	return 0;
 }
 
 static int gc_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_gc_options *o)
 {
-	int rc = cli_s3_args(argc, argv, cfg, cli_help_gc_remote, gc_remote_arg, o);
+	static const struct cli_opt own[] = {
+		{ "remote", 0, CLI_NO_ARG, GC_REMOTE },   { "dry-run", 0, CLI_NO_ARG, GC_DRY_RUN },
+		{ "keep", 0, CLI_ARG, GC_KEEP },        { "grace", 0, CLI_ARG, GC_GRACE },
+		{ "forget-node", 0, CLI_ARG, GC_FORGET },
+	};
+	struct cli_args pos;
+	int rc = cli_parse_s3_args("gc", argc, argv, own, 5, cli_help_gc_remote, gc_remote_opt, o, cfg, &pos);
 
+	if (rc != 0)
+		return rc;
+	if (pos.argc > 0)
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs gc --remote [options])", pos.argv[0]);
+	cli_args_free(&pos);
 	if (rc != 0)
 		return rc;
 	if (!cfg->s3[0])

@@ -69,40 +69,47 @@ static const char *seal_reason(int err)
 	}
 }
 
+enum { SEAL_WAIT = 1, SEAL_TIMEOUT };
+
+struct seal_args {
+	bool wait_upload;
+	int64_t timeout_ns;
+};
+
+static int seal_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	struct seal_args *sa = ctx;
+
+	if (o->id == SEAL_WAIT) {
+		sa->wait_upload = true;
+		return 0;
+	}
+	return cli_duration("--timeout", arg, 0, INT64_MAX, &sa->timeout_ns);
+}
+
 int cli_seal(int argc, char **argv)
 {
+	static const struct cli_opt opts[] = {
+		{ "wait-upload", 0, CLI_NO_ARG, SEAL_WAIT },
+		{ "timeout", 0, CLI_ARG, SEAL_TIMEOUT },
+	};
+	struct seal_args sa = { false, -1 };
+	struct cli_args pos;
 	struct cli_mount m;
-	int rc = CLI_OK, first = 0;
-	bool wait_upload = false;
-	int64_t timeout_ns = -1;
+	int rc = cli_parse_args("seal", argc, argv, opts, 2, cli_help_seal, seal_opt, &sa, &pos);
 
-	for (; first < argc && argv[first][0] == '-'; first++) {
-		if (cli_is_help(argv[first])) {
-			cli_help_seal(stdout);
-			return CLI_OK;
-		}
-		if (strcmp(argv[first], "--") == 0) {
-			first++;
-			break;
-		}
-		if (strcmp(argv[first], "--timeout") == 0 || strncmp(argv[first], "--timeout=", 10) == 0) {
-			const char *v = argv[first][9] == '=' ? argv[first] + 10 : first + 1 < argc ? argv[++first] : "";
-			timeout_ns = cli_parse_duration(v);
-			if (timeout_ns < 0)
-				return cli_error(CLI_USAGE, "--timeout: '%s' is not a duration like 90s, 30m or 2h", v);
-			continue;
-		}
-		if (strcmp(argv[first], "--wait-upload") != 0)
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs seal --help)", argv[first]);
-		wait_upload = true;
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if (sa.timeout_ns >= 0 && !sa.wait_upload)
+		rc = cli_error(CLI_USAGE, "--timeout goes with --wait-upload");
+	else if (pos.argc == 0)
+		rc = cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload [--timeout D]] PATH...)");
+	if (rc != 0) {
+		cli_args_free(&pos);
+		return rc;
 	}
-	if (timeout_ns >= 0 && !wait_upload)
-		return cli_error(CLI_USAGE, "--timeout goes with --wait-upload");
-	if (first >= argc)
-		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload [--timeout D]] PATH...)");
-
-	for (int i = first; i < argc; i++) {
-		const char *path = argv[i];
+	for (int i = 0; i < pos.argc; i++) {
+		const char *path = pos.argv[i];
 
 		if (cli_check_version_path(path, seal_reason(EINVAL), &m) != CLI_OK) {
 			rc = CLI_FAILED;
@@ -113,9 +120,10 @@ int cli_seal(int argc, char **argv)
 			continue;
 		}
 		printf("sealed %s\n", path);
-		if (wait_upload && cli_seal_wait_upload(path, m.mountpoint, timeout_ns) != CLI_OK)
+		if (sa.wait_upload && cli_seal_wait_upload(path, m.mountpoint, sa.timeout_ns) != CLI_OK)
 			rc = CLI_FAILED;
 	}
+	cli_args_free(&pos);
 	return rc;
 }
 
@@ -197,8 +205,8 @@ static int cli_maint_here(struct store *st, const char *cmd, const char *data_di
 	return rc;
 }
 
-/* fsck or gc: in the daemon when the data folder is mounted, else here. */
-static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *))
+/* fsck or gc of arg (DATA_DIR as given): in the daemon when the data folder is mounted, else here. */
+static int cli_maint(const char *cmd, const char *arg)
 {
 	struct store_options opt = { .chunk_size = STORE_DEFAULT_CHUNK_SIZE };
 	char data_dir[PATH_MAX], meta[PATH_MAX + 8];
@@ -207,22 +215,12 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 	pid_t pid = 0;
 	int rc;
 
-	if (argc >= 1 && cli_is_help(argv[0])) {
-		help(stdout);
-		return CLI_OK;
-	}
-	if (argc < 1)
-		return cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs %s DATA_DIR)", cmd);
-	if (argv[0][0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs %s --help)", argv[0], cmd);
-	if (argc > 1)
-		return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs %s DATA_DIR)", argv[1], cmd);
-	if (realpath(argv[0], data_dir) == NULL)
-		return cli_error(CLI_USAGE, "data folder %s: %s", argv[0], strerror(errno));
+	if (realpath(arg, data_dir) == NULL)
+		return cli_error(CLI_USAGE, "data folder %s: %s", arg, strerror(errno));
 	/* Opening would create a data folder: an fsck must never do that. */
 	snprintf(meta, sizeof(meta), "%s/meta", data_dir);
 	if (stat(meta, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", argv[0]);
+		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", arg);
 
 	/* The folder's owner may be on its way out (unmounting, or killed a moment ago: its socket can
 	 * still accept a connection until its last thread is gone), so a holder that does not answer
@@ -231,9 +229,9 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 		if (!cli_store_in_use(data_dir)) {
 			rc = store_open(data_dir, &opt, &st, &pid);
 			if (rc == 0)
-				return cli_maint_here(st, cmd, argv[0]);
+				return cli_maint_here(st, cmd, arg);
 			if (rc != -EBUSY)
-				return cli_error(CLI_FAILED, "cannot open data folder %s: %s", argv[0], strerror(-rc));
+				return cli_error(CLI_FAILED, "cannot open data folder %s: %s", arg, strerror(-rc));
 		}
 		rc = ctl_request(data_dir, cmd, stdout);
 		if (rc >= 0)
@@ -242,7 +240,7 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 			break;
 	}
 	pid = pid > 0 ? pid : cli_lock_pid(data_dir);
-	return cli_error(CLI_FAILED, "%s is in use by pid %ld, which does not answer on %s/%s: %s", argv[0],
+	return cli_error(CLI_FAILED, "%s is in use by pid %ld, which does not answer on %s/%s: %s", arg,
 			 (long)pid, data_dir, CTL_SOCKET_NAME, strerror(-rc));
 }
 
@@ -267,46 +265,19 @@ static const char *plural(uint64_t n)
 	return n == 1 ? "" : "s";
 }
 
-static int fsck_remote_jobs(const char *v, unsigned *jobs)
+enum { MAINT_REMOTE = 1, FSCK_QUICK, FSCK_JOBS };
+
+static int fsck_remote_opt(void *ctx, const struct cli_opt *o, const char *arg)
 {
-	char *end;
-	long n = strtol(v, &end, 10);
+	struct tier_fsck_options *fo = ctx;
+	uint64_t n;
 
-	if (end == v || *end || n < 1 || n > 64)
-		return cli_error(CLI_USAGE, "--jobs: '%s' is not a number from 1 to 64", v);
-	*jobs = (unsigned)n;
-	return 0;
-}
-
-struct fsck_remote_args {
-	struct tier_fsck_options *o;
-	const char **data_dir;
-};
-
-static int fsck_remote_arg(void *ctx, int argc, char **argv, int *i)
-{
-	struct fsck_remote_args *fa = ctx;
-	const char *a = argv[*i];
-
-	if (strcmp(a, "--remote") == 0)
-		return 0;
-	if (strcmp(a, "--quick") == 0) {
-		fa->o->quick = true;
-		return 0;
-	}
-	if (strncmp(a, "--jobs=", 7) == 0)
-		return fsck_remote_jobs(a + 7, &fa->o->jobs);
-	if (strcmp(a, "--jobs") == 0) {
-		if (*i + 1 >= argc)
-			return cli_error(CLI_USAGE, "option --jobs needs a value");
-		return fsck_remote_jobs(argv[++*i], &fa->o->jobs);
-	}
-	if (a[0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs fsck --help)", a);
-	if (*fa->data_dir)
-		return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] [DATA_DIR])",
-				 a);
-	*fa->data_dir = a;
+	if (o->id == FSCK_QUICK)
+		fo->quick = true;
+	else if (o->id == FSCK_JOBS && cli_number("--jobs", arg, 1, 64, &n) != 0)
+		return CLI_USAGE;
+	else if (o->id == FSCK_JOBS)
+		fo->jobs = (unsigned)n;
 	return 0;
 }
 
@@ -314,9 +285,21 @@ static int fsck_remote_arg(void *ctx, int argc, char **argv, int *i)
 static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_fsck_options *o,
 			     const char **data_dir)
 {
-	struct fsck_remote_args fa = { .o = o, .data_dir = data_dir };
-	int rc = cli_s3_args(argc, argv, cfg, cli_help_fsck, fsck_remote_arg, &fa);
+	static const struct cli_opt own[] = {
+		{ "remote", 0, CLI_NO_ARG, MAINT_REMOTE },
+		{ "quick", 0, CLI_NO_ARG, FSCK_QUICK },
+		{ "jobs", 0, CLI_ARG, FSCK_JOBS },
+	};
+	struct cli_args pos;
+	int rc = cli_parse_s3_args("fsck", argc, argv, own, 3, cli_help_fsck, fsck_remote_opt, o, cfg, &pos);
 
+	if (rc != 0)
+		return rc;
+	*data_dir = pos.argc >= 1 ? pos.argv[0] : NULL;
+	if (pos.argc > 1)
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] [DATA_DIR])",
+			       pos.argv[1]);
+	cli_args_free(&pos);
 	if (rc != 0)
 		return rc;
 	if (!cfg->s3[0] && !cfg->from[0])
@@ -342,7 +325,7 @@ static int cli_fsck_remote(int argc, char **argv)
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 	if (data_dir) {
-		local = cli_maint("fsck", 1, (char **)&data_dir, cli_help_fsck);
+		local = cli_maint("fsck", data_dir);
 		if (local == CLI_USAGE)
 			return local;
 	}
@@ -375,17 +358,43 @@ static int cli_fsck_remote(int argc, char **argv)
 	return r.problems || local != CLI_OK ? CLI_FAILED : CLI_OK;
 }
 
-int cli_fsck(int argc, char **argv)
+/* True when --remote is among the options (before any "--"). */
+static bool maint_remote(int argc, char **argv)
 {
 	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--remote") == 0)
-			return cli_fsck_remote(argc, argv);
-	return cli_maint("fsck", argc, argv, cli_help_fsck);
+			return true;
+	return false;
+}
+
+/* The local form: `pecfs CMD DATA_DIR`. */
+static int cli_maint_local(const char *cmd, int argc, char **argv, void (*help)(FILE *))
+{
+	struct cli_args pos;
+	int rc = cli_parse_args(cmd, argc, argv, NULL, 0, help, cli_no_options, NULL, &pos);
+
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if (pos.argc == 1)
+		rc = cli_maint(cmd, pos.argv[0]);
+	else if (pos.argc == 0)
+		rc = cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs %s DATA_DIR)", cmd);
+	else
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs %s DATA_DIR)", pos.argv[1], cmd);
+	cli_args_free(&pos);
+	return rc;
+}
+
+int cli_fsck(int argc, char **argv)
+{
+	if (maint_remote(argc, argv))
+		return cli_fsck_remote(argc, argv);
+	return cli_maint_local("fsck", argc, argv, cli_help_fsck);
 }
 
 int cli_gc(int argc, char **argv)
 {
-	if (argc >= 1 && strcmp(argv[0], "--remote") == 0)
-		return cli_gc_remote(argc - 1, argv + 1);
-	return cli_maint("gc", argc, argv, cli_help_gc);
+	if (maint_remote(argc, argv))
+		return cli_gc_remote(argc, argv);
+	return cli_maint_local("gc", argc, argv, cli_help_gc);
 }

@@ -496,41 +496,35 @@ static int dest_open(const char *dest, bool existed, int *out)
 	return 0;
 }
 
-struct restore_args {
-	unsigned *threads;
-	const char **what, **dest;
-	int pos;
-};
-
-static int restore_arg(void *ctx, int argc, char **argv, int *i)
+static int restore_opt(void *ctx, const struct cli_opt *o, const char *arg)
 {
-	struct restore_args *ra = ctx;
-	const char *a = argv[*i];
+	uint64_t n;
 
-	if (strcmp(a, "--threads") == 0 && *i + 1 < argc) {
-		*ra->threads = (unsigned)atoi(argv[++*i]);
-		if (*ra->threads < 1 || *ra->threads > 256)
-			return cli_error(CLI_USAGE, "--threads: a number from 1 to 256");
-		return 0;
-	}
-	if (a[0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs restore --help)", a);
-	if (ra->pos >= 2)
-		return cli_error(CLI_USAGE, "too many arguments (usage: pecfs restore RUN[@VERSION] DEST)");
-	*(ra->pos++ == 0 ? ra->what : ra->dest) = a;
+	(void)o;
+	if (cli_number("--threads", arg, 1, 256, &n) != 0)
+		return CLI_USAGE;
+	*(unsigned *)ctx = (unsigned)n;
 	return 0;
 }
 
 static int restore_parse(int argc, char **argv, struct pecfs_config *cfg, unsigned *threads, const char **what,
 			 const char **dest)
 {
-	struct restore_args ra = { .threads = threads, .what = what, .dest = dest };
-	int rc = cli_s3_args(argc, argv, cfg, cli_help_restore, restore_arg, &ra);
+	static const struct cli_opt own[] = { { "threads", 0, CLI_ARG, 1 } };
+	struct cli_args pos;
+	int rc = cli_parse_s3_args("restore", argc, argv, own, 1, cli_help_restore, restore_opt, threads, cfg, &pos);
 
 	if (rc != 0)
 		return rc;
-	if (ra.pos != 2)
-		return cli_error(CLI_USAGE, "usage: pecfs restore [options] RUN[@VERSION] DEST");
+	if (pos.argc != 2) {
+		rc = cli_error(CLI_USAGE, "usage: pecfs restore [options] RUN[@VERSION] DEST");
+	} else {
+		*what = pos.argv[0];
+		*dest = pos.argv[1];
+	}
+	cli_args_free(&pos);
+	if (rc != 0)
+		return rc;
 	if (!cfg->s3[0])
 		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX");
 	return 0;
