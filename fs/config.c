@@ -27,6 +27,7 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	  "let other users use the mount (non-root needs user_allow_other in /etc/fuse.conf)" },
 	{ "fuse-debug", PECFS_CONFIG_BOOL, "no", "trace every FUSE request on stderr (use with -f)" },
 	{ "log-level", PECFS_CONFIG_LEVEL, "info", "least severe message logged: error, warn, info or debug" },
+	{ "log-format", PECFS_CONFIG_TEXT, "text", "text, or json: one JSON object per message for log shippers" },
 	{ "syslog", PECFS_CONFIG_BOOL, "no", "log to syslog instead of stderr (always so when daemonized)" },
 	{ "chunk-size", PECFS_CONFIG_SIZE, "4M",
 	  "deduplication unit, a power of two from 64K to 64M; fixed when the data folder is created" },
@@ -333,6 +334,12 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 		}
 		return 0;
 	case PECFS_CONFIG_TEXT:
+		if (strcmp(name, "log-format") == 0) {
+			if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+				return cfg_fail(err, errsz, "log-format: '%s' is not text or json", value);
+			cfg->log_json = strcmp(value, "json") == 0;
+			return 0;
+		}
 		return cfg_set_text(cfg, name, value, err, errsz);
 	case PECFS_CONFIG_RATIO:
 		errno = 0;

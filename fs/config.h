@@ -55,6 +55,7 @@ struct pecfs_config {
 	char s3_persist[8];           /* "full" (or ""): every sealed version in full; "pec": non-expert state
 					 plus s3_k_persist experts per layer (fs/tier_persist.h) */
 	uint32_t s3_k_persist;        /* experts per layer an uploaded version adds under "pec"; default 1 */
+	bool log_json;                /* log-format json */
 	char metrics_listen[80];      /* HOST:PORT of the Prometheus endpoint, "" for none */
 	char from[512];               /* mount --from s3://...: import the bucket's versions */
 };

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* PECFS_VERSION_FULL ("0.2.0+g1a2b3c4", from project() and git describe) and PECFS_ROCKSDB_VERSION
  * come from fs/cli/CMakeLists.txt. */
@@ -72,6 +73,11 @@ void cli_args_free(struct cli_args *a);
 int cli_no_options(void *ctx, const struct cli_opt *o, const char *arg);
 /* The handler of a subcommand whose one option is a flag: sets *(bool *)ctx. */
 int cli_flag_option(void *ctx, const struct cli_opt *o, const char *arg);
+/* --json output: text lines (findings) as an array of strings; o printed as one line and freed
+ * (CLI_OK, or CLI_FAILED when it could not be built). */
+typedef struct json_t json_t;
+json_t *cli_json_lines(const char *text, size_t len);
+int cli_json_print(json_t *o);
 /* A whole number from min to max (digits only: "8x", "-1", "" are errors); 0, or CLI_USAGE after
  * "pecfs: OPT: 'TEXT' is not a whole number from MIN to MAX". */
 int cli_number(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out);
@@ -176,5 +182,12 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 
 /* "\rlabel [####    ]  42.0% 12/30 MiB" to out. */
 void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total);
+/* The same with the rate since cli_progress_begin and the time left at that rate (ETA). */
+struct cli_progress {
+	const char *label;
+	struct timespec t0;
+};
+void cli_progress_begin(struct cli_progress *p, const char *label);
+void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, uint64_t total);
 
 #endif

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,4 +135,28 @@ int cli_duration(const char *opt, const char *text, int64_t min_ns, int64_t max_
 				 ns >= 0 ? " in the allowed range" : "");
 	*out = ns;
 	return 0;
+}
+
+json_t *cli_json_lines(const char *text, size_t len)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && text && i < len;) {
+		const char *nl = memchr(text + i, '\n', len - i);
+		size_t n = nl ? (size_t)(nl - text - i) : len - i;
+		if (n > 0)
+			json_array_append_new(a, json_stringn(text + i, n));
+		i += n + 1;
+	}
+	return a;
+}
+
+int cli_json_print(json_t *o)
+{
+	int rc = o && json_dumpf(o, stdout, JSON_COMPACT) == 0 ? CLI_OK : cli_error(CLI_FAILED, "out of memory");
+
+	putchar('\n');
+	fflush(stdout);
+	json_decref(o);
+	return rc;
 }

@@ -6,6 +6,8 @@
  */
 #include "cli.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +133,13 @@ static void cli_help_maint(FILE *out, const char *cmd, const char *what, const c
 			   const char *example)
 {
 	fprintf(out,
-		"usage: pecfs %s DATA_DIR\n"
+		"usage: pecfs %s [--json] DATA_DIR\n"
 		"\n"
 		"%s\n"
 		"Works on a mounted data folder too: the daemon serving it runs the %s and reports here.\n"
 		"\n"
 		"options:\n"
+		"  --json       print the result as one JSON object\n"
 		"  -h, --help   show this help\n"
 		"\n"
 		"exit status: %s\n"
@@ -149,7 +152,7 @@ static void cli_help_maint(FILE *out, const char *cmd, const char *what, const c
 void cli_help_fsck(FILE *out)
 {
 	fprintf(out,
-		"usage: pecfs fsck DATA_DIR\n"
+		"usage: pecfs fsck [--json] DATA_DIR\n"
 		"       pecfs fsck --remote [options] [DATA_DIR]\n"
 		"\n"
 		"Checks a data folder: every chunk's SHA-256 and checksums, every file's references to\n"
@@ -164,7 +167,10 @@ void cli_help_fsck(FILE *out)
 		"key and the files (run/version/path) that use it. Chunk objects no manifest names are counted,\n"
 		"not errors (`pecfs gc --remote` removes them). Changes nothing.\n"
 		"\n"
-		"options (with --remote):\n"
+		"options:\n"
+		"  --json                     print each check's result as one JSON object per line (local first),\n"
+		"                             its findings in \"report\"\n"
+		"options with --remote:\n"
 		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix (required here or in the configuration file)\n"
 		"  --s3-endpoint URL          S3 server, http(s)://host[:port] (default: AWS)\n"
 		"  --s3-region R, --s3-addressing path|virtual, --s3-ca-file F, --s3-credentials-file F\n"
@@ -248,6 +254,7 @@ static int cli_maint(const char *cmd, const char *arg)
 
 struct fsck_progress {
 	bool shown;
+	struct cli_progress bar;
 };
 
 static void fsck_remote_progress(void *ctx, uint64_t done, uint64_t total)
@@ -256,7 +263,7 @@ static void fsck_remote_progress(void *ctx, uint64_t done, uint64_t total)
 
 	if (!total)
 		return;
-	cli_progress_bar(stderr, "verifying", done, total);
+	cli_progress_show(stderr, &p->bar, done, total);
 	p->shown = true;
 }
 
@@ -265,14 +272,22 @@ static const char *plural(uint64_t n)
 	return n == 1 ? "" : "s";
 }
 
-enum { MAINT_REMOTE = 1, FSCK_QUICK, FSCK_JOBS };
+enum { MAINT_REMOTE = 1, FSCK_QUICK, FSCK_JOBS, MAINT_JSON };
+
+struct fsck_remote_args {
+	struct tier_fsck_options *o;
+	bool json;
+};
 
 static int fsck_remote_opt(void *ctx, const struct cli_opt *o, const char *arg)
 {
-	struct tier_fsck_options *fo = ctx;
+	struct fsck_remote_args *fa = ctx;
+	struct tier_fsck_options *fo = fa->o;
 	uint64_t n;
 
-	if (o->id == FSCK_QUICK)
+	if (o->id == MAINT_JSON)
+		fa->json = true;
+	else if (o->id == FSCK_QUICK)
 		fo->quick = true;
 	else if (o->id == FSCK_JOBS && cli_number("--jobs", arg, 1, 64, &n) != 0)
 		return CLI_USAGE;
@@ -282,16 +297,18 @@ static int fsck_remote_opt(void *ctx, const struct cli_opt *o, const char *arg)
 }
 
 /* 0, -1 after --help, or an exit code. */
-static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_fsck_options *o,
+static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct fsck_remote_args *fa,
 			     const char **data_dir)
 {
 	static const struct cli_opt own[] = {
 		{ "remote", 0, CLI_NO_ARG, MAINT_REMOTE },
 		{ "quick", 0, CLI_NO_ARG, FSCK_QUICK },
 		{ "jobs", 0, CLI_ARG, FSCK_JOBS },
+		{ "json", 0, CLI_NO_ARG, MAINT_JSON },
 	};
+	struct tier_fsck_options *o = fa->o;
 	struct cli_args pos;
-	int rc = cli_parse_s3_args("fsck", argc, argv, own, 3, cli_help_fsck, fsck_remote_opt, o, cfg, &pos);
+	int rc = cli_parse_s3_args("fsck", argc, argv, own, 4, cli_help_fsck, fsck_remote_opt, fa, cfg, &pos);
 
 	if (rc != 0)
 		return rc;
@@ -309,10 +326,29 @@ static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, st
 	return 0;
 }
 
+/* The one-line summary of a remote check. */
+static void fsck_remote_summary(const char *uri, const struct tier_fsck_options *o, const struct tier_fsck_report *rp)
+{
+	const struct tier_fsck_report r = *rp;
+
+	printf("fsck --remote %s: %llu committed version%s (%llu not committed), %llu manifest%s, %llu node state%s, "
+	       "%llu chunk object%s (%.1f MiB %s); %llu problem%s (chunk objects: %llu missing, %llu corrupt); "
+	       "%llu unreferenced chunk object%s (%.1f MiB, not an error)\n",
+	       uri, (unsigned long long)r.versions, plural(r.versions), (unsigned long long)r.uncommitted,
+	       (unsigned long long)r.manifests, plural(r.manifests), (unsigned long long)r.node_states,
+	       plural(r.node_states), (unsigned long long)r.chunks, plural(r.chunks), (double)r.bytes / (1 << 20),
+	       o->quick ? "listed" : "verified", (unsigned long long)r.problems, plural(r.problems),
+	       (unsigned long long)r.missing, (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced,
+	       plural(r.unreferenced), (double)r.unreferenced_bytes / (1 << 20));
+}
+
 static int cli_fsck_remote(int argc, char **argv)
 {
 	struct tier_fsck_options o = { 0 };
-	struct fsck_progress prog = { false };
+	struct fsck_remote_args fa = { &o, false };
+	struct fsck_progress prog = { false, { 0 } };
+	char *found = NULL;
+	size_t found_len = 0;
 	struct tier_fsck_report r;
 	struct pecfs_config cfg;
 	struct tier_options to;
@@ -321,36 +357,54 @@ static int cli_fsck_remote(int argc, char **argv)
 	int rc, local = CLI_OK;
 
 	pecfs_config_defaults(&cfg);
-	rc = fsck_remote_parse(argc, argv, &cfg, &o, &data_dir);
+	rc = fsck_remote_parse(argc, argv, &cfg, &fa, &data_dir);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 	if (data_dir) {
-		local = cli_maint("fsck", data_dir);
+		local = cli_maint(fa.json ? "fsck json" : "fsck", data_dir);
 		if (local == CLI_USAGE)
 			return local;
 	}
 	cli_tier_options(&cfg, &to);
 	uri = to.uri;
-	o.out = stdout;
+	/* --json: the findings go into the JSON object, one string each */
+	o.out = fa.json ? open_memstream(&found, &found_len) : stdout;
+	if (!o.out)
+		return cli_error(CLI_FAILED, "out of memory");
 	if (isatty(STDERR_FILENO)) {
+		cli_progress_begin(&prog.bar, "verifying");
 		o.progress = fsck_remote_progress;
 		o.progress_ctx = &prog;
 	}
 	rc = tier_fsck(&to, &o, &r, err, sizeof(err));
+	if (fa.json)
+		fclose(o.out);
 	if (prog.shown)
 		fputc('\n', stderr);
-	if (rc < 0)
+	if (rc < 0) {
+		free(found);
 		return cli_error(CLI_USAGE, "fsck --remote %s: %s", uri, err[0] ? err : strerror(-rc));
-	printf("fsck --remote %s: %llu committed version%s (%llu not committed), %llu manifest%s, %llu node state%s, "
-	       "%llu chunk object%s (%.1f MiB %s); %llu problem%s (chunk objects: %llu missing, %llu corrupt); "
-	       "%llu unreferenced chunk object%s (%.1f MiB, not an error)\n",
-	       uri, (unsigned long long)r.versions, plural(r.versions), (unsigned long long)r.uncommitted,
-	       (unsigned long long)r.manifests, plural(r.manifests), (unsigned long long)r.node_states,
-	       plural(r.node_states), (unsigned long long)r.chunks, plural(r.chunks), (double)r.bytes / (1 << 20),
-	       o.quick ? "listed" : "verified", (unsigned long long)r.problems, plural(r.problems),
-	       (unsigned long long)r.missing, (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced,
-	       plural(r.unreferenced), (double)r.unreferenced_bytes / (1 << 20));
+	}
+	if (fa.json) {
+		json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+				      "check", "remote", "uri", uri, "quick", o.quick, "versions", (json_int_t)r.versions,
+				      "uncommitted", (json_int_t)r.uncommitted, "manifests", (json_int_t)r.manifests,
+				      "node_states", (json_int_t)r.node_states, "chunks", (json_int_t)r.chunks,
+				      "objects", (json_int_t)r.objects, "bytes", (json_int_t)r.bytes, "problems",
+				      (json_int_t)r.problems, "missing", (json_int_t)r.missing, "corrupt",
+				      (json_int_t)r.corrupt, "unreferenced", (json_int_t)r.unreferenced,
+				      "unreferenced_bytes", (json_int_t)r.unreferenced_bytes, "unreadable",
+				      (json_int_t)r.unreadable, "report", cli_json_lines(found, found_len));
+		free(found);
+		rc = cli_json_print(j);
+		if (rc != CLI_OK)
+			return rc;
+	} else {
+		fsck_remote_summary(uri, &o, &r);
+	}
 	fflush(stdout);
+	if (r.unreadable && fa.json)
+		return CLI_USAGE;  /* incomplete: "unreadable" says how much */
 	if (r.unreadable)
 		return cli_error(CLI_USAGE, "fsck --remote %s: the check is incomplete: %llu object%s could not "
 				 "be read (see above); check again when the server answers", uri,
@@ -370,13 +424,17 @@ static bool maint_remote(int argc, char **argv)
 /* The local form: `pecfs CMD DATA_DIR`. */
 static int cli_maint_local(const char *cmd, int argc, char **argv, void (*help)(FILE *))
 {
+	static const struct cli_opt opts[] = { { "json", 0, CLI_NO_ARG, MAINT_JSON } };
 	struct cli_args pos;
-	int rc = cli_parse_args(cmd, argc, argv, NULL, 0, help, cli_no_options, NULL, &pos);
+	bool json = false;
+	char jcmd[16];
+	int rc = cli_parse_args(cmd, argc, argv, opts, 1, help, cli_flag_option, &json, &pos);
 
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
+	snprintf(jcmd, sizeof(jcmd), "%s json", cmd);
 	if (pos.argc == 1)
-		rc = cli_maint(cmd, pos.argv[0]);
+		rc = cli_maint(json ? jcmd : cmd, pos.argv[0]);
 	else if (pos.argc == 0)
 		rc = cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs %s DATA_DIR)", cmd);
 	else

@@ -373,6 +373,7 @@ static void mount_on_mounted(void *arg)
 	mount_capture_end(&run->capture, NULL, 0, !run->daemon);
 	if (run->daemon) {
 		pecfs_log_open(run->cfg->log_level, true);
+		pecfs_log_set_json(run->cfg->log_json);
 		null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null_fd >= 0) {
 			dup2(null_fd, STDIN_FILENO);
@@ -521,10 +522,12 @@ int cli_mount(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (cfg.foreground) {
 		pecfs_log_open(cfg.log_level, cfg.syslog);
+		pecfs_log_set_json(cfg.log_json);
 		return mount_serve(&run);
 	}
 
 	pecfs_log_open(cfg.log_level, false);   /* the terminal until mounted, then syslog */
+	pecfs_log_set_json(cfg.log_json);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return cli_error(CLI_FAILED, "pipe: %s", strerror(errno));
 	fflush(NULL);

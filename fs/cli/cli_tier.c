@@ -204,6 +204,31 @@ static bool mount_has_tier(const char *mountpoint)
 	return yes;
 }
 
+void cli_progress_begin(struct cli_progress *p, const char *label)
+{
+	p->label = label;
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+}
+
+void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, uint64_t total)
+{
+	struct timespec now;
+	char eta[32] = "";
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double secs = (double)(now.tv_sec - p->t0.tv_sec) + (double)(now.tv_nsec - p->t0.tv_nsec) / 1e9;
+	double rate = secs > 0.5 ? (double)done / secs : 0;
+	cli_progress_bar(out, p->label, done, total);
+	if (rate > 0 && total > done) {
+		uint64_t left = (uint64_t)((double)(total - done) / rate + 0.5);
+		snprintf(eta, sizeof(eta), " ETA %llu:%02llu:%02llu", (unsigned long long)(left / 3600),
+			 (unsigned long long)(left / 60 % 60), (unsigned long long)(left % 60));
+	}
+	/* the trailing spaces wipe a longer line of an earlier call */
+	fprintf(out, " %.1f MiB/s%s   ", rate / (1 << 20), eta);
+	fflush(out);
+}
+
 void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total)
 {
 	int width = 30, fill = total ? (int)((double)done / (double)total * width) : 0;
@@ -222,6 +247,7 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 	bool tty = isatty(STDERR_FILENO);
 	uint64_t done = 0, total = 0;
 	struct timespec t0, now;
+	struct cli_progress prog;
 	int rc;
 
 	if (!mount_has_tier(mountpoint))
@@ -231,12 +257,13 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 	snprintf(buf, sizeof(buf), "%s", version_path);
 	snprintf(run, sizeof(run), "%s", dirname(buf));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cli_progress_begin(&prog, "uploading");
 	for (;;) {
 		rc = seal_upload_state(run, name, &done, &total, error, sizeof(error));
 		if (rc < 0)
 			return cli_error(CLI_FAILED, "%s: cannot read its upload state: %s", version_path, strerror(-rc));
 		if (tty)
-			cli_progress_bar(stderr, "uploading", rc == 1 ? total : done, total);
+			cli_progress_show(stderr, &prog, rc == 1 ? total : done, total);
 		if (rc == 1)
 			break;
 		if (error[0] && strcmp(error, said) != 0) {  /* each new failure once; the daemon retries it */
