@@ -9,10 +9,11 @@ PECFS_BUILD_PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 libroc
 # its test certificate). tests/bench/bench_s3.py compares reads through a --from mount with s3fs-fuse.
 # clang builds the libFuzzer targets (tests/fuzz). systemd brings systemd-analyze, which checks the
 # unit (tests/integration/test_systemd.py); prometheus brings promtool, which checks the metrics text
-# (test_metrics.py); nodejs runs the offline Kubernetes schema check of
+# (test_metrics.py); man-db reads the installed man page (test_package.py, which also needs
+# dpkg-dev's dpkg-shlibdeps, part of build-essential); nodejs runs the offline Kubernetes schema check of
 # deploy/k8s (tests/k8s; its npm comes with nodejs or, with Debian's nodejs, from PECFS_NPM_PACKAGE).
 PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
-	radosgw ceph-mon ceph-osd openssl s3fs clang systemd prometheus nodejs)
+	radosgw ceph-mon ceph-osd openssl s3fs clang systemd prometheus nodejs man-db)
 PECFS_NPM_PACKAGE=npm
 
 pecfs_install_packages() {
