@@ -353,6 +353,15 @@ static int stage_missing(struct pecgpu_save *s, struct pecgpu_ref *refs, size_t 
 			refs[others++] = refs[i];
 		}
 	}
+	/* Other ranks wait for this rank's chunks: make them stored now, the short tail chunk included
+	 * (the daemon stores it only at fsync), rather than after this rank's own waiting. */
+	if (others) {
+		wait_drained(s);
+		if (save_error(s))
+			return save_error(s);
+		if (fsync(s->fd) < 0)
+			return save_fail(s, "fsync", -errno);
+	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	unsigned pause = POLL_MIN_MS;
