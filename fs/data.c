@@ -58,6 +58,7 @@ struct data_ctx {
 	uint32_t nworkers;
 
 	uint64_t bytes_written, bytes_read, chunks_flushed, write_errors;  /* atomics */
+	uint64_t bytes_linked, chunks_linked;                             /* atomics */
 };
 
 struct data_buf {
@@ -576,6 +577,8 @@ void data_get_stats(struct data_ctx *dc, struct data_stats *out)
 	out->bytes_read = __atomic_load_n(&dc->bytes_read, __ATOMIC_RELAXED);
 	out->chunks_flushed = __atomic_load_n(&dc->chunks_flushed, __ATOMIC_RELAXED);
 	out->write_errors = __atomic_load_n(&dc->write_errors, __ATOMIC_RELAXED);
+	out->bytes_linked = __atomic_load_n(&dc->bytes_linked, __ATOMIC_RELAXED);
+	out->chunks_linked = __atomic_load_n(&dc->chunks_linked, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&dc->pool_lock);
 	out->buffers_total = dc->ntotal;
 	out->buffers_in_use = dc->ntotal - dc->nfree + dc->nextra;
@@ -807,6 +810,49 @@ out:
 		return r;
 	stat_add(&dc->bytes_read, size);
 	return (ssize_t)size;
+}
+
+int data_link(struct data_file *df, uint64_t off, uint32_t len, const struct digest *d)
+{
+	struct data_ctx *dc = df->dc;
+	uint64_t idx = off / dc->chunk_size;
+	int r;
+
+	if (off % dc->chunk_size != 0 || len == 0 || len > dc->chunk_size)
+		return -EINVAL;
+	if (off > DATA_MAX_FILE_SIZE || len > DATA_MAX_FILE_SIZE - off)
+		return -EFBIG;
+	pthread_mutex_lock(&df->lock);
+	/* A chunk being stored would commit its extent over ours: let the workers finish first. */
+	while (df->inflight > 0)
+		pthread_cond_wait(&df->idle, &df->lock);
+	if (len < dc->chunk_size && df->size > off + dc->chunk_size) {
+		r = -EINVAL;  /* a short chunk is the tail, but the file has bytes past it */
+		goto out;
+	}
+	r = store_chunk_claim(dc->st, d, len);
+	if (r < 0)
+		goto out;
+	r = commit_chunk(df, idx, len, d);
+	if (r < 0) {
+		store_chunk_unref(dc->st, d);
+		goto out;
+	}
+	/* The chunk's range now holds exactly these bytes: a buffer of it is stale, a loss there undone. */
+	struct data_buf *b = find_buf(df, idx);
+	if (b) {
+		pool_put(dc, b->mem, false);
+		memmove(b, b + 1, (size_t)(df->bufs + df->nbufs - b - 1) * sizeof(*b));
+		df->nbufs--;
+	}
+	lost_rewritten(df, idx, (struct data_span){ 0, dc->chunk_size });
+	if (len < dc->chunk_size || off + len > df->size)
+		df->size = off + len;
+	stat_add(&dc->bytes_linked, len);
+	stat_add(&dc->chunks_linked, 1);
+out:
+	pthread_mutex_unlock(&df->lock);
+	return r;
 }
 
 int data_flush(struct data_file *df)

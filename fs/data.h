@@ -42,6 +42,8 @@ struct data_stats {
 	uint64_t bytes_read;      /* returned by data_read */
 	uint64_t chunks_flushed;  /* buffers handed to workers */
 	uint64_t write_errors;    /* asynchronous failures */
+	uint64_t bytes_linked;    /* declared by reference (data_link) instead of written */
+	uint64_t chunks_linked;
 	uint32_t buffers_in_use;
 	uint32_t buffers_total;
 };
@@ -67,6 +69,13 @@ ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t 
 
 /* Reads up to size bytes at off into buf; returns the count (0 at or past the end) or -EIO. */
 ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off);
+
+/* A reference write: file bytes [off, off + len) become the stored chunk d, which must be len bytes
+ * long and held locally (store_chunk_claim). off must be a multiple of the chunk size; len is the
+ * chunk size, or less for the file's tail, which then ends the file at off + len (-EINVAL while the
+ * file has bytes past that chunk). The extent is committed unsynced, like a stored write; a buffer
+ * of that chunk is dropped. -EINVAL, -EFBIG, -ENOENT (not held: write the bytes), -EIO. */
+int data_link(struct data_file *df, uint64_t off, uint32_t len, const struct digest *d);
 
 /* Hands every buffer to the workers and waits until all of the file's extents are committed (not
  * synced: the caller syncs metadata). Returns 0, or the error of a lost range still standing

@@ -65,6 +65,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.removexattr = fs_op_removexattr,
 	.access = fs_op_access,
 	.create = fs_op_create,
+	.ioctl = fs_op_ioctl,
 };
 
 static int collect_orphan(uint64_t ino, void *arg)

@@ -80,6 +80,8 @@ int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len)
 	json_object_set_new(o, "sealed_versions", json_integer((json_int_t)f.sealed_versions));
 	json_object_set_new(o, "logical_bytes", json_integer((json_int_t)f.logical_bytes));
 	json_object_set_new(o, "bytes_written", json_integer((json_int_t)f.ds.bytes_written));
+	json_object_set_new(o, "bytes_linked", json_integer((json_int_t)f.ds.bytes_linked));
+	json_object_set_new(o, "chunks_linked", json_integer((json_int_t)f.ds.chunks_linked));
 	json_object_set_new(o, "bytes_read", json_integer((json_int_t)f.ds.bytes_read));
 	json_object_set_new(o, "stored_bytes", json_integer((json_int_t)f.ss.stored_bytes));
 	json_object_set_new(o, "chunks", json_integer((json_int_t)f.ss.chunks));
@@ -112,6 +114,10 @@ int pecgen_metrics(struct fs_ctx *ctx, char **out, size_t *len)
 		{ "pecfs_logical_bytes", "gauge", "Sum of the sizes of all files.", (double)f.logical_bytes },
 		{ "pecfs_written_bytes_total", "counter", "Bytes accepted by writes since mount.",
 		  (double)f.ds.bytes_written },
+		{ "pecfs_linked_bytes_total", "counter", "Bytes declared by reference writes since mount.",
+		  (double)f.ds.bytes_linked },
+		{ "pecfs_linked_chunks_total", "counter", "Chunks linked by reference writes since mount.",
+		  (double)f.ds.chunks_linked },
 		{ "pecfs_read_bytes_total", "counter", "Bytes returned by reads since mount.", (double)f.ds.bytes_read },
 		{ "pecfs_stored_bytes", "gauge", "Payload bytes of the stored chunks.", (double)f.ss.stored_bytes },
 		{ "pecfs_chunks", "gauge", "Stored chunks.", (double)f.ss.chunks },

@@ -53,6 +53,11 @@ int store_chunk_put(struct store *st, const void *data, size_t len, struct diges
  * content by digest). -ENOENT if it is not. */
 int store_chunk_ref(struct store *st, const struct digest *d);
 
+/* store_chunk_ref for a client that declares bytes by digest (a reference write): also checks that
+ * the chunk is len bytes long and that its file is here with a sound header. -ENOENT otherwise (the
+ * client then writes the bytes), never a reference to a chunk this folder cannot read locally. */
+int store_chunk_claim(struct store *st, const struct digest *d, uint64_t len);
+
 /* Gives back one reference (after the extent naming it was deleted, or a put was not used). */
 void store_chunk_unref(struct store *st, const struct digest *d);
 

@@ -117,6 +117,39 @@ int store_chunk_ref(struct store *st, const struct digest *d)
 	return rc;
 }
 
+int store_chunk_claim(struct store *st, const struct digest *d, uint64_t len)
+{
+	uint64_t payload;
+	int rc = store_chunk_ref(st, d);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&st->lock);
+	struct store_chunk_entry *e = store_index_find(&st->index, d);
+	bool same_len = e && e->len == len;
+	pthread_mutex_unlock(&st->lock);
+	if (!same_len) {
+		/* a digest names one byte string: another length means a caller that hashed wrong bytes */
+		store_chunk_unref(st, d);
+		return -ENOENT;
+	}
+	rc = chunk_store_stat(st->chunks, d, &payload);
+	if (rc == 0 && payload != len)
+		rc = -EIO;
+	if (rc < 0) {
+		/* evicted to the remote tier, or a damaged header: the caller writes the bytes instead */
+		if (rc == -EIO) {
+			char hex[DIGEST_HEX_LEN + 1];
+
+			digest_to_hex(d, hex);
+			fprintf(stderr, "pecfs: store: chunk %s has a damaged header: not linked\n", hex);
+		}
+		store_chunk_unref(st, d);
+		return -ENOENT;
+	}
+	return 0;
+}
+
 void store_chunk_unref(struct store *st, const struct digest *d)
 {
 	struct store_chunk_entry *e;
