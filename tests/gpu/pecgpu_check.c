@@ -1,5 +1,6 @@
-/* pecgpu_check.c - pecgpu-check DIR: libpecgpu against a real pecfs mount. DIR is a directory inside
- * an open version; the program saves files there and checks bytes, sizes, stats and user.pec.digest.
+/* pecgpu_check.c - pecgpu-check VERSION: libpecgpu against a real pecfs mount. VERSION is an open
+ * version directory; the program saves files in it, checks bytes, sizes, stats and user.pec.digest,
+ * and at the end seals the version and checks that reference writes and saves are refused.
  *
  * Cases: a new multi-segment file (all chunks written), the same content again (all linked, nothing
  * written), one chunk changed, a two-rank sharded save, reference-write answers, and with --cuda the
@@ -198,6 +199,35 @@ static void check_refs(const char *dir, uint32_t cs)
 	close(fd);
 }
 
+/* A handle opened for writing before the seal gets EROFS for its reference writes; a new save too. */
+static void check_sealed(const char *version, uint32_t cs)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/open-at-seal", version);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	check(fd >= 0, "create %s", path);
+	int sealed = setxattr(version, "user.pec.seal", "1", 1, 0) == 0;
+	check(sealed, "seal %s (%s)", version, sealed ? "ok" : strerror(errno));
+	struct pecgpu_ref r = { .off = 0, .len = cs };
+	long rc = fd >= 0 ? pecgpu_ref(fd, &r, 1) : 0;
+	check(rc == -EROFS, "sealed: reference write refused with EROFS (%ld)", rc);
+	if (fd >= 0)
+		close(fd);
+	struct pecgpu_ctx *c;
+	struct pecgpu_save *s = NULL;
+	uint8_t data[100] = { 0 };
+	struct pecgpu_segment seg = { data, sizeof(data), PECGPU_HOST };
+	snprintf(path, sizeof(path), "%s/after-seal", version);
+	int src = pecgpu_ctx_new(NULL, &c);
+	if (src == 0) {
+		src = pecgpu_save_start(c, path, &seg, 1, &s);
+		if (src == 0)
+			pecgpu_save_free(s);
+		pecgpu_ctx_free(c);
+	}
+	check(src == -EROFS, "sealed: a save is refused with EROFS (%d)", src);
+}
+
 int main(int argc, char **argv)
 {
 	int device = 0;
@@ -211,7 +241,7 @@ int main(int argc, char **argv)
 			dir = NULL, i = argc;
 	}
 	if (!dir) {
-		fprintf(stderr, "usage: pecgpu-check [--cuda] DIR (a directory inside an open version)\n");
+		fprintf(stderr, "usage: pecgpu-check [--cuda] VERSION (an open version; sealed at the end)\n");
 		return 2;
 	}
 	printf("%s\n", pecgpu_version());
@@ -313,6 +343,7 @@ int main(int argc, char **argv)
 	free(sbuf);
 	free(buf);
 
+	check_sealed(dir, cs);
 	printf("%s\n", check_failures ? "FAILED" : "all checks passed");
 	return check_failures ? 1 : 0;
 }
