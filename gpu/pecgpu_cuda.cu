@@ -129,6 +129,27 @@ __global__ static void chunk_digest_kernel(const struct dev_segment *segs, unsig
 	pecgpu_sha256_final(&h, out + i * PECGPU_DIGEST_LEN);
 }
 
+/* Stream-ordered allocations: unlike cudaFree, cudaFreeAsync does not wait for the whole device, so
+ * hashing never stalls on the trainer's kernels. Devices without memory pools get cudaMalloc. */
+static int dev_alloc(void **p, size_t len, cudaStream_t st, int *pooled)
+{
+	*pooled = cudaMallocAsync(p, len, st) == cudaSuccess;
+	if (*pooled)
+		return 0;
+	cudaGetLastError();
+	return cuda_errno(cudaMalloc(p, len));
+}
+
+static void dev_free(void *p, cudaStream_t st, int pooled)
+{
+	if (!p)
+		return;
+	if (pooled)
+		cudaFreeAsync(p, st);
+	else
+		cudaFree(p);
+}
+
 int pecgpu_dev_digests(const struct pecgpu_segment *segs, size_t nsegs, uint64_t total,
 		       uint32_t chunk_size, uint8_t (*out)[PECGPU_DIGEST_LEN])
 {
@@ -146,7 +167,7 @@ int pecgpu_dev_digests(const struct pecgpu_segment *segs, size_t nsegs, uint64_t
 	struct dev_segment *d_table = NULL;
 	unsigned n = 0;
 	uint64_t host_bytes = 0, staged = 0, off = 0;
-	int rc;
+	int rc, pooled_host = 0, pooled_table = 0, pooled_out = 0;
 	if (!table)
 		return -ENOMEM;
 	for (size_t i = 0; i < nsegs; i++)
@@ -154,7 +175,7 @@ int pecgpu_dev_digests(const struct pecgpu_segment *segs, size_t nsegs, uint64_t
 			host_bytes += segs[i].len;
 	rc = cuda_errno(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
 	if (rc == 0 && host_bytes)
-		rc = cuda_errno(cudaMalloc((void **)&d_host, host_bytes));
+		rc = dev_alloc((void **)&d_host, host_bytes, st, &pooled_host);
 	for (size_t i = 0; rc == 0 && i < nsegs; off += segs[i].len, i++) {
 		if (segs[i].len == 0)
 			continue;
@@ -172,9 +193,9 @@ int pecgpu_dev_digests(const struct pecgpu_segment *segs, size_t nsegs, uint64_t
 		n++;
 	}
 	if (rc == 0)
-		rc = cuda_errno(cudaMalloc((void **)&d_table, n * sizeof(*table)));
+		rc = dev_alloc((void **)&d_table, n * sizeof(*table), st, &pooled_table);
 	if (rc == 0)
-		rc = cuda_errno(cudaMalloc((void **)&d_out, nchunks * PECGPU_DIGEST_LEN));
+		rc = dev_alloc((void **)&d_out, nchunks * PECGPU_DIGEST_LEN, st, &pooled_out);
 	if (rc == 0)
 		rc = cuda_errno(cudaMemcpyAsync(d_table, table, n * sizeof(*table),
 						cudaMemcpyHostToDevice, st));
@@ -192,11 +213,12 @@ int pecgpu_dev_digests(const struct pecgpu_segment *segs, size_t nsegs, uint64_t
 	if (st) {
 		int src = cuda_errno(cudaStreamSynchronize(st));
 		rc = rc ? rc : src;
+		dev_free(d_out, st, pooled_out);
+		dev_free(d_table, st, pooled_table);
+		dev_free(d_host, st, pooled_host);
+		cudaStreamSynchronize(st);
 		cudaStreamDestroy(st);
 	}
-	cudaFree(d_out);
-	cudaFree(d_table);
-	cudaFree(d_host);
 	free(table);
 	return rc;
 }
