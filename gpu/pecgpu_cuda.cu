@@ -13,7 +13,7 @@
 #include <cuda_runtime.h>
 
 #include "pecgpu_dev.h"
-#include "pecgpu_sha256.h"
+#include "pecgpu_chunk_hash.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
@@ -74,47 +74,7 @@ int pecgpu_dev_use(int device)
 
 /* ---- digests ---- */
 
-struct dev_segment {
-	const uint8_t *p;  /* device memory */
-	uint64_t start;    /* file offset */
-	uint64_t len;      /* > 0 */
-};
-
-/* Streams chunk bytes [off, end) into the hash, segment by segment. On the device, whole 64-byte
- * blocks that are 16-byte aligned are loaded as four 16-byte words instead of 64 bytes. */
-__device__ static void hash_range(struct pecgpu_sha256 *h, const struct dev_segment *segs,
-				  unsigned nsegs, uint64_t off, uint64_t end)
-{
-	unsigned lo = 0, hi = nsegs;  /* the last segment starting at or before off */
-	while (hi - lo > 1) {
-		unsigned mid = (lo + hi) / 2;
-		if (segs[mid].start <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	for (unsigned k = lo; off < end && k < nsegs; k++) {
-		uint64_t seg_end = segs[k].start + segs[k].len;
-		uint64_t n = (end < seg_end ? end : seg_end) - off;
-		const uint8_t *p = segs[k].p + (off - segs[k].start);
-		off += n;
-		if (h->buflen == 0) {
-			if (((uintptr_t)p & 15) == 0) {
-				uint4 block[4];
-				for (; n >= 64; n -= 64, p += 64) {
-					const uint4 *q = (const uint4 *)p;
-					for (int j = 0; j < 4; j++)
-						block[j] = __ldg(q + j);
-					pecgpu_sha256_block(h->h, (const uint8_t *)block);
-					h->total += 64;
-				}
-			}
-		}
-		pecgpu_sha256_update(h, p, n);
-	}
-}
-
-__global__ static void chunk_digest_kernel(const struct dev_segment *segs, unsigned nsegs,
+__global__ static void chunk_digest_kernel(const struct pecgpu_chunk_segment *segs, unsigned nsegs,
 					   uint64_t total, uint32_t chunk_size, uint64_t nchunks,
 					   uint8_t *out)
 {
@@ -123,10 +83,7 @@ __global__ static void chunk_digest_kernel(const struct dev_segment *segs, unsig
 		return;
 	uint64_t off = i * chunk_size;
 	uint64_t end = total - off < chunk_size ? total : off + chunk_size;
-	struct pecgpu_sha256 h;
-	pecgpu_sha256_init(&h);
-	hash_range(&h, segs, nsegs, off, end);
-	pecgpu_sha256_final(&h, out + i * PECGPU_DIGEST_LEN);
+	pecgpu_chunk_hash(segs, nsegs, off, end, out + i * PECGPU_DIGEST_LEN);
 }
 
 /* Stream-ordered allocations: unlike cudaFree, cudaFreeAsync does not wait for the whole device, so
@@ -161,10 +118,10 @@ int pecgpu_dev_digests(const struct pecgpu_segment *segs, size_t nsegs, uint64_t
 	if (nchunks == 0)
 		return 0;
 
-	struct dev_segment *table = (struct dev_segment *)calloc(nsegs, sizeof(*table));
+	struct pecgpu_chunk_segment *table = (struct pecgpu_chunk_segment *)calloc(nsegs, sizeof(*table));
 	cudaStream_t st = NULL;
 	uint8_t *d_host = NULL, *d_out = NULL;
-	struct dev_segment *d_table = NULL;
+	struct pecgpu_chunk_segment *d_table = NULL;
 	unsigned n = 0;
 	uint64_t host_bytes = 0, staged = 0, off = 0;
 	int rc, pooled_host = 0, pooled_table = 0, pooled_out = 0;

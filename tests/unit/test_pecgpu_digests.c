@@ -1,5 +1,6 @@
-/* test_pecgpu_digests.c - libpecgpu's hashing: the shared SHA-256 core (what the CUDA kernel runs)
- * and pecgpu_digests over multi-segment files, both against OpenSSL on the concatenated bytes.
+/* test_pecgpu_digests.c - libpecgpu's hashing: the shared SHA-256 core and the per-chunk segment walk
+ * (what each CUDA kernel thread runs, here on the host), and pecgpu_digests over multi-segment
+ * files, all against OpenSSL on the concatenated bytes.
  *
  * Host memory only; the device path is checked by tests/gpu/pecgpu_cudatest.c on a GPU machine.
  */
@@ -15,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include "pecgpu.h"
+#include "pecgpu_chunk_hash.h"
 #include "pecgpu_sha256.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -103,6 +105,60 @@ static void test_sha256_core_streaming_in_random_pieces(void **state)
 		}
 		pecgpu_sha256_final(&s, a);
 		assert_memory_equal(a, b, 32);
+	}
+	free(buf);
+}
+
+static void test_kernel_chunk_walk_matches_openssl(void **state)
+{
+	(void)state;
+	uint64_t total = (2u << 20) + 333;
+	uint8_t *buf = random_bytes(total);
+	for (int round = 0; round < 30; round++) {
+		/* non-empty segments at random cuts, each its own copy, as the kernel's table has them */
+		struct pecgpu_chunk_segment segs[10];
+		uint8_t *copies[10];
+		unsigned n = 0;
+		uint64_t off = 0;
+		while (off < total && n < 10) {
+			uint64_t len = n == 9 ? total - off : 1 + next_rand() % (total / 4);
+			if (len > total - off)
+				len = total - off;
+			copies[n] = malloc(len);
+			assert_non_null(copies[n]);
+			memcpy(copies[n], buf + off, len);
+			segs[n] = (struct pecgpu_chunk_segment){ copies[n], off, len };
+			off += len;
+			n++;
+		}
+		uint64_t t = off;  /* the file is what the segments hold */
+		static const uint32_t sizes[] = { 1, 63, 64, 4096, 100003, 1u << 20 };
+		uint32_t cs = sizes[round % 6];
+		uint64_t nch = (t + cs - 1) / cs;
+		uint64_t step = nch > 300 ? nch / 300 : 1;  /* a sample of chunks for the tiny sizes */
+		for (uint64_t i = 0; i < nch; i += step) {
+			uint64_t o = i * cs, e = t - o < cs ? t : o + cs;
+			uint8_t got[32], want[32];
+			pecgpu_chunk_hash(segs, n, o, e, got);
+			SHA256(buf + o, e - o, want);
+			assert_memory_equal(got, want, 32);
+		}
+		/* ranges that begin and end right at, before and after every segment boundary */
+		static const uint64_t lens[] = { 1, 2, 63, 64, 65, 1000 };
+		for (unsigned k = 0; k < n; k++)
+			for (int d = -1; d <= 1; d++)
+				for (int j = 0; j < 6; j++) {
+					if ((k == 0 && d < 0) || segs[k].start + (uint64_t)(d + 1) > t)
+						continue;
+					uint64_t o = segs[k].start + (uint64_t)d;
+					uint64_t e = t - o < lens[j] ? t : o + lens[j];
+					uint8_t got[32], want[32];
+					pecgpu_chunk_hash(segs, n, o, e, got);
+					SHA256(buf + o, e - o, want);
+					assert_memory_equal(got, want, 32);
+				}
+		for (unsigned k = 0; k < n; k++)
+			free(copies[k]);
 	}
 	free(buf);
 }
@@ -247,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_sha256_core_known_answers),
 		cmocka_unit_test(test_sha256_core_matches_openssl_on_every_padding_case),
 		cmocka_unit_test(test_sha256_core_streaming_in_random_pieces),
+		cmocka_unit_test(test_kernel_chunk_walk_matches_openssl),
 		cmocka_unit_test(test_chunk_count),
 		cmocka_unit_test(test_digests_of_one_segment_are_per_chunk_sha256),
 		cmocka_unit_test(test_digests_of_segments_spanning_chunk_boundaries),
