@@ -59,13 +59,10 @@ struct pecgpu_sha256 {
 		PECGPU_ROUND(b, c, d, e, f, g, h, a, k7, W(t + 7)); \
 	} while (0)
 
-/* Compresses one 64-byte block (big-endian words) into h. */
-PECGPU_HD void pecgpu_sha256_block(uint32_t h_[8], const uint8_t *p)
+/* Compresses one block, given as its 16 words already read big-endian, into h; w becomes the
+ * message schedule (it is changed). */
+PECGPU_HD void pecgpu_sha256_compress(uint32_t h_[8], uint32_t w[16])
 {
-	uint32_t w[16];
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-		       (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
 	uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3];
 	uint32_t e = h_[4], f = h_[5], g = h_[6], h = h_[7];
 #define PECGPU_W0(t) w[t]
@@ -96,6 +93,16 @@ PECGPU_HD void pecgpu_sha256_block(uint32_t h_[8], const uint8_t *p)
 	h_[5] += f;
 	h_[6] += g;
 	h_[7] += h;
+}
+
+/* Compresses one 64-byte block of bytes into h. */
+PECGPU_HD void pecgpu_sha256_block(uint32_t h_[8], const uint8_t *p)
+{
+	uint32_t w[16];
+	for (int i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		       (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+	pecgpu_sha256_compress(h_, w);
 }
 
 PECGPU_HD void pecgpu_sha256_init(struct pecgpu_sha256 *s)

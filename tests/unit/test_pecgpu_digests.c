@@ -4,6 +4,9 @@
  *
  * Host memory only; the device path is checked by tests/gpu/pecgpu_cudatest.c on a GPU machine.
  */
+/* run the kernel's aligned 16-byte-load path of pecgpu_chunk_hash.h here too, with host loads */
+#define PECGPU_HOST_ALIGNED_PATH 1
+
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
