@@ -3,7 +3,8 @@
  *
  * Each save runs on its own thread (pipeline in gpu/README.md); the staging pool belongs to the
  * context and serves one save at a time, which is what bounds memory by pool_bytes. A file that is not
- * on a pecfs mount (no PECFS_IOC_INFO) is saved with plain writes of 4 MiB chunks and no sharding.
+ * on a pecfs mount (no PECFS_IOC_INFO) is saved with plain writes of 4 MiB chunks and no sharding; one
+ * on a mount but outside any version (EPERM) with plain writes of the mount's chunk size.
  */
 #include "pecgpu.h"
 
@@ -466,6 +467,11 @@ static void *save_main(void *arg)
 	long missing = (long)n;
 	if (s->on_pecfs && n) {
 		missing = refs_keep_missing(s, refs, n, 0);
+		if (missing == -EPERM) {
+			/* a file of the mount outside any version (a tracker file in a run): plain writes */
+			s->on_pecfs = 0;
+			missing = (long)n;
+		}
 		if (missing < 0) {
 			save_fail(s, "reference write", (int)missing);
 			goto out;

@@ -302,6 +302,15 @@ int main(int argc, char **argv)
 	check(rc == 0 && st.chunks_linked == chunks - 1 && st.chunks_written == 1 && st.bytes_written == cs,
 	      "one chunk changed: one written, the rest linked");
 	verify_file(path, buf, total, cs, &l);
+
+	/* a file of the run, outside any version: no reference writes, every chunk written */
+	snprintf(path, sizeof(path), "%s/../pecgpu-check-outside-%d", dir, (int)getpid());
+	st = save(c, path, &l, &rc);
+	print_stats("outside a version", &st);
+	check(rc == 0 && st.chunks_linked == 0 && st.chunks_written == chunks,
+	      "outside a version: every chunk written");
+	verify_file(path, buf, total, cs, &l);
+	unlink(path);
 	layout_free(&l);
 	pecgpu_ctx_free(c);
 
