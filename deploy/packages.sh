@@ -3,7 +3,7 @@
 # as a non-root user it goes through sudo.
 
 PECFS_BUILD_PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 librocksdb-dev libssl-dev
-	libjansson-dev libcmocka-dev libcurl4-openssl-dev libexpat1-dev libsystemd-dev python3 attr)
+	libjansson-dev libcmocka-dev libcurl4-openssl-dev libexpat1-dev libsystemd-dev libmicrohttpd-dev python3 attr)
 # PECFS_CUDA=1 (CI sets it): Debian 12's CUDA 11.8 toolkit, so that the build compiles libpecgpu's
 # kernels (gpu/README.md). It is in the contrib and non-free components, which
 # pecfs_enable_contrib_non_free adds. Debian's nvcc runs its host compiler through a wrapper that
@@ -15,10 +15,11 @@ fi
 # runs a throwaway Ceph RADOS Gateway on loopback as the S3 server (deploy/s3-rgw.sh; openssl makes
 # its test certificate). tests/bench/bench_s3.py compares reads through a --from mount with s3fs-fuse.
 # clang builds the libFuzzer targets (tests/fuzz). systemd brings systemd-analyze, which checks the
-# unit (tests/integration/test_systemd.py); nodejs runs the offline Kubernetes schema check of
+# unit (tests/integration/test_systemd.py); prometheus brings promtool, which checks the metrics text
+# (test_metrics.py); nodejs runs the offline Kubernetes schema check of
 # deploy/k8s (tests/k8s; its npm comes with nodejs or, with Debian's nodejs, from PECFS_NPM_PACKAGE).
 PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
-	radosgw ceph-mon ceph-osd openssl s3fs clang systemd nodejs)
+	radosgw ceph-mon ceph-osd openssl s3fs clang systemd prometheus nodejs)
 PECFS_NPM_PACKAGE=npm
 
 # Adds contrib and non-free of the Debian archive the machine already uses, unless some source has

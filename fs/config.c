@@ -27,6 +27,7 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	  "let other users use the mount (non-root needs user_allow_other in /etc/fuse.conf)" },
 	{ "fuse-debug", PECFS_CONFIG_BOOL, "no", "trace every FUSE request on stderr (use with -f)" },
 	{ "log-level", PECFS_CONFIG_LEVEL, "info", "least severe message logged: error, warn, info or debug" },
+	{ "log-format", PECFS_CONFIG_TEXT, "text", "text, or json: one JSON object per message for log shippers" },
 	{ "syslog", PECFS_CONFIG_BOOL, "no", "log to syslog instead of stderr (always so when daemonized)" },
 	{ "chunk-size", PECFS_CONFIG_SIZE, "4M",
 	  "deduplication unit, a power of two from 64K to 64M; fixed when the data folder is created" },
@@ -60,6 +61,7 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "s3-persist", PECFS_CONFIG_TEXT, "full",
 	  "what a sealed version uploads: full, or pec (non-expert state + s3-k-persist experts per layer)" },
 	{ "s3-k-persist", PECFS_CONFIG_COUNT, "1", "with s3-persist pec: experts per MoE layer each upload adds" },
+	{ "metrics-listen", PECFS_CONFIG_TEXT, "", "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9567)" },
 	{ "from", PECFS_CONFIG_TEXT, "", "import the committed versions of s3://BUCKET/PREFIX (mount on a fresh node)" },
 	{ NULL, 0, NULL, NULL },
 };
@@ -250,6 +252,7 @@ static int cfg_set_text(struct pecfs_config *cfg, const char *name, const char *
 		{ "s3-credentials-file", cfg->s3_credentials_file, sizeof(cfg->s3_credentials_file) },
 		{ "node-id", cfg->node_id, sizeof(cfg->node_id) },
 		{ "from", cfg->from, sizeof(cfg->from) },
+		{ "metrics-listen", cfg->metrics_listen, sizeof(cfg->metrics_listen) },
 		{ "s3-persist", cfg->s3_persist, sizeof(cfg->s3_persist) },
 	};
 
@@ -331,6 +334,12 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 		}
 		return 0;
 	case PECFS_CONFIG_TEXT:
+		if (strcmp(name, "log-format") == 0) {
+			if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+				return cfg_fail(err, errsz, "log-format: '%s' is not text or json", value);
+			cfg->log_json = strcmp(value, "json") == 0;
+			return 0;
+		}
 		return cfg_set_text(cfg, name, value, err, errsz);
 	case PECFS_CONFIG_RATIO:
 		errno = 0;
@@ -427,6 +436,9 @@ int pecfs_config_validate(const struct pecfs_config *cfg, char *err, size_t errs
 		return cfg_fail(err, errsz, "log-level: unknown level %d", (int)cfg->log_level);
 	if (!isfinite(cfg->attr_timeout) || cfg->attr_timeout < 0)
 		return cfg_fail(err, errsz, "attr-timeout: must be a number of seconds >= 0");
+	if (cfg->metrics_listen[0] && metrics_http_validate(cfg->metrics_listen) < 0)
+		return cfg_fail(err, errsz, "metrics-listen: '%s' is not HOST:PORT (127.0.0.1:9567, [::1]:9567)",
+				cfg->metrics_listen);
 	/* The write buffers are allocated and touched up front: refuse a pool that cannot fit. */
 	if (pages > 0 && page_size > 0 && pool > (uint64_t)pages * (uint64_t)page_size / 2)
 		return cfg_fail(err, errsz,

@@ -55,6 +55,8 @@ struct pecfs_config {
 	char s3_persist[8];           /* "full" (or ""): every sealed version in full; "pec": non-expert state
 					 plus s3_k_persist experts per layer (fs/tier_persist.h) */
 	uint32_t s3_k_persist;        /* experts per layer an uploaded version adds under "pec"; default 1 */
+	bool log_json;                /* log-format json */
+	char metrics_listen[80];      /* HOST:PORT of the Prometheus endpoint, "" for none */
 	char from[512];               /* mount --from s3://...: import the bucket's versions */
 };
 
@@ -92,6 +94,9 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 int pecfs_config_load(struct pecfs_config *cfg, const char *path, char *err, size_t errsz);
 
 /* Cross-checks settings (chunk size a power of two in range, counts non-zero...). */
+/* 0 when listen is a HOST:PORT the metrics endpoint can take (metrics_http.c), else -EINVAL. */
+int metrics_http_validate(const char *listen);
+
 int pecfs_config_validate(const struct pecfs_config *cfg, char *err, size_t errsz);
 
 #endif

@@ -19,6 +19,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "log.h"
 
 #define CTL_REQUEST_MAX 64
@@ -43,26 +45,82 @@ struct ctl_job {
 	char request[CTL_REQUEST_MAX];
 };
 
-int ctl_execute(struct store *st, const char *cmd, FILE *out)
+/* The lines of a text report (one finding each) as a JSON array, but its "fsck: ..." summary. */
+static json_t *ctl_lines(const char *text, size_t len)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < len;) {
+		const char *nl = memchr(text + i, '\n', len - i);
+		size_t n = nl ? (size_t)(nl - text - i) : len - i;
+		if (n > 0 && strncmp(text + i, "fsck: ", 6) != 0)
+			json_array_append_new(a, json_stringn(text + i, n));
+		i += n + 1;
+	}
+	return a;
+}
+
+/* o as one line of out, and frees it. */
+static int ctl_json_out(json_t *o, FILE *out)
+{
+	int rc = o && json_dumpf(o, out, JSON_COMPACT) == 0 ? 0 : -ENOMEM;
+
+	fputc('\n', out);
+	json_decref(o);
+	return rc;
+}
+
+static int ctl_fsck(struct store *st, FILE *out, bool as_json)
 {
 	struct store_fsck_report fr;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *lines = as_json ? open_memstream(&text, &len) : out;
+	int rc;
+
+	if (!lines)
+		return -ENOMEM;
+	rc = store_fsck(st, lines, &fr);
+	if (!as_json)
+		return rc < 0 ? rc : fr.problems == 0 ? 0 : 1;
+	fclose(lines);
+	if (rc == 0) {
+		/* the findings, without the summary line that ends the text report */
+		json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "check", "local",
+				      "data_dir", store_data_dir(st), "inodes", (json_int_t)fr.inodes, "extents",
+				      (json_int_t)fr.extents, "chunks", (json_int_t)fr.chunks, "corrupt_chunks",
+				      (json_int_t)fr.corrupt_chunks, "missing_chunks", (json_int_t)fr.missing_chunks,
+				      "namespace_errors", (json_int_t)fr.namespace_errors, "extent_errors",
+				      (json_int_t)fr.extent_errors, "unreferenced_chunks",
+				      (json_int_t)fr.unreferenced_chunks, "problems", (json_int_t)fr.problems,
+				      "report", ctl_lines(text, len));
+		rc = ctl_json_out(o, out);
+	}
+	free(text);
+	return rc < 0 ? rc : fr.problems == 0 ? 0 : 1;
+}
+
+int ctl_execute(struct store *st, const char *cmd, FILE *out)
+{
 	struct store_gc_report gr;
 	int rc;
 
-	if (strcmp(cmd, "fsck") == 0) {
-		rc = store_fsck(st, out, &fr);
-		if (rc < 0)
-			return rc;
-		return fr.problems == 0 ? 0 : 1;
-	}
+	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "fsck json") == 0)
+		return ctl_fsck(st, out, cmd[4] != '\0');
 	if (strcmp(cmd, "ping") == 0) {
 		fprintf(out, "serving %s\n", store_data_dir(st));
 		return 0;
 	}
-	if (strcmp(cmd, "gc") == 0) {
+	if (strcmp(cmd, "gc") == 0 || strcmp(cmd, "gc json") == 0) {
 		rc = store_gc(st, &gr);
 		if (rc < 0)
 			return rc;
+		if (cmd[2] != '\0')
+			return ctl_json_out(json_pack("{s:s, s:I, s:I, s:I, s:I}", "data_dir", store_data_dir(st),
+						      "chunks_removed", (json_int_t)gr.chunks_removed, "bytes_removed",
+						      (json_int_t)gr.bytes_removed, "files_removed",
+						      (json_int_t)gr.files_removed, "chunks_kept", (json_int_t)gr.chunks_kept),
+					    out);
 		fprintf(out, "gc: removed %llu unreferenced chunks (%llu bytes, %.1f MiB) and %llu stray chunk files; "
 			"%llu chunks kept\n",
 			(unsigned long long)gr.chunks_removed, (unsigned long long)gr.bytes_removed,

@@ -77,6 +77,10 @@ struct fs_ctx {
 
 	pthread_mutex_t ver_lock;
 	struct fs_version *versions;    /* ver_lock */
+
+	/* Seal durations (metrics.c), atomics: per bucket of FS_SEAL_BUCKETS, not cumulative. */
+	uint64_t seal_hist[12], seal_failures;
+	uint64_t seal_sum_us;
 };
 
 /* fi->fh of an open regular file. */
@@ -304,7 +308,22 @@ int pec_readlink(struct fs_ctx *ctx, uint64_t ino, char *buf, size_t size);
 
 /* ---- pecgen.c: content of the virtual files (malloc'ed text into *out) ---- */
 int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len);
+/* The figures /.pec/stats and /.pec/metrics share (pecgen.c). */
+struct pecgen_figures {
+	uint64_t runs, versions, sealed_versions, logical_bytes;
+	struct store_stats ss;
+	struct data_stats ds;
+	double dedup_ratio;
+};
+int pecgen_gather(struct fs_ctx *ctx, struct pecgen_figures *f);
+/* Prometheus text of the local and S3 tier figures (metrics.c): /.pec/metrics and metrics-listen. */
 int pecgen_metrics(struct fs_ctx *ctx, char **out, size_t *len);
+/* Seals timed into the seal-duration histogram (metrics.c). */
+void fs_metrics_seal(struct fs_ctx *ctx, double seconds, bool ok);
+/* The HTTP endpoint of metrics-listen (metrics_http.c): NULL config -> nothing started. */
+struct metrics_http;
+int metrics_http_start(struct fs_ctx *ctx, const char *listen, struct metrics_http **out);
+void metrics_http_stop(struct metrics_http *m);
 int pecgen_versions_json(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len);
 /* "../NAME" of the run's latest version; -ENOENT when there is none. */
 int pecgen_latest(struct fs_ctx *ctx, uint64_t run_ino, char *buf, size_t size);

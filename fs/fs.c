@@ -215,6 +215,7 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 		   void *arg)
 {
 	struct fs_ctx *ctx = calloc(1, sizeof(*ctx));
+	struct metrics_http *mh = NULL;
 	char opts[2 * PATH_MAX + 128];
 	struct stat mst;
 	int rc;
@@ -237,6 +238,11 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 		pecfs_log_error("data folder path too long: %s", cfg->data_dir);
 		goto out_ctx;
 	}
+
+	/* Before mounting: a metrics port that cannot be had fails the mount, not a scrape later. */
+	rc = metrics_http_start(ctx, cfg->metrics_listen, &mh);
+	if (rc < 0)
+		goto out_ctx;
 
 	char *argv[] = { "pecfs", "-o", opts, cfg->fuse_debug ? "-d" : NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(cfg->fuse_debug ? 4 : 3, argv);
@@ -276,6 +282,7 @@ out_signals:
 out_session:
 	fuse_session_destroy(ctx->se);
 out_ctx:
+	metrics_http_stop(mh);
 	tier_set_commit_hook(tier, NULL, NULL);  /* no retention from the uploader once ctx is gone */
 	fs_ctx_close(ctx);
 	free(ctx);

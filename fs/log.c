@@ -1,6 +1,7 @@
 /* log.c - levelled messages to stderr or syslog, and capture of a daemon's stderr into syslog.
  * When stderr is systemd's journal (JOURNAL_STREAM names it), each line starts with its syslog
- * priority as "<N>", so journald files it at that priority.
+ * priority as "<N>", so journald files it at that priority. With log-format json each message is
+ * one JSON object ({"time", "level", "pid", "msg"}) for log shippers, on either sink.
  *
  * The sink is process-wide state, as stderr is. It is atomic because a daemon switches it once, from
  * the terminal to syslog, when the mount is up and threads are already running. Each message is
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 1024
@@ -25,6 +27,7 @@
 static _Atomic int log_level = PECFS_LOG_INFO;
 static _Atomic bool log_to_syslog;
 static _Atomic bool log_to_journal;
+static _Atomic bool log_json;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 static const int log_priorities[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
@@ -50,6 +53,36 @@ void pecfs_log_open(enum pecfs_log_level level, bool use_syslog)
 	log_to_syslog = use_syslog;
 }
 
+void pecfs_log_set_json(bool json)
+{
+	log_json = json;
+}
+
+/* {"time": "2026-12-06T02:30:00.123Z", "level": "info", "pid": 123, "msg": "..."} into out. */
+static void log_format_json(char *out, size_t size, enum pecfs_log_level level, const char *msg)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(out, size, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(out + n, size - n, ".%03ldZ\",\"level\":\"%s\",\"pid\":%ld,\"msg\":\"",
+			      ts.tv_nsec / 1000000, log_names[level], (long)getpid());
+	for (const unsigned char *p = (const unsigned char *)msg; *p && n + 8 < size; p++) {
+		if (*p == '"' || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)*p;
+		} else if (*p < 0x20) {
+			n += (size_t)snprintf(out + n, size - n, "\\u%04x", *p);
+		} else {
+			out[n++] = (char)*p;
+		}
+	}
+	snprintf(out + n, size - n, "\"}");
+}
+
 bool pecfs_log_enabled(enum pecfs_log_level level)
 {
 	return (int)level <= log_level;
@@ -68,12 +101,17 @@ void pecfs_log(enum pecfs_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	char obj[2 * LOG_LINE_MAX + 128], prio[8] = "";
+	if (log_json)
+		log_format_json(obj, sizeof(obj), level, line);
+	if (log_to_journal)
+		snprintf(prio, sizeof(prio), "<%d>", log_priorities[level]);
 	if (log_to_syslog)
-		syslog(log_priorities[level], "%s", line);
-	else if (log_to_journal)
-		fprintf(stderr, "<%d>pecfs: %s: %s\n", log_priorities[level], log_names[level], line);
+		syslog(log_priorities[level], "%s", log_json ? obj : line);
+	else if (log_json)
+		fprintf(stderr, "%s%s\n", prio, obj);
 	else
-		fprintf(stderr, "pecfs: %s: %s\n", log_names[level], line);
+		fprintf(stderr, "%specfs: %s: %s\n", prio, log_names[level], line);
 	errno = saved_errno;
 }
 

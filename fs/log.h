@@ -20,6 +20,9 @@ void pecfs_log_open(enum pecfs_log_level level, bool use_syslog);
  * stderr would otherwise go nowhere. 0 or -errno. */
 int pecfs_log_capture_stderr(void);
 
+/* log-format json: each message as one JSON object {"time", "level", "pid", "msg"} (either sink). */
+void pecfs_log_set_json(bool json);
+
 bool pecfs_log_enabled(enum pecfs_log_level level);
 
 void pecfs_log(enum pecfs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,5 +1,5 @@
-/* pecgen.c - content of the .pec virtual files: /.pec/stats (JSON), /.pec/metrics (Prometheus text
- * format), RUN/.pec/versions (JSON) and the RUN/.pec/latest link target.
+/* pecgen.c - content of the .pec virtual files: /.pec/stats (JSON), RUN/.pec/versions (JSON) and the
+ * RUN/.pec/latest link target (/.pec/metrics is metrics.c).
  *
  * Figures come from the store, the data module and the version records. logical_bytes is computed by
  * a scan of the inode records (files being written count with the size last written back), one pass
@@ -17,12 +17,6 @@
 #include "ctx.h"
 #include "tier_status.h"
 
-struct figures {
-	uint64_t runs, versions, sealed_versions, logical_bytes;
-	struct store_stats ss;
-	struct data_stats ds;
-	double dedup_ratio;
-};
 
 static int sum_sizes(const struct meta_inode *mi, void *arg)
 {
@@ -31,7 +25,7 @@ static int sum_sizes(const struct meta_inode *mi, void *arg)
 	return 0;
 }
 
-static int gather(struct fs_ctx *ctx, struct figures *f)
+int pecgen_gather(struct fs_ctx *ctx, struct pecgen_figures *f)
 {
 	memset(f, 0, sizeof(*f));
 	fs_versions_count(ctx, &f->runs, &f->versions, &f->sealed_versions);
@@ -66,8 +60,8 @@ static int dump(json_t *root, char **out, size_t *len)
 
 int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len)
 {
-	struct figures f;
-	int rc = gather(ctx, &f);
+	struct pecgen_figures f;
+	int rc = pecgen_gather(ctx, &f);
 	if (rc < 0)
 		return rc;
 	json_t *o = json_object();
@@ -93,60 +87,6 @@ int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len)
 	json_object_set_new(o, "write_buffers_in_use", json_integer(f.ds.buffers_in_use));
 	tier_status_stats_json(ctx->tier, o);
 	return dump(o, out, len);
-}
-
-struct metric {
-	const char *name, *type, *help;
-	double value;
-};
-
-int pecgen_metrics(struct fs_ctx *ctx, char **out, size_t *len)
-{
-	struct figures f;
-	int rc = gather(ctx, &f);
-	if (rc < 0)
-		return rc;
-	const struct metric m[] = {
-		{ "pecfs_chunk_size_bytes", "gauge", "Chunk size of the data folder.", ctx->chunk_size },
-		{ "pecfs_runs", "gauge", "Run directories.", (double)f.runs },
-		{ "pecfs_versions", "gauge", "Version directories.", (double)f.versions },
-		{ "pecfs_sealed_versions", "gauge", "Sealed (or damaged) versions.", (double)f.sealed_versions },
-		{ "pecfs_logical_bytes", "gauge", "Sum of the sizes of all files.", (double)f.logical_bytes },
-		{ "pecfs_written_bytes_total", "counter", "Bytes accepted by writes since mount.",
-		  (double)f.ds.bytes_written },
-		{ "pecfs_linked_bytes_total", "counter", "Bytes declared by reference writes since mount.",
-		  (double)f.ds.bytes_linked },
-		{ "pecfs_linked_chunks_total", "counter", "Chunks linked by reference writes since mount.",
-		  (double)f.ds.chunks_linked },
-		{ "pecfs_read_bytes_total", "counter", "Bytes returned by reads since mount.", (double)f.ds.bytes_read },
-		{ "pecfs_stored_bytes", "gauge", "Payload bytes of the stored chunks.", (double)f.ss.stored_bytes },
-		{ "pecfs_chunks", "gauge", "Stored chunks.", (double)f.ss.chunks },
-		{ "pecfs_dedup_ratio", "gauge", "Logical bytes per stored byte.", f.dedup_ratio },
-		{ "pecfs_dedup_hits_total", "counter", "Chunk puts that found the chunk already stored.",
-		  (double)f.ss.dedup_hits },
-		{ "pecfs_corrupt_reads_total", "counter", "Reads refused because a chunk failed its checksum.",
-		  (double)f.ss.corrupt_reads },
-		{ "pecfs_write_errors_total", "counter", "Failed background chunk stores.", (double)f.ds.write_errors },
-		{ "pecfs_free_disk_bytes", "gauge", "Free space on the data disk.", (double)f.ss.free_disk_bytes },
-		{ "pecfs_write_buffers_in_use", "gauge", "Chunk write buffers in use.", (double)f.ds.buffers_in_use },
-		{ "pecfs_write_buffers", "gauge", "Chunk write buffers in the pool.", (double)f.ds.buffers_total },
-	};
-	size_t cap = 8192, used = 0;
-	char *s = malloc(cap);
-	if (!s)
-		return -ENOMEM;
-	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-		int n = snprintf(s + used, cap - used, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", m[i].name,
-				 m[i].help, m[i].name, m[i].type, m[i].name, m[i].value);
-		if (n < 0 || (size_t)n >= cap - used) {
-			free(s);
-			return -ENOMEM;
-		}
-		used += (size_t)n;
-	}
-	*out = s;
-	*len = used;
-	return 0;
 }
 
 static json_t *json_u64(uint64_t v)

@@ -20,12 +20,14 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 	size_t n = 0;
 	struct meta_batch *b = NULL;
 	struct fs_compose comp;
+	struct timespec t0, t1;
 	int rc;
 
 	if (fs_version_get(ctx, vino, &fv) < 0)
 		return -EINVAL;
 	if (fv.v.state != META_VERSION_OPEN)
 		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	pthread_rwlock_wrlock(&ctx->write_gate);
 	rc = fs_inode_loaded_files(ctx, vino, &files, &n);
@@ -75,6 +77,8 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 		       (unsigned long long)fv.v.logical_bytes, (unsigned long long)fv.v.stored_bytes);
 out:
 	pthread_rwlock_unlock(&ctx->write_gate);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fs_metrics_seal(ctx, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, rc == 0);
 	if (rc == 0)
 		fs_retain_run(ctx, fv.v.run_ino);
 	if (rc < 0) {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* PECFS_VERSION_FULL ("0.2.0+g1a2b3c4", from project() and git describe) and PECFS_ROCKSDB_VERSION
  * come from fs/cli/CMakeLists.txt. */
@@ -45,6 +46,43 @@ void cli_help_gc_remote(FILE *out);
 void cli_help_pin(FILE *out);
 void cli_help_restore(FILE *out);
 void cli_help_ping(FILE *out);
+
+/* ---- the one parser of every subcommand (cli_args.c) ---- */
+
+enum { CLI_NO_ARG = 0, CLI_ARG = 1, CLI_OPT_ARG = 2 };
+struct cli_opt {
+	const char *name;  /* the long name, without "--" */
+	int short_name;    /* 'f' for -f, or 0 */
+	int has_arg;       /* CLI_NO_ARG, CLI_ARG (--name VALUE or --name=VALUE), CLI_OPT_ARG (--name[=VALUE]) */
+	int id;            /* for the handler */
+};
+/* What is left after the options: the arguments in order (argv[argc] is NULL). */
+struct cli_args {
+	int argc;
+	char **argv;
+};
+/* Parses the arguments after the subcommand cmd with getopt_long: each option found goes to
+ * handle(ctx, option, value) in order (a non-zero return stops with it); -h/--help prints help and
+ * returns -1. Unknown options and missing values are usage errors. Returns 0 with the remaining
+ * arguments in *pos (free with cli_args_free), -1 after help, or an exit code. */
+int cli_parse_args(const char *cmd, int argc, char **argv, const struct cli_opt *opts, size_t nopts,
+		   void (*help)(FILE *), int (*handle)(void *ctx, const struct cli_opt *o, const char *arg),
+		   void *ctx, struct cli_args *pos);
+void cli_args_free(struct cli_args *a);
+/* The handler of a subcommand without options of its own (only -h). */
+int cli_no_options(void *ctx, const struct cli_opt *o, const char *arg);
+/* The handler of a subcommand whose one option is a flag: sets *(bool *)ctx. */
+int cli_flag_option(void *ctx, const struct cli_opt *o, const char *arg);
+/* --json output: text lines (findings) as an array of strings; o printed as one line and freed
+ * (CLI_OK, or CLI_FAILED when it could not be built). */
+typedef struct json_t json_t;
+json_t *cli_json_lines(const char *text, size_t len);
+int cli_json_print(json_t *o);
+/* A whole number from min to max (digits only: "8x", "-1", "" are errors); 0, or CLI_USAGE after
+ * "pecfs: OPT: 'TEXT' is not a whole number from MIN to MAX". */
+int cli_number(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out);
+/* A duration (cli_parse_duration) from min_ns to max_ns; 0, or CLI_USAGE after saying why. */
+int cli_duration(const char *opt, const char *text, int64_t min_ns, int64_t max_ns, int64_t *out);
 
 /* "90", "90s", "30m", "2h", "1d" -> nanoseconds; -1 when malformed. */
 int64_t cli_parse_duration(const char *s);
@@ -123,13 +161,19 @@ struct tier_options;
 /* The connection settings of cfg (s3 or else from, endpoint, region, addressing, CA, credentials). */
 void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o);
 
-/* The argument loop of commands that reach the bucket without a mount (restore, fsck --remote,
- * gc --remote): -c/--config FILE and --s3* settings (--s3-endpoint URL, --s3-region=R, ...) go into
- * cfg, -h/--help prints help, and every other argument goes to arg(ctx, argc, argv, &i), which
- * advances i past any value it takes and returns 0 or an exit code after printing why. Returns 0,
- * -1 after --help, or an exit code. */
-int cli_s3_args(int argc, char **argv, struct pecfs_config *cfg, void (*help)(FILE *),
-		int (*arg)(void *ctx, int argc, char **argv, int *i), void *ctx);
+/* Options of the commands that talk to the bucket without a mount: own (ids below CLI_S3_CONFIG_ID),
+ * then -c/--config FILE and every s3* setting (--s3, --s3-endpoint, ...). The count, or -ENOMEM; free
+ * *out. */
+#define CLI_S3_CONFIG_ID 1000
+#define CLI_S3_KEY_ID 1001
+int cli_s3_opts(const struct cli_opt *own, size_t nown, struct cli_opt **out);
+/* Applies o when cli_s3_opts added it: 1 done, 0 not one of them, CLI_USAGE after saying why. */
+int cli_s3_apply(struct pecfs_config *cfg, const struct cli_opt *o, const char *arg);
+/* cli_parse_args with those options: the s3 ones and --config go into cfg, the command's own to
+ * handle. */
+int cli_parse_s3_args(const char *cmd, int argc, char **argv, const struct cli_opt *own, size_t nown,
+		      void (*help)(FILE *), int (*handle)(void *ctx, const struct cli_opt *o, const char *arg),
+		      void *ctx, struct pecfs_config *cfg, struct cli_args *pos);
 
 /* Waits until version_path (on mountpoint, just sealed) is committed in S3; a progress bar on a
  * terminal, each new upload failure on stderr. Gives up after timeout_ns (< 0: never). Returns the
@@ -138,5 +182,12 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 
 /* "\rlabel [####    ]  42.0% 12/30 MiB" to out. */
 void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total);
+/* The same with the rate since cli_progress_begin and the time left at that rate (ETA). */
+struct cli_progress {
+	const char *label;
+	struct timespec t0;
+};
+void cli_progress_begin(struct cli_progress *p, const char *label);
+void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, uint64_t total);
 
 #endif

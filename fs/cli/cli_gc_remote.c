@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ void cli_help_gc_remote(FILE *out)
 		"  --grace DURATION           leave objects younger than this: 90s, 30m, 2h, 1d (default 1h)\n"
 		"  --forget-node ID           drop the published state of a node that is gone for good\n"
 		"  --dry-run                  print what would be deleted and delete nothing\n"
+		"  --json                     print the result as one JSON object (what was retired in \"log\")\n"
 		"  -c, --config FILE          read the s3* settings from a pecfs configuration file\n"
 		"  -h, --help                 show this help\n"
 		"\n"
@@ -42,40 +44,56 @@ void cli_help_gc_remote(FILE *out)
 		"  pecfs gc --remote --s3 s3://ckpt/team --s3-endpoint http://10.0.0.5:7480 --keep 5 --grace 2h\n");
 }
 
-static int gc_remote_arg(void *ctx, int argc, char **argv, int *i)
-{
-	struct tier_gc_options *o = ctx;
-	const char *a = argv[*i];
+enum { GC_REMOTE = 1, GC_DRY_RUN, GC_KEEP, GC_GRACE, GC_FORGET, GC_JSON };
 
-	if (strcmp(a, "--dry-run") == 0) {
-		o->dry_run = true;
+struct gc_remote_args {
+	struct tier_gc_options *o;
+	bool json;
+};
+
+static int gc_remote_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	struct gc_remote_args *ga = ctx;
+	struct tier_gc_options *g = ga->o;
+	uint64_t n;
+
+	switch (o->id) {
+	case GC_JSON:
+		ga->json = true;
+		return 0;
+	case GC_DRY_RUN:
+		g->dry_run = true;
+		return 0;
+	case GC_KEEP:
+		if (cli_number("--keep", arg, 0, 1000000, &n) != 0)
+			return CLI_USAGE;
+		g->keep = (uint32_t)n;
+		return 0;
+	case GC_GRACE:
+		return cli_duration("--grace", arg, 0, INT64_MAX, &g->grace_ns);
+	case GC_FORGET:
+		g->forget_node = arg;  /* argv's string: lives as long as the command */
+		return 0;
+	default:
 		return 0;
 	}
-	if (strcmp(a, "--keep") != 0 && strcmp(a, "--grace") != 0 && strcmp(a, "--forget-node") != 0)
-		return cli_error(CLI_USAGE, "unknown argument %s (see pecfs gc --remote --help)", a);
-	if (*i + 1 >= argc)
-		return cli_error(CLI_USAGE, "option %s needs a value", a);
-	const char *v = argv[++*i];
-	if (strcmp(a, "--keep") == 0) {
-		char *end;
-		long n = strtol(v, &end, 10);
-		if (*end || end == v || n < 0 || n > 1000000)
-			return cli_error(CLI_USAGE, "--keep: '%s' is not a whole number from 0 to 1000000", v);
-		o->keep = (uint32_t)n;
-	} else if (strcmp(a, "--grace") == 0) {
-		o->grace_ns = cli_parse_duration(v);
-		if (o->grace_ns < 0)
-			return cli_error(CLI_USAGE, "--grace: '%s' is not a duration like 90s, 30m, 2h or 1d", v);
-	} else {
-		o->forget_node = v;
-	}
-	return 0;
 }
 
-static int gc_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_gc_options *o)
+static int gc_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct gc_remote_args *ga)
 {
-	int rc = cli_s3_args(argc, argv, cfg, cli_help_gc_remote, gc_remote_arg, o);
+	static const struct cli_opt own[] = {
+		{ "remote", 0, CLI_NO_ARG, GC_REMOTE }, { "dry-run", 0, CLI_NO_ARG, GC_DRY_RUN },
+		{ "keep", 0, CLI_ARG, GC_KEEP },        { "grace", 0, CLI_ARG, GC_GRACE },
+		{ "forget-node", 0, CLI_ARG, GC_FORGET }, { "json", 0, CLI_NO_ARG, GC_JSON },
+	};
+	struct cli_args pos;
+	int rc = cli_parse_s3_args("gc", argc, argv, own, 6, cli_help_gc_remote, gc_remote_opt, ga, cfg, &pos);
 
+	if (rc != 0)
+		return rc;
+	if (pos.argc > 0)
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs gc --remote [options])", pos.argv[0]);
+	cli_args_free(&pos);
 	if (rc != 0)
 		return rc;
 	if (!cfg->s3[0])
@@ -89,20 +107,43 @@ int cli_gc_remote(int argc, char **argv)
 	struct pecfs_config cfg;
 	struct tier_options to;
 	struct tier_gc_report r;
-	char err[512] = "";
+	struct gc_remote_args ga = { &o, false };
+	char err[512] = "", *log = NULL;
+	size_t log_len = 0;
+	FILE *progress = stdout;
 	int rc;
 
 	pecfs_config_defaults(&cfg);
-	rc = gc_remote_parse(argc, argv, &cfg, &o);
+	rc = gc_remote_parse(argc, argv, &cfg, &ga);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 	cli_tier_options(&cfg, &to);
 	to.node_id = cfg.node_id[0] ? cfg.node_id : NULL;
-	rc = tier_bucket_gc(&to, &o, stdout, &r, err, sizeof(err));
+	/* --json: the lines of what was retired go into the JSON object */
+	if (ga.json && !(progress = open_memstream(&log, &log_len)))
+		return cli_error(CLI_FAILED, "out of memory");
+	rc = tier_bucket_gc(&to, &o, progress, &r, err, sizeof(err));
+	if (ga.json)
+		fclose(progress);
+	if (rc < 0)
+		free(log);
 	if (rc == -EINVAL)
 		return cli_error(CLI_USAGE, "%s", err[0] ? err : strerror(-rc));
 	if (rc < 0)
 		return cli_error(CLI_FAILED, "gc --remote %s: %s", cfg.s3, err[0] ? err : strerror(-rc));
+	if (ga.json) {
+		json_t *j = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "uri",
+				      cfg.s3, "dry_run", o.dry_run, "epoch", (json_int_t)r.epoch, "nodes",
+				      (json_int_t)r.nodes, "versions", (json_int_t)r.versions, "uncommitted",
+				      (json_int_t)r.uncommitted, "versions_retired", (json_int_t)r.versions_retired,
+				      "uploads_abandoned", (json_int_t)r.uploads_abandoned, "objects_deleted",
+				      (json_int_t)r.objects_deleted, "chunks", (json_int_t)r.chunks, "chunks_live",
+				      (json_int_t)r.chunks_live, "chunks_recent", (json_int_t)r.chunks_recent,
+				      "chunks_deleted", (json_int_t)r.chunks_deleted, "bytes_deleted",
+				      (json_int_t)r.bytes_deleted, "log", cli_json_lines(log, log_len));
+		free(log);
+		return cli_json_print(j);
+	}
 	printf("%s%s: epoch %llu, %llu node%s, %llu versions (%llu uncommitted), %llu retired, %llu abandoned uploads "
 	       "(%llu objects); "
 	       "chunks: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB)\n",

@@ -6,6 +6,8 @@
  */
 #include "cli.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,40 +71,47 @@ static const char *seal_reason(int err)
 	}
 }
 
+enum { SEAL_WAIT = 1, SEAL_TIMEOUT };
+
+struct seal_args {
+	bool wait_upload;
+	int64_t timeout_ns;
+};
+
+static int seal_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	struct seal_args *sa = ctx;
+
+	if (o->id == SEAL_WAIT) {
+		sa->wait_upload = true;
+		return 0;
+	}
+	return cli_duration("--timeout", arg, 0, INT64_MAX, &sa->timeout_ns);
+}
+
 int cli_seal(int argc, char **argv)
 {
+	static const struct cli_opt opts[] = {
+		{ "wait-upload", 0, CLI_NO_ARG, SEAL_WAIT },
+		{ "timeout", 0, CLI_ARG, SEAL_TIMEOUT },
+	};
+	struct seal_args sa = { false, -1 };
+	struct cli_args pos;
 	struct cli_mount m;
-	int rc = CLI_OK, first = 0;
-	bool wait_upload = false;
-	int64_t timeout_ns = -1;
+	int rc = cli_parse_args("seal", argc, argv, opts, 2, cli_help_seal, seal_opt, &sa, &pos);
 
-	for (; first < argc && argv[first][0] == '-'; first++) {
-		if (cli_is_help(argv[first])) {
-			cli_help_seal(stdout);
-			return CLI_OK;
-		}
-		if (strcmp(argv[first], "--") == 0) {
-			first++;
-			break;
-		}
-		if (strcmp(argv[first], "--timeout") == 0 || strncmp(argv[first], "--timeout=", 10) == 0) {
-			const char *v = argv[first][9] == '=' ? argv[first] + 10 : first + 1 < argc ? argv[++first] : "";
-			timeout_ns = cli_parse_duration(v);
-			if (timeout_ns < 0)
-				return cli_error(CLI_USAGE, "--timeout: '%s' is not a duration like 90s, 30m or 2h", v);
-			continue;
-		}
-		if (strcmp(argv[first], "--wait-upload") != 0)
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs seal --help)", argv[first]);
-		wait_upload = true;
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if (sa.timeout_ns >= 0 && !sa.wait_upload)
+		rc = cli_error(CLI_USAGE, "--timeout goes with --wait-upload");
+	else if (pos.argc == 0)
+		rc = cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload [--timeout D]] PATH...)");
+	if (rc != 0) {
+		cli_args_free(&pos);
+		return rc;
 	}
-	if (timeout_ns >= 0 && !wait_upload)
-		return cli_error(CLI_USAGE, "--timeout goes with --wait-upload");
-	if (first >= argc)
-		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs seal [--wait-upload [--timeout D]] PATH...)");
-
-	for (int i = first; i < argc; i++) {
-		const char *path = argv[i];
+	for (int i = 0; i < pos.argc; i++) {
+		const char *path = pos.argv[i];
 
 		if (cli_check_version_path(path, seal_reason(EINVAL), &m) != CLI_OK) {
 			rc = CLI_FAILED;
@@ -113,9 +122,10 @@ int cli_seal(int argc, char **argv)
 			continue;
 		}
 		printf("sealed %s\n", path);
-		if (wait_upload && cli_seal_wait_upload(path, m.mountpoint, timeout_ns) != CLI_OK)
+		if (sa.wait_upload && cli_seal_wait_upload(path, m.mountpoint, sa.timeout_ns) != CLI_OK)
 			rc = CLI_FAILED;
 	}
+	cli_args_free(&pos);
 	return rc;
 }
 
@@ -123,12 +133,13 @@ static void cli_help_maint(FILE *out, const char *cmd, const char *what, const c
 			   const char *example)
 {
 	fprintf(out,
-		"usage: pecfs %s DATA_DIR\n"
+		"usage: pecfs %s [--json] DATA_DIR\n"
 		"\n"
 		"%s\n"
 		"Works on a mounted data folder too: the daemon serving it runs the %s and reports here.\n"
 		"\n"
 		"options:\n"
+		"  --json       print the result as one JSON object\n"
 		"  -h, --help   show this help\n"
 		"\n"
 		"exit status: %s\n"
@@ -141,7 +152,7 @@ static void cli_help_maint(FILE *out, const char *cmd, const char *what, const c
 void cli_help_fsck(FILE *out)
 {
 	fprintf(out,
-		"usage: pecfs fsck DATA_DIR\n"
+		"usage: pecfs fsck [--json] DATA_DIR\n"
 		"       pecfs fsck --remote [options] [DATA_DIR]\n"
 		"\n"
 		"Checks a data folder: every chunk's SHA-256 and checksums, every file's references to\n"
@@ -156,7 +167,10 @@ void cli_help_fsck(FILE *out)
 		"key and the files (run/version/path) that use it. Chunk objects no manifest names are counted,\n"
 		"not errors (`pecfs gc --remote` removes them). Changes nothing.\n"
 		"\n"
-		"options (with --remote):\n"
+		"options:\n"
+		"  --json                     print each check's result as one JSON object per line (local first),\n"
+		"                             its findings in \"report\"\n"
+		"options with --remote:\n"
 		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix (required here or in the configuration file)\n"
 		"  --s3-endpoint URL          S3 server, http(s)://host[:port] (default: AWS)\n"
 		"  --s3-region R, --s3-addressing path|virtual, --s3-ca-file F, --s3-credentials-file F\n"
@@ -197,8 +211,8 @@ static int cli_maint_here(struct store *st, const char *cmd, const char *data_di
 	return rc;
 }
 
-/* fsck or gc: in the daemon when the data folder is mounted, else here. */
-static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *))
+/* fsck or gc of arg (DATA_DIR as given): in the daemon when the data folder is mounted, else here. */
+static int cli_maint(const char *cmd, const char *arg)
 {
 	struct store_options opt = { .chunk_size = STORE_DEFAULT_CHUNK_SIZE };
 	char data_dir[PATH_MAX], meta[PATH_MAX + 8];
@@ -207,22 +221,12 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 	pid_t pid = 0;
 	int rc;
 
-	if (argc >= 1 && cli_is_help(argv[0])) {
-		help(stdout);
-		return CLI_OK;
-	}
-	if (argc < 1)
-		return cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs %s DATA_DIR)", cmd);
-	if (argv[0][0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs %s --help)", argv[0], cmd);
-	if (argc > 1)
-		return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs %s DATA_DIR)", argv[1], cmd);
-	if (realpath(argv[0], data_dir) == NULL)
-		return cli_error(CLI_USAGE, "data folder %s: %s", argv[0], strerror(errno));
+	if (realpath(arg, data_dir) == NULL)
+		return cli_error(CLI_USAGE, "data folder %s: %s", arg, strerror(errno));
 	/* Opening would create a data folder: an fsck must never do that. */
 	snprintf(meta, sizeof(meta), "%s/meta", data_dir);
 	if (stat(meta, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", argv[0]);
+		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", arg);
 
 	/* The folder's owner may be on its way out (unmounting, or killed a moment ago: its socket can
 	 * still accept a connection until its last thread is gone), so a holder that does not answer
@@ -231,9 +235,9 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 		if (!cli_store_in_use(data_dir)) {
 			rc = store_open(data_dir, &opt, &st, &pid);
 			if (rc == 0)
-				return cli_maint_here(st, cmd, argv[0]);
+				return cli_maint_here(st, cmd, arg);
 			if (rc != -EBUSY)
-				return cli_error(CLI_FAILED, "cannot open data folder %s: %s", argv[0], strerror(-rc));
+				return cli_error(CLI_FAILED, "cannot open data folder %s: %s", arg, strerror(-rc));
 		}
 		rc = ctl_request(data_dir, cmd, stdout);
 		if (rc >= 0)
@@ -242,7 +246,7 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 			break;
 	}
 	pid = pid > 0 ? pid : cli_lock_pid(data_dir);
-	return cli_error(CLI_FAILED, "%s is in use by pid %ld, which does not answer on %s/%s: %s", argv[0],
+	return cli_error(CLI_FAILED, "%s is in use by pid %ld, which does not answer on %s/%s: %s", arg,
 			 (long)pid, data_dir, CTL_SOCKET_NAME, strerror(-rc));
 }
 
@@ -250,6 +254,7 @@ static int cli_maint(const char *cmd, int argc, char **argv, void (*help)(FILE *
 
 struct fsck_progress {
 	bool shown;
+	struct cli_progress bar;
 };
 
 static void fsck_remote_progress(void *ctx, uint64_t done, uint64_t total)
@@ -258,7 +263,7 @@ static void fsck_remote_progress(void *ctx, uint64_t done, uint64_t total)
 
 	if (!total)
 		return;
-	cli_progress_bar(stderr, "verifying", done, total);
+	cli_progress_show(stderr, &p->bar, done, total);
 	p->shown = true;
 }
 
@@ -267,56 +272,51 @@ static const char *plural(uint64_t n)
 	return n == 1 ? "" : "s";
 }
 
-static int fsck_remote_jobs(const char *v, unsigned *jobs)
-{
-	char *end;
-	long n = strtol(v, &end, 10);
-
-	if (end == v || *end || n < 1 || n > 64)
-		return cli_error(CLI_USAGE, "--jobs: '%s' is not a number from 1 to 64", v);
-	*jobs = (unsigned)n;
-	return 0;
-}
+enum { MAINT_REMOTE = 1, FSCK_QUICK, FSCK_JOBS, MAINT_JSON };
 
 struct fsck_remote_args {
 	struct tier_fsck_options *o;
-	const char **data_dir;
+	bool json;
 };
 
-static int fsck_remote_arg(void *ctx, int argc, char **argv, int *i)
+static int fsck_remote_opt(void *ctx, const struct cli_opt *o, const char *arg)
 {
 	struct fsck_remote_args *fa = ctx;
-	const char *a = argv[*i];
+	struct tier_fsck_options *fo = fa->o;
+	uint64_t n;
 
-	if (strcmp(a, "--remote") == 0)
-		return 0;
-	if (strcmp(a, "--quick") == 0) {
-		fa->o->quick = true;
-		return 0;
-	}
-	if (strncmp(a, "--jobs=", 7) == 0)
-		return fsck_remote_jobs(a + 7, &fa->o->jobs);
-	if (strcmp(a, "--jobs") == 0) {
-		if (*i + 1 >= argc)
-			return cli_error(CLI_USAGE, "option --jobs needs a value");
-		return fsck_remote_jobs(argv[++*i], &fa->o->jobs);
-	}
-	if (a[0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs fsck --help)", a);
-	if (*fa->data_dir)
-		return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] [DATA_DIR])",
-				 a);
-	*fa->data_dir = a;
+	if (o->id == MAINT_JSON)
+		fa->json = true;
+	else if (o->id == FSCK_QUICK)
+		fo->quick = true;
+	else if (o->id == FSCK_JOBS && cli_number("--jobs", arg, 1, 64, &n) != 0)
+		return CLI_USAGE;
+	else if (o->id == FSCK_JOBS)
+		fo->jobs = (unsigned)n;
 	return 0;
 }
 
 /* 0, -1 after --help, or an exit code. */
-static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct tier_fsck_options *o,
+static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, struct fsck_remote_args *fa,
 			     const char **data_dir)
 {
-	struct fsck_remote_args fa = { .o = o, .data_dir = data_dir };
-	int rc = cli_s3_args(argc, argv, cfg, cli_help_fsck, fsck_remote_arg, &fa);
+	static const struct cli_opt own[] = {
+		{ "remote", 0, CLI_NO_ARG, MAINT_REMOTE },
+		{ "quick", 0, CLI_NO_ARG, FSCK_QUICK },
+		{ "jobs", 0, CLI_ARG, FSCK_JOBS },
+		{ "json", 0, CLI_NO_ARG, MAINT_JSON },
+	};
+	struct tier_fsck_options *o = fa->o;
+	struct cli_args pos;
+	int rc = cli_parse_s3_args("fsck", argc, argv, own, 4, cli_help_fsck, fsck_remote_opt, fa, cfg, &pos);
 
+	if (rc != 0)
+		return rc;
+	*data_dir = pos.argc >= 1 ? pos.argv[0] : NULL;
+	if (pos.argc > 1)
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs fsck --remote [options] [DATA_DIR])",
+			       pos.argv[1]);
+	cli_args_free(&pos);
 	if (rc != 0)
 		return rc;
 	if (!cfg->s3[0] && !cfg->from[0])
@@ -326,10 +326,29 @@ static int fsck_remote_parse(int argc, char **argv, struct pecfs_config *cfg, st
 	return 0;
 }
 
+/* The one-line summary of a remote check. */
+static void fsck_remote_summary(const char *uri, const struct tier_fsck_options *o, const struct tier_fsck_report *rp)
+{
+	const struct tier_fsck_report r = *rp;
+
+	printf("fsck --remote %s: %llu committed version%s (%llu not committed), %llu manifest%s, %llu node state%s, "
+	       "%llu chunk object%s (%.1f MiB %s); %llu problem%s (chunk objects: %llu missing, %llu corrupt); "
+	       "%llu unreferenced chunk object%s (%.1f MiB, not an error)\n",
+	       uri, (unsigned long long)r.versions, plural(r.versions), (unsigned long long)r.uncommitted,
+	       (unsigned long long)r.manifests, plural(r.manifests), (unsigned long long)r.node_states,
+	       plural(r.node_states), (unsigned long long)r.chunks, plural(r.chunks), (double)r.bytes / (1 << 20),
+	       o->quick ? "listed" : "verified", (unsigned long long)r.problems, plural(r.problems),
+	       (unsigned long long)r.missing, (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced,
+	       plural(r.unreferenced), (double)r.unreferenced_bytes / (1 << 20));
+}
+
 static int cli_fsck_remote(int argc, char **argv)
 {
 	struct tier_fsck_options o = { 0 };
-	struct fsck_progress prog = { false };
+	struct fsck_remote_args fa = { &o, false };
+	struct fsck_progress prog = { false, { 0 } };
+	char *found = NULL;
+	size_t found_len = 0;
 	struct tier_fsck_report r;
 	struct pecfs_config cfg;
 	struct tier_options to;
@@ -338,36 +357,54 @@ static int cli_fsck_remote(int argc, char **argv)
 	int rc, local = CLI_OK;
 
 	pecfs_config_defaults(&cfg);
-	rc = fsck_remote_parse(argc, argv, &cfg, &o, &data_dir);
+	rc = fsck_remote_parse(argc, argv, &cfg, &fa, &data_dir);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 	if (data_dir) {
-		local = cli_maint("fsck", 1, (char **)&data_dir, cli_help_fsck);
+		local = cli_maint(fa.json ? "fsck json" : "fsck", data_dir);
 		if (local == CLI_USAGE)
 			return local;
 	}
 	cli_tier_options(&cfg, &to);
 	uri = to.uri;
-	o.out = stdout;
+	/* --json: the findings go into the JSON object, one string each */
+	o.out = fa.json ? open_memstream(&found, &found_len) : stdout;
+	if (!o.out)
+		return cli_error(CLI_FAILED, "out of memory");
 	if (isatty(STDERR_FILENO)) {
+		cli_progress_begin(&prog.bar, "verifying");
 		o.progress = fsck_remote_progress;
 		o.progress_ctx = &prog;
 	}
 	rc = tier_fsck(&to, &o, &r, err, sizeof(err));
+	if (fa.json)
+		fclose(o.out);
 	if (prog.shown)
 		fputc('\n', stderr);
-	if (rc < 0)
+	if (rc < 0) {
+		free(found);
 		return cli_error(CLI_USAGE, "fsck --remote %s: %s", uri, err[0] ? err : strerror(-rc));
-	printf("fsck --remote %s: %llu committed version%s (%llu not committed), %llu manifest%s, %llu node state%s, "
-	       "%llu chunk object%s (%.1f MiB %s); %llu problem%s (chunk objects: %llu missing, %llu corrupt); "
-	       "%llu unreferenced chunk object%s (%.1f MiB, not an error)\n",
-	       uri, (unsigned long long)r.versions, plural(r.versions), (unsigned long long)r.uncommitted,
-	       (unsigned long long)r.manifests, plural(r.manifests), (unsigned long long)r.node_states,
-	       plural(r.node_states), (unsigned long long)r.chunks, plural(r.chunks), (double)r.bytes / (1 << 20),
-	       o.quick ? "listed" : "verified", (unsigned long long)r.problems, plural(r.problems),
-	       (unsigned long long)r.missing, (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced,
-	       plural(r.unreferenced), (double)r.unreferenced_bytes / (1 << 20));
+	}
+	if (fa.json) {
+		json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+				      "check", "remote", "uri", uri, "quick", o.quick, "versions", (json_int_t)r.versions,
+				      "uncommitted", (json_int_t)r.uncommitted, "manifests", (json_int_t)r.manifests,
+				      "node_states", (json_int_t)r.node_states, "chunks", (json_int_t)r.chunks,
+				      "objects", (json_int_t)r.objects, "bytes", (json_int_t)r.bytes, "problems",
+				      (json_int_t)r.problems, "missing", (json_int_t)r.missing, "corrupt",
+				      (json_int_t)r.corrupt, "unreferenced", (json_int_t)r.unreferenced,
+				      "unreferenced_bytes", (json_int_t)r.unreferenced_bytes, "unreadable",
+				      (json_int_t)r.unreadable, "report", cli_json_lines(found, found_len));
+		free(found);
+		rc = cli_json_print(j);
+		if (rc != CLI_OK)
+			return rc;
+	} else {
+		fsck_remote_summary(uri, &o, &r);
+	}
 	fflush(stdout);
+	if (r.unreadable && fa.json)
+		return CLI_USAGE;  /* incomplete: "unreadable" says how much */
 	if (r.unreadable)
 		return cli_error(CLI_USAGE, "fsck --remote %s: the check is incomplete: %llu object%s could not "
 				 "be read (see above); check again when the server answers", uri,
@@ -375,17 +412,47 @@ static int cli_fsck_remote(int argc, char **argv)
 	return r.problems || local != CLI_OK ? CLI_FAILED : CLI_OK;
 }
 
-int cli_fsck(int argc, char **argv)
+/* True when --remote is among the options (before any "--"). */
+static bool maint_remote(int argc, char **argv)
 {
 	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--remote") == 0)
-			return cli_fsck_remote(argc, argv);
-	return cli_maint("fsck", argc, argv, cli_help_fsck);
+			return true;
+	return false;
+}
+
+/* The local form: `pecfs CMD DATA_DIR`. */
+static int cli_maint_local(const char *cmd, int argc, char **argv, void (*help)(FILE *))
+{
+	static const struct cli_opt opts[] = { { "json", 0, CLI_NO_ARG, MAINT_JSON } };
+	struct cli_args pos;
+	bool json = false;
+	char jcmd[16];
+	int rc = cli_parse_args(cmd, argc, argv, opts, 1, help, cli_flag_option, &json, &pos);
+
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	snprintf(jcmd, sizeof(jcmd), "%s json", cmd);
+	if (pos.argc == 1)
+		rc = cli_maint(json ? jcmd : cmd, pos.argv[0]);
+	else if (pos.argc == 0)
+		rc = cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs %s DATA_DIR)", cmd);
+	else
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs %s DATA_DIR)", pos.argv[1], cmd);
+	cli_args_free(&pos);
+	return rc;
+}
+
+int cli_fsck(int argc, char **argv)
+{
+	if (maint_remote(argc, argv))
+		return cli_fsck_remote(argc, argv);
+	return cli_maint_local("fsck", argc, argv, cli_help_fsck);
 }
 
 int cli_gc(int argc, char **argv)
 {
-	if (argc >= 1 && strcmp(argv[0], "--remote") == 0)
-		return cli_gc_remote(argc - 1, argv + 1);
-	return cli_maint("gc", argc, argv, cli_help_gc);
+	if (maint_remote(argc, argv))
+		return cli_gc_remote(argc, argv);
+	return cli_maint_local("gc", argc, argv, cli_help_gc);
 }

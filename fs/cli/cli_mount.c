@@ -15,7 +15,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -75,113 +74,130 @@ void cli_help_mount(FILE *out)
 		"  pecfs mount --chunk-size 1M /var/lib/pecfs /mnt/ckpt\n");
 }
 
-/* First pass: the configuration file must be read before the options that override it. */
-static int mount_load_config(int argc, char **argv, struct pecfs_config *cfg)
-{
-	const char *file = NULL;
-	char err[PATH_MAX + 256];
+enum { MOUNT_CONFIG = 1, MOUNT_CHECK, MOUNT_KEY = 1000, MOUNT_NO_KEY = 2000 };
 
-	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
-		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
-			if (i + 1 >= argc)
-				return cli_error(CLI_USAGE, "option %s needs a FILE", argv[i]);
-			file = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			file = argv[i] + 9;
-		}
+/* The options of `pecfs mount`: every setting (a yes/no one also as --no-NAME), -c, --check. */
+struct mount_opts {
+	struct cli_opt *v;
+	char **names;  /* the "no-NAME" strings */
+	size_t n, nnames;
+};
+
+static void mount_opts_free(struct mount_opts *mo)
+{
+	for (size_t i = 0; i < mo->nnames; i++)
+		free(mo->names[i]);
+	free(mo->names);
+	free(mo->v);
+}
+
+static int mount_opts_build(struct mount_opts *mo)
+{
+	size_t nkeys = 0;
+
+	memset(mo, 0, sizeof(*mo));
+	while (pecfs_config_keys[nkeys].name)
+		nkeys++;
+	mo->v = calloc(2 * nkeys + 2, sizeof(*mo->v));
+	mo->names = calloc(nkeys, sizeof(*mo->names));
+	if (!mo->v || !mo->names)
+		return -ENOMEM;
+	mo->v[mo->n++] = (struct cli_opt){ "config", 'c', CLI_ARG, MOUNT_CONFIG };
+	mo->v[mo->n++] = (struct cli_opt){ "check", 0, CLI_NO_ARG, MOUNT_CHECK };
+	for (size_t i = 0; i < nkeys; i++) {
+		const struct pecfs_config_key *k = &pecfs_config_keys[i];
+		bool yn = k->kind == PECFS_CONFIG_BOOL;
+		mo->v[mo->n++] = (struct cli_opt){ k->name, strcmp(k->name, "foreground") == 0 ? 'f' : 0,
+						   yn ? CLI_OPT_ARG : CLI_ARG, MOUNT_KEY + (int)i };
+		if (!yn)
+			continue;
+		char *no = malloc(strlen(k->name) + 4);
+		if (!no)
+			return -ENOMEM;
+		sprintf(no, "no-%s", k->name);
+		mo->names[mo->nnames++] = no;
+		mo->v[mo->n++] = (struct cli_opt){ no, 0, CLI_NO_ARG, MOUNT_NO_KEY + (int)i };
 	}
-	if (file == NULL && access(MOUNT_SYSTEM_CONFIG, F_OK) == 0)
-		file = MOUNT_SYSTEM_CONFIG;
-	if (file != NULL && pecfs_config_load(cfg, file, err, sizeof(err)) < 0)
-		return cli_error(CLI_USAGE, "%s", err);
-	return CLI_OK;
+	return 0;
 }
 
-static bool mount_is_bool_word(const char *s)
+/* First pass: only -c FILE, since the file must be read before the options that override it. */
+static int mount_config_opt(void *ctx, const struct cli_opt *o, const char *arg)
 {
-	static const char *const words[] = { "yes", "no", "true", "false", "on", "off", "1", "0" };
-
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strcasecmp(s, words[i]) == 0)
-			return true;
-	return false;
+	if (o->id == MOUNT_CONFIG)
+		*(const char **)ctx = arg;
+	return 0;
 }
 
-/* Applies one "--name[=value]" option, consuming its value from argv when separate. */
-static int mount_apply_option(struct pecfs_config *cfg, int argc, char **argv, int *i)
-{
-	char name[64], err[512];
-	const char *arg = argv[*i] + 2, *eq = strchr(arg, '='), *value = NULL;
-	const struct pecfs_config_key *key;
-	size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+struct mount_parse_state {
+	struct pecfs_config *cfg;
+	bool *check;
+};
 
-	if (len >= sizeof(name))
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs mount --help)", argv[*i]);
-	memcpy(name, arg, len);
-	name[len] = '\0';
-	key = pecfs_config_find(name);
-	if (key == NULL && strncmp(name, "no-", 3) == 0 && eq == NULL) {
-		key = pecfs_config_find(name + 3);
-		if (key != NULL && key->kind == PECFS_CONFIG_BOOL)
-			return pecfs_config_set(cfg, key->name, "no", err, sizeof(err)) < 0 ?
-				       cli_error(CLI_USAGE, "%s", err) : CLI_OK;
-		key = NULL;
+/* Second pass: every setting, in order. */
+static int mount_setting_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	struct mount_parse_state *ps = ctx;
+	char err[512];
+	const char *name, *value;
+
+	if (o->id == MOUNT_CONFIG)
+		return 0;
+	if (o->id == MOUNT_CHECK) {
+		*ps->check = true;
+		return 0;
 	}
-	if (key == NULL)
-		return cli_error(CLI_USAGE, "unknown option --%s (see pecfs mount --help)", name);
-
-	if (eq != NULL)
-		value = eq + 1;
-	else if (key->kind == PECFS_CONFIG_BOOL)
-		value = (*i + 1 < argc && mount_is_bool_word(argv[*i + 1])) ? argv[++*i] : "yes";
-	else if (*i + 1 < argc)
-		value = argv[++*i];
-	else
-		return cli_error(CLI_USAGE, "option --%s needs a value", name);
-	if (pecfs_config_set(cfg, key->name, value, err, sizeof(err)) < 0)
+	if (o->id >= MOUNT_NO_KEY) {
+		name = pecfs_config_keys[o->id - MOUNT_NO_KEY].name;
+		value = "no";
+	} else {
+		name = pecfs_config_keys[o->id - MOUNT_KEY].name;
+		value = arg ? arg : "yes";  /* a yes/no setting alone means yes */
+	}
+	if (pecfs_config_set(ps->cfg, name, value, err, sizeof(err)) < 0)
 		return cli_error(CLI_USAGE, "%s", err);
-	return CLI_OK;
+	return 0;
 }
 
-/* Second pass: options and the two positional arguments. */
+/* Both passes, then the two positional arguments. */
 static int mount_parse(int argc, char **argv, struct pecfs_config *cfg, const char **data_dir,
 		       const char **mountpoint, bool *check)
 {
-	const char *pos[2];
-	int npos = 0, rc;
-	bool only_positional = false;
+	struct mount_parse_state ps = { cfg, check };
+	struct mount_opts mo;
+	struct cli_args pos = { 0 };
+	const char *file = NULL;
+	char err[PATH_MAX + 256];
+	int rc;
 
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (only_positional || a[0] != '-' || a[1] == '\0') {
-			if (npos == 2)
-				return cli_error(CLI_USAGE, "unexpected argument '%s' (see pecfs mount --help)", a);
-			pos[npos++] = a;
-		} else if (strcmp(a, "--") == 0) {
-			only_positional = true;
-		} else if (strcmp(a, "-f") == 0) {
-			cfg->foreground = true;
-		} else if (strcmp(a, "--check") == 0) {
-			*check = true;
-		} else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-			i++;   /* read by mount_load_config */
-		} else if (strncmp(a, "--config=", 9) == 0) {
-			continue;
-		} else if (a[1] == '-') {
-			rc = mount_apply_option(cfg, argc, argv, &i);
-			if (rc != CLI_OK)
-				return rc;
-		} else {
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs mount --help)", a);
-		}
+	if (mount_opts_build(&mo) < 0) {
+		mount_opts_free(&mo);
+		return cli_error(CLI_FAILED, "out of memory");
 	}
-	if (npos < 2)
-		return cli_error(CLI_USAGE, "missing %s (usage: pecfs mount [options] DATA_DIR MOUNTPOINT)",
-				 npos == 0 ? "DATA_DIR and MOUNTPOINT" : "MOUNTPOINT");
-	*data_dir = pos[0];
-	*mountpoint = pos[1];
-	return CLI_OK;
+	rc = cli_parse_args("mount", argc, argv, mo.v, mo.n, cli_help_mount, mount_config_opt, &file, &pos);
+	cli_args_free(&pos);
+	if (rc == 0) {
+		if (file == NULL && access(MOUNT_SYSTEM_CONFIG, F_OK) == 0)
+			file = MOUNT_SYSTEM_CONFIG;
+		if (file != NULL && pecfs_config_load(cfg, file, err, sizeof(err)) < 0)
+			rc = cli_error(CLI_USAGE, "%s", err);
+	}
+	if (rc == 0)
+		rc = cli_parse_args("mount", argc, argv, mo.v, mo.n, cli_help_mount, mount_setting_opt, &ps, &pos);
+	mount_opts_free(&mo);
+	if (rc != 0)
+		return rc;
+	if (pos.argc < 2)
+		rc = cli_error(CLI_USAGE, "missing %s (usage: pecfs mount [options] DATA_DIR MOUNTPOINT)",
+			       pos.argc == 0 ? "DATA_DIR and MOUNTPOINT" : "MOUNTPOINT");
+	else if (pos.argc > 2)
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (see pecfs mount --help)", pos.argv[2]);
+	else {
+		*data_dir = pos.argv[0];
+		*mountpoint = pos.argv[1];
+	}
+	cli_args_free(&pos);
+	return rc;
 }
 
 /* fsync of the folder that holds path (path has no trailing slash). */
@@ -357,6 +373,7 @@ static void mount_on_mounted(void *arg)
 	mount_capture_end(&run->capture, NULL, 0, !run->daemon);
 	if (run->daemon) {
 		pecfs_log_open(run->cfg->log_level, true);
+		pecfs_log_set_json(run->cfg->log_json);
 		null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null_fd >= 0) {
 			dup2(null_fd, STDIN_FILENO);
@@ -483,18 +500,10 @@ int cli_mount(int argc, char **argv)
 	int rc, p[2];
 	pid_t child;
 
-	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
-		if (cli_is_help(argv[i])) {
-			cli_help_mount(stdout);
-			return CLI_OK;
-		}
-	}
 	pecfs_config_defaults(&cfg);
-	rc = mount_load_config(argc, argv, &cfg);
-	if (rc == CLI_OK)
-		rc = mount_parse(argc, argv, &cfg, &data_dir, &mountpoint, &check);
-	if (rc != CLI_OK)
-		return rc;
+	rc = mount_parse(argc, argv, &cfg, &data_dir, &mountpoint, &check);
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
 	if (pecfs_config_validate(&cfg, err, sizeof(err)) < 0)
 		return cli_error(CLI_USAGE, "%s", err);
 	if (check) {
@@ -513,10 +522,12 @@ int cli_mount(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (cfg.foreground) {
 		pecfs_log_open(cfg.log_level, cfg.syslog);
+		pecfs_log_set_json(cfg.log_json);
 		return mount_serve(&run);
 	}
 
 	pecfs_log_open(cfg.log_level, false);   /* the terminal until mounted, then syslog */
+	pecfs_log_set_json(cfg.log_json);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return cli_error(CLI_FAILED, "pipe: %s", strerror(errno));
 	fflush(NULL);

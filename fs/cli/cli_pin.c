@@ -48,24 +48,18 @@ static const char *pin_reason(int err)
 static int pin_run(int argc, char **argv, bool pin)
 {
 	const char *cmd = pin ? "pin" : "unpin";
+	struct cli_args pos;
 	struct cli_mount m;
-	int rc = CLI_OK, first = 0;
+	int rc = cli_parse_args(cmd, argc, argv, NULL, 0, cli_help_pin, cli_no_options, NULL, &pos);
 
-	for (; first < argc && argv[first][0] == '-'; first++) {
-		if (cli_is_help(argv[first])) {
-			cli_help_pin(stdout);
-			return CLI_OK;
-		}
-		if (strcmp(argv[first], "--") == 0) {
-			first++;
-			break;
-		}
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs %s --help)", argv[first], cmd);
-	}
-	if (first >= argc)
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if (pos.argc == 0) {
+		cli_args_free(&pos);
 		return cli_error(CLI_USAGE, "missing PATH (usage: pecfs %s PATH...)", cmd);
-	for (int i = first; i < argc; i++) {
-		const char *path = argv[i];
+	}
+	for (int i = 0; i < pos.argc; i++) {
+		const char *path = pos.argv[i];
 		if (cli_check_version_path(path, pin_reason(EINVAL), &m) != CLI_OK) {
 			rc = CLI_FAILED;
 			continue;
@@ -77,6 +71,7 @@ static int pin_run(int argc, char **argv, bool pin)
 		}
 		printf("%s %s\n", pin ? "pinned" : "unpinned", path);
 	}
+	cli_args_free(&pos);
 	return rc;
 }
 

@@ -27,38 +27,35 @@ void cli_help_ping(FILE *out)
 		"  pecfs ping --timeout 10s /var/lib/pecfs\n");
 }
 
+static int ping_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	(void)o;
+	return cli_duration("--timeout", arg, 1000000000, 3600 * (int64_t)1000000000, ctx);
+}
+
 int cli_ping(int argc, char **argv)
 {
-	const char *data_dir = NULL;
+	static const struct cli_opt opts[] = { { "timeout", 0, CLI_ARG, 0 } };
 	int64_t timeout_ns = 5 * (int64_t)1000000000;
 	struct timespec t0, t1;
+	struct cli_args pos;
+	int rc = cli_parse_args("ping", argc, argv, opts, 1, cli_help_ping, ping_opt, &timeout_ns, &pos);
 
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		if (cli_is_help(a)) {
-			cli_help_ping(stdout);
-			return CLI_OK;
-		}
-		if (strcmp(a, "--timeout") == 0 || strncmp(a, "--timeout=", 10) == 0) {
-			const char *v = a[9] == '=' ? a + 10 : i + 1 < argc ? argv[++i] : "";
-			timeout_ns = cli_parse_duration(v);
-			if (timeout_ns <= 0 || timeout_ns > 3600 * (int64_t)1000000000)
-				return cli_error(CLI_USAGE, "--timeout: '%s' is not a duration from 1s to 1h", v);
-		} else if (a[0] == '-') {
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs ping --help)", a);
-		} else if (data_dir) {
-			return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs ping DATA_DIR)", a);
-		} else {
-			data_dir = a;
-		}
-	}
-	if (!data_dir)
-		return cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs ping [--timeout D] DATA_DIR)");
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	const char *data_dir = pos.argc == 1 ? pos.argv[0] : NULL;
+	if (pos.argc > 1)
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs ping DATA_DIR)", pos.argv[1]);
+	else if (!data_dir)
+		rc = cli_error(CLI_USAGE, "missing DATA_DIR (usage: pecfs ping [--timeout D] DATA_DIR)");
+	cli_args_free(&pos);
+	if (rc != 0)
+		return rc;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	FILE *devnull = fopen("/dev/null", "w");
 	if (!devnull)
 		return cli_error(CLI_FAILED, "/dev/null: %s", strerror(errno));
-	int rc = ctl_request_timeout(data_dir, "ping", devnull, (unsigned)(timeout_ns / 1000000));
+	rc = ctl_request_timeout(data_dir, "ping", devnull, (unsigned)(timeout_ns / 1000000));
 	fclose(devnull);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;

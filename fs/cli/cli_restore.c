@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,7 +54,8 @@ void cli_help_restore(FILE *out)
 		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix the versions were uploaded to (required)\n"
 		"  --s3-endpoint URL          S3 server, http(s)://host[:port] (default: AWS)\n"
 		"  --s3-region R, --s3-addressing path|virtual, --s3-ca-file F, --s3-credentials-file F\n"
-		"  --threads N                chunks fetched at once (default 16)\n"
+		"  --threads N                chunks fetched at once, 1 to 256 (default 16)\n"
+		"  --json                     print the result as one JSON object\n"
 		"  -c, --config FILE          read the s3* settings from a pecfs configuration file\n"
 		"  -h, --help                 show this help\n"
 		"\n"
@@ -496,41 +498,44 @@ static int dest_open(const char *dest, bool existed, int *out)
 	return 0;
 }
 
-struct restore_args {
-	unsigned *threads;
-	const char **what, **dest;
-	int pos;
+struct restore_opts {
+	unsigned threads;
+	bool json;
 };
 
-static int restore_arg(void *ctx, int argc, char **argv, int *i)
+static int restore_opt(void *ctx, const struct cli_opt *o, const char *arg)
 {
-	struct restore_args *ra = ctx;
-	const char *a = argv[*i];
+	struct restore_opts *ro = ctx;
+	uint64_t n;
 
-	if (strcmp(a, "--threads") == 0 && *i + 1 < argc) {
-		*ra->threads = (unsigned)atoi(argv[++*i]);
-		if (*ra->threads < 1 || *ra->threads > 256)
-			return cli_error(CLI_USAGE, "--threads: a number from 1 to 256");
+	if (o->id == 2) {
+		ro->json = true;
 		return 0;
 	}
-	if (a[0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs restore --help)", a);
-	if (ra->pos >= 2)
-		return cli_error(CLI_USAGE, "too many arguments (usage: pecfs restore RUN[@VERSION] DEST)");
-	*(ra->pos++ == 0 ? ra->what : ra->dest) = a;
+	if (cli_number("--threads", arg, 1, 256, &n) != 0)
+		return CLI_USAGE;
+	ro->threads = (unsigned)n;
 	return 0;
 }
 
-static int restore_parse(int argc, char **argv, struct pecfs_config *cfg, unsigned *threads, const char **what,
-			 const char **dest)
+static int restore_parse(int argc, char **argv, struct pecfs_config *cfg, struct restore_opts *ro,
+			 const char **what, const char **dest)
 {
-	struct restore_args ra = { .threads = threads, .what = what, .dest = dest };
-	int rc = cli_s3_args(argc, argv, cfg, cli_help_restore, restore_arg, &ra);
+	static const struct cli_opt own[] = { { "threads", 0, CLI_ARG, 1 }, { "json", 0, CLI_NO_ARG, 2 } };
+	struct cli_args pos;
+	int rc = cli_parse_s3_args("restore", argc, argv, own, 2, cli_help_restore, restore_opt, ro, cfg, &pos);
 
 	if (rc != 0)
 		return rc;
-	if (ra.pos != 2)
-		return cli_error(CLI_USAGE, "usage: pecfs restore [options] RUN[@VERSION] DEST");
+	if (pos.argc != 2) {
+		rc = cli_error(CLI_USAGE, "usage: pecfs restore [options] RUN[@VERSION] DEST");
+	} else {
+		*what = pos.argv[0];
+		*dest = pos.argv[1];
+	}
+	cli_args_free(&pos);
+	if (rc != 0)
+		return rc;
 	if (!cfg->s3[0])
 		return cli_error(CLI_USAGE, "missing --s3 s3://BUCKET/PREFIX");
 	return 0;
@@ -539,9 +544,11 @@ static int restore_parse(int argc, char **argv, struct pecfs_config *cfg, unsign
 static void restore_progress(struct restore *r, size_t nth, uint64_t total)
 {
 	bool tty = isatty(STDERR_FILENO);
+	struct cli_progress bar;
 
+	cli_progress_begin(&bar, "restoring");
 	while (tty) {
-		cli_progress_bar(stderr, "restoring", atomic_load(&r->done), total);
+		cli_progress_show(stderr, &bar, atomic_load(&r->done), total);
 		if (atomic_load(&r->finished) >= nth || atomic_load(&r->rc) != 0)
 			break;
 		struct timespec ts = { 0, 200000000 };
@@ -598,7 +605,8 @@ int cli_restore(int argc, char **argv)
 	char bucket[S3_BUCKET_MAX], err[700], key[TIER_PREFIX_MAX + 300], version[TIER_NAME_MAX + 1],
 		run[TIER_NAME_MAX + 1], what_path[TIER_PATH_MAX + 1] = "";
 	const char *what = NULL, *dest = NULL;
-	unsigned threads = 16;
+	struct restore_opts ro = { 16, false };
+	struct timespec t0, t1;
 	pthread_t th[256];
 	size_t nth = 0, nfiles = 0;
 	int code = CLI_FAILED, rc, destfd = -1;
@@ -607,7 +615,8 @@ int cli_restore(int argc, char **argv)
 	bool existed;
 
 	pecfs_config_defaults(&cfg);
-	rc = restore_parse(argc, argv, &cfg, &threads, &what, &dest);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = restore_parse(argc, argv, &cfg, &ro, &what, &dest);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 	rc = restore_what(what, run, version);
@@ -617,7 +626,7 @@ int cli_restore(int argc, char **argv)
 		return rc;
 	cli_tier_options(&cfg, &o);
 	o.max_attempts = TIER_READER_ATTEMPTS;  /* one failed request fails the restore */
-	if (tier_client_new(&o, threads + 1, NULL, NULL, &r.c, bucket, r.prefix, err, sizeof(err)) < 0)
+	if (tier_client_new(&o, ro.threads + 1, NULL, NULL, &r.c, bucket, r.prefix, err, sizeof(err)) < 0)
 		return cli_error(CLI_USAGE, "%s", err);
 	pthread_mutex_init(&r.lock, NULL);
 	if (!version[0]) {
@@ -659,7 +668,7 @@ int cli_restore(int argc, char **argv)
 		cli_error(CLI_FAILED, "%s: creating %s: %s", dest, what_path[0] ? what_path : "the files", strerror(-rc));
 		goto out;
 	}
-	for (; nth < threads; nth++)
+	for (; nth < ro.threads; nth++)
 		if (pthread_create(&th[nth], NULL, restore_worker, &r) != 0)
 			break;
 	if (nth == 0)
@@ -684,7 +693,14 @@ int cli_restore(int argc, char **argv)
 	}
 	if (!existed)
 		sync_parent(dest);
-	printf("restored %s@%s to %s: %zu files, %llu bytes\n", run, version, dest, nfiles, (unsigned long long)total);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (ro.json)
+		cli_json_print(json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "run", run, "version", version, "dest", dest,
+					 "files", (json_int_t)nfiles, "bytes", (json_int_t)total, "seconds",
+					 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
+	else
+		printf("restored %s@%s to %s: %zu files, %llu bytes\n", run, version, dest, nfiles,
+		       (unsigned long long)total);
 	code = CLI_OK;
 out:
 	for (size_t i = 0; i < nfiles; i++) {

@@ -269,21 +269,18 @@ int cli_status(int argc, char **argv)
 	struct stat sb;
 	int rc = CLI_OK;
 
-	for (int a = 0; a < argc; a++) {
-		if (cli_is_help(argv[a])) {
-			cli_help_status(stdout);
-			return CLI_OK;
-		} else if (strcmp(argv[a], "--json") == 0) {
-			as_json = true;
-		} else if (argv[a][0] == '-') {
-			return cli_error(CLI_USAGE, "unknown option %s (see pecfs status --help)", argv[a]);
-		} else if (path != NULL) {
-			return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs status [--json] [PATH])",
-					 argv[a]);
-		} else {
-			path = argv[a];
-		}
+	static const struct cli_opt opts[] = { { "json", 0, CLI_NO_ARG, 0 } };
+	struct cli_args pos;
+	rc = cli_parse_args("status", argc, argv, opts, 1, cli_help_status, cli_flag_option, &as_json, &pos);
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if (pos.argc > 1) {
+		rc = cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs status [--json] [PATH])", pos.argv[1]);
+		cli_args_free(&pos);
+		return rc;
 	}
+	path = pos.argc == 1 ? pos.argv[0] : NULL;  /* the string is argv's, the array pos's */
+	cli_args_free(&pos);
 
 	if (path != NULL) {
 		if (stat(path, &sb) < 0)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 #include "tier_persist.h"
 #include "tier.h"
@@ -40,69 +41,71 @@ void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o)
 	o->credentials_file = nz(cfg->s3_credentials_file);
 }
 
-/* 1 when argv[*i] is a -c/--config or --s3* setting (taken, *i past its value), 0 when it is not, -1
- * after printing why it is bad. */
-static int cli_s3_arg(struct pecfs_config *cfg, int argc, char **argv, int *i)
+int cli_s3_opts(const struct cli_opt *own, size_t nown, struct cli_opt **out)
 {
-	const char *a = argv[*i], *eq, *val;
-	char name[64], err[512];
-	size_t n;
+	size_t n = 0, cap = nown + 1;
 
-	if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-		if (*i + 1 >= argc) {
-			cli_error(CLI_USAGE, "option %s needs a value", a);
-			return -1;
-		}
-		if (pecfs_config_load(cfg, argv[++*i], err, sizeof(err)) < 0) {
-			cli_error(CLI_USAGE, "%s", err);
-			return -1;
-		}
+	for (const struct pecfs_config_key *k = pecfs_config_keys; k->name; k++)
+		cap += strncmp(k->name, "s3", 2) == 0;
+	struct cli_opt *v = calloc(cap, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, own, nown * sizeof(*v));
+	n = nown;
+	v[n++] = (struct cli_opt){ "config", 'c', CLI_ARG, CLI_S3_CONFIG_ID };
+	int i = 0;
+	for (const struct pecfs_config_key *k = pecfs_config_keys; k->name; k++, i++)
+		if (strncmp(k->name, "s3", 2) == 0)
+			v[n++] = (struct cli_opt){ k->name, 0, CLI_ARG, CLI_S3_KEY_ID + i };
+	*out = v;
+	return (int)n;
+}
+
+int cli_s3_apply(struct pecfs_config *cfg, const struct cli_opt *o, const char *arg)
+{
+	char err[512];
+
+	if (o->id == CLI_S3_CONFIG_ID) {
+		if (pecfs_config_load(cfg, arg, err, sizeof(err)) < 0)
+			return cli_error(CLI_USAGE, "%s", err);
 		return 1;
 	}
-	if (strncmp(a, "--s3", 4) != 0)
+	if (o->id < CLI_S3_KEY_ID)
 		return 0;
-	eq = strchr(a, '=');
-	n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-	if (n >= sizeof(name)) {
-		cli_error(CLI_USAGE, "unknown option %s", a);
-		return -1;
-	}
-	memcpy(name, a + 2, n);
-	name[n] = '\0';
-	if (eq) {
-		val = eq + 1;
-	} else if (*i + 1 < argc) {
-		val = argv[++*i];
-	} else {
-		cli_error(CLI_USAGE, "option %s needs a value", a);
-		return -1;
-	}
-	if (pecfs_config_set(cfg, name, val, err, sizeof(err)) < 0) {
-		cli_error(CLI_USAGE, "%s", err);
-		return -1;
-	}
+	if (pecfs_config_set(cfg, o->name, arg, err, sizeof(err)) < 0)
+		return cli_error(CLI_USAGE, "%s", err);
 	return 1;
 }
 
-int cli_s3_args(int argc, char **argv, struct pecfs_config *cfg, void (*help)(FILE *),
-		int (*arg)(void *ctx, int argc, char **argv, int *i), void *ctx)
-{
-	for (int i = 0; i < argc; i++) {
-		int taken = cli_s3_arg(cfg, argc, argv, &i), rc;
+struct s3_parse {
+	struct pecfs_config *cfg;
+	int (*handle)(void *ctx, const struct cli_opt *o, const char *arg);
+	void *ctx;
+};
 
-		if (taken < 0)
-			return CLI_USAGE;
-		if (taken)
-			continue;
-		if (cli_is_help(argv[i])) {
-			help(stdout);
-			return -1;
-		}
-		rc = arg(ctx, argc, argv, &i);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
+static int s3_parse_opt(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	struct s3_parse *p = ctx;
+	int r = cli_s3_apply(p->cfg, o, arg);
+
+	if (r)
+		return r == 1 ? 0 : r;
+	return p->handle(p->ctx, o, arg);
+}
+
+int cli_parse_s3_args(const char *cmd, int argc, char **argv, const struct cli_opt *own, size_t nown,
+		      void (*help)(FILE *), int (*handle)(void *ctx, const struct cli_opt *o, const char *arg),
+		      void *ctx, struct pecfs_config *cfg, struct cli_args *pos)
+{
+	struct s3_parse p = { cfg, handle, ctx };
+	struct cli_opt *opts;
+	int n = cli_s3_opts(own, nown, &opts);
+
+	if (n < 0)
+		return cli_error(CLI_FAILED, "out of memory");
+	int rc = cli_parse_args(cmd, argc, argv, opts, (size_t)n, help, s3_parse_opt, &p, pos);
+	free(opts);
+	return rc;
 }
 
 int cli_tier_import(const struct pecfs_config *cfg)
@@ -201,6 +204,31 @@ static bool mount_has_tier(const char *mountpoint)
 	return yes;
 }
 
+void cli_progress_begin(struct cli_progress *p, const char *label)
+{
+	p->label = label;
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+}
+
+void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, uint64_t total)
+{
+	struct timespec now;
+	char eta[32] = "";
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double secs = (double)(now.tv_sec - p->t0.tv_sec) + (double)(now.tv_nsec - p->t0.tv_nsec) / 1e9;
+	double rate = secs > 0.5 ? (double)done / secs : 0;
+	cli_progress_bar(out, p->label, done, total);
+	if (rate > 0 && total > done) {
+		uint64_t left = (uint64_t)((double)(total - done) / rate + 0.5);
+		snprintf(eta, sizeof(eta), " ETA %llu:%02llu:%02llu", (unsigned long long)(left / 3600),
+			 (unsigned long long)(left / 60 % 60), (unsigned long long)(left % 60));
+	}
+	/* the trailing spaces wipe a longer line of an earlier call */
+	fprintf(out, " %.1f MiB/s%s   ", rate / (1 << 20), eta);
+	fflush(out);
+}
+
 void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total)
 {
 	int width = 30, fill = total ? (int)((double)done / (double)total * width) : 0;
@@ -219,6 +247,7 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 	bool tty = isatty(STDERR_FILENO);
 	uint64_t done = 0, total = 0;
 	struct timespec t0, now;
+	struct cli_progress prog;
 	int rc;
 
 	if (!mount_has_tier(mountpoint))
@@ -228,12 +257,13 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 	snprintf(buf, sizeof(buf), "%s", version_path);
 	snprintf(run, sizeof(run), "%s", dirname(buf));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cli_progress_begin(&prog, "uploading");
 	for (;;) {
 		rc = seal_upload_state(run, name, &done, &total, error, sizeof(error));
 		if (rc < 0)
 			return cli_error(CLI_FAILED, "%s: cannot read its upload state: %s", version_path, strerror(-rc));
 		if (tty)
-			cli_progress_bar(stderr, "uploading", rc == 1 ? total : done, total);
+			cli_progress_show(stderr, &prog, rc == 1 ? total : done, total);
 		if (rc == 1)
 			break;
 		if (error[0] && strcmp(error, said) != 0) {  /* each new failure once; the daemon retries it */

@@ -125,23 +125,23 @@ int cli_umount(int argc, char **argv)
 	pid_t pid;
 	int rc;
 
-	if (argc >= 1 && cli_is_help(argv[0])) {
-		cli_help_umount(stdout);
-		return CLI_OK;
-	}
-	if (argc < 1)
-		return cli_error(CLI_USAGE, "missing MOUNTPOINT (usage: pecfs umount MOUNTPOINT)");
-	if (argc > 1)
-		return cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs umount MOUNTPOINT)", argv[1]);
-	if (argv[0][0] == '-')
-		return cli_error(CLI_USAGE, "unknown option %s (see pecfs umount --help)", argv[0]);
-
-	rc = cli_abspath(argv[0], path, sizeof(path));
-	if (rc < 0)
-		return cli_error(CLI_USAGE, "%s: %s", argv[0], strerror(-rc));
-	if (cli_mount_by_mountpoint(path, &m) < 0 &&
-	    (realpath(argv[0], real) == NULL || cli_mount_by_mountpoint(real, &m) < 0))
-		return cli_error(CLI_USAGE, "%s is not a pecfs mount point", argv[0]);
+	struct cli_args pos;
+	rc = cli_parse_args("umount", argc, argv, NULL, 0, cli_help_umount, cli_no_options, NULL, &pos);
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	const char *arg = pos.argc == 1 ? pos.argv[0] : NULL;
+	if (pos.argc != 1)
+		rc = pos.argc == 0 ? cli_error(CLI_USAGE, "missing MOUNTPOINT (usage: pecfs umount MOUNTPOINT)")
+				   : cli_error(CLI_USAGE, "unexpected argument '%s' (usage: pecfs umount MOUNTPOINT)",
+					       pos.argv[1]);
+	else if ((rc = cli_abspath(arg, path, sizeof(path))) < 0)
+		rc = cli_error(CLI_USAGE, "%s: %s", arg, strerror(-rc));
+	else if (cli_mount_by_mountpoint(path, &m) < 0 &&
+		 (realpath(arg, real) == NULL || cli_mount_by_mountpoint(real, &m) < 0))
+		rc = cli_error(CLI_USAGE, "%s is not a pecfs mount point", arg);
+	cli_args_free(&pos);
+	if (rc != 0)
+		return rc;
 
 	pid = cli_lock_pid(m.data_dir);
 	dead = stat(m.mountpoint, &st) < 0 && errno == ENOTCONN;

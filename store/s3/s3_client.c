@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,26 @@ void s3_client_get_stats(struct s3_client *c, struct s3_client_stats *out)
 	out->bytes_sent = atomic_load(&c->bytes_sent);
 	out->bytes_received = atomic_load(&c->bytes_received);
 	out->connects = atomic_load(&c->connects);
+}
+
+const double s3_latency_bounds_s[S3_LATENCY_BUCKETS] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+							  5, 10, INFINITY };
+const char *const s3_metric_method_names[S3_M_METHODS] = { "GET", "PUT", "HEAD", "DELETE", "POST" };
+const char *const s3_metric_outcome_names[S3_O_OUTCOMES] = { "2xx", "3xx", "4xx", "5xx", "error" };
+
+void s3_client_add_metrics(struct s3_client *c, struct s3_client_metrics *out)
+{
+	for (int m = 0; m < S3_M_METHODS; m++) {
+		uint64_t cum = 0;
+		for (int o = 0; o < S3_O_OUTCOMES; o++)
+			out->requests[m][o] += atomic_load(&c->m_requests[m][o]);
+		for (int b = 0; b < S3_LATENCY_BUCKETS; b++) {
+			cum += atomic_load(&c->m_latency[m][b]);
+			out->latency_le[m][b] += cum;
+		}
+		out->latency_count[m] += cum;
+		out->latency_sum_s[m] += (double)atomic_load(&c->m_latency_us[m]) / 1e6;
+	}
 }
 
 const char *s3_client_describe(struct s3_client *c, const char *key, char *buf, size_t size)

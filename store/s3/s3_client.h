@@ -97,6 +97,23 @@ struct s3_client_stats {
 };
 void s3_client_get_stats(struct s3_client *c, struct s3_client_stats *out);
 
+/* Every HTTP request sent (retries included), by method and outcome, with a latency histogram per
+ * method: counted as they happen, for Prometheus. */
+enum s3_metric_method { S3_M_GET, S3_M_PUT, S3_M_HEAD, S3_M_DELETE, S3_M_POST, S3_M_METHODS };
+enum s3_metric_outcome { S3_O_2XX, S3_O_3XX, S3_O_4XX, S3_O_5XX, S3_O_TRANSPORT, S3_O_OUTCOMES };
+#define S3_LATENCY_BUCKETS 12   /* upper bounds in s3_latency_bounds_s, the last one +Inf */
+extern const double s3_latency_bounds_s[S3_LATENCY_BUCKETS];
+extern const char *const s3_metric_method_names[S3_M_METHODS];      /* "GET", ... */
+extern const char *const s3_metric_outcome_names[S3_O_OUTCOMES];    /* "2xx", ..., "error" */
+struct s3_client_metrics {
+	uint64_t requests[S3_M_METHODS][S3_O_OUTCOMES];
+	uint64_t latency_le[S3_M_METHODS][S3_LATENCY_BUCKETS];  /* cumulative, as Prometheus wants */
+	double latency_sum_s[S3_M_METHODS];
+	uint64_t latency_count[S3_M_METHODS];
+};
+/* Adds this client's figures into out (so several clients can be summed). */
+void s3_client_add_metrics(struct s3_client *c, struct s3_client_metrics *out);
+
 /* "s3://bucket/key" for messages, into buf. */
 const char *s3_client_describe(struct s3_client *c, const char *key, char *buf, size_t size);
 

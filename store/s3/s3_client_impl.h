@@ -49,6 +49,9 @@ struct s3_client {
 	unsigned nidle, nhandles;       /* protected by pool_lock */
 
 	atomic_uint_fast64_t requests, retries, failures, bytes_sent, bytes_received, connects;
+	atomic_uint_fast64_t m_requests[S3_M_METHODS][S3_O_OUTCOMES];
+	atomic_uint_fast64_t m_latency[S3_M_METHODS][S3_LATENCY_BUCKETS];  /* per bucket, not cumulative */
+	atomic_uint_fast64_t m_latency_us[S3_M_METHODS];                   /* sum, microseconds */
 };
 
 /* Asks refresh_creds for new credentials unless another thread replaced them since generation gen

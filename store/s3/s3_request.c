@@ -526,6 +526,31 @@ static void s3_creds_renew_ahead(struct s3_client *c)
 
 /* ---- the retry loop ---- */
 
+/* One attempt into the client's metrics, and one debug line. */
+static void s3_count_attempt(struct s3_client *c, const struct s3_req *r, CURLcode cc, double secs,
+			     unsigned attempt)
+{
+	int m = 0, o, b = 0;
+
+	while (m < S3_M_METHODS - 1 && strcmp(s3_metric_method_names[m], r->method) != 0)
+		m++;
+	if (cc != CURLE_OK || r->status < 200 || r->status >= 600)
+		o = S3_O_TRANSPORT;
+	else
+		o = (int)(r->status / 100) - 2;
+	while (b < S3_LATENCY_BUCKETS - 1 && secs > s3_latency_bounds_s[b])
+		b++;
+	atomic_fetch_add(&c->m_requests[m][o], 1);
+	atomic_fetch_add(&c->m_latency[m][b], 1);
+	atomic_fetch_add(&c->m_latency_us[m], (uint64_t)(secs * 1e6));
+	if (cc == CURLE_OK)
+		s3_log(c, S3_LOG_DEBUG, "S3 %s %s/%s: HTTP %ld in %.1f ms (attempt %u)", r->method, c->bucket,
+		       r->key ? r->key : "", r->status, secs * 1e3, attempt);
+	else
+		s3_log(c, S3_LOG_DEBUG, "S3 %s %s/%s: %s after %.1f ms (attempt %u)", r->method, c->bucket,
+		       r->key ? r->key : "", curl_easy_strerror(cc), secs * 1e3, attempt);
+}
+
 static void s3_reset_response(struct s3_req *r)
 {
 	r->status = 0;
@@ -586,8 +611,13 @@ int s3_request(struct s3_client *c, struct s3_req *r, struct s3_result *res)
 		atomic_fetch_add(&c->requests, 1);
 		if (attempt > 1)
 			atomic_fetch_add(&c->retries, 1);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		cc = curl_easy_perform(a.h);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		curl_easy_getinfo(a.h, CURLINFO_RESPONSE_CODE, &r->status);
+		s3_count_attempt(c, r, cc, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+				 attempt);
 		long connects = 0;
 		curl_easy_getinfo(a.h, CURLINFO_NUM_CONNECTS, &connects);
 		atomic_fetch_add(&c->connects, (uint64_t)connects);

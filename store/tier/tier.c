@@ -180,6 +180,16 @@ int tier_get_status(struct tier *t, struct tier_status *out)
 	return 0;
 }
 
+int tier_get_request_metrics(struct tier *t, struct s3_client_stats *stats, struct s3_client_metrics *m)
+{
+	if (!t)
+		return -ENODEV;
+	s3_client_get_stats(t->client, stats);
+	memset(m, 0, sizeof(*m));
+	s3_client_add_metrics(t->client, m);
+	return 0;
+}
+
 int tier_version_status(struct tier *t, uint64_t run_ino, uint64_t version_ino, uint64_t *uploaded_bytes,
 			bool *uploaded)
 {

@@ -118,6 +118,8 @@ struct tier_status {
 
 /* Fills out for tier t; -ENODEV when t is NULL (no tier). */
 int tier_get_status(struct tier *t, struct tier_status *out);
+/* The S3 client's request figures (s3_client.h), counted as requests happen; -ENODEV without a tier. */
+int tier_get_request_metrics(struct tier *t, struct s3_client_stats *stats, struct s3_client_metrics *m);
 
 /* Upload state of one version: *uploaded_bytes (chunk bytes of the version known to be in S3) and
  * *uploaded (COMMIT written by this node). -ENODEV when t is NULL. */

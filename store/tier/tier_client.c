@@ -93,8 +93,9 @@ void tier_s3_log(void *ctx, enum s3_log_level level, const char *msg)
 {
 	struct tier *t = ctx;
 
-	/* Retries are routine during an outage; the uploader reports the outage once itself. */
-	if (level <= S3_LOG_ERROR)
+	/* Retries are routine during an outage; the uploader reports the outage once itself. The
+	 * line per request (debug) is for whoever asked for debug. */
+	if (level <= S3_LOG_ERROR || level == S3_LOG_DEBUG)
 		tier_logf(t, level, "%s", msg);
 }
 

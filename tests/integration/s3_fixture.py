@@ -91,6 +91,13 @@ class RgwTestCase(unittest.TestCase):
             raise AssertionError("pecfs-s3check %s failed: %s" % (" ".join(map(str, args)), cp.stderr))
         return cp
 
+    def put_object(self, key, data):
+        """Stores data as key (through a file, as pecfs-s3check takes one)."""
+        path = os.path.join(self.scratch, "obj-%d" % len(os.listdir(self.scratch)))
+        with open(path, "wb") as f:
+            f.write(data)
+        self.s3("put", key, path)
+
     def listing(self, prefix):
         """{key: size} under prefix."""
         out = {}

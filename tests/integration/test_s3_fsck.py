@@ -31,12 +31,6 @@ class S3FsckTest(RgwTestCase):
         self.assertEqual(len(line), 1, cp.stdout + cp.stderr)
         return line[0]
 
-    def put_object(self, key, data):
-        path = os.path.join(self.scratch, "obj-%d" % len(os.listdir(self.scratch)))
-        with open(path, "wb") as f:
-            f.write(data)
-        self.s3("put", key, path)
-
     def test_altered_and_deleted_chunks_are_named_and_reads_fail(self):
         m = self.mount("fsck", "--cache-size", "1M")
         v1 = {"a.bin": h.random_bytes(3 * MIB + 5, 3101), "b.bin": h.random_bytes(2 * MIB, 3102),

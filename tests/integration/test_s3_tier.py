@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
@@ -219,6 +220,37 @@ class S3TierTest(RgwTestCase):
                 self.assertIn("outage/chunks/%s/%s" % (x[2][:2], x[2]), keys)
         self.assertTrue(h.wait_until(lambda: self.version(m, "run", "v")["state"] == "uploaded", 30))
 
+
+    def test_metrics_count_s3_requests_as_they_happen(self):
+        from test_metrics import families, promtool
+        from s3_fixture import free_port
+        port = free_port()
+        m = self.mount("metrics", "--metrics-listen", "127.0.0.1:%d" % port)
+        files = self.experts(3, n=2)
+        self.write_version(m, "run", "v", files)
+        self.seal_wait(m, "run", "v")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=30) as r:
+            text = r.read().decode()
+        cp = promtool(text)
+        self.assertEqual((cp.returncode, cp.stdout, cp.stderr), (0, "", ""))
+        f = families(text)
+        req = {labels: v for labels, v in f["pecfs_s3_requests_total"]}
+        chunks = [k for k in self.listing("metrics") if k.startswith("metrics/chunks/")]
+        puts = req['{method="PUT",status="2xx"}']
+        # every chunk object, the manifest and COMMIT went up with a PUT (plus node state and the like)
+        self.assertGreaterEqual(puts, len(chunks) + 2)
+        for method in ("GET", "PUT", "HEAD", "DELETE", "POST"):
+            sent = sum(v for labels, v in req.items() if '"%s"' % method in labels)
+            count = [v for labels, v in f["pecfs_s3_request_duration_seconds_count"] if method in labels]
+            inf = [v for labels, v in f["pecfs_s3_request_duration_seconds_bucket"]
+                   if method in labels and 'le="+Inf"' in labels]
+            self.assertEqual(count, [sent], method)
+            self.assertEqual(inf, [sent], method)
+        stats = m.stats()["s3"]
+        self.assertEqual(f["pecfs_s3_uploaded_bytes_total"], [("", float(stats["bytes_uploaded"]))])
+        self.assertEqual(f["pecfs_s3_uploaded_chunks_total"], [("", float(len(chunks)))])
+        self.assertEqual(f["pecfs_s3_versions_pending"], [("", 0.0)])
+        self.assertEqual(f["pecfs_s3_versions_uploaded_total"], [("", 1.0)])
 
 if __name__ == "__main__":
     h.main()
