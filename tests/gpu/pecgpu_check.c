@@ -349,6 +349,27 @@ int main(int argc, char **argv)
 	for (unsigned r = 0; r < 2; r++)
 		verify_file(rpath[r], sbuf, total, cs, &l);
 	layout_free(&l);
+
+	/* rank 1 of 3 alone with new content: it waits owner_wait_ms for ranks 0 and 2, then writes
+	 * their chunks itself */
+	check_fill(sbuf, total, (uint64_t)time(NULL) * 31u + (uint64_t)getpid() + 2);
+	layout_make(&l, sbuf, total, cuts, 5, device);
+	struct pecgpu_options lone = { .pool_bytes = 2 * (uint64_t)cs, .rank = 1, .world = 3,
+				       .owner_wait_ms = 300 };
+	if (pecgpu_ctx_new(&lone, &c) < 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/lone-rank.safetensors", dir);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	st = save(c, path, &l, &rc);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	print_stats("sharded rank alone", &st);
+	check(rc == 0 && st.chunks_written == chunks && st.chunks_owner_waits == 0 && took >= 0.3,
+	      "sharded rank alone: every chunk written after waiting %.2f s for absent owners", took);
+	verify_file(path, sbuf, total, cs, &l);
+	pecgpu_ctx_free(c);
+	layout_free(&l);
 	free(sbuf);
 	free(buf);
 
