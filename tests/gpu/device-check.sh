@@ -31,7 +31,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 echo "== pecgpu-cudatest"
 "$bin/pecgpu-cudatest"
 rc=$?
-[ "$rc" -eq 77 ] && skip "no GPU the CUDA runtime can use (pecgpu-cudatest)"
+if [ "$rc" -eq 77 ]; then
+	# nvidia-smi sees a GPU but the binary's static runtime cannot use it: most often a driver older
+	# than the toolkit that built it (build with Debian's CUDA 11.8 for older drivers)
+	echo "FAIL: nvidia-smi lists a GPU that pecgpu-cudatest cannot use" >&2
+	exit 1
+fi
 [ "$rc" -eq 0 ] || status=1
 echo "== GPU digest benchmark"
 "$bin/pecgpu-cudatest" --bench "${BENCH_GIB:-4}" "${BENCH_CHUNK_MIB:-4}" || status=1

@@ -188,8 +188,12 @@ int main(int argc, char **argv)
 	(void)argc, (void)argv;
 	return skip_or_fail("built without CUDA");
 #else
+	int drv = 0, rt = CUDART_VERSION;
+	cudaDriverGetVersion(&drv);
+	printf("CUDA driver API %d.%d, runtime %d.%d\n", drv / 1000, drv % 1000 / 10, rt / 1000,
+	       rt % 1000 / 10);
 	if (!pecgpu_cuda_available())
-		return skip_or_fail("no GPU");
+		return skip_or_fail("no GPU");  /* or a driver too old for the runtime: see the line above */
 	if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
 		double gib = argc > 2 ? atof(argv[2]) : 4.0;
 		unsigned mib = argc > 3 ? (unsigned)atoi(argv[3]) : 4;
