@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# check-mount.sh PECFS PECGPU_CHECK - mounts a fresh pecfs (1 MiB chunks) in a temporary folder and
+# check-mount.sh PECFS PECGPU_CHECK - mounts a fresh pecfs (64 KiB chunks, so that a file of more
+# chunks than one reference-write call carries stays small) in a temporary folder and
 # runs pecgpu-check in a new version, then again with device segments (--cuda) in another, and
 # unmounts. Exit 0 passed, 1 failed, 77 skipped: FUSE cannot be mounted here (needs root and
 # /dev/fuse). Without a GPU the --cuda round is skipped, or fails with PECFS_REQUIRE_GPU=1.
@@ -18,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$tmp/data" "$tmp/mnt"
-"$pecfs" mount --chunk-size 1M "$tmp/data" "$tmp/mnt" || exit 1
+"$pecfs" mount --chunk-size 64K "$tmp/data" "$tmp/mnt" || exit 1
 mkdir -p "$tmp/mnt/run/step-1" "$tmp/mnt/run/step-2"
 
 status=0

@@ -21,6 +21,7 @@
 #include <openssl/sha.h>
 
 #include "gpu_check.h"
+#include "pecfs_ioctl.h"
 #include "pecgpu.h"
 #ifdef PECGPU_CHECK_CUDA
 #include <cuda_runtime_api.h>
@@ -313,6 +314,32 @@ int main(int argc, char **argv)
 	unlink(path);
 	layout_free(&l);
 	pecgpu_ctx_free(c);
+
+	/* more chunks than one ioctl carries: the reference writes go in several batches */
+	if (cs <= (256u << 10)) {
+		uint64_t many = (2 * PECFS_REF_MAX + 3) * (uint64_t)cs + 1;
+		uint8_t *mbuf = random_bytes(many, (uint64_t)time(NULL) * 13u + (uint64_t)getpid() + 3);
+		uint64_t mcut[1] = { 8 };
+		layout_make(&l, mbuf, many, mcut, 1, device);
+		if (pecgpu_ctx_new(&opt, &c) < 0)
+			return 1;
+		uint64_t mch = pecgpu_chunk_count(many, cs);
+		for (int k = 0; k < 2; k++) {
+			snprintf(path, sizeof(path), "%s/many-%d.bin", dir, k);
+			st = save(c, path, &l, &rc);
+			print_stats(k ? "many chunks again" : "many chunks", &st);
+			check(rc == 0 && st.chunks == mch && st.chunks_linked == (k ? mch : 0) &&
+			      st.chunks_written == (k ? 0 : mch),
+			      "%" PRIu64 " chunks (over %d per call): %s", mch, PECFS_REF_MAX,
+			      k ? "all linked" : "all written");
+			verify_file(path, mbuf, many, cs, &l);
+		}
+		pecgpu_ctx_free(c);
+		layout_free(&l);
+		free(mbuf);
+	} else {
+		printf("     (chunks of %u bytes: the many-chunks case needs 256 KiB or less)\n", cs);
+	}
 
 	/* two ranks save new identical content at once: each writes the chunks it owns */
 	uint8_t *sbuf = random_bytes(total, (uint64_t)time(NULL) * 7919u + (uint64_t)getpid() + 1);
