@@ -70,7 +70,8 @@ long pecgpu_ref(int fd, struct pecgpu_ref *refs, size_t n);
 /* ---- asynchronous, deduplicating saves ---- */
 
 struct pecgpu_options {
-	uint64_t pool_bytes;     /* staging memory (pinned with CUDA): 0 = 256 MiB; at least two chunks */
+	uint64_t pool_bytes;     /* staging memory (pinned with CUDA): 0 = 256 MiB; less than two
+				  * chunks is raised to two chunks */
 	unsigned hash_threads;   /* host hashing threads: 0 = one per online CPU */
 	/* Sharded save: world data-parallel ranks save identical content. Chunk i of a file is stored by
 	 * rank i % world; the other ranks link it once its owner has stored it, and write it themselves
@@ -82,13 +83,17 @@ struct pecgpu_options {
 struct pecgpu_ctx;
 struct pecgpu_save;
 
+/* opt may be NULL (all defaults). -EINVAL: world > 1 and rank >= world. */
 int pecgpu_ctx_new(const struct pecgpu_options *opt, struct pecgpu_ctx **out);
 /* Waits for every save of the context to finish, then frees it. */
 void pecgpu_ctx_free(struct pecgpu_ctx *c);
 
 /* Starts saving the concatenation of segs as the file path (created or truncated, mode 0644) and
  * returns at once. The segments must stay unmodified until pecgpu_save_wait_copied returns and
- * valid until then (the library keeps no pointer to them afterwards). */
+ * valid until then (the library keeps no pointer to them afterwards). Device work runs on streams of
+ * the library that do not wait for the caller's: the kernels that produce device segments must be
+ * complete (e.g. the producing stream synchronized) before this call. The device is the one current
+ * in the calling thread. A path outside pecfs is written whole, in 4 MiB chunks, without sharding. */
 int pecgpu_save_start(struct pecgpu_ctx *c, const char *path, const struct pecgpu_segment *segs,
 		      size_t nsegs, struct pecgpu_save **out);
 /* Returns when every byte the save needs from the segments has been hashed and copied or linked:
