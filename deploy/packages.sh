@@ -7,9 +7,10 @@ PECFS_BUILD_PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 libroc
 # The test suite also mounts tmpfs (util-linux), compares files (diffutils), looks at processes, and
 # runs a throwaway Ceph RADOS Gateway on loopback as the S3 server (deploy/s3-rgw.sh; openssl makes
 # its test certificate). tests/bench/bench_s3.py compares reads through a --from mount with s3fs-fuse.
-# clang builds the libFuzzer targets (tests/fuzz).
+# clang builds the libFuzzer targets (tests/fuzz). python3-torch (for /usr/bin/python3) runs the
+# PyTorch module's tests (tests/integration/test_gpu_python.py) and its example on CPU tensors.
 PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
-	radosgw ceph-mon ceph-osd openssl s3fs clang)
+	radosgw ceph-mon ceph-osd openssl s3fs clang python3-torch)
 
 pecfs_install_packages() {
 	local missing=() pkg sudo=()
