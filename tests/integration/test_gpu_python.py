@@ -319,6 +319,37 @@ class PythonModule(unittest.TestCase):
         with self.assertRaises(ValueError):
             pecfs.resumed(run, "../other")
 
+    def test_example_trainer_writes_composed_rounds(self):
+        run = self.m.path("example")
+        trainer = os.path.join(REPO, "gpu", "python", "examples", "moe_trainer.py")
+        args = [sys.executable, trainer, "--run", run, "--ranks", "2", "--steps", "1", "--layers", "4",
+                "--experts", "4", "--hidden", "32", "--vocab", "256", "--batch", "64", "--k", "1",
+                "--dynamic-k", "0"]
+        cp = subprocess.run(args + ["--rounds", "3"], capture_output=True, text=True, timeout=600 * h.SLOW)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        vs = self.m.versions("example")
+        self.assertEqual([(v["name"], v["state"]) for v in vs["versions"]],
+                         [("global_step%d" % i, "sealed") for i in (1, 2, 3)])
+        self.assertEqual(vs["latest"], "global_step3")
+        with open(os.path.join(run, ".pec", "manifest", "global_step3")) as f:
+            man = json.load(f)
+        self.assertTrue(man["complete"])
+        # K = 1 after a full first round: each MoE layer (1, 3) wrote one expert in step3
+        self.assertEqual(sorted((u["layer"], u["expert"]) for u in man["units"] if u["written"]), [(1, 1), (3, 2)])
+        self.assertTrue(man["tokens_known"])
+        files = {r: sorted(os.listdir(os.path.join(run, "global_step3", "dp_rank_%02d" % r))) for r in (0, 1)}
+        self.assertEqual(len(files[0]), 1 + 2 * 4)  # the logical full checkpoint: every expert
+        self.assertEqual(files[0], files[1])
+        for name in files[0]:
+            a, b = (os.path.join(run, "global_step3", "dp_rank_%02d" % r, name) for r in (0, 1))
+            self.assertEqual(h.sha256_file(a), h.sha256_file(b), "replicas of %s differ" % name)
+            self.assertTrue(pecfs.load_file(a))
+        cp = subprocess.run(args + ["--rounds", "1", "--resume"], capture_output=True, text=True,
+                            timeout=600 * h.SLOW)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        self.assertIn("resumed from global_step3", cp.stdout)
+        self.assertEqual(self.m.versions("example")["latest"], "global_step4")
+
 
 def st_file(header, data=b"", n=None):
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
