@@ -14,6 +14,7 @@ JOBS=$(nproc)
 source "$ROOT/deploy/packages.sh"
 echo "== checking packages"
 pecfs_install_packages "${PECFS_TEST_PACKAGES[@]}"
+command -v npm >/dev/null || pecfs_install_packages "$PECFS_NPM_PACKAGE"
 
 status=0
 timings=()

@@ -1,8 +1,9 @@
 /* ctl.c - the control socket: the daemon's listener thread, the command runner, the client.
  *
  * A data folder path may be longer than sun_path (108 bytes); the socket is then reached through the
- * folder's descriptor as /proc/self/fd/N/ctl.sock. Requests are serialised (one at a time): gc and
- * fsck each scan the whole store, so running two at once would only make both slower.
+ * folder's descriptor as /proc/self/fd/N/ctl.sock. gc and fsck run one at a time, each on a thread
+ * of its own (each scans the whole store: two at once would only make both slower); "ping" is
+ * answered by the listener itself, so a liveness probe gets its answer while a long gc runs.
  */
 #include "ctl.h"
 
@@ -30,6 +31,16 @@ struct ctl_server {
 	int listen_fd;
 	int stop_pipe[2];  /* written by ctl_server_stop to wake the thread */
 	pthread_t thread;
+	pthread_mutex_t run_lock;  /* held by the request running a command */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;       /* workers dropped to 0 */
+	unsigned workers;          /* protected by lock: request threads not yet finished */
+};
+
+struct ctl_job {
+	struct ctl_server *cs;
+	int fd;
+	char request[CTL_REQUEST_MAX];
 };
 
 int ctl_execute(struct store *st, const char *cmd, FILE *out)
@@ -43,6 +54,10 @@ int ctl_execute(struct store *st, const char *cmd, FILE *out)
 		if (rc < 0)
 			return rc;
 		return fr.problems == 0 ? 0 : 1;
+	}
+	if (strcmp(cmd, "ping") == 0) {
+		fprintf(out, "serving %s\n", store_data_dir(st));
+		return 0;
 	}
 	if (strcmp(cmd, "gc") == 0) {
 		rc = store_gc(st, &gr);
@@ -96,23 +111,12 @@ static int ctl_read_request(int fd, char *buf, size_t size)
 	return -EPROTO;
 }
 
-static void ctl_serve_client(struct ctl_server *cs, int fd)
+/* Runs one request and answers it on fd (which the caller closes). */
+static void ctl_answer(struct ctl_server *cs, int fd, const char *request)
 {
-	struct timeval rcv = { .tv_sec = CTL_RECV_TIMEOUT_S }, snd = { .tv_sec = CTL_SEND_TIMEOUT_S };
-	char request[CTL_REQUEST_MAX];
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
 	FILE *out;
 	int rc, out_fd;
 
-	/* The socket's mode already keeps others out; checking the peer too costs nothing. */
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid()))
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
-	if (ctl_read_request(fd, request, sizeof(request)) < 0)
-		return;
 	out_fd = dup(fd);
 	out = out_fd < 0 ? NULL : fdopen(out_fd, "w");
 	if (out == NULL) {
@@ -120,16 +124,77 @@ static void ctl_serve_client(struct ctl_server *cs, int fd)
 			close(out_fd);
 		return;
 	}
-	pecfs_log_info("control request '%s'", request);
+	if (strcmp(request, "ping") != 0)
+		pecfs_log_info("control request '%s'", request);
 	rc = ctl_execute(cs->st, request, out);
 	if (rc == -EINVAL)
-		fprintf(out, "error %d unknown request '%s' (expected fsck or gc)\n", EINVAL, request);
+		fprintf(out, "error %d unknown request '%s' (expected fsck, gc or ping)\n", EINVAL, request);
 	else if (rc < 0)
 		fprintf(out, "error %d %s failed: %s\n", -rc, request, strerror(-rc));
 	else
 		fprintf(out, "ok %d\n", rc);
 	if (fclose(out) != 0)
 		pecfs_log_warn("control request '%s': the client went away before the reply", request);
+}
+
+static void *ctl_job_main(void *arg)
+{
+	struct ctl_job *job = arg;
+	struct ctl_server *cs = job->cs;
+
+	pthread_mutex_lock(&cs->run_lock);
+	ctl_answer(cs, job->fd, job->request);
+	pthread_mutex_unlock(&cs->run_lock);
+	close(job->fd);
+	free(job);
+	pthread_mutex_lock(&cs->lock);
+	if (--cs->workers == 0)
+		pthread_cond_broadcast(&cs->idle);
+	pthread_mutex_unlock(&cs->lock);
+	return NULL;
+}
+
+/* Reads the request on fd; answers a ping here, hands anything else to a thread. Takes fd. */
+static void ctl_serve_client(struct ctl_server *cs, int fd)
+{
+	struct timeval rcv = { .tv_sec = CTL_RECV_TIMEOUT_S }, snd = { .tv_sec = CTL_SEND_TIMEOUT_S };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct ctl_job *job = NULL;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	/* The socket's mode already keeps others out; checking the peer too costs nothing. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid()))
+		goto out_close;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+	job = calloc(1, sizeof(*job));
+	if (!job || ctl_read_request(fd, job->request, sizeof(job->request)) < 0)
+		goto out_close;
+	if (strcmp(job->request, "ping") == 0) {
+		ctl_answer(cs, fd, job->request);
+		goto out_close;
+	}
+	job->cs = cs;
+	job->fd = fd;
+	pthread_mutex_lock(&cs->lock);
+	cs->workers++;
+	pthread_mutex_unlock(&cs->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&t, &attr, ctl_job_main, job);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return;
+	pthread_mutex_lock(&cs->lock);
+	cs->workers--;
+	pthread_mutex_unlock(&cs->lock);
+	pecfs_log_error("control request '%s': cannot start a thread: %s", job->request, strerror(rc));
+out_close:
+	free(job);
+	close(fd);
 }
 
 static void *ctl_thread(void *arg)
@@ -156,7 +221,6 @@ static void *ctl_thread(void *arg)
 		if (fd < 0)
 			continue;
 		ctl_serve_client(cs, fd);
-		close(fd);
 	}
 	return NULL;
 }
@@ -172,6 +236,9 @@ int ctl_server_start(struct store *st, struct ctl_server **out)
 	if (cs == NULL)
 		return -ENOMEM;
 	cs->st = st;
+	pthread_mutex_init(&cs->run_lock, NULL);
+	pthread_mutex_init(&cs->lock, NULL);
+	pthread_cond_init(&cs->idle, NULL);
 	cs->listen_fd = cs->stop_pipe[0] = cs->stop_pipe[1] = -1;
 	cs->dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cs->dir_fd < 0)
@@ -221,6 +288,10 @@ void ctl_server_stop(struct ctl_server *cs)
 	while (write(cs->stop_pipe[1], "x", 1) < 0 && errno == EINTR)
 		;
 	pthread_join(cs->thread, NULL);
+	pthread_mutex_lock(&cs->lock);
+	while (cs->workers > 0)
+		pthread_cond_wait(&cs->idle, &cs->lock);
+	pthread_mutex_unlock(&cs->lock);
 	unlinkat(cs->dir_fd, CTL_SOCKET_NAME, 0);
 	close(cs->listen_fd);
 	close(cs->stop_pipe[0]);
@@ -257,7 +328,9 @@ static int ctl_read_reply(int fd, FILE *out)
 		}
 		fwrite(line, 1, (size_t)len, out);
 	}
-	if (rc < 0)
+	if (rc < 0 && ferror(in) && (errno == EAGAIN || errno == EWOULDBLOCK))
+		rc = -EAGAIN;       /* no answer within the caller's limit */
+	else if (rc < 0)
 		rc = -ECONNRESET;   /* the daemon hung up: it is exiting, or was killed */
 	free(line);
 	fclose(in);
@@ -266,6 +339,11 @@ static int ctl_read_reply(int fd, FILE *out)
 }
 
 int ctl_request(const char *data_dir, const char *cmd, FILE *out)
+{
+	return ctl_request_timeout(data_dir, cmd, out, 0);
+}
+
+int ctl_request_timeout(const char *data_dir, const char *cmd, FILE *out, unsigned timeout_ms)
 {
 	struct sockaddr_un sa;
 	char request[CTL_REQUEST_MAX];
@@ -278,6 +356,11 @@ int ctl_request(const char *data_dir, const char *cmd, FILE *out)
 	if (rc < 0)
 		goto out;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && timeout_ms) {
+		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		rc = -errno;
 		goto out;

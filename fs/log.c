@@ -1,4 +1,6 @@
 /* log.c - levelled messages to stderr or syslog, and capture of a daemon's stderr into syslog.
+ * When stderr is systemd's journal (JOURNAL_STREAM names it), each line starts with its syslog
+ * priority as "<N>", so journald files it at that priority.
  *
  * The sink is process-wide state, as stderr is. It is atomic because a daemon switches it once, from
  * the terminal to syslog, when the mount is up and threads are already running. Each message is
@@ -12,7 +14,9 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -20,12 +24,26 @@
 
 static _Atomic int log_level = PECFS_LOG_INFO;
 static _Atomic bool log_to_syslog;
+static _Atomic bool log_to_journal;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 static const int log_priorities[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
+/* True when stderr is the stream systemd connected to the journal ("DEV:INO" in JOURNAL_STREAM). */
+static bool log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void pecfs_log_open(enum pecfs_log_level level, bool use_syslog)
 {
+	log_to_journal = !use_syslog && log_stderr_is_journal();
 	if (use_syslog)
 		openlog("pecfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	log_level = level;
@@ -52,6 +70,8 @@ void pecfs_log(enum pecfs_log_level level, const char *fmt, ...)
 	va_end(ap);
 	if (log_to_syslog)
 		syslog(log_priorities[level], "%s", line);
+	else if (log_to_journal)
+		fprintf(stderr, "<%d>pecfs: %s: %s\n", log_priorities[level], log_names[level], line);
 	else
 		fprintf(stderr, "pecfs: %s: %s\n", log_names[level], line);
 	errno = saved_errno;

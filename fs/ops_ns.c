@@ -363,8 +363,10 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 			meta_batch_del_manifest(b, vmi.ino);
 			d->removed_vino = vmi.ino;
 		}
-		if (fs_mi_is_run(&vmi))
+		if (fs_mi_is_run(&vmi)) {
 			meta_batch_del_tokens(b, vmi.ino);
+			meta_batch_del_restarts(b, vmi.ino);
+		}
 	} else {
 		/* Files and symlinks: unlinked now, freed by fs_inode_reap once unused; the orphan key
 		 * lets the next mount finish that after a crash. */

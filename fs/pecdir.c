@@ -1,5 +1,6 @@
 /* pecdir.c - the virtual .pec namespace: /.pec/{stats,metrics} and RUN/.pec/{versions,latest,plan,
- * tokens,manifest/<version>,raw/<version>/...}. Everything is read-only but RUN/.pec/tokens.
+ * tokens,resumed,manifest/<version>,raw/<version>/...}. Everything is read-only but RUN/.pec/tokens
+ * and RUN/.pec/resumed, where what one open-write-close writes is submitted at close.
  *
  * Virtual inode numbers have the top bit set and encode an owner inode and a kind:
  * PEC_VIRT_BIT | owner << 4 | kind. The owner is the root or a run, a version for manifest files,
@@ -17,7 +18,7 @@
 
 enum pec_kind {
 	PEC_ROOT_DIR = 1, PEC_STATS, PEC_METRICS, PEC_RUN_DIR, PEC_VERSIONS, PEC_LATEST, PEC_PLAN,
-	PEC_TOKENS, PEC_RAW_DIR, PEC_MANIFEST_DIR, PEC_MANIFEST, PEC_RAW_VIEW,
+	PEC_TOKENS, PEC_RAW_DIR, PEC_MANIFEST_DIR, PEC_MANIFEST, PEC_RAW_VIEW, PEC_RESUMED,
 };
 #define PEC_KIND_BITS 4
 
@@ -34,6 +35,7 @@ static const struct pec_node pec_nodes[] = {
 	{ PEC_LATEST, "latest", PEC_RUN_DIR },
 	{ PEC_PLAN, "plan", PEC_RUN_DIR },
 	{ PEC_TOKENS, "tokens", PEC_RUN_DIR },
+	{ PEC_RESUMED, "resumed", PEC_RUN_DIR },
 	{ PEC_MANIFEST_DIR, "manifest", PEC_RUN_DIR },
 	{ PEC_RAW_DIR, "raw", PEC_RUN_DIR },
 };
@@ -43,7 +45,8 @@ static const struct pec_node pec_nodes[] = {
 struct pec_buf {
 	char *data;
 	size_t len, cap;
-	uint64_t run;       /* tokens: the run */
+	uint64_t run;       /* tokens, resumed: the run */
+	enum pec_kind kind;
 	bool writable;
 	bool dirty;         /* written since the last flush */
 };
@@ -61,6 +64,11 @@ static enum pec_kind kind_of(uint64_t ino)
 static uint64_t owner_of(uint64_t ino)
 {
 	return (ino & ~PEC_VIRT_BIT) >> PEC_KIND_BITS;
+}
+
+static bool is_writable_kind(enum pec_kind k)
+{
+	return k == PEC_TOKENS || k == PEC_RESUMED;
 }
 
 static bool is_dir_kind(enum pec_kind k)
@@ -84,6 +92,7 @@ static int check_owner(struct fs_ctx *ctx, uint64_t ino)
 	case PEC_LATEST:
 	case PEC_PLAN:
 	case PEC_TOKENS:
+	case PEC_RESUMED:
 	case PEC_RAW_DIR:
 	case PEC_MANIFEST_DIR:
 		if (owner == META_ROOT_INO || meta_get_inode(ctx->meta, owner, &mi) < 0 || !fs_mi_is_run(&mi))
@@ -109,6 +118,7 @@ static int generate(struct fs_ctx *ctx, uint64_t ino, struct pec_buf *out)
 	case PEC_VERSIONS: return pecgen_versions_json(ctx, owner, &out->data, &out->len);
 	case PEC_PLAN: return pecgen_plan(ctx, owner, &out->data, &out->len);
 	case PEC_TOKENS: return pecgen_tokens(ctx, owner, &out->data, &out->len);
+	case PEC_RESUMED: return pecgen_resumed(ctx, owner, &out->data, &out->len);
 	case PEC_MANIFEST: return pecgen_manifest(ctx, owner, &out->data, &out->len);
 	default: return -EISDIR;
 	}
@@ -143,7 +153,7 @@ int pec_getattr(struct fs_ctx *ctx, uint64_t ino, struct stat *st)
 	rc = generate(ctx, ino, &pb);
 	if (rc < 0)
 		return rc;
-	st->st_mode = S_IFREG | (kind_of(ino) == PEC_TOKENS ? 0644 : 0444);
+	st->st_mode = S_IFREG | (is_writable_kind(kind_of(ino)) ? 0644 : 0444);
 	st->st_nlink = 1;
 	st->st_size = (off_t)pb.len;
 	free(pb.data);
@@ -152,9 +162,9 @@ int pec_getattr(struct fs_ctx *ctx, uint64_t ino, struct stat *st)
 
 int pec_setattr(struct fs_ctx *ctx, uint64_t ino, int to_set, struct stat *st)
 {
-	/* Only the tokens file takes the truncation of an O_TRUNC open; each report replaces nothing
-	 * (reports add up until the next seal), so there is nothing to truncate. */
-	if (kind_of(ino) != PEC_TOKENS ||
+	/* Only the writable files take the truncation of an O_TRUNC open; each report or restart
+	 * replaces nothing (they add up), so there is nothing to truncate. */
+	if (!is_writable_kind(kind_of(ino)) ||
 	    (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 			FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)))
 		return -EPERM;
@@ -409,7 +419,7 @@ void pec_open(fuse_req_t req, uint64_t ino, struct fuse_file_info *fi)
 	int rc = check_owner(ctx, ino);
 	if (rc == 0 && is_dir_kind(kind_of(ino)))
 		rc = -EISDIR;
-	if (rc == 0 && writable && kind_of(ino) != PEC_TOKENS)
+	if (rc == 0 && writable && !is_writable_kind(kind_of(ino)))
 		rc = -EROFS;
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -429,6 +439,7 @@ void pec_open(fuse_req_t req, uint64_t ino, struct fuse_file_info *fi)
 	}
 	pb->writable = writable;
 	pb->run = owner_of(ino);
+	pb->kind = kind_of(ino);
 	fi->fh = (uint64_t)(uintptr_t)pb;
 	fi->direct_io = 1;
 	if (fuse_reply_open(req, fi) != 0)
@@ -489,7 +500,8 @@ int pec_flush(struct fs_ctx *ctx, struct fuse_file_info *fi)
 		return 0;
 	/* Each close submits what was written since the last one, whatever the outcome. */
 	pb->dirty = false;
-	int rc = pec_tokens_submit(ctx, pb->run, pb->data, pb->len);
+	int rc = pb->kind == PEC_RESUMED ? pec_resumed_submit(ctx, pb->run, pb->data, pb->len)
+					 : pec_tokens_submit(ctx, pb->run, pb->data, pb->len);
 	pb->len = 0;
 	return rc;
 }

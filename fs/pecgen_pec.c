@@ -89,6 +89,8 @@ int pecgen_plan(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len)
 	uint64_t index = 0;
 	for (size_t i = 0; i < n; i++)
 		index += vs[i].v.state != META_VERSION_OPEN;
+	if ((rc = pec_resumed_spent(ctx, run_ino, &cfg.plan.plt_spent)) < 0)
+		goto out;
 	if (!cfg.k_set)
 		cfg.plan.k = plan_default_k(latest);
 	if ((rc = pec_plan_next(latest, pending, NULL, index, &cfg.plan, &plan)) < 0)

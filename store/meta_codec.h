@@ -26,6 +26,7 @@
 #define META_KEY_ORPHAN  'O'
 #define META_KEY_MANIFEST 'M'
 #define META_KEY_TOKENS  'T'
+#define META_KEY_RESTARTS 'P'
 #define META_KEY_UPLOAD  'U'
 #define META_KEY_REMOTE  'R'
 

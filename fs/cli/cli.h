@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#define PECFS_VERSION "0.1.0"
+/* PECFS_VERSION_FULL ("0.2.0+g1a2b3c4", from project() and git describe) and PECFS_ROCKSDB_VERSION
+ * come from fs/cli/CMakeLists.txt. */
+void cli_print_version(FILE *out);
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
@@ -28,6 +30,9 @@ int cli_gc_remote(int argc, char **argv);
 int cli_pin(int argc, char **argv);
 int cli_unpin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
+int cli_ping(int argc, char **argv);
+/* `pecfs DATA_DIR MOUNTPOINT -o OPTIONS`, as mount(8) runs it (cli_mount_helper.c). */
+int cli_mount_helper(int argc, char **argv);
 
 /* Help texts (usage, every option, an example) to out. */
 void cli_help_mount(FILE *out);
@@ -39,6 +44,7 @@ void cli_help_gc(FILE *out);
 void cli_help_gc_remote(FILE *out);
 void cli_help_pin(FILE *out);
 void cli_help_restore(FILE *out);
+void cli_help_ping(FILE *out);
 
 /* "90", "90s", "30m", "2h", "1d" -> nanoseconds; -1 when malformed. */
 int64_t cli_parse_duration(const char *s);

@@ -4,7 +4,8 @@
  * the fork, so the user gets the one-line error directly. The store is opened only in the process that
  * serves (RocksDB threads and the LOCK would not survive a fork), and the waiting parent returns once
  * the mount is in place. Start-up errors go to the user's terminal; once mounted, a daemon logs to
- * syslog. At the end the daemon leaves a one-line report of its final write-out for `pecfs umount`
+ * syslog. Under systemd (NOTIFY_SOCKET) it reports READY=1 once mounted and STOPPING=1 once
+ * unmounted, for Type=notify units. At the end the daemon leaves a one-line report of its final write-out for `pecfs umount`
  * (cli_last_exit.c).
  */
 #include "cli.h"
@@ -19,6 +20,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "ctl.h"
@@ -54,6 +57,7 @@ void cli_help_mount(FILE *out)
 		"options:\n"
 		"  -f, --foreground          stay in the foreground, log to stderr; Ctrl-C unmounts\n"
 		"  -c, --config FILE         read settings from FILE (default: %s if it exists)\n"
+		"  --check                   check the settings and the mount point, mount nothing\n"
 		"  -h, --help                show this help\n"
 		"\n"
 		"settings (also `key = value` lines in the configuration file; the command line wins).\n"
@@ -141,7 +145,7 @@ static int mount_apply_option(struct pecfs_config *cfg, int argc, char **argv, i
 
 /* Second pass: options and the two positional arguments. */
 static int mount_parse(int argc, char **argv, struct pecfs_config *cfg, const char **data_dir,
-		       const char **mountpoint)
+		       const char **mountpoint, bool *check)
 {
 	const char *pos[2];
 	int npos = 0, rc;
@@ -158,6 +162,8 @@ static int mount_parse(int argc, char **argv, struct pecfs_config *cfg, const ch
 			only_positional = true;
 		} else if (strcmp(a, "-f") == 0) {
 			cfg->foreground = true;
+		} else if (strcmp(a, "--check") == 0) {
+			*check = true;
 		} else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
 			i++;   /* read by mount_load_config */
 		} else if (strncmp(a, "--config=", 9) == 0) {
@@ -362,6 +368,9 @@ static void mount_on_mounted(void *arg)
 			pecfs_log_warn("library messages on stderr will be lost: cannot forward them to syslog");
 	}
 	pecfs_log_info("serving %s at %s", run->cfg->data_dir, run->cfg->mountpoint);
+	/* systemd's Type=notify (a no-op without NOTIFY_SOCKET): the mount is up. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s at %s\nMAINPID=%lu", run->cfg->data_dir, run->cfg->mountpoint,
+		   (unsigned long)getpid());
 	if (run->status_fd >= 0) {
 		while (write(run->status_fd, "ok\n", 3) < 0 && errno == EINTR)
 			;
@@ -416,6 +425,8 @@ static int mount_serve(struct mount_run *run)
 
 	mount_capture_begin(&run->capture);
 	rc = pecfs_fs_serve(cfg, st, tier, mount_on_mounted, run);
+	if (run->mounted)
+		sd_notifyf(0, "STOPPING=1\nSTATUS=%s unmounted, closing the data folder", cfg->mountpoint);
 	if (!run->mounted) {
 		mount_capture_end(&run->capture, msg, sizeof(msg), false);
 		if (strncmp(msg, "pecfs: ", 7) == 0)
@@ -467,6 +478,8 @@ int cli_mount(int argc, char **argv)
 	struct mount_run run = { .cfg = &cfg, .status_fd = -1 };
 	const char *data_dir = NULL, *mountpoint = NULL;
 	char err[512];
+	bool check = false;
+	struct stat sb;
 	int rc, p[2];
 	pid_t child;
 
@@ -479,11 +492,17 @@ int cli_mount(int argc, char **argv)
 	pecfs_config_defaults(&cfg);
 	rc = mount_load_config(argc, argv, &cfg);
 	if (rc == CLI_OK)
-		rc = mount_parse(argc, argv, &cfg, &data_dir, &mountpoint);
+		rc = mount_parse(argc, argv, &cfg, &data_dir, &mountpoint, &check);
 	if (rc != CLI_OK)
 		return rc;
 	if (pecfs_config_validate(&cfg, err, sizeof(err)) < 0)
 		return cli_error(CLI_USAGE, "%s", err);
+	if (check) {
+		if (stat(mountpoint, &sb) < 0 || !S_ISDIR(sb.st_mode))
+			return cli_error(CLI_USAGE, "mount point %s is not a directory", mountpoint);
+		printf("settings and mount point OK; nothing mounted\n");
+		return CLI_OK;
+	}
 	rc = mount_check_paths(&cfg, data_dir, mountpoint);
 	if (rc != CLI_OK)
 		return rc;

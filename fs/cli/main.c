@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <libgen.h>
 
 #include "cli.h"
 
@@ -25,6 +26,7 @@ static const struct main_command main_commands[] = {
 	{ "pin", cli_pin, cli_help_pin, "keep versions whatever the run's retention" },
 	{ "unpin", cli_unpin, cli_help_pin, "let retention remove pinned versions again" },
 	{ "restore", cli_restore, cli_help_restore, "copy a version out of the S3 tier into a folder" },
+	{ "ping", cli_ping, cli_help_ping, "is the daemon serving DATA_DIR alive (for liveness probes)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -46,8 +48,12 @@ static void main_help(FILE *out)
 		"  -h, --help      this text; `pecfs COMMAND --help` for a command's options\n"
 		"  -V, --version   print the version\n"
 		"\n"
+		"mount(8) form (mount -t fuse.pecfs, /etc/fstab; see pecfs mount --help for the settings):\n"
+		"  pecfs DATA_DIR MOUNTPOINT -o SETTING[=VALUE][,...]\n"
+		"\n"
 		"example:\n"
-		"  pecfs mount /var/lib/pecfs /mnt/ckpt && pecfs status /mnt/ckpt\n");
+		"  pecfs mount /var/lib/pecfs /mnt/ckpt && pecfs status /mnt/ckpt\n"
+		"  mount -t fuse.pecfs /var/lib/pecfs /mnt/ckpt -o allow_other,chunk-size=1M\n");
 }
 
 static const struct main_command *main_find(const char *name)
@@ -56,6 +62,21 @@ static const struct main_command *main_find(const char *name)
 		if (strcmp(c->name, name) == 0)
 			return c;
 	return NULL;
+}
+
+/* mount(8)'s form, `pecfs DATA_DIR MOUNTPOINT -o OPTIONS` (cli_mount_helper.c): two paths and -o,
+ * or any arguments when run under a mount helper's name (mount.fuse.pecfs, mount.pecfs). A
+ * mistyped command never gets here: it has no -o. */
+static bool main_is_mount_helper(int argc, char **argv)
+{
+	if (strncmp(basename(argv[0]), "mount.", 6) == 0)
+		return true;
+	if (argc < 4 || argv[1][0] == '-' || argv[2][0] == '-')
+		return false;
+	for (int i = 3; i < argc; i++)
+		if (strncmp(argv[i], "-o", 2) == 0)
+			return true;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -69,7 +90,7 @@ int main(int argc, char **argv)
 		return CLI_OK;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
-		printf("pecfs %s\n", PECFS_VERSION);
+		cli_print_version(stdout);
 		return CLI_OK;
 	}
 	if (strcmp(argv[1], "help") == 0) {
@@ -84,6 +105,8 @@ int main(int argc, char **argv)
 		return CLI_OK;
 	}
 	cmd = main_find(argv[1]);
+	if (cmd == NULL && main_is_mount_helper(argc, argv))
+		return cli_mount_helper(argc - 1, argv + 1);
 	if (cmd == NULL) {
 		if (argv[1][0] == '-')
 			return cli_error(CLI_USAGE, "unknown option %s (see pecfs --help)", argv[1]);

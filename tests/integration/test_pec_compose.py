@@ -3,7 +3,8 @@
 # non-expert state; every version's logical full checkpoint must equal, file by file and byte by byte,
 # the newest write of each unit at or before it, also after a remount, after kill -9 and after rm -r of
 # an older version it inherits from. Also: inherited files' xattrs, the raw view, the manifest,
-# incomplete versions never latest, the sequential plan, token reports (EINVAL on bad input).
+# incomplete versions never latest, the sequential plan, token reports (EINVAL on bad input), restarts
+# declared in RUN/.pec/resumed adding their PLT to the plan's plt_spent.
 import errno
 import json
 import os
@@ -266,8 +267,48 @@ class PecCompose(unittest.TestCase):
             man = json.load(f)
         self.assertEqual(man["top_k"], 2)
         self.assertEqual(man["layers"], [{"layer": 1, "tokens": 200, "lost": 300}])
-        # only tokens is writable
+        # only tokens and resumed are writable
         self.assertEqual(h.errno_of(open, m.path("run", ".pec", "plan"), "w"), errno.EROFS)
+
+    def test_restarts_add_their_plt_to_the_plan(self):
+        m = self.m
+        os.makedirs(m.path("run"))
+        resumed = m.path("run", ".pec", "resumed")
+
+        def declare(obj):
+            with open(resumed, "wb") as f:
+                f.write(obj if isinstance(obj, bytes) else json.dumps(obj).encode())
+
+        empty = json.loads(h.read_file(resumed))
+        self.assertEqual((empty["plt_spent"], empty["restarts"]), (0.0, []))
+        # layer 1: 200 tokens, top-2, 3 experts of which the version saves only expert 0:
+        # experts 1 and 2 lost 100 + 200 assignments, so PLT = 300 / (200 * 2) = 0.75
+        with open(m.path("run", ".pec", "tokens"), "w") as f:
+            json.dump({"top_k": 2, "layers": [{"layer": 1, "tokens": 200, "experts": [100, 100, 200]}]}, f)
+        os.makedirs(m.path("run", "step-1"))
+        h.write_file(m.path("run", "step-1", "layer_1_expert_0_x.pt"), b"e0")
+        self.assertEqual(h.cli("seal", m.path("run", "step-1")).returncode, 0)
+        os.makedirs(m.path("run", "step-2"))  # open: no restart can come from it
+        for bad, err in [({"version": "step-9"}, errno.ENOENT), ({"version": "step-2"}, errno.EINVAL),
+                         (b"step-1", errno.EINVAL), ({"version": "step-1", "x": 1}, errno.EINVAL),
+                         ({"version": ""}, errno.EINVAL), (b'{"version": "step-1", "version": "a"}', errno.EINVAL)]:
+            self.assertEqual(h.errno_of(declare, bad), err, bad)
+        self.assertEqual(json.loads(h.read_file(resumed))["restarts"], [])
+        self.assertEqual(json.loads(h.read_file(m.path("run", ".pec", "plan")))["plt_spent"], 0.0)
+
+        declare({"version": "step-1"})
+        rec = json.loads(h.read_file(resumed))
+        self.assertAlmostEqual(rec["plt_spent"], 0.75)
+        self.assertEqual([r["version"] for r in rec["restarts"]], ["step-1"])
+        self.assertAlmostEqual(rec["restarts"][0]["plt"], 0.75)
+        self.assertAlmostEqual(json.loads(h.read_file(m.path("run", ".pec", "plan")))["plt_spent"], 0.75)
+        # restarts add up, and are kept across a remount
+        declare({"version": "step-1"})
+        m.remount()
+        rec = json.loads(h.read_file(resumed))
+        self.assertAlmostEqual(rec["plt_spent"], 1.5)
+        self.assertEqual(len(rec["restarts"]), 2)
+        self.assertAlmostEqual(json.loads(h.read_file(m.path("run", ".pec", "plan")))["plt_spent"], 1.5)
 
     def test_non_expert_files_are_never_inherited_and_settings_are_checked(self):
         m = self.m
