@@ -3,9 +3,10 @@
 # byte for byte what a plain safetensors writer makes, 8 data-parallel processes saving identical
 # tensors (sharded, world 8) store one copy and push about one copy through FUSE, a save of unchanged
 # tensors into a new version writes nothing, save_async lets the caller modify its tensors after
-# wait_copied, a sealed version refuses a save with EROFS, the plan / token report / resumed files
-# round-trip, and load_file refuses hostile headers. Runs itself under /usr/bin/python3 (where
-# python3-torch installs) when the interpreter that started it has no torch.
+# wait_copied, a sealed version refuses a save with EROFS, the plan and token report files round-trip,
+# a declared restart adds its version's PLT to plt_spent, load_file refuses hostile headers, and the
+# example trainer writes composed rounds. Runs itself under /usr/bin/python3 (where python3-torch
+# installs) when the interpreter that started it has no torch.
 import os
 import shutil
 import subprocess
@@ -274,7 +275,7 @@ class PythonModule(unittest.TestCase):
         self.assertEqual(cm.exception.filename, path)
         self.assertFalse(os.path.exists(path))
 
-    def test_plan_tokens_and_resumed_round_trip(self):
+    def test_plan_and_token_reports_round_trip(self):
         run = self.m.path("moe")
         v1 = self.version("moe", "global_step100")
         for layer in (1, 3):
@@ -308,16 +309,44 @@ class PythonModule(unittest.TestCase):
         self.assertIsInstance(cm.exception, OSError)
         with open(os.path.join(run, ".pec", "tokens")) as f:
             self.assertEqual(json.load(f), pending, "a rejected report changes nothing")
-        # a restart from global_step100 adds its PLT to plt_spent, once the daemon has the file
-        spent = plan.plt_spent
-        try:
-            pecfs.resumed(run, "global_step100")
-        except FileNotFoundError:
-            self.assertFalse(os.path.exists(os.path.join(run, ".pec", "resumed")))
-        else:
-            self.assertGreater(pecfs.plan(run).plt_spent, spent)
+
+    def test_resumed_adds_the_plt_of_the_version_to_plt_spent(self):
+        run = self.m.path("restart")
+        os.makedirs(run)
+        os.setxattr(run, "user.pec.k", b"1")
+        os.setxattr(run, "user.pec.dynamic_k", b"0")
+
+        def write_round(name, experts):
+            d = self.version("restart", name)
+            for e in experts:
+                pecfs.save_file({"model.layers.1.mlp.experts.%d.w" % e: torch.full((8,), float(e))},
+                                os.path.join(d, "layer_1_expert_%d.safetensors" % e))
+            pecfs.save_file({"model.embed.weight": torch.ones(16)}, os.path.join(d, "non_expert.safetensors"))
+            pecfs.report_tokens(run, {1: [10, 20, 30, 40]}, top_k=1)  # the interval this version ends
+            h.cli("seal", d, check=True)
+
+        write_round("global_step100", range(4))
+        write_round("global_step200", pecfs.plan(run).experts[1])
+        with open(os.path.join(run, ".pec", "manifest", "global_step200")) as f:
+            man = json.load(f)
+        # experts 1, 2, 3 lost 20 + 30 + 40 of the 200 tokens layer 1 routed (top-1) so far
+        self.assertTrue(man["tokens_known"])
+        self.assertAlmostEqual(man["plt"], 90 / 200)
+        self.assertEqual(pecfs.plan(run).plt_spent, 0)
+        pecfs.resumed(run, "global_step200")
+        self.assertAlmostEqual(pecfs.plan(run).plt_spent, 90 / 200)
+        with open(os.path.join(run, ".pec", "resumed")) as f:
+            self.assertEqual([r["version"] for r in json.load(f)["restarts"]], ["global_step200"])
+        with self.assertRaises(FileNotFoundError) as cm:
+            pecfs.resumed(run, "global_step999")
+        self.assertIn("no sealed version", str(cm.exception))
+        self.version("restart", "global_step300")  # open: a restart cannot come from it
+        with self.assertRaises(OSError) as cm:
+            pecfs.resumed(run, "global_step300")
+        self.assertEqual(cm.exception.errno, errno.EINVAL)
         with self.assertRaises(ValueError):
             pecfs.resumed(run, "../other")
+        self.assertAlmostEqual(pecfs.plan(run).plt_spent, 90 / 200, msg="refused restarts change nothing")
 
     def test_example_trainer_writes_composed_rounds(self):
         run = self.m.path("example")

@@ -90,27 +90,18 @@ def plan(run_dir):
     return Plan(doc)
 
 
-def _write_control(path, payload, what):
-    """One open-write-close of a .pec control file; the daemon judges the content at close."""
+def _write_control(path, payload):
+    """One open-write-close of a .pec control file; the daemon judges the content at close, so an
+    OSError may come from either."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         off = 0
         while off < len(payload):
             off += os.write(fd, payload[off:])
-    except OSError as e:
+    except OSError:
         os.close(fd)
-        raise _rejected(e, path, what)
-    try:
-        os.close(fd)
-    except OSError as e:
-        raise _rejected(e, path, what)
-
-
-def _rejected(e, path, what):
-    if e.errno == errno.EINVAL:
-        return TokenReportRejected(errno.EINVAL, "the daemon rejected the %s (malformed or out of "
-                                   "range; see policy/PEC.md)" % what, path)
-    return e
+        raise
+    os.close(fd)
 
 
 def _count(v, what):
@@ -151,19 +142,32 @@ def report_tokens(run_dir, counts, top_k, tokens=None, step=None):
     """Writes a token report (token_report) to RUN/.pec/tokens. TokenReportRejected (an OSError with
     errno EINVAL, also a ValueError) when the daemon refuses it; reports add up until the next seal."""
     doc = token_report(counts, top_k, tokens, step)
-    _write_control(_pec_file(run_dir, "tokens"), json.dumps(doc).encode(), "token report")
+    path = _pec_file(run_dir, "tokens")
+    try:
+        _write_control(path, json.dumps(doc).encode())
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise TokenReportRejected(errno.EINVAL, "the daemon rejected the token report (malformed "
+                                      "or out of range, policy/PEC.md section 3)", path) from None
+        raise
     return doc
 
 
 def resumed(run_dir, version):
-    """Tells the daemon the trainer restarted from version (a version directory name of the run):
-    the run's plt_spent grows by the PLT of a restart from it. FileNotFoundError when the daemon has
-    no RUN/.pec/resumed; OSError (EINVAL) when it refuses the name."""
+    """Tells the daemon the trainer restarted from version (a sealed version of the run): the run's
+    plt_spent grows by that version's PLT, which later plans budget against. FileNotFoundError when
+    the daemon has no RUN/.pec/resumed, or (errno ENOENT, saying so) no version of that name;
+    OSError EINVAL when the version is open or damaged."""
     if not isinstance(version, str) or not version or "/" in version or version in (".", ".."):
         raise ValueError("version must be a version directory's name, not %r" % (version,))
     path = _pec_file(run_dir, "resumed")
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # ENOENT here: a daemon without the file
+    os.close(fd)
     try:
-        os.write(fd, json.dumps({"version": version}).encode())
-    finally:
-        os.close(fd)
+        _write_control(path, json.dumps({"version": version}).encode())
+    except OSError as e:
+        why = {errno.ENOENT: "the run has no sealed version %r" % version,
+               errno.EINVAL: "the daemon refused the restart from %r (open or damaged)" % version}
+        if e.errno in why:
+            raise OSError(e.errno, why[e.errno], path) from None
+        raise
