@@ -441,6 +441,7 @@ class HostileFiles(unittest.TestCase):
             (st_file({"a": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, b"\0" * 8), "bool"),
             (st_file({"__metadata__": {"k": 1}, "a": f32(0, 8)}, b"\0" * 8), "metadata not strings"),
             (st_file(b'\xff\xfe{}'), "not UTF-8"),
+            (st_file(b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}"), "nested too deeply"),
         ]
         for content, reason in cases:
             self.refused(content, reason)

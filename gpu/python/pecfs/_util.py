@@ -28,6 +28,8 @@ def loads_strict(raw, floats=True):
         return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, **kw)
     except json.JSONDecodeError as e:
         raise ValueError("not valid JSON: %s" % e) from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class Closing:
