@@ -19,8 +19,10 @@ fi
 # (test_metrics.py); man-db reads the installed man page (test_package.py, which also needs
 # dpkg-dev's dpkg-shlibdeps, part of build-essential); nodejs runs the offline Kubernetes schema check of
 # deploy/k8s (tests/k8s; its npm comes with nodejs or, with Debian's nodejs, from PECFS_NPM_PACKAGE).
+# python3-torch (for /usr/bin/python3) runs the PyTorch module's tests
+# (tests/integration/test_gpu_python.py) and its example on CPU tensors.
 PECFS_TEST_PACKAGES=("${PECFS_BUILD_PACKAGES[@]}" util-linux diffutils procps psmisc
-	radosgw ceph-mon ceph-osd openssl s3fs clang systemd prometheus nodejs man-db)
+	radosgw ceph-mon ceph-osd openssl s3fs clang systemd prometheus nodejs man-db python3-torch)
 PECFS_NPM_PACKAGE=npm
 
 # Adds contrib and non-free of the Debian archive the machine already uses, unless some source has

@@ -1,6 +1,7 @@
 #!/bin/sh
 # run.sh - builds pecfs (Release, in build-bench/) and the passthrough FUSE baseline, then runs the
-# benchmarks and prints results with ratios against baselines measured in the same run.
+# benchmarks and prints results with ratios against baselines measured in the same run: bench_core.py,
+# then bench_gpu_save.py (libpecgpu's saves vs torch.save) when /usr/bin/python3 has torch.
 # Usage (as root): tests/bench/run.sh [--quick] [bench_core.py options...]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,4 +13,15 @@ cmake --build "$build" --target pecfs -j"$(nproc)" >/dev/null
 cc -std=c11 -O2 -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror $(pkg-config --cflags fuse3) \
 	"$here/passthrough.c" -o "$build/passthrough" $(pkg-config --libs fuse3) -lpthread
 
-exec python3 "$here/bench_core.py" --pecfs "$build/fs/cli/pecfs" --passthrough "$build/passthrough" "$@"
+python3 "$here/bench_core.py" --pecfs "$build/fs/cli/pecfs" --passthrough "$build/passthrough" "$@"
+
+# The PyTorch module's saves (libpecgpu) against torch.save, with Debian's python3-torch.
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+	cmake --build "$build" --target pecgpu -j"$(nproc)" >/dev/null
+	quick=
+	for a in "$@"; do [ "$a" = --quick ] && quick=--quick; done
+	PECGPU_LIB="$build/gpu/libpecgpu.so" /usr/bin/python3 "$here/bench_gpu_save.py" \
+		--pecfs "$build/fs/cli/pecfs" $quick
+else
+	echo "bench_gpu_save.py not run: /usr/bin/python3 has no torch (apt-get install python3-torch)"
+fi

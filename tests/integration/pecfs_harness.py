@@ -21,7 +21,8 @@ PECFS_BIN = os.environ.get("PECFS_BIN", "")
 BASE_DIR = "/var/tmp"  # on the real disk: /tmp may be tmpfs elsewhere, and sizes here are real
 
 
-def _sanitized(path):
+def sanitized(path):
+    """True when the binary or library at path is built with AddressSanitizer."""
     try:
         with open(path, "rb") as f:
             return b"__asan_init" in f.read()
@@ -29,7 +30,7 @@ def _sanitized(path):
         return False
 
 
-SANITIZED = _sanitized(PECFS_BIN)
+SANITIZED = sanitized(PECFS_BIN)
 # Under AddressSanitizer everything is several times slower; timeouts scale with this.
 SLOW = float(os.environ.get("PECFS_TEST_SLOWDOWN", "4" if SANITIZED else "1"))
 
