@@ -73,9 +73,10 @@ struct pecgpu_options {
 	uint64_t pool_bytes;     /* staging memory (pinned with CUDA): 0 = 256 MiB; less than two
 				  * chunks is raised to two chunks */
 	unsigned hash_threads;   /* host hashing threads: 0 = one per online CPU */
-	/* Sharded save: world data-parallel ranks save identical content. Chunk i of a file is stored by
-	 * rank i % world; the other ranks link it once its owner has stored it, and write it themselves
-	 * if that takes longer than owner_wait_ms. world 0 or 1: no sharding. */
+	/* Sharded save: world data-parallel ranks save identical content. A chunk is stored by the rank
+	 * its digest names (the first 8 bytes, big-endian, modulo world), so ranks agree whatever their
+	 * paths and one-chunk files spread; the other ranks link it once its owner has stored it, and
+	 * write it themselves if that takes longer than owner_wait_ms. world 0 or 1: no sharding. */
 	unsigned rank, world;
 	unsigned owner_wait_ms;  /* 0 = 60000 */
 };

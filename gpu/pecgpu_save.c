@@ -337,6 +337,17 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* The rank that stores a chunk in a sharded save: from its digest, so that every rank saving the same
+ * bytes agrees, whatever the file's path, and a run of one-chunk files spreads over the ranks. */
+static unsigned chunk_owner(const uint8_t digest[PECGPU_DIGEST_LEN], unsigned world)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | digest[i];
+	return (unsigned)(v % world);
+}
+
 /* Stages the chunks of refs whose owner is this rank (all of them without sharding); the others are
  * linked once their owner has stored them, or staged here after owner_wait_ms. */
 static int stage_missing(struct pecgpu_save *s, struct pecgpu_ref *refs, size_t n)
@@ -346,7 +357,7 @@ static int stage_missing(struct pecgpu_save *s, struct pecgpu_ref *refs, size_t 
 	size_t others = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t idx = refs[i].off / s->chunk_size;
-		if (!sharded || idx % o->world == o->rank) {
+		if (!sharded || chunk_owner(refs[i].digest, o->world) == o->rank) {
 			int rc = stage_chunk(s, idx);
 			if (rc < 0)
 				return rc;

@@ -1,6 +1,7 @@
 # test_package.py - the Debian package as an operator installs it: CPack builds the .deb from this
 # build, `dpkg -i` installs it on this machine, and the installed pieces are used for real: the
-# binary in /usr/bin (its --version is this build's), the man page (man), bash completion, the
+# binary in /usr/bin (its --version is this build's), the PyTorch module and libpecgpu (imported by
+# the system python), the man page (man), bash completion, the
 # systemd unit (systemd-analyze verify, now that its ExecStart binary exists), the mount(8) helper
 # links, and a mount through `mount -t fuse.pecfs` with the installed binary. `dpkg -r` at the end
 # leaves nothing behind. Refuses to run over a pecfs package that was installed before it.
@@ -50,6 +51,12 @@ class Package(unittest.TestCase):
         for link in ("/usr/sbin/mount.fuse.pecfs", "/usr/sbin/mount.pecfs"):
             self.assertEqual(os.path.realpath(link), "/usr/bin/pecfs", link)
 
+        # the PyTorch module and libpecgpu come with it, importable by the system python
+        imp = run("/usr/bin/python3", "-c", "import pecfs, sys; print(pecfs.__file__); print(pecfs.library_version())",
+                  env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PECGPU_LIB")}).stdout
+        self.assertTrue(imp.startswith("/usr/lib/python3/dist-packages/pecfs/"), imp)
+        self.assertIn("pecgpu", imp)
+        self.assertTrue(os.path.exists("/usr/include/pecgpu.h"))
         # the man page has every command of --help; completion completes a command's options
         page = run("man", "-P", "cat", "pecfs", env=dict(os.environ, MANWIDTH="100")).stdout
         for cmd in ("mount", "umount", "seal", "status", "fsck", "gc", "gc --remote", "pin", "restore", "ping"):

@@ -16,8 +16,8 @@ from .st_format import build_header
 class Context(Closing):
     """A libpecgpu context: staging memory, hashing threads and the sharding of saves.
 
-    rank, world: this data-parallel rank among world ranks that save identical content; chunk i of
-    each file is stored by rank i % world and linked by the others (world 0 or 1: no sharding).
+    rank, world: this data-parallel rank among world ranks that save identical content; each chunk is
+    stored by the rank its digest names and linked by the others (world 0 or 1: no sharding).
     pool_bytes: staging memory (pinned with CUDA), 0 = the library's default (256 MiB).
     hash_threads: host hashing threads, 0 = one per CPU. owner_wait_ms: how long a rank waits for a
     chunk's owner before writing the chunk itself, 0 = the library's default (60 s).
