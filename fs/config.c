@@ -44,7 +44,7 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	  "the first file created in a newer version seals older versions with no open files" },
 	{ "s3", PECFS_CONFIG_TEXT, "", "attach the S3 tier: upload sealed versions to s3://BUCKET/PREFIX" },
 	{ "s3-endpoint", PECFS_CONFIG_TEXT, "", "S3 server URL, http(s)://host[:port] (default: AWS for s3-region)" },
-	{ "s3-region", PECFS_CONFIG_TEXT, "us-east-1", "region requests are signed for" },
+	{ "s3-region", PECFS_CONFIG_TEXT, "", "region requests are signed for (default: AWS_REGION, the AWS profile's, else us-east-1)" },
 	{ "s3-addressing", PECFS_CONFIG_TEXT, "auto", "bucket addressing: path, virtual or auto" },
 	{ "s3-ca-file", PECFS_CONFIG_TEXT, "", "PEM file of CAs to trust for the S3 endpoint (private servers)" },
 	{ "s3-credentials-file", PECFS_CONFIG_TEXT, "",

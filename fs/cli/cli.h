@@ -164,6 +164,8 @@ void cli_tier_options(const struct pecfs_config *cfg, struct tier_options *o);
 /* Options of the commands that talk to the bucket without a mount: own (ids below CLI_S3_CONFIG_ID),
  * then -c/--config FILE and every s3* setting (--s3, --s3-endpoint, ...). The count, or -ENOMEM; free
  * *out. */
+/* Read by mount, restore, fsck --remote and gc --remote unless -c names another file. */
+#define CLI_SYSTEM_CONFIG "/etc/pecfs/pecfs.conf"
 #define CLI_S3_CONFIG_ID 1000
 #define CLI_S3_KEY_ID 1001
 int cli_s3_opts(const struct cli_opt *own, size_t nown, struct cli_opt **out);

@@ -28,7 +28,7 @@
 #include "log.h"
 #include "tier.h"
 
-#define MOUNT_SYSTEM_CONFIG "/etc/pecfs/pecfs.conf"
+#define MOUNT_SYSTEM_CONFIG CLI_SYSTEM_CONFIG
 #define MOUNT_MSG_MAX 1024
 
 static const char *mount_placeholder(enum pecfs_config_kind kind)

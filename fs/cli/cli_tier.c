@@ -93,17 +93,34 @@ static int s3_parse_opt(void *ctx, const struct cli_opt *o, const char *arg)
 	return p->handle(p->ctx, o, arg);
 }
 
+static int s3_config_seen(void *ctx, const struct cli_opt *o, const char *arg)
+{
+	(void)arg;
+	if (o->id == CLI_S3_CONFIG_ID)
+		*(bool *)ctx = true;
+	return 0;
+}
+
 int cli_parse_s3_args(const char *cmd, int argc, char **argv, const struct cli_opt *own, size_t nown,
 		      void (*help)(FILE *), int (*handle)(void *ctx, const struct cli_opt *o, const char *arg),
 		      void *ctx, struct pecfs_config *cfg, struct cli_args *pos)
 {
 	struct s3_parse p = { cfg, handle, ctx };
 	struct cli_opt *opts;
+	bool given = false;
+	char err[PATH_MAX + 256];
 	int n = cli_s3_opts(own, nown, &opts);
 
 	if (n < 0)
 		return cli_error(CLI_FAILED, "out of memory");
-	int rc = cli_parse_args(cmd, argc, argv, opts, (size_t)n, help, s3_parse_opt, &p, pos);
+	/* Like mount: the system's configuration file unless -c names another (a first pass finds out). */
+	int rc = cli_parse_args(cmd, argc, argv, opts, (size_t)n, help, s3_config_seen, &given, pos);
+	cli_args_free(pos);
+	if (rc == 0 && !given && access(CLI_SYSTEM_CONFIG, F_OK) == 0 &&
+	    pecfs_config_load(cfg, CLI_SYSTEM_CONFIG, err, sizeof(err)) < 0)
+		rc = cli_error(CLI_USAGE, "%s", err);
+	if (rc == 0)
+		rc = cli_parse_args(cmd, argc, argv, opts, (size_t)n, help, s3_parse_opt, &p, pos);
 	free(opts);
 	return rc;
 }

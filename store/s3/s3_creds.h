@@ -46,4 +46,23 @@ int s3_creds_copy(struct s3_credentials *dst, const struct s3_credentials *src);
 /* Wipes and frees the strings; the struct is empty afterwards. */
 void s3_creds_clear(struct s3_credentials *c);
 
+/* ---- the AWS credential chain (s3_creds_chain.c): every source every AWS tool reads ---- */
+
+struct s3_chain {
+	const char *credentials_file;  /* in: pecfs's s3-credentials-file, tried after the environment */
+	const char *profile;           /* in: NULL for $AWS_PROFILE, else "default" */
+	char source[96];               /* out: where the credentials came from, for messages */
+	char region[64];               /* out: AWS_REGION, AWS_DEFAULT_REGION, the profile's region; "" */
+	char endpoint_url[512];        /* out: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's endpoint_url */
+	char ca_bundle[4096];          /* out: AWS_CA_BUNDLE, the profile's ca_bundle */
+};
+
+/* Fills the region, endpoint and CA bundle of c (each "" when no source names one). */
+void s3_chain_settings(struct s3_chain *c);
+
+/* Credentials from the first source that has them (see s3_creds_chain.c for the order), and
+ * s3_chain_settings. -ENOENT when no source has any, another negative errno when the source that
+ * should have them failed (a refused role, an unreadable file); err says which and why. */
+int s3_chain_credentials(struct s3_chain *c, struct s3_credentials *out, char *err, size_t errsz);
+
 #endif

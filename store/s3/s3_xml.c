@@ -310,3 +310,66 @@ int s3_xml_parse_uploads(const char *body, size_t len, s3_upload_fn cb, void *ct
 
 	return s3_xml_parse_listing(body, len, &l, s3_xml_uploads_end);
 }
+
+/* ---- STS AssumeRoleWithWebIdentity ---- */
+
+struct s3_xml_sts_ctx {
+	struct s3_credentials *out;
+	struct s3_xml_error *err;
+	int rc;
+};
+
+static int s3_xml_sts_set(char **field, const char *text)
+{
+	char *v = strdup(text);
+
+	if (!v)
+		return -ENOMEM;
+	if (*field) {
+		OPENSSL_cleanse(*field, strlen(*field));
+		free(*field);
+	}
+	*field = v;
+	return 0;
+}
+
+static int s3_xml_sts_end(void *ud, const char *path, const char *text)
+{
+	static const char creds[] = "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials/";
+	struct s3_xml_sts_ctx *c = ud;
+	const char *leaf;
+
+	if (!strncmp(path, "ErrorResponse/Error/", 20)) {
+		if (!strcmp(path + 20, "Code"))
+			snprintf(c->err->code, sizeof(c->err->code), "%s", text);
+		else if (!strcmp(path + 20, "Message"))
+			snprintf(c->err->message, sizeof(c->err->message), "%s", text);
+		return 0;
+	}
+	if (strncmp(path, creds, sizeof(creds) - 1) != 0)
+		return 0;
+	leaf = path + sizeof(creds) - 1;
+	if (!strcmp(leaf, "AccessKeyId"))
+		return s3_xml_sts_set(&c->out->access_key, text);
+	if (!strcmp(leaf, "SecretAccessKey"))
+		return s3_xml_sts_set(&c->out->secret_key, text);
+	if (!strcmp(leaf, "SessionToken"))
+		return s3_xml_sts_set(&c->out->session_token, text);
+	if (!strcmp(leaf, "Expiration")) {
+		c->out->expires_ns = s3_creds_parse_time(text);
+		return c->out->expires_ns < 0 ? -EINVAL : 0;
+	}
+	return 0;
+}
+
+int s3_xml_parse_sts_credentials(const char *body, size_t len, struct s3_credentials *out, struct s3_xml_error *err)
+{
+	struct s3_xml_sts_ctx c = { out, err, 0 };
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	rc = s3_xml_walk(body, len, s3_xml_sts_end, &c);
+	if (!rc && (!out->access_key || !out->secret_key || !out->session_token || out->expires_ns <= 0))
+		rc = -EINVAL;  /* an ErrorResponse, or credentials that lack a part */
+	return rc;
+}

@@ -44,4 +44,10 @@ int s3_xml_parse_list(const char *body, size_t len, s3_list_fn cb, void *ctx, st
 /* The same for a ListMultipartUploadsResult page: cb gets each Upload (key, upload id). */
 int s3_xml_parse_uploads(const char *body, size_t len, s3_upload_fn cb, void *ctx, struct s3_xml_list_page *page);
 
+/* The Credentials of an AssumeRoleWithWebIdentityResponse into out (access key, secret, session token,
+ * expiration; strings on the heap, the caller clears out). An ErrorResponse fills err and gives
+ * -EINVAL, as does an answer that lacks any of the four. */
+struct s3_credentials;
+int s3_xml_parse_sts_credentials(const char *body, size_t len, struct s3_credentials *out, struct s3_xml_error *err);
+
 #endif

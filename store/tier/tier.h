@@ -30,11 +30,13 @@ struct tier;
 
 struct tier_options {
 	const char *uri;              /* s3://BUCKET[/PREFIX], required */
-	const char *endpoint;         /* http(s)://host[:port]; NULL: AWS's for the region */
-	const char *region;           /* NULL: us-east-1 */
+	const char *endpoint;         /* http(s)://host[:port]; NULL: AWS_ENDPOINT_URL(_S3), the profile's
+					 endpoint_url, else AWS's for the region */
+	const char *region;           /* NULL: AWS_REGION, AWS_DEFAULT_REGION, the profile's, else us-east-1 */
 	enum s3_addressing addressing;
-	const char *ca_file;          /* NULL: the system's CAs */
-	const char *credentials_file; /* used when AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are unset */
+	const char *ca_file;          /* NULL: AWS_CA_BUNDLE, the profile's ca_bundle, else the system's CAs */
+	const char *credentials_file; /* tried after the environment, before the rest of the AWS chain
+					 (s3_creds_chain.c) */
 	const char *node_id;          /* NULL or "": the data folder's node id (hex) */
 	unsigned nodes;               /* node parts (manifests) a version needs before its COMMIT; 0: 1 */
 	unsigned upload_threads;      /* chunks sent at once; 0: 8 */

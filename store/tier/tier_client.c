@@ -93,19 +93,21 @@ void tier_s3_log(void *ctx, enum s3_log_level level, const char *msg)
 {
 	struct tier *t = ctx;
 
-	/* Retries are routine during an outage; the uploader reports the outage once itself. The
-	 * line per request (debug) is for whoever asked for debug. */
-	if (level <= S3_LOG_ERROR || level == S3_LOG_DEBUG)
+	/* Retries (warnings) are routine during an outage; the uploader reports the outage once itself.
+	 * Where credentials came from is news (info); the line per request is for whoever asked for debug. */
+	if (level != S3_LOG_WARN)
 		tier_logf(t, level, "%s", msg);
 }
 
-/* The client's source of fresh credentials: the same chain as at start (environment, then the
- * credentials file, which a rotation agent may have rewritten). ctx: the file's path or NULL. */
+/* The client's source of fresh credentials: the same chain as at start (environment, pecfs's
+ * credentials file, web identity, the profile, instance metadata; s3_creds_chain.c), asked again
+ * before temporary ones expire or when the server refuses them. ctx: the file's path or NULL. */
 static int tier_creds_reload(void *ctx, struct s3_credentials *out)
 {
-	char err[256];
+	struct s3_chain chain = { .credentials_file = ctx };
+	char err[512];
 
-	return s3_creds_load(ctx, NULL, out, err, sizeof(err));
+	return s3_chain_credentials(&chain, out, err, sizeof(err));
 }
 
 int tier_client_new(const struct tier_options *opt, unsigned max_connections,
@@ -115,7 +117,8 @@ int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 {
 	struct s3_credentials creds = { 0 };
 	struct s3_client_config cc = { 0 };
-	char cerr[256] = "";
+	struct s3_chain chain = { .credentials_file = opt->credentials_file };
+	char cerr[700] = "";
 	int rc;
 
 	if (!opt->uri || s3_uri_parse(opt->uri, bucket, prefix, TIER_PREFIX_MAX) < 0) {
@@ -123,20 +126,17 @@ int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 			 opt->uri ? opt->uri : "");
 		return -EINVAL;
 	}
-	rc = s3_creds_load(opt->credentials_file, NULL, &creds, cerr, sizeof(cerr));
+	rc = s3_chain_credentials(&chain, &creds, cerr, sizeof(cerr));
 	if (rc < 0) {
-		if (cerr[0])
-			snprintf(err, errsz, "S3 credentials: %s", cerr);
-		else
-			snprintf(err, errsz, "S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-				 "s3-credentials-file");
+		snprintf(err, errsz, "S3 credentials%s%s: %s", chain.source[0] ? " from " : "", chain.source, cerr);
 		return -EINVAL;
 	}
-	cc.endpoint = opt->endpoint;
-	cc.region = opt->region;
+	/* Settings pecfs was not given come from the AWS environment and profile, as for any AWS tool. */
+	cc.endpoint = opt->endpoint ? opt->endpoint : chain.endpoint_url[0] ? chain.endpoint_url : NULL;
+	cc.region = opt->region ? opt->region : chain.region[0] ? chain.region : NULL;
 	cc.bucket = bucket;
 	cc.addressing = opt->addressing;
-	cc.ca_file = opt->ca_file;
+	cc.ca_file = opt->ca_file ? opt->ca_file : chain.ca_bundle[0] ? chain.ca_bundle : NULL;
 	cc.creds = &creds;
 	cc.max_connections = max_connections;
 	cc.log = log;
@@ -150,6 +150,11 @@ int tier_client_new(const struct tier_options *opt, unsigned max_connections,
 	cc.retry_max_ms = 4000;
 	rc = s3_client_new(&cc, out, err, errsz);
 	s3_creds_clear(&creds);
+	if (rc == 0 && log) {
+		char line[256];
+		snprintf(line, sizeof(line), "S3 credentials from %s", chain.source);
+		log(log_ctx, S3_LOG_INFO, line);
+	}
 	return rc;
 }
 

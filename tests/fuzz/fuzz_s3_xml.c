@@ -1,5 +1,5 @@
 /* fuzz_s3_xml.c - libFuzzer target for the S3 client's XML readers (store/s3/s3_xml.c): every answer
- * body comes from the network. The input is tried as each document the client reads; a parse must
+ * body comes from the network (STS's too). The input is tried as each document the client reads; a parse must
  * either fail cleanly or hand out NUL-terminated strings of sane length. Crashes, leaks and
  * sanitizer reports are the findings.
  */
@@ -45,5 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s3_xml_parse_uploads(body, size, on_upload, NULL, &page);
 	free(page.next);
 	free(page.next_upload);
+	/* STS: every part or nothing */
+	struct s3_credentials c = { 0 };
+	if (s3_xml_parse_sts_credentials(body, size, &c, &e) == 0 &&
+	    (!c.access_key || !c.secret_key || !c.session_token || c.expires_ns <= 0))
+		abort();
+	s3_creds_clear(&c);
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "s3_creds.h"
+#include "s3_xml.h"
 
 #define SECRET "s3cr3t-Value-That-Must-Not-Leak"
 
@@ -171,6 +172,48 @@ static void test_environment_expiration_is_kept_and_checked(void **state)
 	assert_non_null(strstr(err, "AWS_CREDENTIAL_EXPIRATION"));
 }
 
+/* The STS answer: all four parts, or an error (its code and message kept), never half of it. */
+static void test_sts_answers_are_read_whole_or_refused(void **state)
+{
+	static const char ok[] =
+		"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+		"<AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>" SECRET "</SecretAccessKey>"
+		"<SessionToken>tok</SessionToken><Expiration>2026-12-06T10:00:00Z</Expiration>"
+		"</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+	static const char no_token[] =
+		"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+		"<AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>x</SecretAccessKey>"
+		"<Expiration>2026-12-06T10:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+		"</AssumeRoleWithWebIdentityResponse>";
+	static const char bad_time[] =
+		"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+		"<AccessKeyId>A</AccessKeyId><SecretAccessKey>x</SecretAccessKey><SessionToken>t</SessionToken>"
+		"<Expiration>tomorrow</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+		"</AssumeRoleWithWebIdentityResponse>";
+	static const char denied[] = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+				     "<Message>Not authorized</Message></Error></ErrorResponse>";
+	struct s3_credentials c = { 0 };
+	struct s3_xml_error e;
+
+	(void)state;
+	assert_int_equal(s3_xml_parse_sts_credentials(ok, sizeof(ok) - 1, &c, &e), 0);
+	assert_string_equal(c.access_key, "ASIA1");
+	assert_string_equal(c.secret_key, SECRET);
+	assert_string_equal(c.session_token, "tok");
+	assert_true(c.expires_ns == s3_creds_parse_time("2026-12-06T10:00:00Z"));
+	s3_creds_clear(&c);
+	assert_int_equal(s3_xml_parse_sts_credentials(no_token, sizeof(no_token) - 1, &c, &e), -EINVAL);
+	s3_creds_clear(&c);
+	assert_int_equal(s3_xml_parse_sts_credentials(bad_time, sizeof(bad_time) - 1, &c, &e), -EINVAL);
+	s3_creds_clear(&c);
+	assert_int_equal(s3_xml_parse_sts_credentials(denied, sizeof(denied) - 1, &c, &e), -EINVAL);
+	assert_string_equal(e.code, "AccessDenied");
+	assert_string_equal(e.message, "Not authorized");
+	assert_null(c.access_key);
+	assert_int_equal(s3_xml_parse_sts_credentials("<a", 2, &c, &e), -EINVAL);
+	s3_creds_clear(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +223,7 @@ int main(void)
 		cmocka_unit_test_setup(test_environment_comes_before_the_file, clear_env),
 		cmocka_unit_test_setup(test_expiration_times_parse_in_utc, clear_env),
 		cmocka_unit_test_setup(test_environment_expiration_is_kept_and_checked, clear_env),
+		cmocka_unit_test(test_sts_answers_are_read_whole_or_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
