@@ -2,8 +2,7 @@
  * HTTP endpoint: the local tier (files, chunks, bytes written, linked and read, write buffers, seal
  * durations) and the S3 tier (upload queue, bytes and objects up and down, evictions, read-ahead hits,
  * requests by method and outcome with a latency histogram per method, retries, failures). Every
- * figure is a counter kept as things happen, or a gauge read from one; logical_bytes alone is summed
- * over the inode records on each read (see pecgen.c).
+ * figure is a counter kept as things happen, or a gauge read from one: a scrape scans nothing.
  */
 #include <errno.h>
 #include <math.h>

@@ -1,9 +1,9 @@
 /* pecgen.c - content of the .pec virtual files: /.pec/stats (JSON), RUN/.pec/versions (JSON) and the
  * RUN/.pec/latest link target (/.pec/metrics is metrics.c).
  *
- * Figures come from the store, the data module and the version records. logical_bytes is computed by
- * a scan of the inode records (files being written count with the size last written back), one pass
- * over the inodes per read. dedup_ratio is logical_bytes / stored_bytes over the whole data
+ * Figures come from the store, the data module and the version records. logical_bytes is the
+ * metadata layer's running count of the inode records' sizes (files being written count with the
+ * size last written back; meta_logical_bytes), so no read scans anything. dedup_ratio is logical_bytes / stored_bytes over the whole data
  * folder (1.0 when nothing is stored): what the namespace holds against what the disk holds.
  */
 #include <errno.h>
@@ -18,20 +18,11 @@
 #include "tier_status.h"
 
 
-static int sum_sizes(const struct meta_inode *mi, void *arg)
-{
-	if (S_ISREG(mi->mode) && mi->nlink > 0)
-		*(uint64_t *)arg += mi->size;
-	return 0;
-}
-
 int pecgen_gather(struct fs_ctx *ctx, struct pecgen_figures *f)
 {
 	memset(f, 0, sizeof(*f));
 	fs_versions_count(ctx, &f->runs, &f->versions, &f->sealed_versions);
-	int rc = meta_foreach_inode(ctx->meta, sum_sizes, &f->logical_bytes);
-	if (rc < 0)
-		return rc;
+	f->logical_bytes = meta_logical_bytes(ctx->meta);
 	store_get_stats(ctx->st, &f->ss);
 	data_get_stats(ctx->dc, &f->ds);
 	f->dedup_ratio = f->ss.stored_bytes ? (double)f->logical_bytes / (double)f->ss.stored_bytes : 1.0;

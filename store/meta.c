@@ -3,6 +3,11 @@
  * RocksDB with one column family; keys and values are encoded by meta_codec.c, range reads live
  * in meta_scan.c. Commits are atomic write batches; "sync" commits wait for the write-ahead log to
  * reach the disk, which is the durability point of fsync and seal.
+ *
+ * The logical bytes (the sizes of all regular files with a link) are counted at open with one pass
+ * over the inode records and then kept by every commit: a batch notes the inode records it puts or
+ * deletes, and its commit adds the difference each makes against the record it replaces. Inode
+ * records change under fs's namespace lock, so no two commits race on one inode.
  */
 #include "meta_db.h"
 
@@ -10,12 +15,88 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "meta_codec.h"
 
+/* An inode record a batch puts (or deletes: contrib 0), in the order put. */
+struct meta_batch_inode {
+	uint64_t ino;
+	uint64_t contrib;   /* what it adds to the logical bytes: its size, if a linked regular file */
+	size_t seq;
+};
+
 struct meta_batch {
 	rocksdb_writebatch_t *wb;
+	struct meta_batch_inode *inodes;
+	size_t ninodes, capinodes;
+	bool inodes_lost;   /* no memory to note one: the next meta_logical_bytes recounts */
 };
+
+static uint64_t inode_contrib(const struct meta_inode *i)
+{
+	return S_ISREG(i->mode) && i->nlink > 0 ? i->size : 0;
+}
+
+static int sum_contrib(const struct meta_inode *i, void *arg)
+{
+	*(uint64_t *)arg += inode_contrib(i);
+	return 0;
+}
+
+void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i)
+{
+	if (b->ninodes == b->capinodes) {
+		size_t ncap = b->capinodes ? 2 * b->capinodes : 16;
+		struct meta_batch_inode *n = realloc(b->inodes, ncap * sizeof(*n));
+		if (!n) {
+			b->inodes_lost = true;
+			return;
+		}
+		b->inodes = n;
+		b->capinodes = ncap;
+	}
+	b->inodes[b->ninodes] = (struct meta_batch_inode){ ino, i ? inode_contrib(i) : 0, b->ninodes };
+	b->ninodes++;
+}
+
+static int cmp_batch_inode(const void *a, const void *b)
+{
+	const struct meta_batch_inode *x = a, *y = b;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The change b's inode records make to the logical bytes, against the records they replace. */
+static int64_t batch_logical_delta(struct meta *m, struct meta_batch *b)
+{
+	int64_t delta = 0;
+
+	qsort(b->inodes, b->ninodes, sizeof(*b->inodes), cmp_batch_inode);
+	for (size_t i = 0; i < b->ninodes; i++) {
+		if (i + 1 < b->ninodes && b->inodes[i + 1].ino == b->inodes[i].ino)
+			continue;  /* a later record of the same inode in this batch wins */
+		struct meta_inode old;
+		uint64_t before = meta_get_inode(m, b->inodes[i].ino, &old) == 0 ? inode_contrib(&old) : 0;
+		delta += (int64_t)b->inodes[i].contrib - (int64_t)before;
+	}
+	return delta;
+}
+
+uint64_t meta_logical_bytes(struct meta *m)
+{
+	if (__atomic_load_n(&m->logical_stale, __ATOMIC_ACQUIRE)) {
+		uint64_t sum = 0;
+		if (meta_foreach_inode(m, sum_contrib, &sum) == 0) {
+			__atomic_store_n(&m->logical_bytes, (int64_t)sum, __ATOMIC_RELAXED);
+			__atomic_store_n(&m->logical_stale, false, __ATOMIC_RELEASE);
+		}
+	}
+	int64_t v = __atomic_load_n(&m->logical_bytes, __ATOMIC_RELAXED);
+	return v > 0 ? (uint64_t)v : 0;
+}
 
 int meta_db_error(char *err, const char *what)
 {
@@ -79,6 +160,7 @@ int meta_open(const char *dir, struct meta **out)
 	m->wopts = rocksdb_writeoptions_create();
 	m->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(m->wopts_sync, 1);
+	m->logical_stale = true;  /* counted on first use, then kept by commits */
 	*out = m;
 	return 0;
 
@@ -269,7 +351,7 @@ struct meta_batch *meta_batch_new(void)
 
 	if (!b)
 		return NULL;
-	b->wb = rocksdb_writebatch_create();
+	*b = (struct meta_batch){ .wb = rocksdb_writebatch_create() };
 	return b;
 }
 
@@ -278,22 +360,33 @@ void meta_batch_free(struct meta_batch *b)
 	if (!b)
 		return;
 	rocksdb_writebatch_destroy(b->wb);
+	free(b->inodes);
 	free(b);
 }
 
 void meta_batch_clear(struct meta_batch *b)
 {
 	rocksdb_writebatch_clear(b->wb);
+	b->ninodes = 0;
+	b->inodes_lost = false;
 }
 
 int meta_batch_commit(struct meta *m, struct meta_batch *b, bool sync)
 {
 	char *err = NULL;
+	int64_t delta = b->ninodes ? batch_logical_delta(m, b) : 0;
 
 	rocksdb_write(m->db, sync ? m->wopts_sync : m->wopts, b->wb, &err);
 	rocksdb_writebatch_clear(b->wb);
+	bool lost = b->inodes_lost;
+	b->ninodes = 0;
+	b->inodes_lost = false;
 	if (err)
 		return meta_db_error(err, "commit");
+	if (lost)
+		__atomic_store_n(&m->logical_stale, true, __ATOMIC_RELEASE);
+	else
+		__atomic_add_fetch(&m->logical_bytes, delta, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -96,7 +96,10 @@ int meta_sync(struct meta *m);
 
 /* ---- reads ---- */
 int meta_get_super(struct meta *m, struct meta_super *out);              /* -ENOENT on a new db */
-int meta_get_inode(struct meta *m, uint64_t ino, struct meta_inode *out); /* -ENOENT */
+int meta_get_inode(struct meta *m, uint64_t ino, struct meta_inode *out);
+/* The sizes of all regular files with a link, summed: counted once, then kept by every commit
+ * (meta.c), so reading it costs nothing however many files there are. */
+uint64_t meta_logical_bytes(struct meta *m); /* -ENOENT */
 /* Looks up name in directory parent: *ino and *mode (type bits only). -ENOENT. */
 int meta_get_dirent(struct meta *m, uint64_t parent, const char *name, uint64_t *ino, uint32_t *mode);
 /* Entries of parent in name order, starting after `after` (NULL: from the first). cb returns non-zero

@@ -26,6 +26,7 @@ void meta_batch_put_inode(struct meta_batch *b, const struct meta_inode *i)
 
 	assert(i->ino != 0);
 	meta_batch_raw_put(b, key, kl, val, vl);
+	meta_batch_note_inode(b, i->ino, i);
 }
 
 void meta_batch_del_inode(struct meta_batch *b, uint64_t ino)
@@ -34,6 +35,7 @@ void meta_batch_del_inode(struct meta_batch *b, uint64_t ino)
 	size_t kl = meta_key_u64(key, META_KEY_INODE, ino);
 
 	meta_batch_raw_del(b, key, kl);
+	meta_batch_note_inode(b, ino, NULL);
 }
 
 void meta_batch_put_dirent(struct meta_batch *b, uint64_t parent, const char *name, uint64_t ino, uint32_t mode)

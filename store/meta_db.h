@@ -24,6 +24,8 @@ struct meta {
 	rocksdb_readoptions_t *ropts;     /* plain point reads; shared, never modified after open */
 	rocksdb_writeoptions_t *wopts;    /* unsynced commits */
 	rocksdb_writeoptions_t *wopts_sync;
+	int64_t logical_bytes;            /* atomic: see meta.c */
+	bool logical_stale;               /* atomic: recount before use */
 };
 
 /* Prints "pecfs: metadata: <what>: <err>" to stderr, frees err, returns -ENOSPC when the message
@@ -46,5 +48,7 @@ void meta_batch_raw_put(struct meta_batch *b, const uint8_t *k, size_t kl, const
 void meta_batch_raw_put2(struct meta_batch *b, const uint8_t *k, size_t kl, const void *v1, size_t l1,
 			 const void *v2, size_t l2);
 void meta_batch_raw_del(struct meta_batch *b, const uint8_t *k, size_t kl);
+/* Notes that b puts inode record i (NULL: deletes inode ino), for the logical-bytes count. */
+void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i);
 
 #endif

@@ -267,6 +267,7 @@ int store_open(const char *data_dir, const struct store_options *opt, struct sto
 	rc = store_recover(st);
 	if (rc)
 		goto out_err;
+	meta_logical_bytes(st->meta);  /* counted now, while nothing else writes; commits keep it */
 	*out = st;
 	return 0;
 

@@ -138,7 +138,7 @@ class Version(unittest.TestCase):
     def test_version_names_the_build_and_every_library_in_use(self):
         cp = h.cli("--version", check=True)
         lines = cp.stdout.splitlines()
-        self.assertRegex(lines[0], r"^pecfs \d+\.\d+\.\d+(\+g[0-9a-f]{7,}(-dirty)?)?$")
+        self.assertRegex(lines[0], r"^pecfs \d+\.\d+\.\d+(\+g[0-9a-f]{7,}(\.dirty)?)?$")
         names = [l.split()[0] for l in lines[1:]]
         self.assertEqual(names, ["libfuse", "RocksDB", "OpenSSL", "libcurl", "jansson"])
         for l in lines[1:]:

@@ -3,7 +3,7 @@
 # binary in /usr/bin (its --version is this build's), the PyTorch module and libpecgpu (imported by
 # the system python), the man page (man), bash completion, the
 # systemd unit (systemd-analyze verify, now that its ExecStart binary exists), the mount(8) helper
-# links, and a mount through `mount -t fuse.pecfs` with the installed binary. `dpkg -r` at the end
+# links, and a mount through `mount -t fuse.pecfs` with the installed binary. `dpkg --purge` at the end
 # leaves nothing behind. Refuses to run over a pecfs package that was installed before it.
 import os
 import shutil
@@ -27,7 +27,8 @@ def run(*args, check=True, **kw):
 
 class Package(unittest.TestCase):
     def setUp(self):
-        if run("dpkg-query", "-W", "pecfs", check=False).returncode == 0:
+        status = run("dpkg-query", "-W", "-f=${Status}", "pecfs", check=False).stdout
+        if "ok installed" in status:
             self.fail("a pecfs package is installed already: this test would replace it (dpkg -r pecfs first)")
         self.work = tempfile.mkdtemp(prefix="pecfs-deb-", dir=h.BASE_DIR)
         self.addCleanup(shutil.rmtree, self.work, ignore_errors=True)
@@ -42,7 +43,7 @@ class Package(unittest.TestCase):
         self.assertIn("Version: %s" % built.split()[1], info)
 
         run("dpkg", "-i", os.path.join(self.work, deb))
-        self.addCleanup(run, "dpkg", "-r", "pecfs", check=False)
+        self.addCleanup(run, "dpkg", "--purge", "pecfs", check=False)
         self.assertEqual(run("/usr/bin/pecfs", "--version").stdout, built)
         for path in ("/usr/share/man/man1/pecfs.1.gz", "/usr/share/bash-completion/completions/pecfs",
                      "/usr/lib/systemd/system/pecfs@.service", "/usr/share/doc/pecfs/pecfs.conf.example",
@@ -83,7 +84,7 @@ class Package(unittest.TestCase):
         self.assertEqual(h.read_file(m.path("run", "v1", "f")), data)
         run("/usr/bin/pecfs", "umount", m.mnt)
 
-        run("dpkg", "-r", "pecfs")
+        run("dpkg", "--purge", "pecfs")
         for path in ("/usr/bin/pecfs", "/usr/sbin/mount.fuse.pecfs", "/usr/lib/systemd/system/pecfs@.service"):
             self.assertFalse(os.path.lexists(path), path)
 

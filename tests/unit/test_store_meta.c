@@ -531,6 +531,57 @@ static void test_second_open_of_the_same_db_is_busy(void **state)
 	assert_null(again);
 }
 
+static int sum_logical(const struct meta_inode *i, void *arg)
+{
+	if (S_ISREG(i->mode) && i->nlink > 0)
+		*(uint64_t *)arg += i->size;
+	return 0;
+}
+
+static uint64_t scanned_logical(struct meta *m)
+{
+	uint64_t sum = 0;
+
+	assert_int_equal(meta_foreach_inode(m, sum_logical, &sum), 0);
+	return sum;
+}
+
+/* The running count of logical bytes equals a full scan after every commit: puts, size changes, the
+ * same inode twice in one batch, unlinked files (nlink 0), directories, deletions, and a reopen. */
+static void test_logical_bytes_are_kept_by_every_commit(void **state)
+{
+	struct fixture *f = *state;
+	unsigned seed = 12345;
+
+	assert_int_equal(meta_logical_bytes(f->m), 0);
+	for (int round = 0; round < 200; round++) {
+		int n = 1 + (int)(rand_r(&seed) % 6);
+		for (int k = 0; k < n; k++) {
+			uint64_t ino = 2 + rand_r(&seed) % 40;
+			unsigned what = rand_r(&seed) % 10;
+			if (what == 0) {
+				meta_batch_del_inode(f->b, ino);
+				continue;
+			}
+			struct meta_inode i = { .ino = ino, .parent = 1, .nlink = what == 1 ? 0 : 1,
+						.mode = (what == 2 ? S_IFDIR : S_IFREG) | 0644,
+						.size = (uint64_t)rand_r(&seed) % (1u << 30) };
+			snprintf(i.name, sizeof(i.name), "f%llu", (unsigned long long)ino);
+			meta_batch_put_inode(f->b, &i);
+		}
+		assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+		assert_true(meta_logical_bytes(f->m) == scanned_logical(f->m));
+	}
+	uint64_t before = meta_logical_bytes(f->m);
+	assert_true(before > 0);
+	meta_batch_free(f->b);
+	f->b = NULL;
+	meta_close(f->m);
+	assert_int_equal(meta_open(f->dir, &f->m), 0);
+	f->b = meta_batch_new();
+	assert_true(meta_logical_bytes(f->m) == before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -549,6 +600,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_whole_db_scans_see_only_their_kind_and_survive_reopen, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_of_the_same_db_is_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_logical_bytes_are_kept_by_every_commit, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
