@@ -187,9 +187,11 @@ void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t tota
 /* The same with the rate since cli_progress_begin and the time left at that rate (ETA). */
 struct cli_progress {
 	const char *label;
+	const char *unit;  /* NULL: bytes (shown in MiB); else what is counted ("runs", "chunks") */
 	struct timespec t0;
 };
 void cli_progress_begin(struct cli_progress *p, const char *label);
+void cli_progress_begin_items(struct cli_progress *p, const char *label, const char *unit);
 void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, uint64_t total);
 
 #endif

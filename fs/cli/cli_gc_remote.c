@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "tier.h"
@@ -101,6 +102,27 @@ static int gc_remote_parse(int argc, char **argv, struct pecfs_config *cfg, stru
 	return 0;
 }
 
+/* A bar per phase on a terminal: manifests read, then chunk objects deleted. */
+struct gc_bar {
+	struct cli_progress p;
+	const char *what;
+	bool shown;
+};
+
+static void gc_progress(void *ctx, const char *what, uint64_t done, uint64_t total)
+{
+	struct gc_bar *b = ctx;
+
+	if (!b->what || strcmp(b->what, what) != 0) {
+		if (b->shown)
+			fputc('\n', stderr);
+		cli_progress_begin_items(&b->p, what, strcmp(what, "reading") == 0 ? "versions" : "chunks");
+		b->what = what;
+	}
+	cli_progress_show(stderr, &b->p, done, total);
+	b->shown = true;
+}
+
 int cli_gc_remote(int argc, char **argv)
 {
 	struct tier_gc_options o = { .grace_ns = (int64_t)GC_DEFAULT_GRACE_S * 1000000000 };
@@ -119,10 +141,17 @@ int cli_gc_remote(int argc, char **argv)
 		return rc < 0 ? CLI_OK : rc;
 	cli_tier_options(&cfg, &to);
 	to.node_id = cfg.node_id[0] ? cfg.node_id : NULL;
+	struct gc_bar bar = { { 0 }, NULL, false };
+	if (isatty(STDERR_FILENO) && !ga.json) {
+		o.progress = gc_progress;
+		o.progress_ctx = &bar;
+	}
 	/* --json: the lines of what was retired go into the JSON object */
 	if (ga.json && !(progress = open_memstream(&log, &log_len)))
 		return cli_error(CLI_FAILED, "out of memory");
 	rc = tier_bucket_gc(&to, &o, progress, &r, err, sizeof(err));
+	if (bar.shown)
+		fputc('\n', stderr);
 	if (ga.json)
 		fclose(progress);
 	if (rc < 0)

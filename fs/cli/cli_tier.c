@@ -125,6 +125,11 @@ int cli_parse_s3_args(const char *cmd, int argc, char **argv, const struct cli_o
 	return rc;
 }
 
+static void import_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	cli_progress_show(stderr, ctx, done, total);
+}
+
 int cli_tier_import(const struct pecfs_config *cfg)
 {
 	struct store_options so = { .chunk_size = cfg->chunk_size, .reserve_free_bytes = cfg->reserve_free_bytes };
@@ -140,7 +145,16 @@ int cli_tier_import(const struct pecfs_config *cfg)
 	o.uri = cfg->from;
 	if (store_open(cfg->data_dir, &so, &st, NULL) < 0)
 		return 0;  /* the mount's own open reports why */
-	rc = tier_import(st, &o, cfg->foreground ? stderr : NULL, &n, err, sizeof(err));
+	struct cli_progress bar;
+	bool tty = isatty(STDERR_FILENO);
+	if (tty) {
+		cli_progress_begin_items(&bar, "importing", "runs");
+		o.import_progress = import_progress;
+		o.import_progress_ctx = &bar;
+	}
+	rc = tier_import(st, &o, cfg->foreground && !tty ? stderr : NULL, &n, err, sizeof(err));
+	if (tty)
+		fputc('\n', stderr);
 	store_close(st);
 	if (rc < 0)
 		return cli_error(CLI_FAILED, "mount --from %s: %s", cfg->from, err[0] ? err : strerror(-rc));
@@ -224,7 +238,27 @@ static bool mount_has_tier(const char *mountpoint)
 void cli_progress_begin(struct cli_progress *p, const char *label)
 {
 	p->label = label;
+	p->unit = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+}
+
+void cli_progress_begin_items(struct cli_progress *p, const char *label, const char *unit)
+{
+	cli_progress_begin(p, label);
+	p->unit = unit;
+}
+
+/* "[####      ]  40.0% " */
+static void progress_head(FILE *out, const char *label, uint64_t done, uint64_t total)
+{
+	/* nothing to do is all done */
+	double part = total ? (double)done / (double)total : 1.0;
+	int width = 30, fill = (int)(part * width);
+
+	if (fill > width)
+		fill = width;
+	fprintf(out, "\r%s [%.*s%*s] %5.1f%% ", label, fill, "##############################", width - fill, "",
+		100.0 * part);
 }
 
 void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, uint64_t total)
@@ -235,26 +269,26 @@ void cli_progress_show(FILE *out, const struct cli_progress *p, uint64_t done, u
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	double secs = (double)(now.tv_sec - p->t0.tv_sec) + (double)(now.tv_nsec - p->t0.tv_nsec) / 1e9;
 	double rate = secs > 0.5 ? (double)done / secs : 0;
-	cli_progress_bar(out, p->label, done, total);
 	if (rate > 0 && total > done) {
 		uint64_t left = (uint64_t)((double)(total - done) / rate + 0.5);
 		snprintf(eta, sizeof(eta), " ETA %llu:%02llu:%02llu", (unsigned long long)(left / 3600),
 			 (unsigned long long)(left / 60 % 60), (unsigned long long)(left % 60));
 	}
+	progress_head(out, p->label, done, total);
 	/* the trailing spaces wipe a longer line of an earlier call */
-	fprintf(out, " %.1f MiB/s%s   ", rate / (1 << 20), eta);
+	if (p->unit)
+		fprintf(out, "%llu/%llu %s %.1f/s%s   ", (unsigned long long)done, (unsigned long long)total, p->unit,
+			rate, eta);
+	else
+		fprintf(out, "%llu/%llu MiB %.1f MiB/s%s   ", (unsigned long long)(done >> 20),
+			(unsigned long long)(total >> 20), rate / (1 << 20), eta);
 	fflush(out);
 }
 
 void cli_progress_bar(FILE *out, const char *label, uint64_t done, uint64_t total)
 {
-	int width = 30, fill = total ? (int)((double)done / (double)total * width) : 0;
-
-	if (fill > width)
-		fill = width;
-	fprintf(out, "\r%s [%.*s%*s] %5.1f%% %llu/%llu MiB", label, fill, "##############################",
-		width - fill, "", total ? 100.0 * (double)done / (double)total : 0.0,
-		(unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+	progress_head(out, label, done, total);
+	fprintf(out, "%llu/%llu MiB", (unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
 	fflush(out);
 }
 

@@ -55,6 +55,9 @@ struct tier_options {
 	/* Persist selection (see tier_persist_fn), copied by tier_open; NULL: every version is uploaded as
 	 * walked. Once tier_open succeeds the tier owns persist->ctx and frees it in tier_close. */
 	const struct tier_persist_hook *persist;
+	/* tier_import: called after each run is looked at (runs done, of total); NULL: none. */
+	void (*import_progress)(void *ctx, uint64_t done, uint64_t total);
+	void *import_progress_ctx;
 };
 
 /* ---- persist selection: a hook between walking a version and uploading it ---- */
@@ -173,6 +176,10 @@ struct tier_gc_options {
 	int64_t grace_ns;         /* objects younger than this are never deleted */
 	bool dry_run;             /* report what would go, delete nothing */
 	const char *forget_node;  /* drop this node's published state first (a node gone for good) */
+	/* Called from the calling thread as manifests are read ("reading", manifests) and chunk objects
+	   deleted ("deleting", chunks): done of total; NULL: none. */
+	void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total);
+	void *progress_ctx;
 };
 
 struct tier_gc_report {

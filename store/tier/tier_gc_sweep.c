@@ -464,6 +464,8 @@ static int delete_chunks(struct gc_run *g)
 		struct s3_result res = { 0 };
 		int rc;
 
+		if (g->o->progress && (i % 64 == 0 || i + 1 == g->n_doomed))
+			g->o->progress(g->o->progress_ctx, "deleting", i, g->n_doomed);
 		g->rep->chunks_deleted++;
 		g->rep->bytes_deleted += g->doomed_size[i];
 		if (g->o->dry_run)
@@ -514,6 +516,8 @@ static int gc_sweep(struct gc_run *g)
 	}
 	rc = choose_retired(g);
 	for (size_t i = 0; rc == 0 && i < g->nv; i++) {
+		if (g->o->progress)
+			g->o->progress(g->o->progress_ctx, "reading", i, g->nv);
 		if (g->v[i].retire)
 			rc = retire_version(g, &g->v[i]);
 		else
@@ -522,13 +526,18 @@ static int gc_sweep(struct gc_run *g)
 	}
 	if (rc < 0)
 		return rc;
+	if (g->o->progress)
+		g->o->progress(g->o->progress_ctx, "reading", g->nv, g->nv);
 	if (g->n_live)
 		qsort(g->live, g->n_live, sizeof(*g->live), digest_cmp);
 	tier_gc_key(g->prefix, key, sizeof(key), "chunks/");
 	rc = s3_list(g->c, key, NULL, 0, judge_chunk, g, &res);
 	if (rc < 0)
 		return gc_fail(g, rc, "listing chunks/", &res);
-	return delete_chunks(g);
+	rc = delete_chunks(g);
+	if (rc == 0 && g->o->progress)
+		g->o->progress(g->o->progress_ctx, "deleting", g->n_doomed, g->n_doomed);
+	return rc;
 }
 
 static void gc_free(struct gc_run *g)

@@ -419,6 +419,8 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 		if (rc < 0 && !err[0])
 			snprintf(err, errsz, "listing %s: %s", key, res.message[0] ? res.message : strerror(-rc));
 		names_free(&vers);
+		if (opt->import_progress)
+			opt->import_progress(opt->import_progress_ctx, r + 1, runs.n);
 	}
 out:
 	names_free(&runs);

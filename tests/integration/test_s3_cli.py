@@ -16,6 +16,25 @@ import pecfs_harness as h  # noqa: E402
 from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
 
 
+def on_a_terminal(args, timeout):
+    """Runs args with stderr on a pty; returns (returncode, stdout bytes, what the terminal got)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, env=h._env())
+    os.close(slave)
+    out, _ = proc.communicate(timeout=timeout)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    return proc.returncode, out, tty.decode(errors="replace")
+
+
 class S3CliTest(RgwTestCase):
     def test_json_results_and_a_progress_bar_with_rate_and_eta(self):
         m = self.mount("clijson")
@@ -25,28 +44,14 @@ class S3CliTest(RgwTestCase):
 
         # restore --json, its progress bar on a terminal
         dest = os.path.join(self.scratch, "restored")
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([h.PECFS_BIN, "restore", *self.tier_opts("clijson"), "--json", "--threads=2",
-                                 "run@v1", dest], stdout=subprocess.PIPE, stderr=slave, env=h._env())
-        os.close(slave)
-        out, _ = proc.communicate(timeout=120 * h.SLOW)
-        tty = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            tty += chunk
-        os.close(master)
-        self.assertEqual(proc.returncode, 0, tty)
+        rc, out, bar = on_a_terminal([h.PECFS_BIN, "restore", *self.tier_opts("clijson"), "--json",
+                                      "--threads=2", "run@v1", dest], 120 * h.SLOW)
+        self.assertEqual(rc, 0, bar)
         r = json.loads(out)
         self.assertEqual((r["run"], r["version"], r["files"], r["bytes"]), ("run", "v1", 2, 11 * MIB + 7))
         self.assertGreater(r["seconds"], 0)
         for name, data in files.items():
             self.assertEqual(h.read_file(os.path.join(dest, name)), data)
-        bar = tty.decode(errors="replace")
         self.assertIn("restoring [", bar)
         self.assertRegex(bar, r"\d+\.\d MiB/s")
         self.assertIn("100.0%", bar)
@@ -76,6 +81,30 @@ class S3CliTest(RgwTestCase):
         self.assertTrue(g["dry_run"])
         self.assertEqual((g["versions"], g["chunks"], g["chunks_live"]), (1, 4, 4))
         self.assertEqual(self.listing("clijson"), before)
+
+    def test_gc_and_mount_from_show_progress_on_a_terminal(self):
+        m = self.mount("cliprog")
+        for i in range(3):
+            self.write_version(m, "run%d" % i, "v1", {"a.bin": h.random_bytes(MIB + i, 600 + i)})
+            self.seal_wait(m, "run%d" % i, "v1")
+        m.umount()
+        # a fresh node imports the three runs, with a bar on its terminal
+        fresh = h.Mount(mount=False)
+        self.addCleanup(fresh.cleanup)
+        rc, _, bar = on_a_terminal([h.PECFS_BIN, "mount", "--from", "s3://%s/cliprog" % BUCKET, "--s3-endpoint",
+                                    self.endpoint, "--s3-addressing", "path", fresh.data, fresh.mnt], 120 * h.SLOW)
+        self.assertEqual(rc, 0, bar)
+        self.assertIn("importing [", bar)
+        self.assertIn("3/3 runs", bar)
+        self.assertEqual(sorted(os.listdir(fresh.mnt)), ["run0", "run1", "run2"])
+        # gc --remote: the versions read, then the chunk objects deleted
+        rc, out, bar = on_a_terminal([h.PECFS_BIN, "gc", "--remote", *self.tier_opts("cliprog"), "--grace", "0",
+                                      "--keep", "1"], 120 * h.SLOW)
+        self.assertEqual(rc, 0, bar)
+        self.assertIn("reading [", bar)
+        self.assertRegex(bar, r"100\.0% 3/3 versions [\d.]+/s")
+        self.assertIn("deleting [", bar)  # nothing to delete (one version per run, --keep 1): all done
+        self.assertIn("100.0% 0/0 chunks", bar)
 
     def test_debug_log_has_a_json_line_per_s3_request(self):
         m = h.Mount(mount=False)
