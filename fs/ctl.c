@@ -70,7 +70,7 @@ static int ctl_json_out(json_t *o, FILE *out)
 	return rc;
 }
 
-static int ctl_fsck(struct store *st, FILE *out, bool as_json)
+static int ctl_fsck(struct store *st, FILE *out, bool as_json, const struct ctl_progress *progress)
 {
 	struct store_fsck_report fr;
 	char *text = NULL;
@@ -80,7 +80,7 @@ static int ctl_fsck(struct store *st, FILE *out, bool as_json)
 
 	if (!lines)
 		return -ENOMEM;
-	rc = store_fsck(st, lines, &fr);
+	rc = store_fsck_progress(st, lines, &fr, progress ? progress->fn : NULL, progress ? progress->ctx : NULL);
 	if (!as_json)
 		return rc < 0 ? rc : fr.problems == 0 ? 0 : 1;
 	fclose(lines);
@@ -100,13 +100,24 @@ static int ctl_fsck(struct store *st, FILE *out, bool as_json)
 	return rc < 0 ? rc : fr.problems == 0 ? 0 : 1;
 }
 
-int ctl_execute(struct store *st, const char *cmd, FILE *out)
+/* Server side of a client's progress: "progress DONE TOTAL" lines between the report's. */
+static void ctl_progress_line(void *ctx, uint64_t done, uint64_t total)
+{
+	FILE *out = ctx;
+
+	fprintf(out, "progress %llu %llu\n", (unsigned long long)done, (unsigned long long)total);
+	fflush(out);
+}
+
+int ctl_execute(struct store *st, const char *cmd, FILE *out, const struct ctl_progress *progress)
 {
 	struct store_gc_report gr;
 	int rc;
 
-	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "fsck json") == 0)
-		return ctl_fsck(st, out, cmd[4] != '\0');
+	/* "fsck" and "gc" with the words "json" and "progress" after them, in that order */
+	if (strncmp(cmd, "fsck", 4) == 0 && (!strcmp(cmd + 4, "") || !strcmp(cmd + 4, " json") ||
+					     !strcmp(cmd + 4, " progress") || !strcmp(cmd + 4, " json progress")))
+		return ctl_fsck(st, out, strstr(cmd, "json") != NULL, progress);
 	if (strcmp(cmd, "ping") == 0) {
 		fprintf(out, "serving %s\n", store_data_dir(st));
 		return 0;
@@ -184,7 +195,9 @@ static void ctl_answer(struct ctl_server *cs, int fd, const char *request)
 	}
 	if (strcmp(request, "ping") != 0)
 		pecfs_log_info("control request '%s'", request);
-	rc = ctl_execute(cs->st, request, out);
+	/* a client that asked for progress gets it as lines of the reply */
+	struct ctl_progress lines = { ctl_progress_line, out };
+	rc = ctl_execute(cs->st, request, out, strstr(request, "progress") ? &lines : NULL);
 	if (rc == -EINVAL)
 		fprintf(out, "error %d unknown request '%s' (expected fsck, gc or ping)\n", EINVAL, request);
 	else if (rc < 0)
@@ -360,7 +373,7 @@ void ctl_server_stop(struct ctl_server *cs)
 
 /* Reads the reply: report lines go to out, the final line decides the exit code; -ECONNRESET when
  * the connection ends before it. */
-static int ctl_read_reply(int fd, FILE *out)
+static int ctl_read_reply(int fd, FILE *out, const struct ctl_progress *progress)
 {
 	FILE *in = fdopen(fd, "r");
 	char *line = NULL, *msg;
@@ -377,6 +390,12 @@ static int ctl_read_reply(int fd, FILE *out)
 		if (strncmp(line, "ok ", 3) == 0) {
 			rc = atoi(line + 3);
 			break;
+		}
+		if (strncmp(line, "progress ", 9) == 0) {
+			unsigned long long done, total;
+			if (progress && sscanf(line + 9, "%llu %llu", &done, &total) == 2)
+				progress->fn(progress->ctx, done, total);
+			continue;
 		}
 		if (strncmp(line, "error ", 6) == 0) {
 			msg = strchr(line + 6, ' ');
@@ -396,12 +415,13 @@ static int ctl_read_reply(int fd, FILE *out)
 	return rc;
 }
 
-int ctl_request(const char *data_dir, const char *cmd, FILE *out)
+int ctl_request(const char *data_dir, const char *cmd, FILE *out, const struct ctl_progress *progress)
 {
-	return ctl_request_timeout(data_dir, cmd, out, 0);
+	return ctl_request_timeout(data_dir, cmd, out, 0, progress);
 }
 
-int ctl_request_timeout(const char *data_dir, const char *cmd, FILE *out, unsigned timeout_ms)
+int ctl_request_timeout(const char *data_dir, const char *cmd, FILE *out, unsigned timeout_ms,
+			const struct ctl_progress *progress)
 {
 	struct sockaddr_un sa;
 	char request[CTL_REQUEST_MAX];
@@ -433,7 +453,7 @@ int ctl_request_timeout(const char *data_dir, const char *cmd, FILE *out, unsign
 		rc = errno != 0 ? -errno : -EIO;   /* a short send of a few bytes: the peer went away */
 		goto out;
 	}
-	rc = ctl_read_reply(fd, out);
+	rc = ctl_read_reply(fd, out, progress);
 	fd = -1;   /* closed by ctl_read_reply */
 out:
 	if (fd >= 0)

@@ -9,6 +9,7 @@
 #ifndef PECFS_CTL_H
 #define PECFS_CTL_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "store.h"
@@ -17,10 +18,16 @@
 
 struct ctl_server;
 
-/* Runs a maintenance command on an open store, writing its report to out. Returns the command's exit
+/* Runs a maintenance command on an open store, writing its report to out; an fsck calls progress
+ * (may be NULL) as it verifies chunks ("fsck progress" over the socket: "progress DONE TOTAL" lines,
+ * which ctl_request hands to its own progress). Returns the command's exit
  * code (fsck: 0 clean, 1 problems found; gc: 0; ping: 0), or -EINVAL for an unknown command, or the negative
  * errno that stopped the command from running. Used by both the daemon and the command line. */
-int ctl_execute(struct store *st, const char *cmd, FILE *out);
+struct ctl_progress {
+	void (*fn)(void *ctx, uint64_t done, uint64_t total);
+	void *ctx;
+};
+int ctl_execute(struct store *st, const char *cmd, FILE *out, const struct ctl_progress *progress);
 
 /* Removes a stale DATA_DIR/ctl.sock, listens on a fresh one and serves requests from a thread. */
 int ctl_server_start(struct store *st, struct ctl_server **out);
@@ -32,8 +39,9 @@ void ctl_server_stop(struct ctl_server *cs);
  * exit code (an "error" answer is printed to stderr as "pecfs: <message>" and gives 1), or -errno when
  * no daemon answered (-ENOENT: no socket, -ECONNREFUSED: nobody listening, -ECONNRESET: it hung up
  * before the final line, as a daemon does that is being killed or is exiting). */
-int ctl_request(const char *data_dir, const char *cmd, FILE *out);
+int ctl_request(const char *data_dir, const char *cmd, FILE *out, const struct ctl_progress *progress);
 /* The same with a limit on each wait for the daemon (0: none); a daemon too slow gives -EAGAIN. */
-int ctl_request_timeout(const char *data_dir, const char *cmd, FILE *out, unsigned timeout_ms);
+int ctl_request_timeout(const char *data_dir, const char *cmd, FILE *out, unsigned timeout_ms,
+			const struct ctl_progress *progress);
 
 #endif

@@ -130,6 +130,10 @@ struct store_fsck_report {
  * summary. Returns 0 when it ran (inspect out->problems), negative errno when it could not run.
  * Changes nothing. */
 int store_fsck(struct store *st, FILE *report, struct store_fsck_report *out);
+/* The same, calling progress(ctx, bytes verified, of total) now and then while chunks are verified
+ * (the longest part: every chunk is read), from the calling thread. */
+int store_fsck_progress(struct store *st, FILE *report, struct store_fsck_report *out,
+			void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx);
 
 /* Path of an inode from the root ("/run/v1/a.bin") into buf; -ENOENT / -ERANGE. */
 int store_inode_path(struct store *st, uint64_t ino, char *buf, size_t size);

@@ -41,6 +41,8 @@ struct fsck_ctx {
 	uint64_t prev_ino, prev_end;  /* overlap check: extents arrive in (ino, offset) order */
 	uint64_t extent_errors;
 	uint64_t unrecorded_digests;  /* distinct digests named by extents without a record */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);  /* chunk bytes verified; NULL */
+	void *progress_ctx;
 };
 
 static int cmp_digest(const void *a, const void *b)
@@ -85,11 +87,19 @@ static struct fsck_chunk *fsck_find_chunk(struct fsck_ctx *f, const struct diges
 static void fsck_verify_chunks(struct fsck_ctx *f)
 {
 	char hex[DIGEST_HEX_LEN + 1];
+	uint64_t total = 0, done = 0;
 
+	for (size_t i = 0; i < f->nchunks; i++)
+		total += f->chunks[i].len;
 	for (size_t i = 0; i < f->nchunks; i++) {
 		struct fsck_chunk *c = &f->chunks[i];
 		uint64_t len;
-		int rc = chunk_store_verify(f->st->chunks, &c->digest);
+		int rc;
+
+		if (f->progress && i % 16 == 0)
+			f->progress(f->progress_ctx, done, total);
+		done += c->len;
+		rc = chunk_store_verify(f->st->chunks, &c->digest);
 
 		if (rc == 0 && (chunk_store_stat(f->st->chunks, &c->digest, &len) != 0 || len != c->len))
 			rc = -EIO;
@@ -107,6 +117,8 @@ static void fsck_verify_chunks(struct fsck_ctx *f)
 			f->r->corrupt_chunks++;
 		}
 	}
+	if (f->progress)
+		f->progress(f->progress_ctx, total, total);  /* the rest reads only metadata */
 }
 
 static int fsck_add_use(struct fsck_ctx *f, const struct digest *d, uint64_t ino, uint32_t kind)
@@ -210,8 +222,15 @@ static int fsck_check_chunk_file(const struct digest *d, uint64_t file_bytes, vo
 
 int store_fsck(struct store *st, FILE *report, struct store_fsck_report *out)
 {
+	return store_fsck_progress(st, report, out, NULL, NULL);
+}
+
+int store_fsck_progress(struct store *st, FILE *report, struct store_fsck_report *out,
+			void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx)
+{
 	struct store_fsck_report r = { 0 };
-	struct fsck_ctx f = { .st = st, .out = report, .r = &r, .prev_ino = 0, .prev_end = 0 };
+	struct fsck_ctx f = { .st = st, .out = report, .r = &r, .prev_ino = 0, .prev_end = 0,
+			      .progress = progress, .progress_ctx = progress_ctx };
 	int rc;
 
 	pthread_mutex_lock(&st->maint_lock);

@@ -199,10 +199,25 @@ void cli_help_gc(FILE *out)
 		       "pecfs gc /var/lib/pecfs");
 }
 
-/* Runs cmd on a store this process opened, and closes it. */
-static int cli_maint_here(struct store *st, const char *cmd, const char *data_dir)
+/* A local fsck's bar on a terminal: chunk bytes verified, here or in the daemon. */
+struct maint_bar {
+	struct cli_progress p;
+	bool shown;
+};
+
+static void maint_progress(void *ctx, uint64_t done, uint64_t total)
 {
-	int rc = ctl_execute(st, cmd, stdout);
+	struct maint_bar *b = ctx;
+
+	cli_progress_show(stderr, &b->p, done, total);
+	b->shown = true;
+}
+
+/* Runs cmd on a store this process opened, and closes it. */
+static int cli_maint_here(struct store *st, const char *cmd, const char *data_dir,
+			  const struct ctl_progress *progress)
+{
+	int rc = ctl_execute(st, cmd, stdout, progress);
 
 	fflush(stdout);
 	store_close(st);
@@ -211,22 +226,14 @@ static int cli_maint_here(struct store *st, const char *cmd, const char *data_di
 	return rc;
 }
 
-/* fsck or gc of arg (DATA_DIR as given): in the daemon when the data folder is mounted, else here. */
-static int cli_maint(const char *cmd, const char *arg)
+/* Runs cmd for data folder data_dir (arg as the user gave it): in its daemon, or here. */
+static int cli_maint_run(const char *cmd, const char *arg, const char *data_dir, const struct store_options *o,
+			 const struct ctl_progress *prog)
 {
-	struct store_options opt = { .chunk_size = STORE_DEFAULT_CHUNK_SIZE };
-	char data_dir[PATH_MAX], meta[PATH_MAX + 8];
+	struct store_options opt = *o;
 	struct store *st;
-	struct stat sb;
 	pid_t pid = 0;
-	int rc;
-
-	if (realpath(arg, data_dir) == NULL)
-		return cli_error(CLI_USAGE, "data folder %s: %s", arg, strerror(errno));
-	/* Opening would create a data folder: an fsck must never do that. */
-	snprintf(meta, sizeof(meta), "%s/meta", data_dir);
-	if (stat(meta, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", arg);
+	int rc = 0;
 
 	/* The folder's owner may be on its way out (unmounting, or killed a moment ago: its socket can
 	 * still accept a connection until its last thread is gone), so a holder that does not answer
@@ -235,11 +242,11 @@ static int cli_maint(const char *cmd, const char *arg)
 		if (!cli_store_in_use(data_dir)) {
 			rc = store_open(data_dir, &opt, &st, &pid);
 			if (rc == 0)
-				return cli_maint_here(st, cmd, arg);
+				return cli_maint_here(st, cmd, arg, prog);
 			if (rc != -EBUSY)
 				return cli_error(CLI_FAILED, "cannot open data folder %s: %s", arg, strerror(-rc));
 		}
-		rc = ctl_request(data_dir, cmd, stdout);
+		rc = ctl_request(data_dir, cmd, stdout, prog);
 		if (rc >= 0)
 			return rc;
 		if (!cli_wait_store_free(data_dir, MAINT_GRACE_MS, NULL))
@@ -249,6 +256,38 @@ static int cli_maint(const char *cmd, const char *arg)
 	return cli_error(CLI_FAILED, "%s is in use by pid %ld, which does not answer on %s/%s: %s", arg,
 			 (long)pid, data_dir, CTL_SOCKET_NAME, strerror(-rc));
 }
+
+/* fsck or gc of arg (DATA_DIR as given): in the daemon when the data folder is mounted, else here. */
+static int cli_maint(const char *cmd, const char *arg)
+{
+	struct store_options opt = { .chunk_size = STORE_DEFAULT_CHUNK_SIZE };
+	char data_dir[PATH_MAX], meta[PATH_MAX + 8], with_progress[32];
+	struct maint_bar bar = { .shown = false };
+	struct ctl_progress progress = { maint_progress, &bar };
+	const struct ctl_progress *prog = NULL;
+	struct stat sb;
+	int rc;
+
+	if (realpath(arg, data_dir) == NULL)
+		return cli_error(CLI_USAGE, "data folder %s: %s", arg, strerror(errno));
+	/* Opening would create a data folder: an fsck must never do that. */
+	snprintf(meta, sizeof(meta), "%s/meta", data_dir);
+	if (stat(meta, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", arg);
+
+	/* An fsck reads every chunk: on a terminal it shows how far it got, mounted or not. */
+	if (strncmp(cmd, "fsck", 4) == 0 && isatty(STDERR_FILENO)) {
+		snprintf(with_progress, sizeof(with_progress), "%s progress", cmd);
+		cmd = with_progress;
+		cli_progress_begin(&bar.p, "verifying");
+		prog = &progress;
+	}
+	rc = cli_maint_run(cmd, arg, data_dir, &opt, prog);
+	if (bar.shown)
+		fputc('\n', stderr);
+	return rc;
+}
+
 
 /* ---- fsck --remote ---- */
 

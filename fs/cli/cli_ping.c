@@ -55,7 +55,7 @@ int cli_ping(int argc, char **argv)
 	FILE *devnull = fopen("/dev/null", "w");
 	if (!devnull)
 		return cli_error(CLI_FAILED, "/dev/null: %s", strerror(errno));
-	rc = ctl_request_timeout(data_dir, "ping", devnull, (unsigned)(timeout_ns / 1000000));
+	rc = ctl_request_timeout(data_dir, "ping", devnull, (unsigned)(timeout_ns / 1000000), NULL);
 	fclose(devnull);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;

@@ -413,3 +413,24 @@ def drop_caches():
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+
+
+def on_a_terminal(args, timeout, env=None):
+    """Runs args with stderr on a pseudo-terminal (progress bars show only on one); returns
+    (returncode, stdout bytes, what the terminal got as text)."""
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=slave, env=env or _env())
+    os.close(slave)
+    out, _ = proc.communicate(timeout=timeout * SLOW)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the other side is closed
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    return proc.returncode, out, tty.decode(errors="replace")

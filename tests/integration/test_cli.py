@@ -87,6 +87,24 @@ class Cli(unittest.TestCase):
             self.assertEqual(len(r["report"]), 1)
             self.assertIn("corrupt", r["report"][0])
 
+    def test_fsck_shows_progress_on_a_terminal_mounted_or_not(self):
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            os.makedirs(m.path("run", "v1"))
+            h.write_file(m.path("run", "v1", "f"), h.random_bytes(24 << 20, seed=9), fsync=True)
+            for mounted in (True, False):
+                rc, out, bar = h.on_a_terminal([h.PECFS_BIN, "fsck", "--json", m.data], 300)
+                self.assertEqual(rc, 0, bar)
+                self.assertEqual(json.loads(out)["problems"], 0)  # stdout stays JSON
+                self.assertIn("verifying [", bar)
+                self.assertIn("100.0% 24/24 MiB", bar)
+                self.assertRegex(bar, r"MiB/s")
+                if mounted:
+                    m.umount()
+            # not on a terminal: no bar, not even on stderr
+            cp = h.cli("fsck", m.data)
+            self.assertEqual(cp.returncode, 0)
+            self.assertNotIn("verifying", cp.stderr + cp.stdout)
+
     def test_log_format_json_with_a_line_per_seal(self):
         m = h.Mount(mount=False)
         self.addCleanup(m.cleanup)

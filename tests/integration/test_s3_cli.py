@@ -4,7 +4,6 @@
 # log at log-level debug: one JSON line per S3 request with method, key, status, latency, attempt.
 import json
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -16,25 +15,6 @@ import pecfs_harness as h  # noqa: E402
 from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
 
 
-def on_a_terminal(args, timeout):
-    """Runs args with stderr on a pty; returns (returncode, stdout bytes, what the terminal got)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, env=h._env())
-    os.close(slave)
-    out, _ = proc.communicate(timeout=timeout)
-    tty = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        tty += chunk
-    os.close(master)
-    return proc.returncode, out, tty.decode(errors="replace")
-
-
 class S3CliTest(RgwTestCase):
     def test_json_results_and_a_progress_bar_with_rate_and_eta(self):
         m = self.mount("clijson")
@@ -44,7 +24,7 @@ class S3CliTest(RgwTestCase):
 
         # restore --json, its progress bar on a terminal
         dest = os.path.join(self.scratch, "restored")
-        rc, out, bar = on_a_terminal([h.PECFS_BIN, "restore", *self.tier_opts("clijson"), "--json",
+        rc, out, bar = h.on_a_terminal([h.PECFS_BIN, "restore", *self.tier_opts("clijson"), "--json",
                                       "--threads=2", "run@v1", dest], 120 * h.SLOW)
         self.assertEqual(rc, 0, bar)
         r = json.loads(out)
@@ -91,14 +71,14 @@ class S3CliTest(RgwTestCase):
         # a fresh node imports the three runs, with a bar on its terminal
         fresh = h.Mount(mount=False)
         self.addCleanup(fresh.cleanup)
-        rc, _, bar = on_a_terminal([h.PECFS_BIN, "mount", "--from", "s3://%s/cliprog" % BUCKET, "--s3-endpoint",
+        rc, _, bar = h.on_a_terminal([h.PECFS_BIN, "mount", "--from", "s3://%s/cliprog" % BUCKET, "--s3-endpoint",
                                     self.endpoint, "--s3-addressing", "path", fresh.data, fresh.mnt], 120 * h.SLOW)
         self.assertEqual(rc, 0, bar)
         self.assertIn("importing [", bar)
         self.assertIn("3/3 runs", bar)
         self.assertEqual(sorted(os.listdir(fresh.mnt)), ["run0", "run1", "run2"])
         # gc --remote: the versions read, then the chunk objects deleted
-        rc, out, bar = on_a_terminal([h.PECFS_BIN, "gc", "--remote", *self.tier_opts("cliprog"), "--grace", "0",
+        rc, out, bar = h.on_a_terminal([h.PECFS_BIN, "gc", "--remote", *self.tier_opts("cliprog"), "--grace", "0",
                                       "--keep", "1"], 120 * h.SLOW)
         self.assertEqual(rc, 0, bar)
         self.assertIn("reading [", bar)

@@ -7,7 +7,8 @@
 # on EKS; form POST, XML answer) and the EC2 instance metadata service, IMDSv2 (PUT for a session
 # token, then GETs that must carry it). The credentials they hand out are the RGW's keys with a
 # session token (the RGW accepts a token it does not know next to valid keys), so uploads really
-# happen with them. Temporary credentials are asked for again before they expire.
+# happen with them. Temporary credentials are asked for again before they expire. mount, restore,
+# fsck --remote and gc --remote read /etc/pecfs/pecfs.conf unless -c names another file.
 import datetime
 import http.server
 import json
@@ -132,6 +133,38 @@ class S3CredentialsTest(RgwTestCase):
         _, cp = self.mount_with("profile", self.env(AWS_PROFILE="team"))
         self.assertNotEqual(cp.returncode, 0)
         self.assertIn("readable by group or others", cp.stderr)
+
+    def test_every_bucket_command_reads_the_system_configuration(self):
+        conf = "/etc/pecfs/pecfs.conf"
+        if os.path.exists(conf):
+            self.fail("%s exists: this test writes its own (move it away first)" % conf)
+        os.makedirs("/etc/pecfs", exist_ok=True)
+        self.addCleanup(lambda: os.path.exists(conf) and os.unlink(conf))
+        with open(conf, "w") as f:
+            f.write("s3 = s3://%s/sysconf\ns3-endpoint = %s\ns3-addressing = path\n" % (BUCKET, self.endpoint))
+        keys = self.env(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        m = h.Mount(mount=False)
+        self.addCleanup(m.cleanup)
+        cp = h.cli("mount", m.data, m.mnt, env=keys)  # no --s3: from the file
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        data = self.upload_one(m)
+        cp = h.cli("fsck", "--remote", "--quick", env=keys)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("1 committed version", cp.stdout)
+        dest = os.path.join(self.scratch, "sysconf-restore")
+        cp = h.cli("restore", "run@v1", dest, env=keys)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(h.read_file(os.path.join(dest, "a.bin")), data)
+        cp = h.cli("gc", "--remote", "--dry-run", "--json", env=keys)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(json.loads(cp.stdout)["versions"], 1)
+        # -c names another file instead
+        other = os.path.join(self.home, "other.conf")
+        with open(other, "w") as f:
+            f.write("s3 = s3://%s/elsewhere\ns3-endpoint = %s\ns3-addressing = path\n" % (BUCKET, self.endpoint))
+        cp = h.cli("fsck", "--remote", "--quick", "-c", other, env=keys)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("0 committed versions", cp.stdout)
 
     def test_credential_process_and_environment_settings(self):
         script = os.path.join(self.home, "creds.py")
