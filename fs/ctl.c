@@ -122,11 +122,12 @@ int ctl_execute(struct store *st, const char *cmd, FILE *out, const struct ctl_p
 		fprintf(out, "serving %s\n", store_data_dir(st));
 		return 0;
 	}
-	if (strcmp(cmd, "gc") == 0 || strcmp(cmd, "gc json") == 0) {
-		rc = store_gc(st, &gr);
+	if (strncmp(cmd, "gc", 2) == 0 && (!strcmp(cmd + 2, "") || !strcmp(cmd + 2, " json") ||
+					   !strcmp(cmd + 2, " progress") || !strcmp(cmd + 2, " json progress"))) {
+		rc = store_gc_progress(st, &gr, progress ? progress->fn : NULL, progress ? progress->ctx : NULL);
 		if (rc < 0)
 			return rc;
-		if (cmd[2] != '\0')
+		if (strstr(cmd, "json"))
 			return ctl_json_out(json_pack("{s:s, s:I, s:I, s:I, s:I}", "data_dir", store_data_dir(st),
 						      "chunks_removed", (json_int_t)gr.chunks_removed, "bytes_removed",
 						      (json_int_t)gr.bytes_removed, "files_removed",

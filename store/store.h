@@ -115,6 +115,9 @@ struct store_gc_report {
 /* Removes every chunk with no reference: its record, then its file. A concurrent put of the same
  * bytes either finds the chunk before it is claimed for removal or stores it anew after. */
 int store_gc(struct store *st, struct store_gc_report *out);
+/* The same, calling progress(ctx, unreferenced chunks removed, of total) between batches. */
+int store_gc_progress(struct store *st, struct store_gc_report *out,
+		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx);
 
 struct store_fsck_report {
 	uint64_t inodes, extents, chunks;

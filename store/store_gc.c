@@ -167,6 +167,12 @@ static int gc_remove_stray(struct store *st, const struct digest *d, struct stor
 
 int store_gc(struct store *st, struct store_gc_report *out)
 {
+	return store_gc_progress(st, out, NULL, NULL);
+}
+
+int store_gc_progress(struct store *st, struct store_gc_report *out,
+		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx)
+{
 	struct store_gc_report r = { 0 };
 	struct gc_scan scan = { { NULL, 0, 0 }, 0, 0 };
 	struct digest_list stray = { NULL, 0, 0 };
@@ -180,8 +186,12 @@ int store_gc(struct store *st, struct store_gc_report *out)
 	for (size_t i = 0; !rc && i < scan.list.n; i += GC_BATCH) {
 		size_t n = scan.list.n - i < GC_BATCH ? scan.list.n - i : GC_BATCH;
 
+		if (progress)
+			progress(progress_ctx, i, scan.list.n);
 		rc = gc_remove_batch(st, scan.list.d + i, n, &r);
 	}
+	if (progress)
+		progress(progress_ctx, scan.list.n, scan.list.n);
 	if (!rc)
 		rc = chunk_store_foreach(st->chunks, gc_collect_stray, &stray);
 	for (size_t i = 0; !rc && i < stray.n; i++)

@@ -275,11 +275,15 @@ static int cli_maint(const char *cmd, const char *arg)
 	if (stat(meta, &sb) < 0 || !S_ISDIR(sb.st_mode))
 		return cli_error(CLI_USAGE, "%s is not a pecfs data folder (it has no meta/ database)", arg);
 
-	/* An fsck reads every chunk: on a terminal it shows how far it got, mounted or not. */
-	if (strncmp(cmd, "fsck", 4) == 0 && isatty(STDERR_FILENO)) {
+	/* On a terminal, how far it got, mounted or not: an fsck reads every chunk (bytes verified),
+	 * a gc may remove many (chunks removed). */
+	if (isatty(STDERR_FILENO)) {
 		snprintf(with_progress, sizeof(with_progress), "%s progress", cmd);
 		cmd = with_progress;
-		cli_progress_begin(&bar.p, "verifying");
+		if (strncmp(cmd, "fsck", 4) == 0)
+			cli_progress_begin(&bar.p, "verifying");
+		else
+			cli_progress_begin_items(&bar.p, "removing", "chunks");
 		prog = &progress;
 	}
 	rc = cli_maint_run(cmd, arg, data_dir, &opt, prog);

@@ -87,7 +87,7 @@ class Cli(unittest.TestCase):
             self.assertEqual(len(r["report"]), 1)
             self.assertIn("corrupt", r["report"][0])
 
-    def test_fsck_shows_progress_on_a_terminal_mounted_or_not(self):
+    def test_fsck_and_gc_show_progress_on_a_terminal_mounted_or_not(self):
         with h.Mount(["--chunk-size", "1M"]) as m:
             os.makedirs(m.path("run", "v1"))
             h.write_file(m.path("run", "v1", "f"), h.random_bytes(24 << 20, seed=9), fsync=True)
@@ -100,6 +100,15 @@ class Cli(unittest.TestCase):
                 self.assertRegex(bar, r"MiB/s")
                 if mounted:
                     m.umount()
+            # gc on a terminal: the unreferenced chunks removed
+            m.mount()
+            os.unlink(m.path("run", "v1", "f"))
+            m.umount()
+            rc, out, bar = h.on_a_terminal([h.PECFS_BIN, "gc", m.data], 300)
+            self.assertEqual(rc, 0, bar)
+            self.assertIn("removing [", bar)
+            self.assertIn("100.0% 24/24 chunks", bar)
+            self.assertIn("removed 24 unreferenced chunks", out.decode())
             # not on a terminal: no bar, not even on stderr
             cp = h.cli("fsck", m.data)
             self.assertEqual(cp.returncode, 0)
