@@ -453,7 +453,8 @@ static int fsck_collect_refs(struct fsck *f)
 		}
 	}
 	f->nrefs = k;
-	qsort(f->refs, f->nrefs, sizeof(*f->refs), ref_cmp);
+	if (f->nrefs)
+		qsort(f->refs, f->nrefs, sizeof(*f->refs), ref_cmp);
 	for (size_t i = 0; i < f->nrefs; i++) {
 		struct fsck_chunk *c = &f->chunks[f->nchunks];
 		if (i > 0 && digest_equal(&f->refs[i].d, &f->refs[i - 1].d)) {
@@ -472,7 +473,8 @@ static int fsck_collect_refs(struct fsck *f)
 /* Marks the chunks the listing has, and counts the listed ones no manifest names. */
 static void fsck_match_listing(struct fsck *f)
 {
-	qsort(f->listed, f->nlisted, sizeof(*f->listed), listed_cmp);
+	if (f->nlisted)  /* nothing listed: no array at all */
+		qsort(f->listed, f->nlisted, sizeof(*f->listed), listed_cmp);
 	for (size_t i = 0, c = 0; i < f->nlisted; i++) {
 		while (c < f->nchunks && memcmp(&f->chunks[c].d, &f->listed[i].d, DIGEST_LEN) < 0)
 			c++;
@@ -717,7 +719,8 @@ static void fsck_report_nodes(struct fsck *f, FILE *out)
 
 static int fsck_group_versions(struct fsck *f)
 {
-	qsort(f->robj, f->nrobj, sizeof(*f->robj), robj_cmp);
+	if (f->nrobj)  /* an empty prefix has no objects, and qsort wants an array */
+		qsort(f->robj, f->nrobj, sizeof(*f->robj), robj_cmp);
 	f->versions = calloc(f->nrobj ? f->nrobj : 1, sizeof(*f->versions));
 	f->reads = calloc(f->nrobj ? f->nrobj : 1, sizeof(*f->reads));
 	f->node_reads = calloc(f->nnodes ? f->nnodes : 1, sizeof(*f->node_reads));

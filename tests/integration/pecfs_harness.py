@@ -30,6 +30,17 @@ def sanitized(path):
         return False
 
 
+def preload_asan(env):
+    """env for a program that is not built with AddressSanitizer (python) but loads a library that
+    is: the ASan runtime preloaded (it must come first), leak checks off for the host program."""
+    if "libasan" not in env.get("LD_PRELOAD", ""):
+        asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+        env["LD_PRELOAD"] = ":".join(filter(None, [asan, env.get("LD_PRELOAD")]))
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0",
+                                                 "alloc_dealloc_mismatch=0", "detect_odr_violation=0"]))
+    return env
+
+
 SANITIZED = sanitized(PECFS_BIN)
 # Under AddressSanitizer everything is several times slower; timeouts scale with this.
 SLOW = float(os.environ.get("PECFS_TEST_SLOWDOWN", "4" if SANITIZED else "1"))

@@ -35,12 +35,8 @@ def _reexec():
     env["PECGPU_LIB"] = _library()
     changed = env.get("PECGPU_LIB") != os.environ.get("PECGPU_LIB")
     if h.sanitized(env["PECGPU_LIB"]) and "libasan" not in env.get("LD_PRELOAD", ""):
-        asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
-                              text=True).stdout.strip()
-        env["LD_PRELOAD"] = ":".join(filter(None, [asan, env.get("LD_PRELOAD")]))
         # torch and python themselves are not built for ASan: only memory errors of ours matter
-        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0",
-                                                     "alloc_dealloc_mismatch=0", "detect_odr_violation=0"]))
+        h.preload_asan(env)
         changed = True
     try:
         import torch  # noqa: F401

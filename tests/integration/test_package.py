@@ -53,8 +53,11 @@ class Package(unittest.TestCase):
             self.assertEqual(os.path.realpath(link), "/usr/bin/pecfs", link)
 
         # the PyTorch module and libpecgpu come with it, importable by the system python
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PECGPU_LIB")}
+        if h.sanitized("/usr/lib/python3/dist-packages/pecfs/libpecgpu.so"):  # a sanitizer build's package
+            h.preload_asan(env)
         imp = run("/usr/bin/python3", "-c", "import pecfs, sys; print(pecfs.__file__); print(pecfs.library_version())",
-                  env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PECGPU_LIB")}).stdout
+                  env=env).stdout
         self.assertTrue(imp.startswith("/usr/lib/python3/dist-packages/pecfs/"), imp)
         self.assertIn("pecgpu", imp)
         self.assertTrue(os.path.exists("/usr/include/pecgpu.h"))
