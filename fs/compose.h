@@ -134,6 +134,8 @@ int pec_tokens_pending(struct fs_ctx *ctx, uint64_t run_ino, struct pec_tokens *
 int pecgen_manifest(struct fs_ctx *ctx, uint64_t vino, char **out, size_t *len);
 int pecgen_plan(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len);
 int pecgen_tokens(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len);
+/* Takes text (malloc'ed) over and returns it with a trailing newline in *out (pecgen_pec.c). */
+int pecgen_with_newline(char *text, char **out, size_t *len);
 /* RUN/.pec/resumed (pec_resumed.c): a restart from a sealed version adds its PLT to the run's
  * plt_spent. submit: -EINVAL (not {"version": name}, or the version is not sealed), -ENOENT. */
 int pec_resumed_submit(struct fs_ctx *ctx, uint64_t run_ino, const char *json, size_t len);

@@ -92,6 +92,10 @@ struct fs_file {
 	struct tier_readahead ra;  /* read-only handles: this reader's pattern, for S3 read-ahead */
 };
 
+/* Bytes reached the file through handle fh (a write, or a reference write): mtime and ctime now,
+ * SUID and SGID cleared, the record to be written back, the handle marked written (ops_file.c). */
+void fs_file_wrote(struct fs_file *fh);
+
 static inline struct fs_ctx *fs_ctx_of(fuse_req_t req) { return fuse_req_userdata(req); }
 /* Wall-clock time for inode and version times. */
 static inline int64_t fs_now_ns(void)

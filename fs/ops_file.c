@@ -239,13 +239,20 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fuse_reply_err(req, (int)-n);
 		return;
 	}
+	fs_file_wrote(fh);
+	fuse_reply_write(req, (size_t)n);
+}
+
+void fs_file_wrote(struct fs_file *fh)
+{
+	struct fs_inode *ind = fh->ind;
+
 	pthread_mutex_lock(&ind->lock);
 	ind->mi.mtime_ns = ind->mi.ctime_ns = fs_now_ns();
 	ind->mi.mode &= ~(mode_t)(S_ISUID | S_ISGID);
 	ind->meta_dirty = true;
 	pthread_mutex_unlock(&ind->lock);
 	fh->wrote = true;
-	fuse_reply_write(req, (size_t)n);
 }
 
 /* Stores the file's buffered bytes and writes its record. */

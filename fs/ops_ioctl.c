@@ -53,12 +53,7 @@ static int ref_batch(struct fs_ctx *ctx, struct fs_file *fh, struct pecfs_ref_ba
 	}
 	pthread_rwlock_unlock(&ctx->write_gate);
 	if (b->linked > 0) {
-		pthread_mutex_lock(&ind->lock);
-		ind->mi.mtime_ns = ind->mi.ctime_ns = fs_now_ns();
-		ind->mi.mode &= ~(mode_t)(S_ISUID | S_ISGID);
-		ind->meta_dirty = true;
-		pthread_mutex_unlock(&ind->lock);
-		fh->wrote = true;
+		fs_file_wrote(fh);
 		/* The kernel learns sizes from writes; of these bytes it knows nothing. */
 		if (ctx->se)
 			fuse_lowlevel_notify_inval_inode(ctx->se, ind->ino, 0, 0);

@@ -65,19 +65,7 @@ int pecgen_resumed(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len
 		return rc;
 	char *text = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
 	json_decref(o);
-	if (!text)
-		return -ENOMEM;
-	size_t n = strlen(text);
-	char *t = realloc(text, n + 2);
-	if (!t) {
-		free(text);
-		return -ENOMEM;
-	}
-	t[n] = '\n';
-	t[n + 1] = '\0';
-	*out = t;
-	*len = n + 1;
-	return 0;
+	return text ? pecgen_with_newline(text, out, len) : -ENOMEM;
 }
 
 /* The version named name in the run, which must be sealed (or incomplete: sealed with a unit

@@ -8,8 +8,7 @@
 
 #include "compose.h"
 
-/* Takes text over and returns it with a trailing newline in *out. */
-static int with_newline(char *text, char **out, size_t *len)
+int pecgen_with_newline(char *text, char **out, size_t *len)
 {
 	size_t n = strlen(text);
 	if (n > 0 && text[n - 1] == '\n') {
@@ -34,7 +33,7 @@ int pecgen_manifest(struct fs_ctx *ctx, uint64_t vino, char **out, size_t *len)
 	char *json;
 	size_t n;
 	int rc = meta_get_manifest(ctx->meta, vino, &json, &n);
-	return rc < 0 ? rc : with_newline(json, out, len);
+	return rc < 0 ? rc : pecgen_with_newline(json, out, len);
 }
 
 int pecgen_tokens(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len)
@@ -51,7 +50,7 @@ int pecgen_tokens(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len)
 	}
 	rc = pec_tokens_to_json(t, &json);
 	pec_tokens_free(t);
-	return rc < 0 ? rc : with_newline(json, out, len);
+	return rc < 0 ? rc : pecgen_with_newline(json, out, len);
 }
 
 /* K when the run does not set one: the most experts of one layer that the newest version wrote. */
@@ -96,7 +95,7 @@ int pecgen_plan(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_t *len)
 	if ((rc = pec_plan_next(latest, pending, NULL, index, &cfg.plan, &plan)) < 0)
 		goto out;
 	if ((rc = pec_plan_to_json(plan, &json)) == 0) {
-		rc = with_newline(json, out, len);
+		rc = pecgen_with_newline(json, out, len);
 		json = NULL;
 	}
 out:

@@ -116,7 +116,7 @@ def run_case(case, tensors, args):
     if m:
         st1 = m.stats()
         written = st1["bytes_written"] - st0["bytes_written"]
-        linked = st1.get("bytes_linked", 0) - st0.get("bytes_linked", 0)
+        linked = st1["bytes_linked"] - st0["bytes_linked"]
         m.close()
     else:
         shutil.rmtree(out)
