@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -58,6 +59,9 @@ int64_t s3_creds_parse_time(const char *s)
 		for (p++; isdigit((unsigned char)*p); p++)
 			;
 	t = (int64_t)timegm(&tm);
+	/* nanoseconds since the epoch fit an int64 from 1970 to 2262: a time outside is not one */
+	if (t < 86400 || t > INT64_MAX / 1000000000 - 86400)
+		return -1;
 	if (*p == 'Z' && p[1] == '\0')
 		return t * 1000000000;
 	if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) && p[3] == ':' &&

@@ -37,7 +37,7 @@ int s3_creds_from_file(const char *path, const char *profile, struct s3_credenti
 int s3_creds_load(const char *path, const char *profile, struct s3_credentials *out, char *err, size_t errsz);
 
 /* "2026-12-05T23:59:59Z" (fractions of a second and a numeric zone allowed) -> ns since the epoch;
- * -1 when it does not parse. */
+ * -1 when it does not parse or lies outside 1970-01-02..2262 (what ns since the epoch can hold). */
 int64_t s3_creds_parse_time(const char *iso8601);
 
 /* Deep copy. -ENOMEM. */

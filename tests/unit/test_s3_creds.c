@@ -151,6 +151,11 @@ static void test_expiration_times_parse_in_utc(void **state)
 	assert_true(s3_creds_parse_time("2026-12-05 23:59:59") == -1);
 	assert_true(s3_creds_parse_time("2026-12-05T23:59:59") == -1);
 	assert_true(s3_creds_parse_time("soon") == -1);
+	/* a hostile answer's year must not overflow the nanoseconds (found by fuzz_s3_xml) */
+	assert_true(s3_creds_parse_time("1014-01-01T00:00:00Z") == -1);
+	assert_true(s3_creds_parse_time("1014-01-01T00:00:00+05:00") == -1);
+	assert_true(s3_creds_parse_time("9999-12-31T23:59:59Z") == -1);
+	assert_true(s3_creds_parse_time("2262-01-01T00:00:00Z") > 0);
 }
 
 static void test_environment_expiration_is_kept_and_checked(void **state)
