@@ -223,14 +223,16 @@ int fs_version_seal_older_locked(struct fs_ctx *ctx, uint64_t vino);
 /* ---- ops_ns.c: shared namespace helpers ---- */
 /* 0, or -ENAMETOOLONG / -EINVAL for a name that cannot be a directory entry. */
 int fs_check_name(const char *name);
-/* Creates a node in parent (caller holds ns_lock; parent referenced): regular file, directory or
- * symlink (target non-NULL). Returns the new inode referenced. */
+/* Creates a node in parent (caller holds ns_lock; parent referenced): regular file, directory,
+ * symlink (target non-NULL), fifo, socket or device node (rdev). Returns the new inode referenced. */
 int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, const char *name,
-	       mode_t mode, const char *target, struct fs_inode **out);
+	       mode_t mode, dev_t rdev, const char *target, struct fs_inode **out);
 
 /* What removing a directory entry left to do once its batch is committed. */
 struct fs_drop {
 	struct fs_inode *victim;     /* referenced */
+	bool kept;                   /* the victim keeps other names (hard links): mi is its new record */
+	struct meta_inode mi;
 	uint64_t damaged_vino;       /* version to mark DAMAGED, 0 if none */
 	uint64_t removed_vino;       /* version record deleted, 0 if none */
 	int64_t ctime_ns;
@@ -247,6 +249,11 @@ void fs_ns_drop_abort(struct fs_ctx *ctx, struct fs_drop *d);
 /* Removes entry name of directory pind (a file, or an empty directory when dir is set) as unlink or
  * rmdir do. Caller holds ns_lock. */
 int fs_ns_remove_locked(struct fs_ctx *ctx, struct fs_inode *pind, const char *name, bool dir);
+/* Removes (parent, name) from the names of mi (nlink > 1) in b: its `N` record, or, when it is the
+ * name mi records, puts the first other name in mi instead (whose `N` record goes). Caller holds
+ * ns_lock and writes mi. */
+void fs_ns_unname(struct fs_ctx *ctx, struct meta_batch *b, struct meta_inode *mi, uint64_t parent,
+		  const char *name);
 /* True if name is ".pec" in a directory that has a virtual .pec (the root or a run). */
 bool fs_ns_is_reserved(const struct meta_inode *dir, const char *name);
 

@@ -191,7 +191,8 @@ static void fs_ctx_close(struct fs_ctx *ctx)
 	pthread_mutex_destroy(&ctx->ver_lock);
 }
 
-/* "-o" value with libfuse's escaping of ',' and '\' inside option values. */
+/* "-o" value with libfuse's escaping of ',' and '\' inside option values. nodev: a device node in a
+ * checkpoint (made by mknod, or imported from a bucket) is a name, never a way into a device. */
 static int build_options(const struct pecfs_config *cfg, char *buf, size_t size)
 {
 	size_t o = 0;
@@ -206,7 +207,7 @@ static int build_options(const struct pecfs_config *cfg, char *buf, size_t size)
 		buf[o++] = *p;
 	}
 	buf[o] = '\0';
-	int n = snprintf(buf + o, size - o, ",subtype=pecfs,default_permissions%s",
+	int n = snprintf(buf + o, size - o, ",subtype=pecfs,default_permissions,nodev%s",
 			 cfg->allow_other ? ",allow_other" : "");
 	return n < 0 || (size_t)n >= size - o ? -ENAMETOOLONG : 0;
 }

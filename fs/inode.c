@@ -289,6 +289,7 @@ void fs_inode_stat(struct fs_ctx *ctx, struct fs_inode *ind, struct stat *st)
 	st->st_ino = mi.ino;
 	st->st_mode = mi.mode;
 	st->st_nlink = mi.nlink;
+	st->st_rdev = (dev_t)mi.rdev;
 	st->st_uid = mi.uid;
 	st->st_gid = mi.gid;
 	st->st_size = (off_t)mi.size;

@@ -119,7 +119,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	pthread_mutex_lock(&ctx->ns_lock);
 	rc = create_seal_older_locked(ctx, pind);
 	if (rc == 0)
-		rc = fs_ns_make(ctx, req, pind, name, S_IFREG | (mode & 07777), NULL, &ind);
+		rc = fs_ns_make(ctx, req, pind, name, S_IFREG | (mode & 07777), 0, NULL, &ind);
 	pthread_mutex_unlock(&ctx->ns_lock);
 	fs_inode_put(ctx, pind);
 	if (rc < 0) {

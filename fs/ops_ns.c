@@ -1,9 +1,12 @@
 /* ops_ns.c - namespace operations: lookup, forget, getattr, setattr, mkdir, mknod, symlink, readlink,
  * unlink, rmdir, link, statfs, access, and the helpers that create and remove entries.
  *
- * Every change is one metadata batch committed (unsynced) before the reply, under ns_lock. No hard
- * links: link returns EPERM, so every inode has exactly one name and one parent. mknod makes regular
- * files only (EPERM for devices, fifos and sockets).
+ * Every change is one metadata batch committed (unsynced) before the reply, under ns_lock.
+ * mknod makes regular files, fifos, sockets and device nodes; all but regular files are metadata only
+ * (mode, owner, times, rdev), and the mount's `nodev` keeps a device node from opening a device.
+ * Hard links: any non-directory may have several names, all in one version (EXDEV across versions,
+ * as across file systems, so `ln` and `cp -al` fall back to copies). The inode record keeps one name;
+ * each other name has an `N` record, and removing the recorded name promotes another one.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -204,7 +207,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 }
 
 int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, const char *name,
-	       mode_t mode, const char *target, struct fs_inode **out)
+	       mode_t mode, dev_t rdev, const char *target, struct fs_inode **out)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	struct meta_inode pmi, mi;
@@ -247,6 +250,7 @@ int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, cons
 	}
 	mi.nlink = S_ISDIR(mode) ? 2 : 1;
 	mi.size = target ? strlen(target) : 0;
+	mi.rdev = S_ISCHR(mode) || S_ISBLK(mode) ? (uint64_t)rdev : 0;
 	mi.atime_ns = mi.mtime_ns = mi.ctime_ns = now;
 	snprintf(mi.name, sizeof(mi.name), "%s", name);
 	bool is_version = S_ISDIR(mode) && fs_mi_is_run(&pmi);
@@ -282,7 +286,7 @@ int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, cons
 	return fs_inode_get(ctx, mi.ino, out);
 }
 
-static void make_and_reply(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+static void make_and_reply(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
 			   const char *target)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
@@ -293,7 +297,7 @@ static void make_and_reply(fuse_req_t req, fuse_ino_t parent, const char *name, 
 		return;
 	}
 	pthread_mutex_lock(&ctx->ns_lock);
-	rc = fs_ns_make(ctx, req, pind, name, mode, target, &ind);
+	rc = fs_ns_make(ctx, req, pind, name, mode, rdev, target, &ind);
 	pthread_mutex_unlock(&ctx->ns_lock);
 	fs_inode_put(ctx, pind);
 	if (rc < 0) {
@@ -306,22 +310,22 @@ static void make_and_reply(fuse_req_t req, fuse_ino_t parent, const char *name, 
 
 void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	make_and_reply(req, parent, name, S_IFDIR | (mode & 07777), NULL);
+	make_and_reply(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
 }
 
 void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM);
+	/* The kernel has checked the caller may make device nodes (CAP_MKNOD). */
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) && !S_ISBLK(mode)) {
+		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	make_and_reply(req, parent, name, mode, NULL);
+	make_and_reply(req, parent, name, mode & (S_IFMT | 07777), rdev, NULL);
 }
 
 void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	make_and_reply(req, parent, name, S_IFLNK | 0777, link);
+	make_and_reply(req, parent, name, S_IFLNK | 0777, 0, link);
 }
 
 void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -367,9 +371,17 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 			meta_batch_del_tokens(b, vmi.ino);
 			meta_batch_del_restarts(b, vmi.ino);
 		}
+	} else if (vmi.nlink > 1) {
+		/* One name of several goes; the inode stays with the others. */
+		fs_ns_unname(ctx, b, &vmi, pmi->ino, name);
+		vmi.nlink--;
+		vmi.ctime_ns = now;
+		meta_batch_put_inode(b, &vmi);
+		d->kept = true;
+		d->mi = vmi;
 	} else {
-		/* Files and symlinks: unlinked now, freed by fs_inode_reap once unused; the orphan key
-		 * lets the next mount finish that after a crash. */
+		/* The last name of a file, symlink or special file: unlinked now, freed by fs_inode_reap
+		 * once unused; the orphan key lets the next mount finish that after a crash. */
 		vmi.nlink = 0;
 		vmi.ctime_ns = now;
 		meta_batch_put_inode(b, &vmi);
@@ -385,6 +397,11 @@ void fs_ns_drop_done(struct fs_ctx *ctx, struct fs_drop *d)
 		fs_version_set_state(ctx, d->damaged_vino, META_VERSION_DAMAGED);
 	if (d->removed_vino)
 		fs_version_forget(ctx, d->removed_vino);
+	if (d->kept) {
+		fs_inode_apply(v, &d->mi);
+		fs_inode_put(ctx, v);
+		return;
+	}
 	pthread_mutex_lock(&v->lock);
 	v->mi.nlink = 0;
 	v->mi.ctime_ns = d->ctime_ns;
@@ -471,12 +488,125 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	remove_and_reply(req, parent, name, true);
 }
 
+struct first_link {
+	uint64_t parent;
+	char name[META_NAME_MAX + 1];
+};
+
+static int take_first_link(uint64_t parent, const char *name, void *arg)
+{
+	struct first_link *f = arg;
+	f->parent = parent;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	return 1;
+}
+
+void fs_ns_unname(struct fs_ctx *ctx, struct meta_batch *b, struct meta_inode *mi, uint64_t parent,
+		  const char *name)
+{
+	struct first_link f = { 0 };
+	if (mi->parent != parent || strcmp(mi->name, name) != 0) {
+		meta_batch_del_link(b, mi->ino, parent, name);
+		return;
+	}
+	int rc = meta_list_links(ctx->meta, mi->ino, take_first_link, &f);
+	if (rc != 1) {
+		/* nlink said there were other names: the record keeps the old one, which fsck reports. */
+		pecfs_log_error("inode %llu has %u links but no other name is recorded (%s)",
+				(unsigned long long)mi->ino, mi->nlink, rc < 0 ? strerror(-rc) : "none found");
+		return;
+	}
+	meta_batch_del_link(b, mi->ino, f.parent, f.name);
+	mi->parent = f.parent;
+	memcpy(mi->name, f.name, sizeof(mi->name));
+}
+
+/* ext4's limit; far beyond any checkpoint layout. */
+#define FS_LINK_MAX 65000
+
+static int link_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct fs_inode *pind, const char *name)
+{
+	struct meta_inode mi, pmi;
+	uint64_t eino;
+	uint32_t emode;
+	int rc = fs_check_name(name);
+	if (rc < 0)
+		return rc;
+	fs_inode_snapshot(pind, &pmi);
+	fs_inode_snapshot(ind, &mi);
+	if (!S_ISDIR(pmi.mode))
+		return -ENOTDIR;
+	if (pind->freed || pmi.nlink == 0 || mi.nlink == 0)
+		return -ENOENT;
+	if (S_ISDIR(mi.mode))
+		return -EPERM;
+	/* Every name of an inode lies in its version: a seal freezes all of them, and a version's
+	 * removal or upload sees the whole file. */
+	if (fs_mi_content_version(&pmi) != mi.version_ino)
+		return -EXDEV;
+	if (fs_ns_is_reserved(&pmi, name))
+		return -EEXIST;
+	rc = fs_version_check_writable(ctx, mi.version_ino);
+	if (rc < 0)
+		return rc;
+	rc = meta_get_dirent(ctx->meta, pmi.ino, name, &eino, &emode);
+	if (rc == 0)
+		return -EEXIST;
+	if (rc != -ENOENT)
+		return rc;
+	if (mi.nlink >= FS_LINK_MAX)
+		return -EMLINK;
+
+	struct meta_batch *b = meta_batch_new();
+	if (!b)
+		return -ENOMEM;
+	int64_t now = fs_now_ns();
+	mi.nlink++;
+	mi.ctime_ns = now;
+	pmi.mtime_ns = pmi.ctime_ns = now;
+	meta_batch_put_dirent(b, pmi.ino, name, mi.ino, mi.mode & S_IFMT);
+	meta_batch_put_link(b, mi.ino, pmi.ino, name);
+	meta_batch_put_inode(b, &mi);
+	meta_batch_put_inode(b, &pmi);
+	rc = meta_batch_commit(ctx->meta, b, false);
+	meta_batch_free(b);
+	if (rc < 0) {
+		pecfs_log_error("cannot link inode %llu as %s: %s", (unsigned long long)mi.ino, name, strerror(-rc));
+		return rc;
+	}
+	fs_inode_apply(pind, &pmi);
+	fs_inode_apply(ind, &mi);
+	return 0;
+}
+
 void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	fuse_reply_err(req, EPERM);
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct fs_inode *ind, *pind;
+	if (pec_is_virtual(ino) || pec_is_virtual(newparent)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	int rc = fs_inode_get(ctx, ino, &ind);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = fs_inode_get(ctx, newparent, &pind);
+	if (rc < 0) {
+		fs_inode_put(ctx, ind);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_lock(&ctx->ns_lock);
+	rc = link_locked(ctx, ind, pind, newname);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	fs_inode_put(ctx, pind);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry_of(req, ctx, ind);
+	fs_inode_put(ctx, ind);
 }
 
 void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -2,8 +2,9 @@
  *
  * Version rules: a directory keeps its place in the run/version hierarchy or the rename fails with
  * EXDEV (mv then copies): runs stay at the top, versions stay directly in a run (possibly another
- * run: the record moves with them), other directories stay in their version. Regular files and
- * symlinks may move anywhere and take the version of their new directory. Nothing moves into, out of
+ * run: the record moves with them), other directories stay in their version. Files, symlinks and
+ * special files may move anywhere and take the version of their new directory, except a file with
+ * other names (hard links), which stays in its version like them. Nothing moves into, out of
  * or within a sealed version, and a sealed version directory itself cannot be renamed (EROFS).
  * Renaming a temporary version directory into its final name seals it (seal_on_rename); when that
  * seal fails the rename is undone and fails with the seal's error.
@@ -38,7 +39,7 @@ static uint64_t placed_version(const struct meta_inode *mi, const struct meta_in
 static int check_placement(const struct meta_inode *mi, const struct meta_inode *dir)
 {
 	if (!S_ISDIR(mi->mode))
-		return 0;
+		return mi->nlink > 1 && placed_version(mi, dir) != mi->version_ino ? -EXDEV : 0;
 	bool was_run = fs_mi_is_run(mi), to_root = dir->ino == META_ROOT_INO;
 	if (was_run != to_root)
 		return -EXDEV;
@@ -78,14 +79,20 @@ static int load_entry(struct fs_ctx *ctx, uint64_t dir, const char *name, struct
 	return 0;
 }
 
-/* Moves side s to (dir, name) in the batch. */
-static void place(struct meta_batch *b, struct rn_side *s, const struct meta_inode *dir, const char *name,
-		  int64_t now)
+/* Moves side s from (from, from_name) to (dir, name) in the batch. A name other than the one the
+ * inode records is an `N` record (hard links), which moves instead. */
+static void place(struct meta_batch *b, struct rn_side *s, uint64_t from, const char *from_name,
+		  const struct meta_inode *dir, const char *name, int64_t now)
 {
-	s->mi.parent = dir->ino;
+	if (!S_ISDIR(s->mi.mode) && (s->mi.parent != from || strcmp(s->mi.name, from_name) != 0)) {
+		meta_batch_del_link(b, s->mi.ino, from, from_name);
+		meta_batch_put_link(b, s->mi.ino, dir->ino, name);
+	} else {
+		s->mi.parent = dir->ino;
+		snprintf(s->mi.name, sizeof(s->mi.name), "%s", name);
+	}
 	s->mi.version_ino = placed_version(&s->mi, dir);
 	s->mi.ctime_ns = now;
-	snprintf(s->mi.name, sizeof(s->mi.name), "%s", name);
 	meta_batch_put_dirent(b, dir->ino, name, s->mi.ino, s->mi.mode & S_IFMT);
 	meta_batch_put_inode(b, &s->mi);
 }
@@ -132,7 +139,7 @@ static int rename_locked(struct fs_ctx *ctx, struct rn_req *r)
 		goto out;
 	}
 	if (t.ind && t.ind == s.ind)
-		goto out;  /* two names of one inode cannot exist; same entry: nothing to do */
+		goto out;  /* the same entry, or two names of one file: POSIX says nothing happens */
 
 	if ((rc = fs_version_check_writable(ctx, fs_mi_content_version(pp))) < 0 ||
 	    (rc = fs_version_check_writable(ctx, fs_mi_content_version(npp))) < 0 ||
@@ -168,9 +175,9 @@ static int rename_locked(struct fs_ctx *ctx, struct rn_req *r)
 	}
 	if (!exchange)
 		meta_batch_del_dirent(b, pm.ino, r->name);
-	place(b, &s, npp, r->newname, now);
+	place(b, &s, pm.ino, r->name, npp, r->newname, now);
 	if (exchange)
-		place(b, &t, pp, r->name, now);
+		place(b, &t, npm.ino, r->newname, pp, r->name, now);
 	if (!same_dir) {
 		if (S_ISDIR(s.mi.mode)) {
 			pp->nlink--;

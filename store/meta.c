@@ -287,6 +287,20 @@ int meta_get_symlink(struct meta *m, uint64_t ino, char *buf, size_t size)
 	return rc;
 }
 
+int meta_get_link(struct meta *m, uint64_t ino, uint64_t parent, const char *name)
+{
+	uint8_t key[META_KEY_MAX];
+	size_t klen = meta_key_u64_u64_name(key, META_KEY_LINK, ino, parent, name), len;
+	char *val;
+	int rc = meta_db_get(m, key, klen, &val, &len);
+
+	if (rc)
+		return rc;
+	rc = len == 1 && val[0] == META_RECORD_V1 ? 0 : -EIO;
+	rocksdb_free(val);
+	return rc;
+}
+
 int meta_get_xattr(struct meta *m, uint64_t ino, const char *name, void *buf, size_t size)
 {
 	uint8_t key[META_KEY_MAX];

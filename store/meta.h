@@ -31,11 +31,13 @@ struct meta_super {
 };
 #define META_FORMAT_VERSION 1
 
-/* An inode. Regular files, directories and symlinks; no hard links (nlink is 1 for files and
- * symlinks, 2 + subdirectories for directories; 0 while an unlinked file is still open). */
+/* An inode: a regular file, directory, symlink, fifo, socket or device node. nlink is 2 + the
+ * subdirectories for a directory; for anything else the number of its names (hard links), 0 while an
+ * unlinked file is still open. The record holds one of the names (parent, name); a file with more
+ * names has one `N` record for each other name (meta_batch_put_link). */
 struct meta_inode {
 	uint64_t ino;
-	uint64_t parent;       /* directory holding its one name (0 for the root) */
+	uint64_t parent;       /* directory holding its recorded name (0 for the root) */
 	uint64_t version_ino;  /* the version directory it lives in (itself for a version directory),
 				  0 for the root, runs and anything else above the version level */
 	uint32_t mode;         /* type and permission bits, as st_mode */
@@ -44,7 +46,8 @@ struct meta_inode {
 	uint64_t size;         /* logical size in bytes */
 	int64_t atime_ns, mtime_ns, ctime_ns;  /* nanoseconds since the epoch */
 	uint64_t generation;
-	char name[META_NAME_MAX + 1];  /* its name in parent (for paths in fsck reports) */
+	uint64_t rdev;         /* device number of a character or block device node, else 0 */
+	char name[META_NAME_MAX + 1];  /* its recorded name in parent (paths in reports, tracker files) */
 };
 
 /* One extent: file bytes [file_off, file_off + len) are chunk bytes [chunk_off, chunk_off + len).
@@ -116,6 +119,12 @@ int meta_get_symlink(struct meta *m, uint64_t ino, char *buf, size_t size);
 /* xattr value: returns its length (copies at most size bytes; size 0 just measures) or -ENODATA. */
 int meta_get_xattr(struct meta *m, uint64_t ino, const char *name, void *buf, size_t size);
 int meta_list_xattrs(struct meta *m, uint64_t ino, int (*cb)(const char *name, void *arg), void *arg);
+/* 0 if (parent, name) is one of ino's names beyond the one in its inode record, else -ENOENT. */
+int meta_get_link(struct meta *m, uint64_t ino, uint64_t parent, const char *name);
+/* The names of ino beyond the one in its inode record (hard links), in key order (parent, then name).
+ * cb returns non-zero to stop; that value is returned. */
+int meta_list_links(struct meta *m, uint64_t ino, int (*cb)(uint64_t parent, const char *name, void *arg),
+		    void *arg);
 int meta_get_chunk(struct meta *m, const struct digest *d, struct meta_chunk *out);  /* -ENOENT */
 int meta_get_version(struct meta *m, uint64_t run_ino, uint64_t ino, struct meta_version *out);
 /* Versions of one run, in no particular order. */
@@ -153,6 +162,9 @@ void meta_batch_put_extent(struct meta_batch *b, uint64_t ino, const struct meta
 void meta_batch_del_extent(struct meta_batch *b, uint64_t ino, uint64_t file_off);
 void meta_batch_put_symlink(struct meta_batch *b, uint64_t ino, const char *target);
 void meta_batch_del_symlink(struct meta_batch *b, uint64_t ino);
+/* Another name (parent, name) of ino besides the one in its inode record. */
+void meta_batch_put_link(struct meta_batch *b, uint64_t ino, uint64_t parent, const char *name);
+void meta_batch_del_link(struct meta_batch *b, uint64_t ino, uint64_t parent, const char *name);
 void meta_batch_put_xattr(struct meta_batch *b, uint64_t ino, const char *name, const void *val, size_t len);
 void meta_batch_del_xattr(struct meta_batch *b, uint64_t ino, const char *name);
 void meta_batch_put_chunk(struct meta_batch *b, const struct meta_chunk *c);

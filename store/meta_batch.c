@@ -21,7 +21,7 @@ void meta_batch_put_super(struct meta_batch *b, const struct meta_super *s)
 
 void meta_batch_put_inode(struct meta_batch *b, const struct meta_inode *i)
 {
-	uint8_t key[META_KEY_MAX], val[META_INODE_VAL_FIXED + META_NAME_MAX];
+	uint8_t key[META_KEY_MAX], val[META_INODE_VAL_MAX];
 	size_t kl = meta_key_u64(key, META_KEY_INODE, i->ino), vl = meta_val_inode(val, i);
 
 	assert(i->ino != 0);
@@ -95,6 +95,23 @@ void meta_batch_del_symlink(struct meta_batch *b, uint64_t ino)
 {
 	uint8_t key[META_KEY_MAX];
 	size_t kl = meta_key_u64(key, META_KEY_SYMLINK, ino);
+
+	meta_batch_raw_del(b, key, kl);
+}
+
+void meta_batch_put_link(struct meta_batch *b, uint64_t ino, uint64_t parent, const char *name)
+{
+	uint8_t key[META_KEY_MAX], ver = META_RECORD_V1;
+	size_t kl = meta_key_u64_u64_name(key, META_KEY_LINK, ino, parent, name);
+
+	assert(name[0] != '\0');
+	meta_batch_raw_put(b, key, kl, &ver, 1);
+}
+
+void meta_batch_del_link(struct meta_batch *b, uint64_t ino, uint64_t parent, const char *name)
+{
+	uint8_t key[META_KEY_MAX];
+	size_t kl = meta_key_u64_u64_name(key, META_KEY_LINK, ino, parent, name);
 
 	meta_batch_raw_del(b, key, kl);
 }

@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static uint8_t *be64_put(uint8_t *p, uint64_t x)
 {
@@ -75,6 +76,19 @@ size_t meta_key_u64_name(uint8_t *key, char prefix, uint64_t a, const char *name
 	be64_put(key + 1, a);
 	memcpy(key + 9, name, n);
 	return 9 + n;
+}
+
+size_t meta_key_u64_u64_name(uint8_t *key, char prefix, uint64_t a, uint64_t b, const char *name)
+{
+	size_t n = strnlen(name, META_NAME_MAX + 1);
+
+	assert(n <= META_NAME_MAX);
+	if (n > META_NAME_MAX)
+		n = META_NAME_MAX;
+	key[0] = (uint8_t)prefix;
+	be64_put(be64_put(key + 1, a), b);
+	memcpy(key + 17, name, n);
+	return 17 + n;
 }
 
 size_t meta_key_chunk(uint8_t *key, const struct digest *d)
@@ -153,7 +167,10 @@ size_t meta_val_inode(uint8_t *v, const struct meta_inode *i)
 	p = le_put(p, n, 2);
 	memcpy(p, i->name, n);
 	p += n;
-	assert((size_t)(p - v) == META_INODE_VAL_FIXED + n);
+	/* Only device nodes carry the trailing device number: every other record keeps its size. */
+	if (i->rdev != 0)
+		p = le_put(p, i->rdev, 8);
+	assert((size_t)(p - v) == META_INODE_VAL_FIXED + n + (i->rdev != 0 ? 8 : 0));
 	return (size_t)(p - v);
 }
 
@@ -177,10 +194,14 @@ int meta_dec_inode(uint64_t ino, const uint8_t *v, size_t len, struct meta_inode
 	i->ctime_ns = (int64_t)le_get(&p, 8);
 	i->generation = le_get(&p, 8);
 	n = (size_t)le_get(&p, 2);
-	if (n > META_NAME_MAX || len != META_INODE_VAL_FIXED + n)
+	if (n > META_NAME_MAX || (len != META_INODE_VAL_FIXED + n && len != META_INODE_VAL_FIXED + n + 8))
 		return -EIO;
 	memcpy(i->name, p, n);
 	i->name[n] = '\0';
+	p += n;
+	i->rdev = len == META_INODE_VAL_FIXED + n + 8 ? le_get(&p, 8) : 0;
+	if (len == META_INODE_VAL_FIXED + n + 8 && (i->rdev == 0 || !(S_ISCHR(i->mode) || S_ISBLK(i->mode))))
+		return -EIO;
 	return 0;
 }
 

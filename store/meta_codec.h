@@ -29,15 +29,17 @@
 #define META_KEY_RESTARTS 'P'
 #define META_KEY_UPLOAD  'U'
 #define META_KEY_REMOTE  'R'
+#define META_KEY_LINK    'N'
 
 #define META_RECORD_V1 1
 #define META_XATTR_NAME_MAX 255
-/* Longest key: prefix + 8-byte integer + a name. */
+/* Longest key: prefix + two 8-byte integers + a name. */
 #define META_KEY_MAX (1 + 8 + 8 + META_NAME_MAX + 1)
 
 /* Fixed value sizes (bytes, including the record version byte). */
 #define META_SUPER_VAL_LEN   (1 + 4 + 4 + 8 + 8 + 16)
 #define META_INODE_VAL_FIXED (1 + 8 + 8 + 4 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 2)
+#define META_INODE_VAL_MAX   (META_INODE_VAL_FIXED + META_NAME_MAX + 8)  /* with a device number */
 #define META_DIRENT_VAL_LEN  (1 + 8 + 4)
 #define META_EXTENT_VAL_LEN  (1 + 8 + DIGEST_LEN + 8)
 #define META_CHUNK_VAL_LEN   (1 + 8 + 4)
@@ -50,6 +52,7 @@ size_t meta_key_super(uint8_t *key);
 size_t meta_key_u64(uint8_t *key, char prefix, uint64_t a);
 size_t meta_key_u64_u64(uint8_t *key, char prefix, uint64_t a, uint64_t b);
 size_t meta_key_u64_name(uint8_t *key, char prefix, uint64_t a, const char *name);
+size_t meta_key_u64_u64_name(uint8_t *key, char prefix, uint64_t a, uint64_t b, const char *name);
 size_t meta_key_chunk(uint8_t *key, const struct digest *d);
 size_t meta_key_remote(uint8_t *key, const struct digest *d);
 
@@ -60,7 +63,7 @@ size_t meta_key_successor(const uint8_t *prefix, size_t len, uint8_t *out);
 uint64_t meta_be64_get(const uint8_t *p);
 
 /* Value encoders return the encoded length; buffers are sized by the *_LEN constants above (inode:
- * META_INODE_VAL_FIXED + META_NAME_MAX). */
+ * META_INODE_VAL_MAX). */
 size_t meta_val_super(uint8_t *v, const struct meta_super *s);
 size_t meta_val_inode(uint8_t *v, const struct meta_inode *i);
 size_t meta_val_dirent(uint8_t *v, uint64_t ino, uint32_t mode);

@@ -238,6 +238,36 @@ int meta_list_xattrs(struct meta *m, uint64_t ino, int (*cb)(const char *name, v
 	return meta_db_scan(m, prefix, plen, NULL, 0, list_xattr_step, &a);
 }
 
+/* ---- extra names (hard links) ---- */
+
+struct list_link_arg {
+	int (*cb)(uint64_t parent, const char *name, void *arg);
+	void *arg;
+};
+
+static int list_link_step(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+	struct list_link_arg *a = arg;
+	char name[META_NAME_MAX + 1];
+	size_t n = klen - 17;
+
+	if (klen <= 17 || n > META_NAME_MAX || vlen != 1 || v[0] != META_RECORD_V1 || memchr(k + 17, '\0', n))
+		return -EIO;
+	memcpy(name, k + 17, n);
+	name[n] = '\0';
+	return a->cb(meta_be64_get(k + 9), name, a->arg);
+}
+
+int meta_list_links(struct meta *m, uint64_t ino, int (*cb)(uint64_t parent, const char *name, void *arg),
+		    void *arg)
+{
+	uint8_t prefix[META_KEY_MAX];
+	size_t plen = meta_key_u64(prefix, META_KEY_LINK, ino);
+	struct list_link_arg a = { cb, arg };
+
+	return meta_db_scan(m, prefix, plen, NULL, 0, list_link_step, &a);
+}
+
 /* ---- versions ---- */
 
 struct version_arg {

@@ -1,8 +1,9 @@
 /* store_fsck_ns.c - the namespace checks of store_fsck.
  *
- * Every directory entry points at an existing inode whose parent, name and type agree with it;
- * every inode but the root (and orphans, nlink 0) is named by its entry; a directory's link count
- * is 2 + its subdirectories, a file's or symlink's is 1. Point lookups only, so memory stays flat.
+ * Every directory entry points at an existing inode of its type whose recorded name, or one of whose
+ * other names (`N` records, hard links), it is; every inode but the root (and orphans, nlink 0) is
+ * named by its entries; a directory's link count is 2 + its subdirectories, anything else's the
+ * number of its names. Point lookups and per-inode scans only, so memory stays flat.
  */
 #include "store_impl.h"
 
@@ -52,7 +53,8 @@ static int ns_check_dirent(uint64_t parent, const char *name, uint64_t ino, uint
 		fprintf(c->out, "dangling entry %s/%s: inode %llu does not exist\n", path, name,
 			(unsigned long long)ino);
 		c->r->namespace_errors++;
-	} else if (in.parent != parent || strcmp(in.name, name) != 0) {
+	} else if ((in.parent != parent || strcmp(in.name, name) != 0) &&
+		   (S_ISDIR(in.mode) || meta_get_link(c->st->meta, ino, parent, name) != 0)) {
 		fprintf(c->out, "entry %s/%s names inode %llu, which says it is \"%s\" in inode %llu\n", path,
 			name, (unsigned long long)ino, in.name, (unsigned long long)in.parent);
 		c->r->namespace_errors++;
@@ -68,6 +70,30 @@ static int ns_count_subdir(const char *name, uint64_t ino, uint32_t mode, void *
 	(void)name, (void)ino;
 	if (S_ISDIR(mode))
 		(*(uint64_t *)arg)++;
+	return 0;
+}
+
+struct ns_links {
+	struct ns_ctx *c;
+	const struct meta_inode *in;
+	uint64_t n;
+};
+
+static int ns_check_link(uint64_t parent, const char *name, void *arg)
+{
+	struct ns_links *l = arg;
+	uint64_t ino;
+	uint32_t mode;
+	int rc = meta_get_dirent(l->c->st->meta, parent, name, &ino, &mode);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	l->n++;
+	if (rc == -ENOENT || ino != l->in->ino) {
+		fprintf(l->c->out, "inode %llu has a link record for \"%s\" in inode %llu without that entry\n",
+			(unsigned long long)l->in->ino, name, (unsigned long long)parent);
+		l->c->r->namespace_errors++;
+	}
 	return 0;
 }
 
@@ -109,9 +135,19 @@ static int ns_check_inode(const struct meta_inode *in, void *arg)
 				(unsigned long long)(2 + subdirs));
 			c->r->namespace_errors++;
 		}
-	} else if (in->nlink != 1) {
+	}
+	struct ns_links l = { .c = c, .in = in };
+	rc = meta_list_links(c->st->meta, in->ino, ns_check_link, &l);
+	if (rc)
+		return rc;
+	if (S_ISDIR(in->mode) && l.n > 0) {
 		ns_path(c, in->ino, path, sizeof(path));
-		fprintf(c->out, "%s has link count %u, expected 1\n", path, in->nlink);
+		fprintf(c->out, "directory %s has hard link records\n", path);
+		c->r->namespace_errors++;
+	} else if (!S_ISDIR(in->mode) && in->nlink != 1 + l.n) {
+		ns_path(c, in->ino, path, sizeof(path));
+		fprintf(c->out, "%s has link count %u, expected %llu (its names)\n", path, in->nlink,
+			(unsigned long long)(1 + l.n));
 		c->r->namespace_errors++;
 	}
 	return 0;

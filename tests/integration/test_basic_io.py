@@ -1,6 +1,7 @@
 # test_basic_io.py - POSIX file operations on a real pecfs mount, driven with dd, cp and python's os
 # module: bytes read back exactly however they were written, sizes, holes, truncation, metadata,
-# symlinks, big directories, renames (incl. renameat2 flags), name limits, hard links, xattrs, statfs.
+# symlinks, big directories, renames (incl. renameat2 flags), name limits, xattrs, statfs (hard links and special files:
+# test_posix_nodes.py).
 # A 1 MiB chunk size makes modest files span many chunks.
 import errno
 import mmap
@@ -393,12 +394,6 @@ class BasicIO(unittest.TestCase):
         self.assertEqual(h.errno_of(os.rename, os.path.join(d, ok), os.path.join(d, long)),
                          errno.ENAMETOOLONG)
         self.assertEqual(h.errno_of(os.stat, os.path.join(d, long)), errno.ENAMETOOLONG)
-
-    def test_hard_links_are_refused(self):
-        d = self.newdir()
-        h.write_file(os.path.join(d, "f"), b"x")
-        self.assertEqual(h.errno_of(os.link, os.path.join(d, "f"), os.path.join(d, "g")), errno.EPERM)
-        self.assertFalse(os.path.exists(os.path.join(d, "g")))
 
     def test_xattrs(self):
         d = self.newdir()
