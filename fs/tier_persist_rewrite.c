@@ -63,13 +63,14 @@ static int tp_index_build(const struct tier_manifest *m, struct tp_index *ix)
 	return 0;
 }
 
-/* The regular file entry at path, or NULL. */
+/* The regular file entry at path, or NULL. A file with several names (hard links) is never pointed
+ * at another version's copy: the other names would keep the old extents. */
 static struct tier_manifest_entry *tp_file(const struct tp_index *ix, const char *path)
 {
 	struct tier_manifest_entry key = { .path = (char *)path }, *kp = &key, **hit;
 
 	hit = bsearch(&kp, ix->e, ix->n, sizeof(*ix->e), tp_entry_cmp);
-	return hit && S_ISREG((*hit)->mode) ? *hit : NULL;
+	return hit && S_ISREG((*hit)->mode) && !(*hit)->link && (*hit)->nlinks == 1 ? *hit : NULL;
 }
 
 static int tp_paths_build(const struct pec_composition *c, struct tp_paths *ps)

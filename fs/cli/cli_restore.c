@@ -7,10 +7,11 @@
  * Safety: the bucket is untrusted and a restore often runs as root. DEST must be new or empty. The
  * tree is built beneath DEST's directory descriptor only: every path is opened with openat2
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, files are created O_EXCL | O_NOFOLLOW, so nothing is ever
- * written through a symlink, nor outside DEST, nor into a file that was there. Symlinks are created
- * last, after every file is written, and never followed. Modes keep only the permission bits 0777
- * (no setuid, setgid or sticky bit from a bucket), less the umask; directories are made 0700 and get
- * their own mode once their contents are in, then are fsync'ed, DEST last.
+ * written through a symlink, nor outside DEST, nor into a file that was there. Symlinks, fifos,
+ * sockets, device nodes and hard links are created last, after every file is written, and never
+ * followed. Modes keep only the permission bits 0777 (no setuid, setgid or sticky bit from a bucket;
+ * device nodes only the owner's), less the umask; directories are made 0700 and get their own mode
+ * once their contents are in, then are fsync'ed, DEST last.
  *
  * Speed: files are preallocated at their size (so a full disk fails before anything is fetched);
  * chunks are fetched in file order, so that each file is written front to back; each worker reads
@@ -28,6 +29,7 @@
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/sysmacros.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -326,7 +328,7 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 	size_t files = 0, nrefs = 0, fi = 0;
 
 	for (size_t i = 0; i < all->n; i++) {
-		files += S_ISREG(all->e[i]->mode);
+		files += S_ISREG(all->e[i]->mode) && !all->e[i]->link;
 		nrefs += all->e[i]->next;
 	}
 	r->files = calloc(files ? files : 1, sizeof(*r->files));
@@ -348,7 +350,7 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 			if (mkdirat(pfd, base, 0700) < 0)
 				rc = -errno;
 			close(pfd);
-		} else if (S_ISREG(e->mode)) {
+		} else if (S_ISREG(e->mode) && !e->link) {
 			rc = restore_create(dest, e, umask_bits, &r->files[fi]);
 			*nfiles = ++fi;
 			for (size_t x = 0; rc == 0 && x < e->next; x++) {
@@ -384,27 +386,63 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 	return 0;
 }
 
-/* After the files are written and synced: the symlinks (beneath dest, never followed), then each
- * directory's own mode, deepest first (a read-only directory gets its mode once its contents are
- * in), each directory fsync'ed, dest last. */
+/* A fifo, socket or device node beneath dest. A device node keeps only its owner's permission bits:
+ * a bucket must not hand every local user a way into a disk (and making one needs CAP_MKNOD). */
+static int restore_node(int pfd, const char *base, const struct tier_manifest_entry *e, mode_t umask_bits)
+{
+	mode_t perm = restore_mode(e->mode, umask_bits);
+	dev_t rdev = 0;
+
+	if (S_ISCHR(e->mode) || S_ISBLK(e->mode)) {
+		perm &= 0700;
+		rdev = makedev(e->rdev_major, e->rdev_minor);
+	}
+	return mknodat(pfd, base, (e->mode & S_IFMT) | perm, rdev) < 0 ? -errno : 0;
+}
+
+/* Another name of an entry restored before; never follows a symlink (linkat without
+ * AT_SYMLINK_FOLLOW links a symlink itself). */
+static int restore_link(int dest, int pfd, const char *base, const struct tier_manifest_entry *e)
+{
+	const char *tbase;
+	int tfd = open_parent(dest, e->link, &tbase), rc = 0;
+
+	if (tfd < 0)
+		return tfd;
+	if (linkat(tfd, tbase, pfd, base, 0) < 0)
+		rc = -errno;
+	close(tfd);
+	return rc;
+}
+
+/* After the files are written and synced: fifos, sockets and device nodes, the symlinks (beneath
+ * dest, never followed) and the other names of files with several (hard links, once what they name
+ * exists), then each directory's own mode, deepest first (a read-only directory gets its mode once its
+ * contents are in), each directory fsync'ed, dest last. */
 static int restore_finish(int dest, const struct tier_merged *all, mode_t umask_bits, char *what, size_t whatsz)
 {
-	for (size_t i = 0; i < all->n; i++) {
-		const struct tier_manifest_entry *e = all->e[i];
-		const char *base;
-		int pfd, rc = 0;
+	for (int links = 0; links < 2; links++) {
+		for (size_t i = 0; i < all->n; i++) {
+			const struct tier_manifest_entry *e = all->e[i];
+			const char *base;
+			int pfd, rc = 0;
 
-		if (!S_ISLNK(e->mode))
-			continue;
-		snprintf(what, whatsz, "%s", e->path);
-		pfd = open_parent(dest, e->path, &base);
-		if (pfd < 0)
-			return pfd;
-		if (symlinkat(e->target, pfd, base) < 0)
-			rc = -errno;
-		close(pfd);
-		if (rc < 0)
-			return rc;
+			if (S_ISDIR(e->mode) || (S_ISREG(e->mode) && !e->link) || (e->link != NULL) != (links == 1))
+				continue;
+			snprintf(what, whatsz, "%s", e->path);
+			pfd = open_parent(dest, e->path, &base);
+			if (pfd < 0)
+				return pfd;
+			if (e->link)
+				rc = restore_link(dest, pfd, base, e);
+			else if (S_ISLNK(e->mode))
+				rc = symlinkat(e->target, pfd, base) < 0 ? -errno : 0;
+			else
+				rc = restore_node(pfd, base, e, umask_bits);
+			close(pfd);
+			if (rc < 0)
+				return rc;
+		}
 	}
 	for (size_t i = all->n; i-- > 0;) {
 		const struct tier_manifest_entry *e = all->e[i];

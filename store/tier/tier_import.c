@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,8 +23,16 @@ struct dir_slot {
 	struct meta_inode mi;
 };
 
+/* A file with several names, imported at its first: where the link entries after it find it. */
+struct linked_slot {
+	const char *path;       /* the entry's path (owned by the manifest) */
+	uint64_t ino, size;
+};
+
 struct import {
 	struct meta *meta;
+	struct linked_slot *linked;  /* in path order, as entries come */
+	size_t nlinked, caplinked;
 	struct meta_super sb;
 	struct meta_batch *b;
 	struct dir_slot *dirs;
@@ -140,6 +149,44 @@ static void import_source(struct import *im, uint64_t ino, const struct tier_man
 	meta_batch_put_xattr(im->b, ino, IMPORT_XATTR_STALENESS, stale, (size_t)n);
 }
 
+static int linked_cmp(const void *key, const void *elem)
+{
+	return tier_manifest_path_cmp(key, ((const struct linked_slot *)elem)->path);
+}
+
+/* Remembers the inode of e, the first name of a file with several. */
+static int linked_add(struct import *im, const struct tier_manifest_entry *e, const struct meta_inode *mi)
+{
+	if (im->nlinked == im->caplinked) {
+		size_t cap = im->caplinked ? im->caplinked * 2 : 16;
+		struct linked_slot *n = realloc(im->linked, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		im->linked = n;
+		im->caplinked = cap;
+	}
+	im->linked[im->nlinked++] = (struct linked_slot){ e->path, mi->ino, mi->size };
+	return 0;
+}
+
+/* Another name of a file imported before (the manifest decoder and the merge made sure it is one
+ * of this version's, of the same type, and listed earlier). */
+static int import_link(struct import *im, const struct tier_manifest_entry *e, struct dir_slot *parent,
+		       const char *base)
+{
+	const struct linked_slot *t = im->nlinked ? bsearch(e->link, im->linked, im->nlinked, sizeof(*im->linked),
+							    linked_cmp) : NULL;
+	if (!t)
+		return -EBADMSG;
+	if (S_ISREG(e->mode)) {
+		im->v.files++;  /* every name counts, as a local seal counts them */
+		im->v.logical_bytes += t->size;
+	}
+	meta_batch_put_dirent(im->b, parent->mi.ino, base, t->ino, e->mode & S_IFMT);
+	meta_batch_put_link(im->b, t->ino, parent->mi.ino, base);
+	return 0;
+}
+
 static int import_file(struct import *im, const struct tier_manifest_entry *e, uint64_t *stored)
 {
 	struct dir_slot *parent;
@@ -149,11 +196,18 @@ static int import_file(struct import *im, const struct tier_manifest_entry *e, u
 
 	if (rc < 0)
 		return rc;
+	if (e->link)
+		return import_link(im, e, parent, base);
 	imp_inode(im, &mi, parent->mi.ino, base, import_mode(e->mode), e->mtime_ns);
+	mi.nlink = e->nlinks;
+	if (e->nlinks > 1 && (rc = linked_add(im, e, &mi)) < 0)
+		return rc;
+	if (S_ISCHR(e->mode) || S_ISBLK(e->mode))
+		mi.rdev = makedev(e->rdev_major, e->rdev_minor);
 	if (S_ISLNK(e->mode)) {
 		mi.size = strlen(e->target);
 		meta_batch_put_symlink(im->b, mi.ino, e->target);
-	} else {
+	} else if (S_ISREG(e->mode)) {
 		mi.size = e->size;
 		im->v.files++;
 		im->v.logical_bytes += e->size;
@@ -173,6 +227,8 @@ static int import_file(struct import *im, const struct tier_manifest_entry *e, u
 		if (e->source)
 			import_source(im, mi.ino, e);
 	}
+	if (e->nlinks > 1)
+		im->linked[im->nlinked - 1].size = mi.size;
 	meta_batch_put_inode(im->b, &mi);
 	meta_batch_put_dirent(im->b, parent->mi.ino, base, mi.ino, mi.mode & S_IFMT);
 	return 0;
@@ -239,6 +295,7 @@ static int import_version(struct import *im, struct meta_inode *run, const char 
 	rc = meta_batch_commit(im->meta, im->b, true);
 out:
 	dirs_clear(im);
+	im->nlinked = 0;
 	return rc;
 }
 
@@ -426,6 +483,7 @@ out:
 	names_free(&runs);
 	dirs_clear(&im);
 	free(im.dirs);
+	free(im.linked);
 	meta_batch_free(im.b);
 	s3_client_free(c);
 	return rc;

@@ -38,6 +38,7 @@ void tier_manifest_free(struct tier_manifest *m)
 		free(m->entries[i].path);
 		free(m->entries[i].target);
 		free(m->entries[i].source);
+		free(m->entries[i].link);
 		free(m->entries[i].ext);
 	}
 	free(m->entries);
@@ -72,6 +73,7 @@ int tier_manifest_add_entry(struct tier_manifest *m, const char *path, uint32_t 
 	e->mode = mode;
 	e->size = size;
 	e->mtime_ns = mtime_ns;
+	e->nlinks = 1;
 	m->n++;
 	if (out)
 		*out = e;
@@ -89,6 +91,22 @@ int tier_manifest_add_extent(struct tier_manifest_entry *e, const struct tier_ma
 		e->ext_cap = cap;
 	}
 	e->ext[e->next++] = *x;
+	return 0;
+}
+
+int tier_manifest_set_link(struct tier_manifest *m, size_t target)
+{
+	struct tier_manifest_entry *e = &m->entries[m->n - 1], *t = &m->entries[target];
+
+	if (m->n < 2 || target >= m->n - 1 || S_ISDIR(t->mode) || t->link || t->mode != e->mode)
+		return -EINVAL;
+	e->link = strdup(t->path);
+	if (!e->link)
+		return -ENOMEM;
+	e->link_idx = target;
+	e->nlinks = 0;
+	e->size = 0;
+	t->nlinks++;
 	return 0;
 }
 
@@ -120,13 +138,29 @@ int tier_manifest_set_source(struct tier_manifest_entry *e, const char *source, 
 	return 0;
 }
 
+/* Entry types by name, as the manifest spells them. */
+static const struct {
+	const char *name;
+	uint32_t fmt;
+} mf_types[] = {
+	{ "file", S_IFREG }, { "dir", S_IFDIR }, { "symlink", S_IFLNK }, { "fifo", S_IFIFO },
+	{ "socket", S_IFSOCK }, { "chardev", S_IFCHR }, { "blockdev", S_IFBLK },
+};
+
 static const char *mf_type(uint32_t mode)
 {
-	if (S_ISDIR(mode))
-		return "dir";
-	if (S_ISLNK(mode))
-		return "symlink";
+	for (size_t i = 0; i < sizeof(mf_types) / sizeof(mf_types[0]); i++)
+		if ((mode & S_IFMT) == mf_types[i].fmt)
+			return mf_types[i].name;
 	return "file";
+}
+
+static uint32_t mf_fmt(const char *type)
+{
+	for (size_t i = 0; i < sizeof(mf_types) / sizeof(mf_types[0]); i++)
+		if (strcmp(type, mf_types[i].name) == 0)
+			return mf_types[i].fmt;
+	return 0;
 }
 
 static json_t *mf_entry_json(const struct tier_manifest_entry *e)
@@ -140,6 +174,14 @@ static json_t *mf_entry_json(const struct tier_manifest_entry *e)
 	json_object_set_new(o, "type", json_string(mf_type(e->mode)));
 	json_object_set_new(o, "mode", json_integer(e->mode & 07777));
 	json_object_set_new(o, "mtime_ns", json_integer(e->mtime_ns));
+	if (e->link) {
+		json_object_set_new(o, "link", json_string(e->link));
+		return o;
+	}
+	if (S_ISCHR(e->mode) || S_ISBLK(e->mode)) {
+		json_object_set_new(o, "rdev", json_pack("[I,I]", (json_int_t)e->rdev_major, (json_int_t)e->rdev_minor));
+		return o;
+	}
 	if (S_ISLNK(e->mode)) {
 		json_object_set_new(o, "target", json_string(e->target ? e->target : ""));
 		return o;
@@ -333,43 +375,80 @@ static int mf_check_place(const struct tier_manifest *m, const char *path, char 
 	return 0;
 }
 
+/* A hard link entry: names an earlier entry of m, not a directory or a link, of the same type and
+ * mode, and carries nothing of its own. */
+static int mf_decode_link(json_t *o, struct tier_manifest *m, const char *path, const char *link, char *err,
+			  size_t errsz)
+{
+	/* Entries are in manifest order, so the earlier ones can be searched (the new one is last). */
+	const struct tier_manifest_entry *hit = bsearch(link, m->entries, m->n - 1, sizeof(*m->entries), mf_entry_cmp);
+	size_t t = hit ? (size_t)(hit - m->entries) : 0;
+
+	if (json_object_get(o, "size") || json_object_get(o, "extents") || json_object_get(o, "target") ||
+	    json_object_get(o, "rdev") || json_object_get(o, "source") || json_object_get(o, "staleness"))
+		return mf_fail(err, errsz, "%.200s: a hard link carries no content of its own", path);
+	if (!hit || S_ISDIR(hit->mode) || hit->link)
+		return mf_fail(err, errsz, "%.200s: hard link to '%.200s', which is not an earlier file entry", path,
+			       link);
+	if (m->entries[t].mode != m->entries[m->n - 1].mode)
+		return mf_fail(err, errsz, "%.200s: hard link to '%.200s' of another type or mode", path, link);
+	return tier_manifest_set_link(m, t);
+}
+
+/* A device number: [major, minor] within the kernel's limits. */
+static int mf_decode_rdev(json_t *o, struct tier_manifest_entry *e, char *err, size_t errsz)
+{
+	json_int_t major, minor;
+
+	if (json_unpack(json_object_get(o, "rdev"), "[I,I]", &major, &minor) != 0 || major < 0 || minor < 0 ||
+	    major > TIER_RDEV_MAJOR_MAX || minor > TIER_RDEV_MINOR_MAX || json_array_size(json_object_get(o, "rdev")) != 2)
+		return mf_fail(err, errsz, "%.200s: a device needs \"rdev\": [major, minor] within %u and %u", e->path,
+			       TIER_RDEV_MAJOR_MAX, TIER_RDEV_MINOR_MAX);
+	e->rdev_major = (uint32_t)major;
+	e->rdev_minor = (uint32_t)minor;
+	return 0;
+}
+
 static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t errsz)
 {
-	const char *path = NULL, *type = NULL, *target = NULL;
+	const char *path = NULL, *type = NULL, *target = NULL, *link = NULL;
 	json_int_t mode = 0, mtime = 0, size = 0;
 	struct tier_manifest_entry *e;
 	uint32_t fmt;
 	int rc;
 
-	if (json_unpack(o, "{s:s,s:s,s:I,s:I,s?I,s?s}", "path", &path, "type", &type, "mode", &mode, "mtime_ns",
-			&mtime, "size", &size, "target", &target) != 0 || mode < 0 || mode > 07777 || size < 0)
+	if (json_unpack(o, "{s:s,s:s,s:I,s:I,s?I,s?s,s?s}", "path", &path, "type", &type, "mode", &mode, "mtime_ns",
+			&mtime, "size", &size, "target", &target, "link", &link) != 0 || mode < 0 || mode > 07777 ||
+	    size < 0)
 		return mf_fail(err, errsz, "entry %zu is malformed", m->n);
 	if (!tier_manifest_path_ok(path))
 		return mf_fail(err, errsz, "entry path '%.200s' is not inside the version (or has an empty or "
 			       "over-long name)", path);
-	if (strcmp(type, "file") == 0)
-		fmt = S_IFREG;
-	else if (strcmp(type, "dir") == 0)
-		fmt = S_IFDIR;
-	else if (strcmp(type, "symlink") == 0 && target)
-		fmt = S_IFLNK;
-	else
+	fmt = mf_fmt(type);
+	if (!fmt || (fmt == S_IFLNK && !target && !link) || (fmt == S_IFDIR && link))
 		return mf_fail(err, errsz, "%.200s: unknown type '%.32s'", path, type);
-	if (fmt == S_IFLNK && (target[0] == '\0' || strlen(target) > TIER_PATH_MAX))
-		return mf_fail(err, errsz, "%.200s: a symlink target must be 1-%d bytes", path, TIER_PATH_MAX);
-	/* Each field belongs to one type: a file's size and extents, a symlink's target. Anything else
-	 * would be read differently by different readers. */
-	if ((fmt == S_IFREG) != (json_object_get(o, "size") != NULL) ||
-	    (fmt == S_IFREG) != (json_object_get(o, "extents") != NULL) ||
-	    (fmt != S_IFLNK && json_object_get(o, "target")))
-		return mf_fail(err, errsz, "%.200s: fields of another entry type (a file has size and extents, a "
-			       "symlink a target, a directory neither)", path);
 	rc = mf_check_place(m, path, err, errsz);
 	if (rc < 0)
 		return rc;
+	if (link) {
+		rc = tier_manifest_add_entry(m, path, fmt | (uint32_t)mode, 0, mtime, NULL, &e);
+		return rc < 0 ? rc : mf_decode_link(o, m, path, link, err, errsz);
+	}
+	if (fmt == S_IFLNK && (target[0] == '\0' || strlen(target) > TIER_PATH_MAX))
+		return mf_fail(err, errsz, "%.200s: a symlink target must be 1-%d bytes", path, TIER_PATH_MAX);
+	/* Each field belongs to one type: a file's size and extents, a symlink's target, a device's
+	 * number. Anything else would be read differently by different readers. */
+	if ((fmt == S_IFREG) != (json_object_get(o, "size") != NULL) ||
+	    (fmt == S_IFREG) != (json_object_get(o, "extents") != NULL) ||
+	    (fmt != S_IFLNK && json_object_get(o, "target")) ||
+	    (fmt != S_IFCHR && fmt != S_IFBLK && json_object_get(o, "rdev")))
+		return mf_fail(err, errsz, "%.200s: fields of another entry type (a file has size and extents, a "
+			       "symlink a target, a device rdev, a directory, fifo or socket none)", path);
 	rc = tier_manifest_add_entry(m, path, fmt | (uint32_t)mode, (uint64_t)size, mtime,
 				   fmt == S_IFLNK ? target : NULL, &e);
 	if (rc < 0)
+		return rc;
+	if ((fmt == S_IFCHR || fmt == S_IFBLK) && (rc = mf_decode_rdev(o, e, err, errsz)) < 0)
 		return rc;
 	rc = mf_decode_source(o, e, err, errsz);
 	if (rc == 0 && fmt == S_IFREG)

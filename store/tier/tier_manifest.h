@@ -28,10 +28,17 @@ struct tier_manifest_extent {
 
 struct tier_manifest_entry {
 	char *path;       /* relative to the version, no leading '/' */
-	uint32_t mode;    /* type and permission bits (S_IFREG, S_IFDIR, S_IFLNK) */
+	uint32_t mode;    /* type and permission bits (S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK,
+			     S_IFCHR, S_IFBLK) */
 	uint64_t size;
 	int64_t mtime_ns;
 	char *target;     /* symlinks only, else NULL */
+	uint32_t rdev_major, rdev_minor;  /* character and block devices only */
+	/* A hard link: another name of the file of an earlier entry of the same manifest (its path, its
+	 * index), which holds the content; this entry has the same type and mode and nothing else. */
+	char *link;
+	size_t link_idx;
+	uint32_t nlinks;  /* names of this entry's file: 1 + the link entries naming it (0 for a link) */
 	char *source;     /* files only, optional: the version whose upload first stored these bytes when
 			     it is not this one (`s3-persist pec`, or a unit the version inherited); else NULL */
 	int64_t staleness;  /* steps (or versions) from source to this version; meaningful with source */
@@ -61,6 +68,14 @@ int tier_manifest_add_entry(struct tier_manifest *m, const char *path, uint32_t 
 			  int64_t mtime_ns, const char *target, struct tier_manifest_entry **out);
 int tier_manifest_add_extent(struct tier_manifest_entry *e, const struct tier_manifest_extent *x);
 
+/* Makes the last entry of m another name of the file of entry m->entries[target]: an earlier entry,
+ * neither a directory nor a link itself, of the same type and mode. -EINVAL, -ENOMEM. */
+int tier_manifest_set_link(struct tier_manifest *m, size_t target);
+
+/* Device numbers: the kernel's limits (12-bit major, 20-bit minor). */
+#define TIER_RDEV_MAJOR_MAX 0xfffu
+#define TIER_RDEV_MINOR_MAX 0xfffffu
+
 /* Replaces e's extents by copies of x[0..n). -ENOMEM (e unchanged). */
 int tier_manifest_set_extents(struct tier_manifest_entry *e, const struct tier_manifest_extent *x, size_t n);
 
@@ -75,8 +90,9 @@ int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len)
  * duplicate JSON keys, an unknown format, a run, version or node name tier_manifest_name_ok refuses,
  * a path that escapes the version or has an empty or over-long component, entries out of manifest
  * order (tier_manifest_path_cmp) or listed twice, an entry whose directory is not listed before it as
- * a directory, a symlink without a target, extents out of order, overlapping or outside their file or
- * chunk, a malformed seal id. Unknown keys are ignored (later additions). */
+ * a directory, a symlink without a target, a device without a device number in range, a hard link
+ * that does not name an earlier non-directory entry of its type and mode, extents out of order,
+ * overlapping or outside their file or chunk, a malformed seal id. Unknown keys are ignored (later additions). */
 int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, char *err, size_t errsz);
 
 /* True for a relative path of at most TIER_PATH_MAX bytes whose components are 1-255 bytes and not

@@ -295,7 +295,7 @@ static int merge_ref_cmp(const void *a, const void *b)
 
 static const char *entry_kind(uint32_t mode)
 {
-	return S_ISDIR(mode) ? "directory" : S_ISLNK(mode) ? "symlink" : "file";
+	return S_ISDIR(mode) ? "directory" : S_ISLNK(mode) ? "symlink" : S_ISREG(mode) ? "file" : "special file";
 }
 
 int tier_version_merge(const struct tier_manifest_set *set, struct tier_merged *out, char *msg, size_t msgsz)
@@ -319,7 +319,17 @@ int tier_version_merge(const struct tier_manifest_set *set, struct tier_merged *
 	qsort(refs, k, sizeof(*refs), merge_ref_cmp);
 	for (size_t i = 0; i < k;) {
 		const struct merge_ref *first = &refs[i];
-		for (i++; i < k && tier_manifest_path_cmp(refs[i].e->path, first->e->path) == 0; i++)
+		for (i++; i < k && tier_manifest_path_cmp(refs[i].e->path, first->e->path) == 0; i++) {
+			/* A hard link and the file it names come from one part, whole: a name that two
+			 * parts list cannot be one of several names of a file, or link counts would lie. */
+			if (first->e->link || first->e->nlinks > 1 || refs[i].e->link || refs[i].e->nlinks > 1) {
+				snprintf(msg, msgsz, "'%.200s' is listed by the parts of nodes %.64s and %.64s and is "
+					 "a name of a file with several names", first->e->path,
+					 set->m[first->part].node, set->m[refs[i].part].node);
+				free(refs);
+				tier_merged_free(out);
+				return -EBADMSG;
+			}
 			if (S_ISDIR(refs[i].e->mode) != S_ISDIR(first->e->mode)) {
 				snprintf(msg, msgsz, "'%.200s' is a %s in the part of node %.64s and a %s in that of "
 					 "node %.64s", first->e->path, entry_kind(first->e->mode), set->m[first->part].node,
@@ -328,6 +338,7 @@ int tier_version_merge(const struct tier_manifest_set *set, struct tier_merged *
 				tier_merged_free(out);
 				return -EBADMSG;
 			}
+		}
 		/* Each part lists every entry's directory before it as a directory (tier_manifest_decode),
 		 * and the parts agree on which paths are directories, so every kept entry's directory is
 		 * a kept directory entry. */

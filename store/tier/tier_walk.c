@@ -1,5 +1,7 @@
 /* tier_walk.c - a sealed version's manifest from the metadata: every entry below the version
- * directory, depth first in name order, with each regular file's extents and chunk lengths.
+ * directory, depth first in name order, with each regular file's extents and chunk lengths. A file
+ * with several names (hard links) is listed in full at the first name the walk meets; each later
+ * name is a link entry naming that one.
  * The version is sealed (immutable), so a walk without a snapshot sees a consistent tree; a removal
  * racing the walk (rm -r of a sealed version) shows up as -ENOENT and the upload is abandoned.
  */
@@ -8,13 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <stdbool.h>
 
 #include "tier_impl.h"
+
+/* A file with several names, seen at its first: which entry lists it. Sorted by inode. */
+struct walk_seen {
+	uint64_t ino;
+	size_t entry;
+};
 
 struct walk {
 	struct tier *t;
 	struct tier_manifest *m;
 	struct tier_manifest_entry *file;
+	struct walk_seen *seen;
+	size_t nseen, capseen;
 	char path[PATH_MAX];
 	size_t plen;
 	int rc;
@@ -36,6 +48,48 @@ static int walk_extent(const struct meta_extent *e, void *arg)
 	return tier_manifest_add_extent(w->file, &x);
 }
 
+/* Where the first name of a multi-name inode was listed: *found, and the slot for it either way. */
+static size_t walk_seen_find(const struct walk *w, uint64_t ino, bool *found)
+{
+	size_t lo = 0, hi = w->nseen;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->seen[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < w->nseen && w->seen[lo].ino == ino;
+	return lo;
+}
+
+/* A non-directory with several names: a link entry when a name of it was listed already, else
+ * remembered as listed at the entry about to be added. *linked says which. */
+static int walk_links(struct walk *w, const struct meta_inode *mi, bool *linked)
+{
+	bool found;
+	size_t at = walk_seen_find(w, mi->ino, &found);
+
+	*linked = found;
+	if (found) {
+		int rc = tier_manifest_add_entry(w->m, w->path, mi->mode, 0, mi->mtime_ns, NULL, NULL);
+		return rc < 0 ? rc : tier_manifest_set_link(w->m, w->seen[at].entry);
+	}
+	if (w->nseen == w->capseen) {
+		size_t cap = w->capseen ? w->capseen * 2 : 16;
+		struct walk_seen *n = realloc(w->seen, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		w->seen = n;
+		w->capseen = cap;
+	}
+	memmove(&w->seen[at + 1], &w->seen[at], (w->nseen - at) * sizeof(*w->seen));
+	w->seen[at] = (struct walk_seen){ mi->ino, w->m->n };
+	w->nseen++;
+	return 0;
+}
+
 static int walk_entry(const char *name, uint64_t ino, uint32_t mode, void *arg)
 {
 	struct walk *w = arg;
@@ -54,6 +108,9 @@ static int walk_entry(const char *name, uint64_t ino, uint32_t mode, void *arg)
 	rc = meta_get_inode(w->t->meta, ino, &mi);
 	if (rc < 0)
 		goto out;
+	bool linked = false;
+	if (!S_ISDIR(mi.mode) && mi.nlink > 1 && ((rc = walk_links(w, &mi, &linked)) < 0 || linked))
+		goto out;
 	if (S_ISLNK(mi.mode)) {
 		rc = meta_get_symlink(w->t->meta, ino, target, sizeof(target));
 		if (rc >= 0)
@@ -67,7 +124,13 @@ static int walk_entry(const char *name, uint64_t ino, uint32_t mode, void *arg)
 		if (rc >= 0)
 			rc = meta_get_extents(w->t->meta, ino, 0, UINT64_MAX, walk_extent, w);
 	} else {
-		rc = 0;  /* no other types exist in pecfs */
+		/* fifo, socket or device node: metadata only */
+		struct tier_manifest_entry *e;
+		rc = tier_manifest_add_entry(w->m, w->path, mi.mode, 0, mi.mtime_ns, NULL, &e);
+		if (rc >= 0 && (S_ISCHR(mi.mode) || S_ISBLK(mi.mode))) {
+			e->rdev_major = major((dev_t)mi.rdev);
+			e->rdev_minor = minor((dev_t)mi.rdev);
+		}
 	}
 out:
 	w->plen = saved;
@@ -99,6 +162,7 @@ int tier_walk_version(struct tier *t, const struct meta_version *v, struct tier_
 	out->seal_seq = v->seal_seq;
 	out->chunk_size = store_chunk_size(t->st);
 	rc = walk_dir(&w, v->ino);
+	free(w.seen);
 	if (rc < 0)
 		tier_manifest_free(out);
 	return rc;

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -364,7 +365,8 @@ def chunk_digests(data, chunk_size):
 
 
 def tree_snapshot(root, with_mode=True):
-    """{relative path: description} for everything under root (not following symlinks)."""
+    """{relative path: description} for everything under root (not following symlinks). Special files
+    are described, never opened; a file's description includes its link count."""
     snap = {}
     for dirpath, dirs, files in os.walk(root):
         dirs.sort()
@@ -377,8 +379,10 @@ def tree_snapshot(root, with_mode=True):
                 snap[rel] = ("link", os.readlink(p))
             elif os.path.isdir(p):
                 snap[rel] = ("dir", mode)
+            elif stat.S_ISREG(st.st_mode):
+                snap[rel] = ("file", mode, st.st_size, sha256_file(p), st.st_nlink)
             else:
-                snap[rel] = ("file", mode, st.st_size, sha256_file(p))
+                snap[rel] = ("special", stat.S_IFMT(st.st_mode), mode, st.st_rdev, st.st_nlink)
     return snap
 
 

@@ -2,7 +2,7 @@
  * the chunk object header (store/tier/tier.h): encode/decode round trips, and refusal of bucket content
  * that could make a restore or an import write outside its folder, write overlapping bytes, or lay out
  * a tree that is not one (duplicates, entries under a file or symlink, entries out of order, bad
- * names, duplicate JSON keys, malformed seal ids and part lists).
+ * names, duplicate JSON keys, malformed seal ids and part lists), special files and hard links.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -438,6 +438,124 @@ static void test_fields_of_another_entry_type_and_negative_steps_are_refused(voi
 				     "\"node\":\"a\",\"parts\":1}", &d), -EBADMSG);
 }
 
+#define NODE_E(p, t) "{\"path\":\"" p "\",\"type\":\"" t "\",\"mode\":420,\"mtime_ns\":0"
+#define HARD_E(p, l) "{\"path\":\"" p "\",\"type\":\"file\",\"mode\":420,\"mtime_ns\":0,\"link\":\"" l "\"}"
+
+static void test_special_files_and_hard_links_round_trip(void **state)
+{
+	struct tier_manifest m, back;
+	struct tier_manifest_entry *e;
+	char *text, err[256];
+	size_t len;
+
+	(void)state;
+	assert_int_equal(tier_manifest_init(&m, "run", "v", "node"), 0);
+	assert_int_equal(tier_manifest_add_entry(&m, "a", S_IFREG | 0644, 5, 1, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_add_entry(&m, "d", S_IFDIR | 0755, 0, 1, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_add_entry(&m, "d/a2", S_IFREG | 0644, 0, 1, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_set_link(&m, 0), 0);
+	assert_int_equal(tier_manifest_add_entry(&m, "d/disk", S_IFBLK | 0600, 0, 2, NULL, &e), 0);
+	e->rdev_major = 259;
+	e->rdev_minor = 70000;
+	assert_int_equal(tier_manifest_add_entry(&m, "d/fifo", S_IFIFO | 0640, 0, 3, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_add_entry(&m, "d/null", S_IFCHR | 0666, 0, 4, NULL, &e), 0);
+	e->rdev_major = 1;
+	e->rdev_minor = 3;
+	assert_int_equal(tier_manifest_add_entry(&m, "d/sock", S_IFSOCK | 0600, 0, 5, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_add_entry(&m, "z", S_IFIFO | 0640, 0, 3, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_set_link(&m, 4), 0);  /* a fifo with two names */
+	/* a link to itself, to a directory, to a link, or of another mode is refused */
+	assert_int_equal(tier_manifest_add_entry(&m, "zz", S_IFREG | 0644, 0, 1, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_set_link(&m, m.n - 1), -EINVAL);
+	assert_int_equal(tier_manifest_set_link(&m, 1), -EINVAL);
+	assert_int_equal(tier_manifest_set_link(&m, 2), -EINVAL);
+	assert_int_equal(tier_manifest_set_link(&m, 3), -EINVAL);
+	free(m.entries[--m.n].path);
+	assert_int_equal(m.entries[0].nlinks, 2);
+	assert_int_equal(m.entries[4].nlinks, 2);
+
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_non_null(strstr(text, "\"link\":\"a\""));
+	assert_non_null(strstr(text, "\"type\":\"blockdev\""));
+	assert_non_null(strstr(text, "\"rdev\":[259,70000]"));
+	assert_int_equal(tier_manifest_decode(text, len, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n, m.n);
+	for (size_t i = 0; i < m.n; i++) {
+		assert_string_equal(back.entries[i].path, m.entries[i].path);
+		assert_int_equal(back.entries[i].mode, m.entries[i].mode);
+		assert_int_equal(back.entries[i].rdev_major, m.entries[i].rdev_major);
+		assert_int_equal(back.entries[i].rdev_minor, m.entries[i].rdev_minor);
+		assert_int_equal(back.entries[i].nlinks, m.entries[i].nlinks);
+		assert_int_equal(back.entries[i].link_idx, m.entries[i].link_idx);
+		if (m.entries[i].link)
+			assert_string_equal(back.entries[i].link, m.entries[i].link);
+		else
+			assert_null(back.entries[i].link);
+	}
+	free(text);
+	tier_manifest_free(&back);
+	tier_manifest_free(&m);
+}
+
+static void test_hostile_special_files_and_hard_links_are_refused(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_text(HEAD FILE_E("a") "," HARD_E("b", "a") "]}"), 0);
+	assert_int_equal(decode_text(HEAD HARD_E("a", "b") "," FILE_E("b") "]}"), -EBADMSG);  /* a later entry */
+	assert_int_equal(decode_text(HEAD HARD_E("a", "a") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("a") "," HARD_E("b", "zz") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD DIR_E("a") "," HARD_E("b", "a") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("a") "," HARD_E("b", "a") "," HARD_E("c", "b") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("a") "," HARD_E("b", "../a") "]}"), -EBADMSG);
+	/* a link of another type or mode than what it names, or with content of its own */
+	assert_int_equal(decode_text(HEAD NODE_E("a", "fifo") "}," HARD_E("b", "a") "]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("a") ",{\"path\":\"b\",\"type\":\"file\",\"mode\":384,"
+				     "\"mtime_ns\":0,\"link\":\"a\"}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD FILE_E("a") ",{\"path\":\"b\",\"type\":\"file\",\"mode\":420,"
+				     "\"mtime_ns\":0,\"link\":\"a\",\"size\":0,\"extents\":[]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD DIR_E("d") ",{\"path\":\"e\",\"type\":\"dir\",\"mode\":493,"
+				     "\"mtime_ns\":0,\"link\":\"d\"}]}"), -EBADMSG);
+	/* special files: a device needs a number in range; nothing else takes one, or a size */
+	assert_int_equal(decode_text(HEAD NODE_E("f", "fifo") "}," NODE_E("s", "socket") "}]}"), 0);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "chardev") ",\"rdev\":[1,3]}]}"), 0);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "chardev") "}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "blockdev") ",\"rdev\":[4096,0]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "blockdev") ",\"rdev\":[8,1048576]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "blockdev") ",\"rdev\":[8,-1]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "blockdev") ",\"rdev\":[8,1,2]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("c", "blockdev") ",\"rdev\":\"8:1\"}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("f", "fifo") ",\"rdev\":[1,3]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("f", "fifo") ",\"size\":3}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("f", "fifo") ",\"source\":\"v1\",\"staleness\":1}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD NODE_E("f", "door") "}]}"), -EBADMSG);
+}
+
+static void test_merge_refuses_a_linked_name_in_two_parts(void **state)
+{
+	static const char *const b[] = { "f:a", NULL };
+	struct tier_manifest m[2];
+	struct tier_manifest_set set = { m, 2 };
+	struct tier_merged out;
+	char msg[256] = "";
+
+	(void)state;
+	assert_int_equal(tier_manifest_init(&m[0], "r", "v", "node-a"), 0);
+	assert_int_equal(tier_manifest_add_entry(&m[0], "a", S_IFREG | 0644, 0, 0, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_add_entry(&m[0], "b", S_IFREG | 0644, 0, 0, NULL, NULL), 0);
+	assert_int_equal(tier_manifest_set_link(&m[0], 0), 0);
+	part(&m[1], "node-b", b);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "several names"));
+	tier_manifest_free(&m[1]);
+	static const char *const c[] = { "f:c", NULL };
+	part(&m[1], "node-b", c);
+	assert_int_equal(tier_version_merge(&set, &out, msg, sizeof(msg)), 0);
+	assert_int_equal(out.n, 3);
+	tier_merged_free(&out);
+	tier_manifest_free(&m[0]);
+	tier_manifest_free(&m[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +574,9 @@ int main(void)
 		cmocka_unit_test(test_merge_refuses_a_directory_that_is_a_file_elsewhere),
 		cmocka_unit_test(test_fields_of_another_entry_type_and_negative_steps_are_refused),
 		cmocka_unit_test(test_chunk_key_and_header),
+		cmocka_unit_test(test_special_files_and_hard_links_round_trip),
+		cmocka_unit_test(test_hostile_special_files_and_hard_links_are_refused),
+		cmocka_unit_test(test_merge_refuses_a_linked_name_in_two_parts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
