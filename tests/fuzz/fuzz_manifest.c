@@ -11,11 +11,16 @@
 
 #include "tier_manifest.h"
 
-static void check_entry(const struct tier_manifest_entry *e)
+static void check_entry(const struct tier_manifest *m, const struct tier_manifest_entry *e)
 {
 	uint64_t end = 0;
 
 	if (!tier_manifest_path_ok(e->path))
+		abort();
+	/* a link names an earlier entry of its type and mode, which is no link itself */
+	if (e->link && (e->link_idx >= (size_t)(e - m->entries) || m->entries[e->link_idx].link ||
+			m->entries[e->link_idx].mode != e->mode || strcmp(m->entries[e->link_idx].path, e->link) ||
+			e->next || e->size))
 		abort();
 	for (size_t x = 0; x < e->next; x++) {
 		const struct tier_manifest_extent *ext = &e->ext[x];
@@ -33,7 +38,9 @@ static void same_entries(const struct tier_manifest *a, const struct tier_manife
 	for (size_t i = 0; i < a->n; i++) {
 		const struct tier_manifest_entry *x = &a->entries[i], *y = &b->entries[i];
 		if (strcmp(x->path, y->path) || x->mode != y->mode || x->size != y->size || x->next != y->next ||
-		    (x->target == NULL) != (y->target == NULL) || (x->target && strcmp(x->target, y->target)))
+		    (x->target == NULL) != (y->target == NULL) || (x->target && strcmp(x->target, y->target)) ||
+		    x->rdev_major != y->rdev_major || x->rdev_minor != y->rdev_minor || x->nlinks != y->nlinks ||
+		    (x->link == NULL) != (y->link == NULL) || (x->link && (strcmp(x->link, y->link) || x->link_idx != y->link_idx)))
 			abort();
 		for (size_t k = 0; k < x->next; k++)
 			if (memcmp(&x->ext[k], &y->ext[k], sizeof(x->ext[k])) != 0)
@@ -50,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (tier_manifest_decode((const char *)data, size, &m, err, sizeof(err)) != 0)
 		return 0;
 	for (size_t i = 0; i < m.n; i++)
-		check_entry(&m.entries[i]);
+		check_entry(&m, &m.entries[i]);
 	if (tier_manifest_encode(&m, &text, &len) != 0)
 		abort();
 	if (tier_manifest_decode(text, len, &again, err, sizeof(err)) != 0)
