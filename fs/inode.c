@@ -345,18 +345,20 @@ int fs_inode_persist(struct fs_ctx *ctx, struct fs_inode *ind, bool sync)
 			goto out;
 		}
 		fs_inode_persist_locked(ctx, ind, b);
-		rc = meta_batch_commit(ctx->meta, b, sync);
+		rc = meta_batch_commit(ctx->meta, b, false);
 		meta_batch_free(b);
 		if (rc < 0) {
 			pthread_mutex_lock(&ind->lock);
 			ind->meta_dirty = true;
 			pthread_mutex_unlock(&ind->lock);
 		}
-	} else if (sync) {
-		rc = meta_sync(ctx->meta);
 	}
 out:
 	pthread_mutex_unlock(&ctx->ns_lock);
+	/* The sync outside ns_lock: one fsync must not stall every create and close on the mount, and
+	 * concurrent fsyncs share one WAL sync (meta_sync's group commit). */
+	if (rc == 0 && sync)
+		rc = meta_sync(ctx->meta);
 	if (rc < 0)
 		pecfs_log_error("cannot write inode %llu: %s", (unsigned long long)ind->ino, strerror(-rc));
 	return rc;

@@ -127,6 +127,8 @@ int meta_open(const char *dir, struct meta **out)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	pthread_mutex_init(&m->sync_mu, NULL);
+	pthread_cond_init(&m->sync_cv, NULL);
 	m->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(m->opts, 1);
 	/* Metadata is small next to the data: a 4 GiB checkpoint has ~1000 extents of ~70 bytes, so
@@ -187,10 +189,12 @@ void meta_close(struct meta *m)
 		rocksdb_block_based_options_destroy(m->table_opts);
 	if (m->cache)
 		rocksdb_cache_destroy(m->cache);
+	pthread_cond_destroy(&m->sync_cv);
+	pthread_mutex_destroy(&m->sync_mu);
 	free(m);
 }
 
-int meta_sync(struct meta *m)
+static int meta_sync_wal(struct meta *m)
 {
 	char *err = NULL;
 
@@ -198,6 +202,42 @@ int meta_sync(struct meta *m)
 	if (err)
 		return meta_db_error(err, "sync");
 	return 0;
+}
+
+/* Group commit. A caller needs a WAL sync that starts after it arrives: every commit it made is in
+ * the log by then. The round numbered sync_started + 1 is the first to start after this call, so it
+ * covers the caller, whoever runs it; the first caller to find no round running runs the next one,
+ * and all who arrived before it share its result. N concurrent fsyncs cost about two syncs, not N. */
+int meta_sync(struct meta *m)
+{
+	pthread_mutex_lock(&m->sync_mu);
+	uint64_t mine = m->sync_started + 1;
+	while (m->sync_done < mine) {
+		if (m->syncing) {
+			pthread_cond_wait(&m->sync_cv, &m->sync_mu);
+			continue;
+		}
+		uint64_t round = ++m->sync_started;
+		m->syncing = true;
+		pthread_mutex_unlock(&m->sync_mu);
+		int rc = meta_sync_wal(m);
+		pthread_mutex_lock(&m->sync_mu);
+		m->sync_rc[round % META_SYNC_RING] = rc;
+		if (rc < 0) {
+			m->sync_failed = round;
+			m->sync_failed_rc = rc;
+		}
+		m->sync_done = round;
+		m->syncing = false;
+		pthread_cond_broadcast(&m->sync_cv);
+	}
+	int rc;
+	if (m->sync_done - mine < META_SYNC_RING)
+		rc = m->sync_rc[mine % META_SYNC_RING];
+	else  /* woke too late to read its own round: any failure since counts */
+		rc = m->sync_failed >= mine ? m->sync_failed_rc : 0;
+	pthread_mutex_unlock(&m->sync_mu);
+	return rc;
 }
 
 int meta_db_get(struct meta *m, const uint8_t *key, size_t klen, char **val, size_t *len)

@@ -9,12 +9,16 @@
 #error "meta_db.h is private to store/: include meta.h"
 #endif
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <rocksdb/c.h>
 
 #include "meta.h"
+
+/* Results of the last rounds of WAL syncs kept for callers still waking up. */
+#define META_SYNC_RING 64
 
 struct meta {
 	rocksdb_t *db;
@@ -26,6 +30,13 @@ struct meta {
 	rocksdb_writeoptions_t *wopts_sync;
 	int64_t logical_bytes;            /* atomic: see meta.c */
 	bool logical_stale;               /* atomic: recount before use */
+	/* Group commit of WAL syncs (meta_sync): rounds are numbered; a round covers every caller that
+	 * arrived before it started. */
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_cv;
+	bool syncing;
+	uint64_t sync_started, sync_done, sync_failed;  /* round numbers; sync_failed: last that failed */
+	int sync_rc[META_SYNC_RING], sync_failed_rc;
 };
 
 /* Prints "pecfs: metadata: <what>: <err>" to stderr, frees err, returns -ENOSPC when the message

@@ -7,6 +7,7 @@
 #endif
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cmocka.h>
 
@@ -117,6 +119,105 @@ static void test_inode_round_trip_keeps_every_field(void **state)
 	meta_batch_del_inode(f->b, 77);
 	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
 	assert_int_equal(meta_get_inode(f->m, 77, &got), -ENOENT);
+}
+
+struct names_seen {
+	uint64_t parent[4];
+	char name[4][META_NAME_MAX + 1];
+	size_t n;
+};
+
+static int collect(uint64_t parent, const char *name, void *arg)
+{
+	struct names_seen *c = arg;
+
+	assert_true(c->n < 4);
+	c->parent[c->n] = parent;
+	strcpy(c->name[c->n++], name);
+	return 0;
+}
+
+/* A device node's number is a trailing field only devices carry; the other names of a file (hard
+ * links) are listed per inode in key order. */
+static void test_device_numbers_and_other_names_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_inode in = { .ino = 90, .parent = 5, .mode = S_IFBLK | 0600, .nlink = 3 }, got;
+	struct names_seen seen = { .n = 0 };
+
+	in.rdev = makedev(259, 70000);
+	strcpy(in.name, "disk");
+	meta_batch_put_inode(f->b, &in);
+	meta_batch_put_link(f->b, 90, 7, "b");
+	meta_batch_put_link(f->b, 90, 5, "z");
+	meta_batch_put_link(f->b, 90, 5, "a");
+	meta_batch_put_link(f->b, 91, 5, "other inode");
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_inode(f->m, 90, &got), 0);
+	assert_int_equal(got.rdev, makedev(259, 70000));
+	assert_string_equal(got.name, "disk");
+	in.ino = 92;
+	in.mode = S_IFIFO | 0600;
+	in.rdev = 0;
+	meta_batch_put_inode(f->b, &in);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_inode(f->m, 92, &got), 0);
+	assert_int_equal(got.rdev, 0);
+
+	assert_int_equal(meta_list_links(f->m, 90, collect, &seen), 0);
+	assert_int_equal(seen.n, 3);  /* key order: parent, then name */
+	assert_int_equal(seen.parent[0], 5);
+	assert_string_equal(seen.name[0], "a");
+	assert_string_equal(seen.name[1], "z");
+	assert_int_equal(seen.parent[2], 7);
+	assert_string_equal(seen.name[2], "b");
+	assert_int_equal(meta_get_link(f->m, 90, 5, "z"), 0);
+	assert_int_equal(meta_get_link(f->m, 90, 5, "y"), -ENOENT);
+	meta_batch_del_link(f->b, 90, 5, "z");
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_get_link(f->m, 90, 5, "z"), -ENOENT);
+}
+
+struct syncer {
+	struct meta *m;
+	int id, failures;
+};
+
+static void *sync_loop(void *arg)
+{
+	struct syncer *s = arg;
+	struct meta_batch *b = meta_batch_new();
+
+	for (int i = 0; i < 40; i++) {
+		struct meta_inode in = { .ino = 1000 + (uint64_t)s->id * 100 + (uint64_t)i, .mode = S_IFREG | 0600,
+					 .nlink = 1 };
+		meta_batch_put_inode(b, &in);
+		if (meta_batch_commit(s->m, b, false) != 0 || meta_sync(s->m) != 0)
+			s->failures++;
+	}
+	meta_batch_free(b);
+	return NULL;
+}
+
+/* Concurrent callers share WAL syncs (group commit) and every one of them gets its result. */
+static void test_concurrent_syncs_all_succeed(void **state)
+{
+	struct fixture *f = *state;
+	pthread_t t[8];
+	struct syncer s[8];
+
+	for (int i = 0; i < 8; i++) {
+		s[i] = (struct syncer){ .m = f->m, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, sync_loop, &s[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(s[i].failures, 0);
+	}
+	for (uint64_t ino = 1000; ino < 1800; ino += 100) {
+		struct meta_inode got;
+		assert_int_equal(meta_get_inode(f->m, ino + 39, &got), 0);
+	}
 }
 
 static void test_dirent_lookup_and_delete(void **state)
@@ -588,6 +689,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_db_has_no_superblock_then_round_trips, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inode_round_trip_keeps_every_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirent_lookup_and_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_numbers_and_other_names_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_syncs_all_succeed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_dir_in_name_order_and_resumes_after_cursor, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_extent_queries_find_exactly_the_overlapping_extents, setup,
