@@ -92,9 +92,17 @@ struct fs_file {
 	struct tier_readahead ra;  /* read-only handles: this reader's pattern, for S3 read-ahead */
 };
 
-/* Bytes reached the file through handle fh (a write, or a reference write): mtime and ctime now,
- * SUID and SGID cleared, the record to be written back, the handle marked written (ops_file.c). */
-void fs_file_wrote(struct fs_file *fh);
+/* Bytes reached the file through handle fh (a write, or a reference write, by req's caller): mtime
+ * and ctime now, set-id bits dropped as Linux would (fs_setid_to_drop), the record to be written
+ * back, the handle marked written (ops_file.c). */
+void fs_file_wrote(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh);
+
+/* ---- setid.c ---- */
+/* The set-id bits (S_ISUID, S_ISGID) a change of mi's content by req's caller drops, as Linux decides
+ * for a local file system: none for a caller with CAP_FSETID. */
+mode_t fs_setid_to_drop(fuse_req_t req, const struct meta_inode *mi);
+/* Drops those bits from the cached record (written with its next write) and tells the kernel. */
+void fs_setid_drop(struct fs_ctx *ctx, struct fs_inode *ind, mode_t drop);
 
 static inline struct fs_ctx *fs_ctx_of(fuse_req_t req) { return fuse_req_userdata(req); }
 /* Wall-clock time for inode and version times. */
@@ -140,6 +148,10 @@ int fs_inode_persist(struct fs_ctx *ctx, struct fs_inode *ind, bool sync);
 void fs_inode_reap(struct fs_ctx *ctx, struct fs_inode *ind);
 /* Deletes the content and records of an unlinked inode that has no data_file (mount recovery). */
 int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino);
+/* relatime: a read of ind's content (or listing, or link target) sets its atime when that is not
+ * newer than mtime or ctime, or is a day old; kept with the record's next write. Never in a sealed
+ * version, which reads like a read-only mount. */
+void fs_inode_touch_atime(struct fs_ctx *ctx, struct fs_inode *ind);
 /* Truncates a regular file (creating its data_file if needed) and persists it. Caller holds ns_lock. */
 int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t size);
 /* Applies the namespace fields of a committed snapshot to the cached record. */
@@ -286,6 +298,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		 struct fuse_file_info *fi);
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		     struct fuse_file_info *fi);
 void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, int cmd, void *arg, struct fuse_file_info *fi,
 		 unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz);

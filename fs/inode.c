@@ -403,6 +403,25 @@ void fs_inode_reap(struct fs_ctx *ctx, struct fs_inode *ind)
 		       (unsigned long long)ind->ino, strerror(-rc));
 }
 
+#define ATIME_REFRESH_NS (24ll * 3600 * 1000000000)
+
+void fs_inode_touch_atime(struct fs_ctx *ctx, struct fs_inode *ind)
+{
+	int64_t now = fs_now_ns();
+	pthread_mutex_lock(&ind->lock);
+	const struct meta_inode *mi = &ind->mi;
+	bool due = !ind->freed && (mi->atime_ns <= mi->mtime_ns || mi->atime_ns <= mi->ctime_ns ||
+				   now - mi->atime_ns >= ATIME_REFRESH_NS);
+	uint64_t vino = mi->version_ino;
+	pthread_mutex_unlock(&ind->lock);
+	if (!due || fs_version_check_writable(ctx, vino) < 0)
+		return;
+	pthread_mutex_lock(&ind->lock);
+	ind->mi.atime_ns = now;
+	ind->meta_dirty = true;
+	pthread_mutex_unlock(&ind->lock);
+}
+
 int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t size)
 {
 	if (S_ISDIR(ind->mi.mode))
@@ -421,8 +440,8 @@ int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t 
 	pthread_mutex_lock(&ind->lock);
 	int64_t now = fs_now_ns();
 	ind->mi.mtime_ns = ind->mi.ctime_ns = now;
-	/* Changing the content clears set-id bits (for every caller: checkpoints never need them). */
-	ind->mi.mode &= ~(mode_t)(S_ISUID | S_ISGID);
+	/* Set-id bits: the kernel sends their clearing with the truncate's setattr; open(O_TRUNC)
+	 * clears them itself (fs_setid_to_drop). */
 	ind->meta_dirty = true;
 	pthread_mutex_unlock(&ind->lock);
 	return fs_inode_persist(ctx, ind, false);

@@ -125,6 +125,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	if (off == 0 && dh->read_once)
 		rc = dir_snapshot(ctx, ino, dh);
 	dh->read_once = true;
+	if (off == 0) {
+		struct fs_inode *dind;
+		if (fs_inode_get(ctx, ino, &dind) == 0) {
+			fs_inode_touch_atime(ctx, dind);
+			fs_inode_put(ctx, dind);
+		}
+	}
 	for (size_t i = (size_t)off; rc == 0 && i < dh->n; i++) {
 		struct dir_ent *de = &dh->ents[i];
 		size_t len;

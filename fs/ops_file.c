@@ -8,8 +8,11 @@
  * with the seal's error when it fails.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "version_name.h"
 #include "thread_buf.h"
@@ -23,7 +26,8 @@ static struct fs_file *file_of(struct fuse_file_info *fi)
 }
 
 /* Opens ind (referenced by the caller; the handle takes its own reference). */
-static int open_inode(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_file_info *fi, bool created)
+static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, struct fuse_file_info *fi,
+		      bool created)
 {
 	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct fs_file *fh;
@@ -47,6 +51,11 @@ static int open_inode(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_file
 		if (rc == 0)
 			rc = fs_inode_truncate_locked(ctx, ind, 0);
 		pthread_mutex_unlock(&ctx->ns_lock);
+		if (rc == 0) {
+			struct meta_inode mi;
+			fs_inode_snapshot(ind, &mi);
+			fs_setid_drop(ctx, ind, fs_setid_to_drop(req, &mi));  /* no setattr tells the kernel */
+		}
 		if (rc < 0) {
 			free(fh);
 			return rc;
@@ -126,7 +135,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = open_inode(ctx, ind, fi, true);
+	rc = open_inode(ctx, req, ind, fi, true);
 	if (rc < 0) {
 		fs_inode_put(ctx, ind);
 		fuse_reply_err(req, -rc);
@@ -151,7 +160,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	int rc = fs_inode_get(ctx, ino, &ind);
 	if (rc == 0) {
-		rc = open_inode(ctx, ind, fi, false);
+		rc = open_inode(ctx, req, ind, fi, false);
 		fs_inode_put(ctx, ind);
 	}
 	if (rc < 0) {
@@ -197,6 +206,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	if (!fh->writable)
 		tier_readahead(fs_ctx_of(req)->tier, &fh->ra, fh->ind->ino, (uint64_t)off, size);
 	ssize_t n = read_full(fh->ind->df, buf, size, (uint64_t)off);
+	fs_inode_touch_atime(fs_ctx_of(req), fh->ind);
 	if (n < 0) {
 		pecfs_log_error("read of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off, strerror((int)-n));
 		fuse_reply_err(req, (int)-n);
@@ -239,20 +249,22 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fuse_reply_err(req, (int)-n);
 		return;
 	}
-	fs_file_wrote(fh);
+	fs_file_wrote(ctx, req, fh);
 	fuse_reply_write(req, (size_t)n);
 }
 
-void fs_file_wrote(struct fs_file *fh)
+void fs_file_wrote(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh)
 {
 	struct fs_inode *ind = fh->ind;
+	struct meta_inode mi;
 
 	pthread_mutex_lock(&ind->lock);
 	ind->mi.mtime_ns = ind->mi.ctime_ns = fs_now_ns();
-	ind->mi.mode &= ~(mode_t)(S_ISUID | S_ISGID);
 	ind->meta_dirty = true;
+	mi = ind->mi;
 	pthread_mutex_unlock(&ind->lock);
 	fh->wrote = true;
+	fs_setid_drop(ctx, ind, fs_setid_to_drop(req, &mi));
 }
 
 /* Stores the file's buffered bytes and writes its record. */
@@ -332,5 +344,55 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 		 * commits the synced log makes durable. */
 		rc = file_commit(ctx, file_of(fi)->ind, true);
 	}
+	fuse_reply_err(req, -rc);
+}
+
+/* fallocate(2) and posix_fallocate(3): mode 0 extends the file to offset + length (zeros, as a
+ * truncate would), FALLOC_FL_KEEP_SIZE changes nothing. The promise behind them, that later writes
+ * of that range find space, holds as far as free disk can tell: the bytes must fit above
+ * reserve-free now (chunks are only stored when written, and deduplicated). Hole punching and the
+ * other modes are EOPNOTSUPP, which tools expect and fall back from. */
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		     struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct statvfs sv;
+	int rc = 0;
+
+	if (pec_is_virtual(ino) || (mode & ~FALLOC_FL_KEEP_SIZE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	struct fs_file *fh = file_of(fi);
+	struct fs_inode *ind = fh->ind;
+	if (offset < 0 || length <= 0 || offset > INT64_MAX - length) {
+		fuse_reply_err(req, offset > INT64_MAX - length ? EFBIG : EINVAL);
+		return;
+	}
+	if (!fh->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	uint64_t end = (uint64_t)offset + (uint64_t)length;
+	struct meta_inode mi;
+	pthread_mutex_lock(&ctx->ns_lock);
+	fs_inode_snapshot(ind, &mi);
+	uint64_t size = mi.size;
+	rc = fs_version_check_writable(ctx, mi.version_ino);
+	if (rc == 0 && end > size && statvfs(store_data_dir(ctx->st), &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < ctx->cfg->reserve_free_bytes + (end - size))
+		rc = -ENOSPC;
+	if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE)) {
+		if (end > size) {
+			rc = fs_inode_truncate_locked(ctx, ind, end);
+		} else {  /* nothing to extend, yet the file counts as modified, as on ext4 */
+			pthread_mutex_lock(&ind->lock);
+			ind->mi.mtime_ns = ind->mi.ctime_ns = fs_now_ns();
+			ind->meta_dirty = true;
+			pthread_mutex_unlock(&ind->lock);
+		}
+		fh->wrote = rc == 0;
+	}
+	pthread_mutex_unlock(&ctx->ns_lock);
 	fuse_reply_err(req, -rc);
 }

@@ -22,7 +22,7 @@ static void reply_info(fuse_req_t req, struct fs_ctx *ctx, size_t out_bufsz)
 }
 
 /* Links each entry of b into the file; whole-call errors are returned, per-entry ones recorded. */
-static int ref_batch(struct fs_ctx *ctx, struct fs_file *fh, struct pecfs_ref_batch *b)
+static int ref_batch(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh, struct pecfs_ref_batch *b)
 {
 	struct fs_inode *ind = fh->ind;
 
@@ -53,7 +53,7 @@ static int ref_batch(struct fs_ctx *ctx, struct fs_file *fh, struct pecfs_ref_ba
 	}
 	pthread_rwlock_unlock(&ctx->write_gate);
 	if (b->linked > 0) {
-		fs_file_wrote(fh);
+		fs_file_wrote(ctx, req, fh);
 		/* The kernel learns sizes from writes; of these bytes it knows nothing. */
 		if (ctx->se)
 			fuse_lowlevel_notify_inval_inode(ctx->se, ind->ino, 0, 0);
@@ -94,7 +94,7 @@ void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, int cmd, void *arg, struct fuse
 		return;
 	}
 	memcpy(b, in_buf, sizeof(*b));
-	int rc = ref_batch(ctx, (struct fs_file *)(uintptr_t)fi->fh, b);
+	int rc = ref_batch(ctx, req, (struct fs_file *)(uintptr_t)fi->fh, b);
 	if (rc < 0) {
 		if (rc != -EROFS && rc != -EPERM && rc != -EBADF && rc != -EINVAL)
 			pecfs_log_error("reference write to inode %llu: %s", (unsigned long long)ino, strerror(-rc));

@@ -331,9 +331,14 @@ void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const ch
 void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct fs_inode *ind;
 	char buf[PATH_MAX + 1];
 	int rc = pec_is_virtual(ino) ? pec_readlink(ctx, ino, buf, sizeof(buf))
 				     : meta_get_symlink(ctx->meta, ino, buf, sizeof(buf));
+	if (rc >= 0 && !pec_is_virtual(ino) && fs_inode_get(ctx, ino, &ind) == 0) {
+		fs_inode_touch_atime(ctx, ind);  /* every path walk through the link reads it */
+		fs_inode_put(ctx, ind);
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc == ENOENT && !pec_is_virtual(ino) ? EINVAL : -rc);
 	else
