@@ -9,6 +9,7 @@
  * each other name has an `N` record, and removing the recorded name promotes another one.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -116,8 +117,15 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_attr(req, &st, pec_is_virtual(ino) ? 0 : ctx->cfg->attr_timeout);
 }
 
+/* Nanoseconds since the epoch, clamped to what an i64 holds (1677..2262), as a local file system
+ * clamps a timestamp to its own range. */
 static int64_t ns_of(const struct timespec *ts)
 {
+	const int64_t max_sec = INT64_MAX / 1000000000 - 1, min_sec = INT64_MIN / 1000000000 + 1;
+	if (ts->tv_sec > max_sec)
+		return INT64_MAX;
+	if (ts->tv_sec < min_sec)
+		return INT64_MIN;
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 

@@ -395,6 +395,17 @@ class BasicIO(unittest.TestCase):
                          errno.ENAMETOOLONG)
         self.assertEqual(h.errno_of(os.stat, os.path.join(d, long)), errno.ENAMETOOLONG)
 
+    def test_timestamps_beyond_2262_are_clamped(self):
+        d = self.newdir()
+        p = os.path.join(d, "f")
+        h.write_file(p, b"x")
+        os.utime(p, ns=(2**31 * 10**9, 32503680000 * 10**9))  # 2038 and the year 3000
+        st = os.stat(p)
+        self.assertEqual(st.st_atime_ns, 2**31 * 10**9)
+        self.assertEqual(st.st_mtime_ns, 2**63 - 1)  # the largest time nanoseconds hold, as ext4 clamps
+        os.utime(p, ns=(-(2**62), 0))
+        self.assertEqual(os.stat(p).st_atime_ns, -(2**62))
+
     def test_xattrs(self):
         d = self.newdir()
         p = os.path.join(d, "x")
