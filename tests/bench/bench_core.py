@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 MiB = 1 << 20
@@ -121,14 +122,14 @@ class Passthrough(Target):
 
 
 class Pecfs(Target):
-    def __init__(self, binary, base, options):
+    def __init__(self, binary, base, options, name="pecfs"):
         self.bin = binary
-        self.data = os.path.join(base, "pecfs-data")
-        mnt = os.path.join(base, "pecfs-mnt")
+        self.data = os.path.join(base, name + "-data")
+        mnt = os.path.join(base, name + "-mnt")
         os.makedirs(self.data)
         os.makedirs(mnt)
         subprocess.run([binary, "mount"] + options + [self.data, mnt], check=True)
-        super().__init__("pecfs", mnt)
+        super().__init__(name, mnt)
 
     def workdir(self, label):
         # a run directory with one version per benchmark step
@@ -256,6 +257,32 @@ def bench_small_files(t, count, reps):
     return {k: median(v) for k, v in rates.items()}
 
 
+def bench_fsync_threads(t, threads, per_thread, reps):
+    """threads at once, each creating per_thread files of 64 KiB with an fsync each (a checkpoint's
+    many small shards, each unique): files/s. A sync that holds a mount-wide lock serializes them all."""
+    base = os.urandom(64 << 10)
+    rates = []
+    for r in range(reps):
+        d = t.workdir("fsync%d" % r)
+
+        def worker(k):
+            for i in range(per_thread):
+                fd = os.open(os.path.join(d, "t%02d-%04d" % (k, i)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, b"%04d %02d %06d " % (r, k, i) + base[16:])
+                os.fsync(fd)
+                os.close(fd)
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        t0 = time.monotonic()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        rates.append(threads * per_thread / (time.monotonic() - t0))
+        shutil.rmtree(d)
+        t.cleanup_between()
+    return median(rates)
+
+
 def parse_size(s):
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(float(s[:-1]) * mult[s[-1].upper()]) if s[-1].upper() in mult else int(s)
@@ -273,7 +300,11 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
     ap.add_argument("--pecfs-option", action="append", default=[], help="extra pecfs mount option")
+    ap.add_argument("--only", default="1,2,3,5", help="sections to run, e.g. 5 (default 1,2,3,5)")
+    ap.add_argument("--fsync-threads", type=int, default=8)
+    ap.add_argument("--pecfs-before", help="another pecfs binary (an earlier build) measured beside it in [3] and [5]")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     if a.quick:
         a.size, a.replica_size, a.small_files = "512M", "128M", 2000
     size, rsize = parse_size(a.size), parse_size(a.replica_size)
@@ -290,43 +321,60 @@ def main():
         pt = Passthrough(a.passthrough, base)
         pec = Pecfs(a.pecfs, base, a.pecfs_option)
         targets = [raw, pt, pec]
+        if a.pecfs_before:
+            targets.append(Pecfs(a.pecfs_before, base, a.pecfs_option, name="pecfs-before"))
         log("pecfs benchmark: %s sequential, %d x %s replicas, %d small files, median of %d; base %s"
             % (a.size, a.writers, a.replica_size, a.small_files, a.reps, base))
 
-        log("\n[1] sequential write (1 MiB writes, fsync at end) and cold sequential read")
-        seq, hwm = bench_sequential(targets, size, a.reps, log)
-        for name, (w, r) in seq.items():
-            log("  %-12s write %7.0f MiB/s   read %7.0f MiB/s" % (name, w, r))
-        log("  pecfs/passthrough: write %s, read %s   (target >= 0.90x)"
-            % (fmt_ratio(seq["pecfs"][0], seq["passthrough"][0]), fmt_ratio(seq["pecfs"][1], seq["passthrough"][1])))
-        log("  pecfs/raw:         write %s, read %s"
-            % (fmt_ratio(seq["pecfs"][0], seq["raw"][0]), fmt_ratio(seq["pecfs"][1], seq["raw"][1])))
-        log("  passthrough/raw:   write %s, read %s"
-            % (fmt_ratio(seq["passthrough"][0], seq["raw"][0]), fmt_ratio(seq["passthrough"][1], seq["raw"][1])))
+        hwm = None
+        if "1" in only:
+            log("\n[1] sequential write (1 MiB writes, fsync at end) and cold sequential read")
+            seq, hwm = bench_sequential(targets, size, a.reps, log)
+            for name, (w, r) in seq.items():
+                log("  %-12s write %7.0f MiB/s   read %7.0f MiB/s" % (name, w, r))
+            log("  pecfs/passthrough: write %s, read %s   (target >= 0.90x)"
+                % (fmt_ratio(seq["pecfs"][0], seq["passthrough"][0]), fmt_ratio(seq["pecfs"][1], seq["passthrough"][1])))
+            log("  pecfs/raw:         write %s, read %s"
+                % (fmt_ratio(seq["pecfs"][0], seq["raw"][0]), fmt_ratio(seq["pecfs"][1], seq["raw"][1])))
+            log("  passthrough/raw:   write %s, read %s"
+                % (fmt_ratio(seq["passthrough"][0], seq["raw"][0]), fmt_ratio(seq["passthrough"][1], seq["raw"][1])))
 
-        log("\n[2] %d concurrent writers of the same %s file (fsync included)" % (a.writers, a.replica_size))
-        raw_t, pec_t, one_t, stored = bench_replicas(raw, pec, rsize, a.writers, a.reps, log)
-        log("  raw (%d copies) %.2f s   pecfs %.2f s   pecfs/raw %s   (target <= 1.00x)"
-            % (a.writers, raw_t, pec_t, fmt_ratio(pec_t, raw_t)))
-        log("  pecfs stored %.3f GiB for %d x %.3f GiB logical (target <= %.3f GiB)"
-            % (stored / (1 << 30), a.writers, rsize / (1 << 30), rsize * 1.01 / (1 << 30)))
-        log("  pecfs %d writers / 1 writer: %s (%.2f s vs %.2f s)" % (a.writers, fmt_ratio(pec_t, one_t), pec_t, one_t))
+        if "2" in only:
+            log("\n[2] %d concurrent writers of the same %s file (fsync included)" % (a.writers, a.replica_size))
+            raw_t, pec_t, one_t, stored = bench_replicas(raw, pec, rsize, a.writers, a.reps, log)
+            log("  raw (%d copies) %.2f s   pecfs %.2f s   pecfs/raw %s   (target <= 1.00x)"
+                % (a.writers, raw_t, pec_t, fmt_ratio(pec_t, raw_t)))
+            log("  pecfs stored %.3f GiB for %d x %.3f GiB logical (target <= %.3f GiB)"
+                % (stored / (1 << 30), a.writers, rsize / (1 << 30), rsize * 1.01 / (1 << 30)))
+            log("  pecfs %d writers / 1 writer: %s (%.2f s vs %.2f s)" % (a.writers, fmt_ratio(pec_t, one_t), pec_t, one_t))
 
-        log("\n[3] %d small files (4 KiB) created, stat'ed, removed (ops/s)" % a.small_files)
-        small = {t.name: bench_small_files(t, a.small_files, a.reps) for t in targets}
-        for name, r in small.items():
-            log("  %-12s create %8.0f   stat %8.0f   remove %8.0f" % (name, r["create"], r["stat"], r["remove"]))
-        for phase in ("create", "stat", "remove"):
-            log("  %-7s pecfs/raw %s   pecfs/passthrough %s" % (
-                phase, fmt_ratio(small["pecfs"][phase], small["raw"][phase]),
-                fmt_ratio(small["pecfs"][phase], small["passthrough"][phase])))
+        if "3" in only:
+            log("\n[3] %d small files (4 KiB) created, stat'ed, removed (ops/s)" % a.small_files)
+            small = {t.name: bench_small_files(t, a.small_files, a.reps) for t in targets}
+            for name, r in small.items():
+                log("  %-12s create %8.0f   stat %8.0f   remove %8.0f" % (name, r["create"], r["stat"], r["remove"]))
+            for phase in ("create", "stat", "remove"):
+                log("  %-7s pecfs/raw %s   pecfs/passthrough %s" % (
+                    phase, fmt_ratio(small["pecfs"][phase], small["raw"][phase]),
+                    fmt_ratio(small["pecfs"][phase], small["passthrough"][phase])))
+
+        if "5" in only:
+            per = 100 if a.quick else 300
+            log("\n[5] %d threads each creating %d files of 64 KiB with an fsync each (files/s)" % (a.fsync_threads, per))
+            fs_rate = {t.name: bench_fsync_threads(t, a.fsync_threads, per, a.reps) for t in targets}
+            for name, r in fs_rate.items():
+                log("  %-12s %8.0f files/s" % (name, r))
+            log("  pecfs/passthrough %s   pecfs/raw %s" % (fmt_ratio(fs_rate["pecfs"], fs_rate["passthrough"]),
+                                                         fmt_ratio(fs_rate["pecfs"], fs_rate["raw"])))
+            if "pecfs-before" in fs_rate:
+                log("  pecfs/pecfs-before %s" % fmt_ratio(fs_rate["pecfs"], fs_rate["pecfs-before"]))
 
         log("\n[4] peak pecfs daemon memory (VmHWM) during the write benchmark: %.1f MiB" % ((hwm or 0) / 1024))
         log("    (peak over the whole run so far: %.1f MiB)" % (pec.vm_hwm_kib() / 1024))
     finally:
         for t in reversed(targets):
             t.close()
-        for sub in ("pt-mnt", "pecfs-mnt"):
+        for sub in ("pt-mnt", "pecfs-mnt", "pecfs-before-mnt"):
             p = os.path.join(base, sub)
             if is_mounted(p):
                 subprocess.run(["fusermount3", "-uz", p], check=False)
