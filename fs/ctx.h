@@ -16,6 +16,7 @@
 #include <fuse_lowlevel.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -52,6 +53,16 @@ struct fs_version {
 	struct fs_version *next;        /* ver_lock */
 };
 
+/* The INIT handshake as fuse_init_ext.c sees it on the device. Until the INIT reply is written, the
+ * fields other than replied are touched by the one thread serving INIT only. */
+struct fs_init_ext {
+	atomic_bool replied;            /* the INIT reply went out: the hooks only pass bytes through */
+	bool hooked;                    /* the hooks are installed */
+	bool seen;                      /* the INIT request was read; unique is its id */
+	uint64_t unique;
+	bool mmap_offered;              /* it offered FUSE_INIT_EXT and FUSE_DIRECT_IO_ALLOW_MMAP */
+};
+
 struct fs_ctx {
 	const struct pecfs_config *cfg;
 	struct store *st;
@@ -60,6 +71,10 @@ struct fs_ctx {
 	struct data_ctx *dc;
 	struct fuse_session *se;
 	uint32_t chunk_size;
+	struct fs_init_ext init_ext;
+	/* Files opened for writing keep direct I/O and may still be mapped shared (the kernel granted
+	 * FUSE_DIRECT_IO_ALLOW_MMAP). Set while INIT is served, before any other request arrives. */
+	bool direct_io_mmap;
 
 	/* Taken by every operation that changes directory entries, inode records or version records,
 	 * so that multi-key changes are atomic with respect to each other. */
@@ -144,6 +159,15 @@ int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino);
 int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t size);
 /* Applies the namespace fields of a committed snapshot to the cached record. */
 void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap);
+
+/* ---- fuse_init_ext.c: INIT reply flags libfuse 3.14 cannot set ---- */
+/* After fuse_session_mount: hooks the session's device reads and writes (fuse_session_custom_io) so
+ * that the INIT reply can ask for FUSE_DIRECT_IO_ALLOW_MMAP. 0, or the libfuse error (logged; the
+ * mount then works without the flag). */
+int fs_init_ext_install(struct fs_ctx *ctx);
+/* In the init operation: true when the INIT reply will carry FUSE_DIRECT_IO_ALLOW_MMAP, which is
+ * when want is set and the kernel offered it. Logs the outcome once. */
+bool fs_init_ext_direct_io_mmap(struct fs_ctx *ctx, bool want);
 
 /* ---- version.c: versions and their rules ---- */
 static inline bool fs_mi_is_run(const struct meta_inode *mi)

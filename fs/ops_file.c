@@ -1,11 +1,14 @@
 /* ops_file.c - open files: create, open, read, write, flush, release, fsync.
  *
  * Opens for writing use direct I/O (the data module buffers whole chunks; the page cache would only
- * add a copy). Read-only opens use the page cache, and keep it across opens for sealed files, which
- * never change, so mmap works and re-reads are free. The record (size, mtime) is written back on
- * flush, release, fsync and truncate. Closing a written tracker file directly in a run seals the
- * versions it names, and creating the first file of a newer version may seal older ones; both fail
- * with the seal's error when it fails.
+ * add a copy), and may still be mapped shared when the kernel allows it (fuse_init_ext.c); else O_RDWR
+ * opens use the page cache so that they can be mapped. Pages stored through a mapping arrive as
+ * ordinary writes, possibly after close() and until munmap: the handle lives until its release.
+ * Read-only opens use the page cache, and keep it across opens for sealed files, which never change,
+ * so re-reads are free. The record (size, mtime) is written back on flush, release, fsync and
+ * truncate. Closing a written tracker file directly in a run seals the versions it names, and
+ * creating the first file of a newer version may seal older ones; both fail with the seal's error
+ * when it fails.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -73,7 +76,10 @@ static int open_inode(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_file
 	fh->writable = writable;
 	fs_version_handles(ctx, vino, +1);
 	fi->fh = (uint64_t)(uintptr_t)fh;
-	fi->direct_io = writable;
+	/* Writers use direct I/O; the kernel can map such files shared only when it granted
+	 * FUSE_DIRECT_IO_ALLOW_MMAP. Without that, an O_RDWR open (the only kind that can map a file
+	 * shared and writable) goes through the page cache instead, and O_WRONLY keeps direct I/O. */
+	fi->direct_io = writable && (ctx->direct_io_mmap || (fi->flags & O_ACCMODE) == O_WRONLY);
 	fi->keep_cache = !writable && sealed;
 	return 0;
 }
