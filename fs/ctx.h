@@ -40,6 +40,7 @@ struct fs_inode {
 	struct meta_inode mi;     /* cached record; mi.size is stale while df exists (df owns the size) */
 	struct data_file *df;     /* regular files: from the first open until the entry leaves the table */
 	uint32_t open_count;      /* open file handles */
+	uint32_t write_count;     /* of those, opened for writing: only these can map it shared writable */
 	bool meta_dirty;          /* size / mtime changed since the record was last written */
 	bool freed;               /* unlinked and its record and content deleted */
 };
@@ -234,9 +235,12 @@ int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_versio
  * reason why. 0 once the version is durable, else the error that stopped it (the version stays
  * open: a file's lost bytes, ENOSPC, EIO). Caller holds ns_lock. */
 int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why);
+/* The same, taking ns_lock; first the kernel writes back what the version's files open for writing
+ * hold in shared mappings (seal.c), which fs_version_seal_locked cannot ask for under ns_lock. */
 int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
-/* Seals the open versions of run_ino that the tracker file's content names: 0, or the first seal's
- * error (every named version is still tried). */
+/* Seals the open versions of run_ino that the tracker file's content names, mapped pages written back
+ * first as fs_version_seal does: 0, or the first seal's error (every named version is still tried).
+ * Caller holds no lock. */
 int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
 			       const char *content, size_t len);
 /* seal_on_next_version: the first create in vino since mount seals the older open versions of its

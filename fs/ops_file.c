@@ -68,6 +68,7 @@ static int open_inode(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_file
 		return -ENOMEM;
 	}
 	ind->open_count++;
+	ind->write_count += writable;
 	pthread_mutex_unlock(&ind->lock);
 
 	fs_inode_ref(ctx, ind);
@@ -89,6 +90,7 @@ static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
 	struct fs_inode *ind = fh->ind;
 	pthread_mutex_lock(&ind->lock);
 	ind->open_count--;
+	ind->write_count -= fh->writable;
 	pthread_mutex_unlock(&ind->lock);
 	fs_version_handles(ctx, fh->version_ino, -1);
 	fs_inode_reap(ctx, ind);
@@ -243,6 +245,12 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 			pecfs_log_error("write of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off,
 			       strerror((int)-n));
 		fuse_reply_err(req, (int)-n);
+		/* A page stored through a mapping after its version was sealed: the kernel keeps the
+		 * page it failed to write back, clean, and readers of the sealed file would see bytes the
+		 * file does not have. Drop it now that the reply ended its write-back (invalidating
+		 * before the reply would wait for that write-back: a deadlock). */
+		if (n == -EROFS && fi->writepage)
+			fuse_lowlevel_notify_inval_inode(ctx->se, ino, off, (off_t)size);
 		return;
 	}
 	fs_file_wrote(fh);
