@@ -36,6 +36,8 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "fuse-threads", PECFS_CONFIG_COUNT, "16", "most threads answering FUSE requests" },
 	{ "reserve-free", PECFS_CONFIG_SIZE, "256M", "writes fail with ENOSPC when the data disk has less free" },
 	{ "attr-timeout", PECFS_CONFIG_SECONDS, "1.0", "seconds the kernel may cache attributes and names" },
+	{ "direct-io-mmap", PECFS_CONFIG_BOOL, "yes",
+	  "files opened for writing keep direct I/O when mapped shared (kernel 6.6+); no: O_RDWR opens use the page cache" },
 	{ "seal-on-tracker", PECFS_CONFIG_BOOL, "yes",
 	  "writing latest / latest_checkpointed_iteration.txt seals the version it names" },
 	{ "seal-on-rename", PECFS_CONFIG_BOOL, "yes",
@@ -98,6 +100,7 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->fuse_threads = 16;
 	cfg->reserve_free_bytes = 256ull << 20;
 	cfg->attr_timeout = 1.0;
+	cfg->direct_io_mmap = true;
 	cfg->seal_on_tracker = true;
 	cfg->seal_on_rename = true;
 	cfg->upload_threads = 8;
@@ -197,6 +200,8 @@ static bool *cfg_bool_field(struct pecfs_config *cfg, const char *name)
 		return &cfg->fuse_debug;
 	if (strcmp(name, "syslog") == 0)
 		return &cfg->syslog;
+	if (strcmp(name, "direct-io-mmap") == 0)
+		return &cfg->direct_io_mmap;
 	if (strcmp(name, "seal-on-tracker") == 0)
 		return &cfg->seal_on_tracker;
 	if (strcmp(name, "seal-on-rename") == 0)

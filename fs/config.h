@@ -31,6 +31,8 @@ struct pecfs_config {
 	uint32_t fuse_threads;        /* most FUSE request threads; default 16 */
 	uint64_t reserve_free_bytes;  /* keep this much of the data disk free; default 256 MiB */
 	double attr_timeout;          /* seconds the kernel caches attributes and entries; default 1.0 */
+	bool direct_io_mmap;          /* ask the kernel to let direct-I/O files be mapped shared, so files
+					 opened for writing keep direct I/O; default on (fs/fuse_init_ext.c) */
 
 	bool seal_on_tracker;         /* a written `latest` / `latest_checkpointed_iteration.txt` seals the
 					 version it names; default on */

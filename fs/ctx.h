@@ -16,6 +16,7 @@
 #include <fuse_lowlevel.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -39,6 +40,7 @@ struct fs_inode {
 	struct meta_inode mi;     /* cached record; mi.size is stale while df exists (df owns the size) */
 	struct data_file *df;     /* regular files: from the first open until the entry leaves the table */
 	uint32_t open_count;      /* open file handles */
+	uint32_t write_count;     /* of those, opened for writing: only these can map it shared writable */
 	bool meta_dirty;          /* size / mtime changed since the record was last written */
 	bool freed;               /* unlinked and its record and content deleted */
 };
@@ -52,6 +54,16 @@ struct fs_version {
 	struct fs_version *next;        /* ver_lock */
 };
 
+/* The INIT handshake as fuse_init_ext.c sees it on the device. Until the INIT reply is written, the
+ * fields other than replied are touched by the one thread serving INIT only. */
+struct fs_init_ext {
+	atomic_bool replied;            /* the INIT reply went out: the hooks only pass bytes through */
+	bool hooked;                    /* the hooks are installed */
+	bool seen;                      /* the INIT request was read; unique is its id */
+	uint64_t unique;
+	bool mmap_offered;              /* it offered FUSE_INIT_EXT and FUSE_DIRECT_IO_ALLOW_MMAP */
+};
+
 struct fs_ctx {
 	const struct pecfs_config *cfg;
 	struct store *st;
@@ -60,6 +72,10 @@ struct fs_ctx {
 	struct data_ctx *dc;
 	struct fuse_session *se;
 	uint32_t chunk_size;
+	struct fs_init_ext init_ext;
+	/* Files opened for writing keep direct I/O and may still be mapped shared (the kernel granted
+	 * FUSE_DIRECT_IO_ALLOW_MMAP). Set while INIT is served, before any other request arrives. */
+	bool direct_io_mmap;
 
 	/* Taken by every operation that changes directory entries, inode records or version records,
 	 * so that multi-key changes are atomic with respect to each other. */
@@ -157,6 +173,15 @@ int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t 
 /* Applies the namespace fields of a committed snapshot to the cached record. */
 void fs_inode_apply(struct fs_inode *ind, const struct meta_inode *snap);
 
+/* ---- fuse_init_ext.c: INIT reply flags libfuse 3.14 cannot set ---- */
+/* After fuse_session_mount: hooks the session's device reads and writes (fuse_session_custom_io) so
+ * that the INIT reply can ask for FUSE_DIRECT_IO_ALLOW_MMAP. 0, or the libfuse error (logged; the
+ * mount then works without the flag). */
+int fs_init_ext_install(struct fs_ctx *ctx);
+/* In the init operation: true when the INIT reply will carry FUSE_DIRECT_IO_ALLOW_MMAP, which is
+ * when want is set and the kernel offered it. Logs the outcome once. */
+bool fs_init_ext_direct_io_mmap(struct fs_ctx *ctx, bool want);
+
 /* ---- version.c: versions and their rules ---- */
 static inline bool fs_mi_is_run(const struct meta_inode *mi)
 {
@@ -222,9 +247,12 @@ int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_versio
  * reason why. 0 once the version is durable, else the error that stopped it (the version stays
  * open: a file's lost bytes, ENOSPC, EIO). Caller holds ns_lock. */
 int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why);
+/* The same, taking ns_lock; first the kernel writes back what the version's files open for writing
+ * hold in shared mappings (seal.c), which fs_version_seal_locked cannot ask for under ns_lock. */
 int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
-/* Seals the open versions of run_ino that the tracker file's content names: 0, or the first seal's
- * error (every named version is still tried). */
+/* Seals the open versions of run_ino that the tracker file's content names, mapped pages written back
+ * first as fs_version_seal does: 0, or the first seal's error (every named version is still tried).
+ * Caller holds no lock. */
 int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
 			       const char *content, size_t len);
 /* seal_on_next_version: the first create in vino since mount seals the older open versions of its

@@ -3,7 +3,10 @@
  * writes out every buffered file, syncs the metadata and unmounts.
  *
  * No writeback cache and no splice: files opened for writing use direct I/O, which measured fastest
- * here (shared/notes/fuse-here.md), and the data module owns all buffering.
+ * here (shared/notes/fuse-here.md), and the data module owns all buffering. They can still be mapped
+ * shared and writable: fuse_init_ext.c has the kernel grant FUSE_DIRECT_IO_ALLOW_MMAP, and the kernel
+ * then writes mapped pages back as ordinary writes (msync, fsync, close, munmap) and keeps direct
+ * reads and writes coherent with the mapping. Without it, O_RDWR opens use the page cache (ops_file.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +24,9 @@
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs_ctx *ctx = userdata;
+
+	ctx->direct_io_mmap = fs_init_ext_direct_io_mmap(ctx, ctx->cfg->direct_io_mmap);
 	conn->max_write = FS_MAX_IO;
 	conn->max_readahead = FS_MAX_IO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
@@ -266,6 +271,7 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 		pecfs_log_error("cannot mount %s: %s", cfg->mountpoint, strerror(-rc));
 		goto out_signals;
 	}
+	fs_init_ext_install(ctx);  /* without it, files opened O_RDWR use the page cache */
 	if (on_mounted)
 		on_mounted(arg);
 

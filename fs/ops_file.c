@@ -1,11 +1,14 @@
 /* ops_file.c - open files: create, open, read, write, flush, release, fsync.
  *
  * Opens for writing use direct I/O (the data module buffers whole chunks; the page cache would only
- * add a copy). Read-only opens use the page cache, and keep it across opens for sealed files, which
- * never change, so mmap works and re-reads are free. The record (size, mtime) is written back on
- * flush, release, fsync and truncate. Closing a written tracker file directly in a run seals the
- * versions it names, and creating the first file of a newer version may seal older ones; both fail
- * with the seal's error when it fails.
+ * add a copy), and may still be mapped shared when the kernel allows it (fuse_init_ext.c); else O_RDWR
+ * opens use the page cache so that they can be mapped. Pages stored through a mapping arrive as
+ * ordinary writes, possibly after close() and until munmap: the handle lives until its release.
+ * Read-only opens use the page cache, and keep it across opens for sealed files, which never change,
+ * so re-reads are free. The record (size, mtime) is written back on flush, release, fsync and
+ * truncate. Closing a written tracker file directly in a run seals the versions it names, and
+ * creating the first file of a newer version may seal older ones; both fail with the seal's error
+ * when it fails.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +77,7 @@ static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, 
 		return -ENOMEM;
 	}
 	ind->open_count++;
+	ind->write_count += writable;
 	pthread_mutex_unlock(&ind->lock);
 
 	fs_inode_ref(ctx, ind);
@@ -82,7 +86,10 @@ static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, 
 	fh->writable = writable;
 	fs_version_handles(ctx, vino, +1);
 	fi->fh = (uint64_t)(uintptr_t)fh;
-	fi->direct_io = writable;
+	/* Writers use direct I/O; the kernel can map such files shared only when it granted
+	 * FUSE_DIRECT_IO_ALLOW_MMAP. Without that, an O_RDWR open (the only kind that can map a file
+	 * shared and writable) goes through the page cache instead, and O_WRONLY keeps direct I/O. */
+	fi->direct_io = writable && (ctx->direct_io_mmap || (fi->flags & O_ACCMODE) == O_WRONLY);
 	fi->keep_cache = !writable && sealed;
 	return 0;
 }
@@ -92,6 +99,7 @@ static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
 	struct fs_inode *ind = fh->ind;
 	pthread_mutex_lock(&ind->lock);
 	ind->open_count--;
+	ind->write_count -= fh->writable;
 	pthread_mutex_unlock(&ind->lock);
 	fs_version_handles(ctx, fh->version_ino, -1);
 	fs_inode_reap(ctx, ind);
@@ -247,6 +255,12 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 			pecfs_log_error("write of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off,
 			       strerror((int)-n));
 		fuse_reply_err(req, (int)-n);
+		/* A page stored through a mapping after its version was sealed: the kernel keeps the
+		 * page it failed to write back, clean, and readers of the sealed file would see bytes the
+		 * file does not have. Drop it now that the reply ended its write-back (invalidating
+		 * before the reply would wait for that write-back: a deadlock). */
+		if (n == -EROFS && fi->writepage)
+			fuse_lowlevel_notify_inval_inode(ctx->se, ino, off, (off_t)size);
 		return;
 	}
 	fs_file_wrote(ctx, req, fh);

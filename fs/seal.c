@@ -1,8 +1,9 @@
 /* seal.c - sealing a version: flush every file, compose it (compose.c: inherited expert files and
  * the manifest go into the seal's synced batch), count, record, sync, then apply the run's retention
  * (retain.c). Also the seal triggers that are not `pecfs seal`: the framework's tracker file and the
- * first file created in a newer version (renaming into place is rename.c). Every trigger hands the
- * seal's error back to the operation that fired it, which fails with it: the application learns
+ * first file created in a newer version (renaming into place is rename.c). `pecfs seal` and the
+ * tracker first have the kernel write back pages stored through shared mappings. Every trigger hands
+ * the seal's error back to the operation that fired it, which fails with it: the application learns
  * that the version it thinks complete is not durable (README, "Versions").
  */
 #include <assert.h>
@@ -97,12 +98,54 @@ out:
 	return rc;
 }
 
+/* Bytes stored through a shared mapping sit in the kernel's page cache until it writes the pages back
+ * (msync, fsync, close, munmap, or its own writeback some seconds later), so a seal would miss them.
+ * Before a seal, ask the kernel to invalidate the cache of every file of the version that is open
+ * for writing (only those can be mapped shared and writable): it first writes each dirty page back
+ * as a FUSE write, which other request threads serve, and returns once they are done. So it must
+ * run without ns_lock and write_gate, which those writes take (a truncate that holds the kernel's
+ * writes back waits for ns_lock too). A store that races with the seal may still land after it:
+ * that write is refused (EROFS), which msync, fsync or close report. */
+static void seal_write_back_mapped(struct fs_ctx *ctx, uint64_t vino)
+{
+	struct fs_inode **files = NULL;
+	size_t n = 0, keep = 0;
+
+	pthread_mutex_lock(&ctx->ns_lock);  /* fs_inode_loaded_files reads version_ino and nlink */
+	int rc = fs_inode_loaded_files(ctx, vino, &files, &n);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	if (rc < 0)
+		return;  /* the seal itself will meet the same shortage */
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&files[i]->lock);
+		bool writers = files[i]->write_count > 0;
+		pthread_mutex_unlock(&files[i]->lock);
+		if (writers)
+			files[keep++] = files[i];
+		else
+			fs_inode_put(ctx, files[i]);
+	}
+	for (size_t i = 0; i < keep; i++) {
+		/* Its result is not needed: -ENOENT means the kernel holds no pages of the file, and a
+		 * write-back the daemon fails is reported to the application by msync or fsync. */
+		fuse_lowlevel_notify_inval_inode(ctx->se, files[i]->ino, 0, 0);
+		fs_inode_put(ctx, files[i]);
+	}
+	free(files);
+}
+
 int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why)
 {
+	seal_write_back_mapped(ctx, vino);
 	pthread_mutex_lock(&ctx->ns_lock);
 	int rc = fs_version_seal_locked(ctx, vino, why);
 	pthread_mutex_unlock(&ctx->ns_lock);
 	return rc;
+}
+
+static bool tracker_names(const struct fs_version *v, const char *tracker, const char *content, size_t len)
+{
+	return v->v.state == META_VERSION_OPEN && version_name_tracker_names(tracker, content, len, v->name);
 }
 
 int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
@@ -112,13 +155,24 @@ int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char 
 	size_t n;
 	int rc = 0;
 
+	/* First what the named versions' mapped files hold (seal_write_back_mapped), without ns_lock. */
+	pthread_mutex_lock(&ctx->ns_lock);
+	int lrc = fs_versions_sorted(ctx, run_ino, &vs, &n);
+	pthread_mutex_unlock(&ctx->ns_lock);
+	if (lrc < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (tracker_names(&vs[i], tracker, content, len))
+			seal_write_back_mapped(ctx, vs[i].v.ino);
+	free(vs);
+
 	pthread_mutex_lock(&ctx->ns_lock);
 	if (fs_versions_sorted(ctx, run_ino, &vs, &n) < 0) {
 		pthread_mutex_unlock(&ctx->ns_lock);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (vs[i].v.state != META_VERSION_OPEN || !version_name_tracker_names(tracker, content, len, vs[i].name))
+		if (!tracker_names(&vs[i], tracker, content, len))
 			continue;
 		char why[META_NAME_MAX + 16];
 		snprintf(why, sizeof(why), "named by %s", tracker);
