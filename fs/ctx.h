@@ -255,6 +255,9 @@ int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why);
  * Caller holds no lock. */
 int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char *tracker,
 			       const char *content, size_t len);
+/* Has the kernel write back what shared mappings stored in vino's files open for writing, so a seal
+ * that follows includes it. Without ns_lock (the write-back's writes take it). */
+void fs_version_write_back_mapped(struct fs_ctx *ctx, uint64_t vino);
 /* seal_on_next_version: the first create in vino since mount seals the older open versions of its
  * run that have no open files. 0, or the first seal's error; then the next create in vino counts as
  * the first again. Caller holds ns_lock. */

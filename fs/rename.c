@@ -273,6 +273,16 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	/* A temporary version renamed into place is sealed under ns_lock: what shared mappings stored
+	 * in it is written back first, without the lock (fs_version_write_back_mapped). */
+	if (ctx->cfg->seal_on_rename && version_name_is_temporary(name) && !version_name_is_temporary(newname)) {
+		uint64_t vino;
+		uint32_t vmode;
+		struct fs_version fv;
+		if (meta_get_dirent(ctx->meta, parent, name, &vino, &vmode) == 0 && S_ISDIR(vmode) &&
+		    fs_version_get(ctx, vino, &fv) == 0)
+			fs_version_write_back_mapped(ctx, vino);
+	}
 	pthread_mutex_lock(&ctx->ns_lock);
 	rc = rename_locked(ctx, &r);
 	if (rc == 0 && r.seal_vino) {

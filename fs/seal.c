@@ -106,7 +106,7 @@ out:
  * run without ns_lock and write_gate, which those writes take (a truncate that holds the kernel's
  * writes back waits for ns_lock too). A store that races with the seal may still land after it:
  * that write is refused (EROFS), which msync, fsync or close report. */
-static void seal_write_back_mapped(struct fs_ctx *ctx, uint64_t vino)
+void fs_version_write_back_mapped(struct fs_ctx *ctx, uint64_t vino)
 {
 	struct fs_inode **files = NULL;
 	size_t n = 0, keep = 0;
@@ -136,7 +136,7 @@ static void seal_write_back_mapped(struct fs_ctx *ctx, uint64_t vino)
 
 int fs_version_seal(struct fs_ctx *ctx, uint64_t vino, const char *why)
 {
-	seal_write_back_mapped(ctx, vino);
+	fs_version_write_back_mapped(ctx, vino);
 	pthread_mutex_lock(&ctx->ns_lock);
 	int rc = fs_version_seal_locked(ctx, vino, why);
 	pthread_mutex_unlock(&ctx->ns_lock);
@@ -155,7 +155,7 @@ int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char 
 	size_t n;
 	int rc = 0;
 
-	/* First what the named versions' mapped files hold (seal_write_back_mapped), without ns_lock. */
+	/* First what the named versions' mapped files hold (fs_version_write_back_mapped), without ns_lock. */
 	pthread_mutex_lock(&ctx->ns_lock);
 	int lrc = fs_versions_sorted(ctx, run_ino, &vs, &n);
 	pthread_mutex_unlock(&ctx->ns_lock);
@@ -163,7 +163,7 @@ int fs_version_seal_by_tracker(struct fs_ctx *ctx, uint64_t run_ino, const char 
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		if (tracker_names(&vs[i], tracker, content, len))
-			seal_write_back_mapped(ctx, vs[i].v.ino);
+			fs_version_write_back_mapped(ctx, vs[i].v.ino);
 	free(vs);
 
 	pthread_mutex_lock(&ctx->ns_lock);

@@ -511,6 +511,21 @@ class Coherence:
         self.m.remount()
         self.assertFileEquals(p, bytes(data), "sealed by the tracker, after a remount")
 
+    def test_rename_into_place_writes_back_stores_not_yet_synced(self):
+        p, fd, mm, data = self.open_mapped(MiB, 28)
+        v = os.path.dirname(p)
+        tmp = v + "-step-5.tmp"
+        os.close(fd)
+        os.rename(v, tmp)  # not a seal: the version is not final yet
+        mm[700:705] = b"final"  # after close, before munmap, no msync
+        data[700:705] = b"final"
+        final = v + "-step-5"
+        os.rename(tmp, final)
+        self.assertEqual(self.m.version_state("mm", os.path.basename(final)), "sealed")
+        mm.close()
+        self.m.remount()
+        self.assertFileEquals(os.path.join(final, "f"), bytes(data), "sealed by a rename, after a remount")
+
     def test_sealed_file_maps_for_reading_only(self):
         v = self.newversion()
         p = os.path.join(v, "model.bin")
