@@ -275,8 +275,16 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 	if (on_mounted)
 		on_mounted(arg);
 
-	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = cfg->fuse_threads };
-	int lrc = fuse_session_loop_mt(ctx->se, &lc);
+	/* fuse-threads bounds the threads answering requests (max_threads); as many may stay idle. */
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	int lrc = -ENOMEM;
+	if (lc) {
+		fuse_loop_cfg_set_clone_fd(lc, 0);
+		fuse_loop_cfg_set_max_threads(lc, cfg->fuse_threads);
+		fuse_loop_cfg_set_idle_threads(lc, cfg->fuse_threads);
+		lrc = fuse_session_loop_mt(ctx->se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
 	if (lrc < 0)
 		pecfs_log_error("request loop failed: %s", strerror(-lrc));
 

@@ -61,22 +61,21 @@ static int ref_batch(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh, str
 	return rc;
 }
 
-void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, int cmd, void *arg, struct fuse_file_info *fi,
+void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
 		 unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
-	unsigned int ucmd = (unsigned int)cmd;
 
 	(void)arg;
 	if (flags & FUSE_IOCTL_COMPAT) {
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	if (ucmd == PECFS_IOC_INFO) {
+	if (cmd == PECFS_IOC_INFO) {
 		reply_info(req, ctx, out_bufsz);
 		return;
 	}
-	if (ucmd != PECFS_IOC_REF) {
+	if (cmd != PECFS_IOC_REF) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}

@@ -9,6 +9,8 @@ import os
 import random
 import stat
 import subprocess
+import threading
+import time
 import unittest
 
 import pecfs_harness as h
@@ -405,6 +407,37 @@ class BasicIO(unittest.TestCase):
         self.assertEqual(st.st_mtime_ns, 2**63 - 1)  # the largest time nanoseconds hold, as ext4 clamps
         os.utime(p, ns=(-(2**62), 0))
         self.assertEqual(os.stat(p).st_atime_ns, -(2**62))
+
+    def test_fuse_threads_bounds_the_request_threads(self):
+        """fuse-threads is the most threads answering requests: 16 busy readers get no more."""
+        with h.Mount(["--fuse-threads", "2", "--chunk-size", "1M"]) as m:
+            d = m.path("r", "v")
+            os.makedirs(d)
+            for i in range(4):
+                h.write_file(os.path.join(d, "f%d" % i), h.random_bytes(8 * MiB, 70 + i))
+            pid = m.pid()
+
+            def tasks():
+                return len(os.listdir("/proc/%d/task" % pid))
+            idle = tasks()
+            stop = time.monotonic() + 3
+            peak = [idle]
+
+            def reader(k):
+                while time.monotonic() < stop:
+                    with open(os.path.join(d, "f%d" % (k % 4)), "rb", buffering=0) as f:
+                        while f.read(1 << 20):
+                            pass
+            ts = [threading.Thread(target=reader, args=(k,)) for k in range(16)]
+            for t in ts:
+                t.start()
+            while time.monotonic() < stop:
+                peak[0] = max(peak[0], tasks())
+                time.sleep(0.01)
+            for t in ts:
+                t.join()
+            # one loop thread was there at idle; at most one more may start
+            self.assertLessEqual(peak[0] - idle, 1, "threads: %d idle, %d under load" % (idle, peak[0]))
 
     def test_xattrs(self):
         d = self.newdir()
