@@ -361,26 +361,53 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 	fuse_reply_err(req, -rc);
 }
 
-/* fallocate(2) and posix_fallocate(3): mode 0 extends the file to offset + length (zeros, as a
- * truncate would), FALLOC_FL_KEEP_SIZE changes nothing. The promise behind them, that later writes
- * of that range find space, holds as far as free disk can tell: the bytes must fit above
- * reserve-free now (chunks are only stored when written, and deduplicated). Hole punching and the
- * other modes are EOPNOTSUPP, which tools expect and fall back from. */
+/* Writes zeros over [off, end) of fh's file, a chunk-sized piece at a time: a zero chunk is stored
+ * once, so this costs hashing, not disk. Caller holds no lock. */
+static int write_zeros(struct fs_ctx *ctx, struct fs_file *fh, uint64_t off, uint64_t end)
+{
+	size_t piece = ctx->chunk_size;
+	char *zeros = calloc(1, piece);
+	int rc = zeros ? 0 : -ENOMEM;
+
+	pthread_rwlock_rdlock(&ctx->write_gate);
+	if (rc == 0)
+		rc = fs_version_check_writable(ctx, fh->version_ino);
+	while (rc == 0 && off < end) {
+		size_t n = end - off < piece ? (size_t)(end - off) : piece;
+		ssize_t w = data_write(fh->ind->df, zeros, n, off);
+		rc = w < 0 ? (int)w : 0;
+		off += n;
+	}
+	pthread_rwlock_unlock(&ctx->write_gate);
+	free(zeros);
+	return rc;
+}
+
+/* fallocate(2) and posix_fallocate(3). Mode 0 extends the file to offset + length (zeros, as a
+ * truncate would) and FALLOC_FL_KEEP_SIZE alone changes nothing; the promise behind them, that later
+ * writes of that range find space, holds as far as free disk can tell: the bytes must fit above
+ * reserve-free now (chunks are only stored when written, and deduplicated). FALLOC_FL_PUNCH_HOLE
+ * (with KEEP_SIZE, as Linux requires) and FALLOC_FL_ZERO_RANGE make the range read as zeros (written
+ * as zeros: a zero chunk is stored once). The other modes (collapse, insert, unshare) are
+ * EOPNOTSUPP, which tools expect and fall back from. */
 void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		     struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct statvfs sv;
+	bool punch = mode & FALLOC_FL_PUNCH_HOLE, zero = mode & FALLOC_FL_ZERO_RANGE;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE;
 	int rc = 0;
 
-	if (pec_is_virtual(ino) || (mode & ~FALLOC_FL_KEEP_SIZE)) {
+	if (pec_is_virtual(ino) || (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) ||
+	    (punch && zero)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	struct fs_file *fh = file_of(fi);
 	struct fs_inode *ind = fh->ind;
-	if (offset < 0 || length <= 0 || offset > INT64_MAX - length) {
-		fuse_reply_err(req, offset > INT64_MAX - length ? EFBIG : EINVAL);
+	if (offset < 0 || length <= 0 || offset > INT64_MAX - length || (punch && !keep)) {
+		fuse_reply_err(req, offset >= 0 && length > 0 && offset > INT64_MAX - length ? EFBIG : EINVAL);
 		return;
 	}
 	if (!fh->writable) {
@@ -389,14 +416,16 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off
 	}
 	uint64_t end = (uint64_t)offset + (uint64_t)length;
 	struct meta_inode mi;
-	pthread_mutex_lock(&ctx->ns_lock);
 	fs_inode_snapshot(ind, &mi);
 	uint64_t size = mi.size;
 	rc = fs_version_check_writable(ctx, mi.version_ino);
-	if (rc == 0 && end > size && statvfs(store_data_dir(ctx->st), &sv) == 0 &&
+	if (rc == 0 && !punch && end > size && statvfs(store_data_dir(ctx->st), &sv) == 0 &&
 	    (uint64_t)sv.f_bavail * sv.f_frsize < ctx->cfg->reserve_free_bytes + (end - size))
 		rc = -ENOSPC;
-	if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE)) {
+	if (rc == 0 && (punch || zero) && (uint64_t)offset < size)
+		rc = write_zeros(ctx, fh, (uint64_t)offset, end < size ? end : size);
+	if (rc == 0 && !keep) {
+		pthread_mutex_lock(&ctx->ns_lock);
 		if (end > size) {
 			rc = fs_inode_truncate_locked(ctx, ind, end);
 		} else {  /* nothing to extend, yet the file counts as modified, as on ext4 */
@@ -405,8 +434,9 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off
 			ind->meta_dirty = true;
 			pthread_mutex_unlock(&ind->lock);
 		}
-		fh->wrote = rc == 0;
+		pthread_mutex_unlock(&ctx->ns_lock);
 	}
-	pthread_mutex_unlock(&ctx->ns_lock);
+	if (rc == 0)  /* every mode counts as a change of the file, as on ext4 */
+		fs_file_wrote(ctx, req, fh);
 	fuse_reply_err(req, -rc);
 }

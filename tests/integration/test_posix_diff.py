@@ -8,6 +8,7 @@
 # posix_diff.py. Runs as root; steps of other users run in forked children that drop to them. Set
 # PECFS_DIFF_AGAINST=DIR to compare the local disk with DIR instead of pecfs (a tmpfs, say, to see
 # which cases lean on one file system's habits).
+import ctypes
 import os
 import shutil
 import stat
@@ -34,6 +35,13 @@ EXPECTED = [
      "follows from the refused setxattr: nothing changed"),
     ("xattr_outside_user_namespace", "getxattr(f, trusted.", "result",
      "follows from the refused setxattr: nothing was stored"),
+    ("fallocate_modes", "fallocate(f, collapse", "result",
+     "README: collapse, insert and unshare ranges are EOPNOTSUPP (the tools that use them fall back)"),
+    ("fallocate_modes", "fallocate(f, collapse", "f size", "follows from the refused collapse"),
+    ("fallocate_modes", "fallocate(f, collapse", "f mtime", "follows from the refused collapse"),
+    ("fallocate_modes", "fallocate(f, collapse", "f ctime", "follows from the refused collapse"),
+    ("fallocate_modes", "read f after the collapse", "result", "follows from the refused collapse"),
+    ("fallocate_modes", "read f after the collapse", "f atime", "follows from the refused collapse (relatime)"),
     ("special_files_in_use", "write and read /dev/null twin", "result",
      "README: the mount is nodev, a device node there never opens a device"),
     # The kernel answers these without asking the file system, so pecfs cannot see them (Linux FUSE):
@@ -705,6 +713,38 @@ def allocate_and_sparse(t):
             fh.seek((1 << 40) - 8)
             return repr(fh.read())
     t.do("read last 8 bytes of f", tail)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long)
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_ZERO_RANGE = 1, 2, 8, 16
+
+
+def fallocate(fd, mode, off, length):
+    if _libc.fallocate(fd, mode, off, length) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+@case
+def fallocate_modes(t):
+    f = t.p("f")
+    t.create("f", data=bytes(range(256)) * 64)  # 16 KiB
+    for label, mode, off, length in (
+            ("punch 4096+4096 keep size", FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 4096),
+            ("punch past the end keep size", FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 12288, 65536),
+            ("punch without keep size", FALLOC_FL_PUNCH_HOLE, 0, 4096),
+            ("zero 100+50", FALLOC_FL_ZERO_RANGE, 100, 50),
+            ("zero to 20000", FALLOC_FL_ZERO_RANGE, 15000, 5000),
+            ("zero to 30000 keep size", FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 19000, 11000),
+            ("keep size past the end", FALLOC_FL_KEEP_SIZE, 0, 1 << 20),
+            ("zero length", 0, 0, 0)):
+        t.do("fallocate(f, %s)" % label, on_fd(f, os.O_RDWR, fallocate, mode, off, length))
+        t.read("f")
+    t.do("fallocate(f) read-only", on_fd(f, os.O_RDONLY, fallocate, 0, 0, 100))
+    t.do("fallocate(f, collapse 4096+4096)",
+         on_fd(f, os.O_RDWR, fallocate, FALLOC_FL_COLLAPSE_RANGE, 4096, 4096))
+    t.do("read f after the collapse", on_fd(f, os.O_RDONLY, lambda fd: repr(os.read(fd, 1 << 16))))
 
 
 @case
