@@ -35,6 +35,8 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "hash-threads", PECFS_CONFIG_COUNT, "2", "threads that hash and store full chunks" },
 	{ "fuse-threads", PECFS_CONFIG_COUNT, "16", "most threads answering FUSE requests" },
 	{ "reserve-free", PECFS_CONFIG_SIZE, "256M", "writes fail with ENOSPC when the data disk has less free" },
+	{ "gc-garbage", PECFS_CONFIG_SIZE, "1G",
+	  "collect chunks nothing references in the background past this many bytes (or when the disk runs low); 0: only pecfs gc" },
 	{ "attr-timeout", PECFS_CONFIG_SECONDS, "1.0", "seconds the kernel may cache attributes and names" },
 	{ "direct-io-mmap", PECFS_CONFIG_BOOL, "yes",
 	  "files opened for writing keep direct I/O when mapped shared (kernel 6.6+); no: O_RDWR opens use the page cache" },
@@ -99,6 +101,7 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->hash_threads = 2;
 	cfg->fuse_threads = 16;
 	cfg->reserve_free_bytes = 256ull << 20;
+	cfg->gc_garbage_bytes = 1ull << 30;
 	cfg->attr_timeout = 1.0;
 	cfg->direct_io_mmap = true;
 	cfg->seal_on_tracker = true;
@@ -334,6 +337,8 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 			cfg->upload_bandwidth = size;
 		} else if (strcmp(name, "cache-size") == 0) {
 			cfg->cache_size = size;
+		} else if (strcmp(name, "gc-garbage") == 0) {
+			cfg->gc_garbage_bytes = size;
 		} else {
 			cfg->reserve_free_bytes = size;
 		}

@@ -64,12 +64,22 @@ struct fs_init_ext {
 	bool mmap_offered;              /* it offered FUSE_INIT_EXT and FUSE_DIRECT_IO_ALLOW_MMAP */
 };
 
+/* The background collection of unreferenced chunks (autogc.c). */
+struct fs_autogc {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool inited, stop, started;
+	uint64_t runs, bytes_freed;
+};
+
 struct fs_ctx {
 	const struct pecfs_config *cfg;
 	struct store *st;
 	struct tier *tier;              /* the S3 tier, NULL without one */
 	struct meta *meta;
 	struct data_ctx *dc;
+	struct fs_autogc autogc;
 	struct fuse_session *se;
 	uint32_t chunk_size;
 	struct fs_init_ext init_ext;
@@ -112,6 +122,13 @@ struct fs_file {
  * and ctime now, set-id bits dropped as Linux would (fs_setid_to_drop), the record to be written
  * back, the handle marked written (ops_file.c). */
 void fs_file_wrote(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh);
+
+/* ---- autogc.c ---- */
+/* Starts the background collection (none with gc-garbage 0); stop joins it, before the store goes. */
+int fs_autogc_start(struct fs_ctx *ctx);
+void fs_autogc_stop(struct fs_ctx *ctx);
+/* Collections run and bytes they freed since mount. */
+void fs_autogc_figures(struct fs_ctx *ctx, uint64_t *runs, uint64_t *bytes_freed);
 
 /* ---- setid.c ---- */
 /* The set-id bits (S_ISUID, S_ISGID) a change of mi's content by req's caller drops, as Linux decides

@@ -187,6 +187,7 @@ static int fs_flush_all(struct fs_ctx *ctx)
 
 static void fs_ctx_close(struct fs_ctx *ctx)
 {
+	fs_autogc_stop(ctx);
 	fs_versions_free(ctx);
 	fs_table_free(ctx);
 	if (ctx->dc)
@@ -238,6 +239,7 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 	rc = fs_ctx_open(ctx, cfg, st, tier);
 	if (rc < 0)
 		goto out_ctx;
+	fs_autogc_start(ctx);
 	/* Versions retention held for the tier may go once it commits them. */
 	tier_set_commit_hook(tier, fs_retain_on_commit, ctx);
 	rc = build_options(cfg, opts, sizeof(opts));

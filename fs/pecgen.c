@@ -76,6 +76,11 @@ int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len)
 	json_object_set_new(o, "write_errors", json_integer((json_int_t)f.ds.write_errors));
 	json_object_set_new(o, "free_disk_bytes", json_integer((json_int_t)f.ss.free_disk_bytes));
 	json_object_set_new(o, "write_buffers_in_use", json_integer(f.ds.buffers_in_use));
+	uint64_t gc_runs, gc_freed;
+	fs_autogc_figures(ctx, &gc_runs, &gc_freed);
+	json_object_set_new(o, "garbage_bytes", json_integer((json_int_t)store_garbage_bytes(ctx->st)));
+	json_object_set_new(o, "gc_background_runs", json_integer((json_int_t)gc_runs));
+	json_object_set_new(o, "gc_background_freed_bytes", json_integer((json_int_t)gc_freed));
 	tier_status_stats_json(ctx->tier, o);
 	return dump(o, out, len);
 }

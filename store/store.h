@@ -118,6 +118,11 @@ int store_gc(struct store *st, struct store_gc_report *out);
 /* The same, calling progress(ctx, unreferenced chunks removed, of total) between batches. */
 int store_gc_progress(struct store *st, struct store_gc_report *out,
 		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx);
+/* Only the unreferenced chunks, without the walk of every chunk file for strays: what a background
+ * collection runs. */
+int store_gc_garbage(struct store *st, struct store_gc_report *out);
+/* Payload bytes of stored chunks no extent references (what a collection would free). */
+uint64_t store_garbage_bytes(struct store *st);
 
 struct store_fsck_report {
 	uint64_t inodes, extents, chunks;

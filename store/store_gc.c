@@ -8,6 +8,7 @@
 #include "store_impl.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,13 +166,35 @@ static int gc_remove_stray(struct store *st, const struct digest *d, struct stor
 	return rc;
 }
 
+static int gc_run(struct store *st, struct store_gc_report *out, bool strays,
+		  void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx);
+
 int store_gc(struct store *st, struct store_gc_report *out)
 {
-	return store_gc_progress(st, out, NULL, NULL);
+	return gc_run(st, out, true, NULL, NULL);
 }
 
 int store_gc_progress(struct store *st, struct store_gc_report *out,
 		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx)
+{
+	return gc_run(st, out, true, progress, progress_ctx);
+}
+
+int store_gc_garbage(struct store *st, struct store_gc_report *out)
+{
+	return gc_run(st, out, false, NULL, NULL);
+}
+
+uint64_t store_garbage_bytes(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	uint64_t g = st->stored_bytes > st->referenced_bytes ? st->stored_bytes - st->referenced_bytes : 0;
+	pthread_mutex_unlock(&st->lock);
+	return g;
+}
+
+static int gc_run(struct store *st, struct store_gc_report *out, bool strays,
+		  void (*progress)(void *ctx, uint64_t done, uint64_t total), void *progress_ctx)
 {
 	struct store_gc_report r = { 0 };
 	struct gc_scan scan = { { NULL, 0, 0 }, 0, 0 };
@@ -192,7 +215,7 @@ int store_gc_progress(struct store *st, struct store_gc_report *out,
 	}
 	if (progress)
 		progress(progress_ctx, scan.list.n, scan.list.n);
-	if (!rc)
+	if (!rc && strays)
 		rc = chunk_store_foreach(st->chunks, gc_collect_stray, &stray);
 	for (size_t i = 0; !rc && i < stray.n; i++)
 		rc = gc_remove_stray(st, &stray.d[i], &r);

@@ -1,6 +1,8 @@
 # test_gc.py - `pecfs gc DATA_DIR` while mounted: chunks no file references any more (after deletes and
 # overwrites) are removed from disk, chunks still shared with other files stay, everything reachable
-# reads back, writes racing with gc lose nothing, and fsck is clean afterwards.
+# reads back, writes racing with gc lose nothing, and fsck is clean afterwards. The background
+# collection (gc-garbage) keeps a file rewritten in place from filling the disk, and with it off the
+# garbage grows as before.
 import os
 import random
 import subprocess
@@ -91,6 +93,45 @@ class GarbageCollection(unittest.TestCase):
             m.mount()
             self.assertEqual(h.read_file(m.path("run", "v0", "sealed")), S)
             self.assertEqual(h.read_file(os.path.join(d, "a")), A2[:2 * MiB])
+
+    def rewrite_in_place(self, m, path, rounds):
+        """A 1 MiB file rewritten whole `rounds` times with new bytes (each round orphans 16 chunks)."""
+        with open(path, "r+b", buffering=0) as f:
+            for r in range(rounds):
+                f.seek(0)
+                f.write(h.random_bytes(MiB, 1000 + r))
+                os.fsync(f.fileno())
+        return h.random_bytes(MiB, 1000 + rounds - 1)
+
+    def test_background_collection_bounds_the_garbage_of_rewrites(self):
+        with h.Mount(["--chunk-size", "64K", "--gc-garbage", "4M"]) as m:
+            os.makedirs(m.path("r", "v"))
+            p = m.path("r", "v", "scratch.bin")
+            h.write_file(p, b"")
+            last = self.rewrite_in_place(m, p, 64)  # 64 MiB of superseded chunks in all
+            self.assertTrue(h.wait_until(lambda: m.stats()["garbage_bytes"] < 4 * MiB, 10), m.stats())
+            st = m.stats()
+            self.assertGreater(st["gc_background_runs"], 0)
+            self.assertGreaterEqual(st["gc_background_freed_bytes"], 56 * MiB)
+            self.assertLess(chunk_state(m)[0], 12 * MiB)
+            self.assertEqual(h.read_file(p), last)
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+
+    def test_without_background_collection_garbage_waits_for_pecfs_gc(self):
+        with h.Mount(["--chunk-size", "64K", "--gc-garbage", "0"]) as m:
+            os.makedirs(m.path("r", "v"))
+            p = m.path("r", "v", "scratch.bin")
+            h.write_file(p, b"")
+            self.rewrite_in_place(m, p, 16)
+            h.wait_until(lambda: False, 2)  # time a background collection would have had
+            st = m.stats()
+            self.assertGreaterEqual(st["garbage_bytes"], 15 * MiB)
+            self.assertEqual(st["gc_background_runs"], 0)
+            cp = h.cli("gc", m.data)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertLess(m.stats()["garbage_bytes"], MiB)
 
     def test_gc_racing_with_writers_of_the_same_bytes(self):
         # Writers keep re-creating files whose chunks gc is collecting at the same moment: every file
