@@ -35,6 +35,8 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "hash-threads", PECFS_CONFIG_COUNT, "2", "threads that hash and store full chunks" },
 	{ "fuse-threads", PECFS_CONFIG_COUNT, "16", "most threads answering FUSE requests" },
 	{ "reserve-free", PECFS_CONFIG_SIZE, "256M", "writes fail with ENOSPC when the data disk has less free" },
+	{ "read-ahead", PECFS_CONFIG_SIZE, "4M",
+	  "the kernel's read-ahead window for sequential readers (FUSE's default is 128K); 0: leave it" },
 	{ "gc-garbage", PECFS_CONFIG_SIZE, "1G",
 	  "collect chunks nothing references in the background past this many bytes (or when the disk runs low); 0: only pecfs gc" },
 	{ "attr-timeout", PECFS_CONFIG_SECONDS, "1.0", "seconds the kernel may cache attributes and names" },
@@ -102,6 +104,7 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->fuse_threads = 16;
 	cfg->reserve_free_bytes = 256ull << 20;
 	cfg->gc_garbage_bytes = 1ull << 30;
+	cfg->read_ahead_bytes = 4ull << 20;
 	cfg->attr_timeout = 1.0;
 	cfg->direct_io_mmap = true;
 	cfg->seal_on_tracker = true;
@@ -339,6 +342,8 @@ int pecfs_config_set(struct pecfs_config *cfg, const char *name, const char *val
 			cfg->cache_size = size;
 		} else if (strcmp(name, "gc-garbage") == 0) {
 			cfg->gc_garbage_bytes = size;
+		} else if (strcmp(name, "read-ahead") == 0) {
+			cfg->read_ahead_bytes = size;
 		} else {
 			cfg->reserve_free_bytes = size;
 		}
@@ -442,6 +447,8 @@ int pecfs_config_validate(const struct pecfs_config *cfg, char *err, size_t errs
 		return cfg_fail(err, errsz, "chunk-size: %u is not a power of two from 64K to 64M", cfg->chunk_size);
 	if (cfg->write_buffers < 1 || cfg->hash_threads < 1 || cfg->fuse_threads < 1)
 		return cfg_fail(err, errsz, "write-buffers, hash-threads and fuse-threads must be at least 1");
+	if (cfg->read_ahead_bytes > (1ull << 30))
+		return cfg_fail(err, errsz, "read-ahead must be at most 1G");
 	if (cfg->log_level > PECFS_LOG_DEBUG)
 		return cfg_fail(err, errsz, "log-level: unknown level %d", (int)cfg->log_level);
 	if (!isfinite(cfg->attr_timeout) || cfg->attr_timeout < 0)

@@ -30,6 +30,7 @@ struct pecfs_config {
 	uint32_t hash_threads;        /* threads hashing and storing chunks; default 2 */
 	uint32_t fuse_threads;        /* most FUSE request threads; default 16 */
 	uint64_t reserve_free_bytes;  /* keep this much of the data disk free; default 256 MiB */
+	uint64_t read_ahead_bytes;    /* the kernel's read-ahead window for the mount; 0: its own 128 KiB */
 	uint64_t gc_garbage_bytes;    /* collect unreferenced chunks in the background past this; 0: never */
 	double attr_timeout;          /* seconds the kernel caches attributes and entries; default 1.0 */
 	bool direct_io_mmap;          /* ask the kernel to let direct-I/O files be mapped shared, so files

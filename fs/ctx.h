@@ -123,6 +123,11 @@ struct fs_file {
  * back, the handle marked written (ops_file.c). */
 void fs_file_wrote(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh);
 
+/* ---- readahead.c ---- */
+/* Sets the kernel's read-ahead window of the mount at mountpoint (absolute, resolved before it was
+ * mounted) to bytes (0: leaves the kernel's 128 KiB); a warning when it cannot. */
+void fs_set_read_ahead(const char *mountpoint, uint64_t bytes);
+
 /* ---- autogc.c ---- */
 /* Starts the background collection (none with gc-garbage 0); stop joins it, before the store goes. */
 int fs_autogc_start(struct fs_ctx *ctx);

@@ -9,6 +9,7 @@
  * reads and writes coherent with the mapping. Without it, O_RDWR opens use the page cache (ops_file.c).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 
 	ctx->direct_io_mmap = fs_init_ext_direct_io_mmap(ctx, ctx->cfg->direct_io_mmap);
 	conn->max_write = FS_MAX_IO;
-	conn->max_readahead = FS_MAX_IO;
+	/* The kernel applies the smaller of this and the mount's read_ahead_kb, which
+	 * fs_set_read_ahead raised before the loop served this INIT: ask for all of it. */
+	conn->max_readahead = ctx->cfg->read_ahead_bytes > FS_MAX_IO ? (unsigned)ctx->cfg->read_ahead_bytes : FS_MAX_IO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -267,6 +270,9 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 		rc = -EIO;
 		goto out_session;
 	}
+	char abs_mnt[PATH_MAX];
+	if (!realpath(cfg->mountpoint, abs_mnt))  /* before mounting: afterwards it would ask this daemon */
+		snprintf(abs_mnt, sizeof(abs_mnt), "%s", cfg->mountpoint);
 	errno = 0;
 	if (fuse_session_mount(ctx->se, cfg->mountpoint) != 0) {
 		rc = errno ? -errno : -EIO;
@@ -274,6 +280,7 @@ int pecfs_fs_serve(const struct pecfs_config *cfg, struct store *st, struct tier
 		goto out_signals;
 	}
 	fs_init_ext_install(ctx);  /* without it, files opened O_RDWR use the page cache */
+	fs_set_read_ahead(abs_mnt, cfg->read_ahead_bytes);
 	if (on_mounted)
 		on_mounted(arg);
 

@@ -439,6 +439,19 @@ class BasicIO(unittest.TestCase):
             # one loop thread was there at idle; at most one more may start
             self.assertLessEqual(peak[0] - idle, 1, "threads: %d idle, %d under load" % (idle, peak[0]))
 
+    def bdi_read_ahead_kb(self, mnt):
+        with open("/proc/self/mountinfo") as f:
+            dev = [line.split()[2] for line in f if line.split()[4] == mnt][-1]
+        with open("/sys/class/bdi/%s/read_ahead_kb" % dev) as f:
+            return int(f.read())
+
+    def test_read_ahead_window_is_set_at_mount(self):
+        self.assertEqual(self.bdi_read_ahead_kb(self.m.mnt), 4096)  # the default read-ahead, 4M
+        with h.Mount(["--read-ahead", "0"]) as m:
+            self.assertEqual(self.bdi_read_ahead_kb(m.mnt), 128)  # the kernel's for FUSE
+        with h.Mount(["--read-ahead", "16M"]) as m:
+            self.assertEqual(self.bdi_read_ahead_kb(m.mnt), 16384)
+
     def test_xattrs(self):
         d = self.newdir()
         p = os.path.join(d, "x")

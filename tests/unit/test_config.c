@@ -179,6 +179,15 @@ static void test_chunk_size_must_be_a_power_of_two_in_range(void **state)
 	cfg.chunk_size = 3u << 20;
 	assert_int_equal(pecfs_config_validate(&cfg, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "chunk-size"));
+
+	pecfs_config_defaults(&cfg);
+	assert_int_equal(cfg.read_ahead_bytes, 4u << 20);
+	assert_int_equal(cfg.gc_garbage_bytes, 1u << 30);
+	assert_int_equal(pecfs_config_set(&cfg, "read-ahead", "2G", err, sizeof(err)), 0);
+	assert_int_equal(pecfs_config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "read-ahead must be at most 1G");
+	assert_int_equal(pecfs_config_set(&cfg, "read-ahead", "0", err, sizeof(err)), 0);
+	assert_int_equal(pecfs_config_validate(&cfg, err, sizeof(err)), 0);
 }
 
 static void test_counts(void **state)
