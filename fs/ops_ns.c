@@ -214,14 +214,27 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	fs_inode_put(ctx, ind);
 }
 
+/* 0 if directory pmi of version vino may get a new entry name: not .pec where that is virtual, the
+ * version open, the name unused. */
+static int new_name_check(struct fs_ctx *ctx, const struct meta_inode *pmi, uint64_t vino, const char *name)
+{
+	uint64_t eino;
+	uint32_t emode;
+	if (fs_ns_is_reserved(pmi, name))
+		return -EEXIST;
+	int rc = fs_version_check_writable(ctx, vino);
+	if (rc < 0)
+		return rc;
+	rc = meta_get_dirent(ctx->meta, pmi->ino, name, &eino, &emode);
+	return rc == 0 ? -EEXIST : rc == -ENOENT ? 0 : rc;
+}
+
 int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, const char *name,
 	       mode_t mode, dev_t rdev, const char *target, struct fs_inode **out)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	struct meta_inode pmi, mi;
 	struct meta_version ver;
-	uint64_t eino;
-	uint32_t emode;
 	int rc = fs_check_name(name);
 	if (rc < 0)
 		return rc;
@@ -230,15 +243,8 @@ int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, cons
 		return -ENOTDIR;
 	if (parent->freed || pmi.nlink == 0)
 		return -ENOENT;
-	if (fs_ns_is_reserved(&pmi, name))
-		return -EEXIST;
-	rc = fs_version_check_writable(ctx, fs_mi_content_version(&pmi));
+	rc = new_name_check(ctx, &pmi, fs_mi_content_version(&pmi), name);
 	if (rc < 0)
-		return rc;
-	rc = meta_get_dirent(ctx->meta, pmi.ino, name, &eino, &emode);
-	if (rc == 0)
-		return -EEXIST;
-	if (rc != -ENOENT)
 		return rc;
 	if (target && strnlen(target, PATH_MAX) >= PATH_MAX)
 		return -ENAMETOOLONG;
@@ -540,8 +546,6 @@ void fs_ns_unname(struct fs_ctx *ctx, struct meta_batch *b, struct meta_inode *m
 static int link_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct fs_inode *pind, const char *name)
 {
 	struct meta_inode mi, pmi;
-	uint64_t eino;
-	uint32_t emode;
 	int rc = fs_check_name(name);
 	if (rc < 0)
 		return rc;
@@ -557,15 +561,8 @@ static int link_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct fs_inode
 	 * removal or upload sees the whole file. */
 	if (fs_mi_content_version(&pmi) != mi.version_ino)
 		return -EXDEV;
-	if (fs_ns_is_reserved(&pmi, name))
-		return -EEXIST;
-	rc = fs_version_check_writable(ctx, mi.version_ino);
+	rc = new_name_check(ctx, &pmi, mi.version_ino, name);
 	if (rc < 0)
-		return rc;
-	rc = meta_get_dirent(ctx->meta, pmi.ino, name, &eino, &emode);
-	if (rc == 0)
-		return -EEXIST;
-	if (rc != -ENOENT)
 		return rc;
 	if (mi.nlink >= FS_LINK_MAX)
 		return -EMLINK;
