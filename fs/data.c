@@ -241,6 +241,22 @@ static void lost_truncate(struct data_file *df, uint64_t size)
 	lost_publish(df);
 }
 
+/* True if file bytes [off, off + len) include bytes a failed job lost (or an unrecorded loss). */
+static bool lost_overlaps(const struct data_file *df, uint64_t off, uint64_t len)
+{
+	uint64_t cs = df->dc->chunk_size;
+
+	if (df->lost_untracked)
+		return true;
+	for (size_t i = 0; i < df->nlost; i++) {
+		const struct data_lost *l = &df->lost[i];
+		uint64_t lo = l->idx * cs + l->span.lo, hi = l->idx * cs + l->span.hi;
+		if (lo < off + len && off < hi)
+			return true;
+	}
+	return false;
+}
+
 /* The error of the oldest loss still standing, 0 when none. */
 static int lost_error(const struct data_file *df)
 {
@@ -776,6 +792,13 @@ ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off)
 	}
 	if (size > df->size - off)
 		size = df->size - off;
+	/* Bytes a write accepted but storing them failed (full disk, I/O error): the extents there hold
+	 * older bytes or a hole, so the read fails rather than return them as if they were the file's.
+	 * close and fsync report the loss too; rewriting or truncating the range clears it. */
+	if (__atomic_load_n(&df->failed, __ATOMIC_ACQUIRE) && lost_overlaps(df, off, size)) {
+		pthread_mutex_unlock(&df->lock);
+		return -EIO;
+	}
 	if (df->nbufs == 0 && df->inflight == 0) {
 		/* clean file: read the extents without holding the lock, so reads run in parallel */
 		pthread_mutex_unlock(&df->lock);
@@ -784,6 +807,10 @@ ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off)
 	}
 	while (df->inflight > 0)
 		pthread_cond_wait(&df->idle, &df->lock);
+	if (lost_overlaps(df, off, size)) {  /* a job that just failed */
+		pthread_mutex_unlock(&df->lock);
+		return -EIO;
+	}
 	for (size_t done = 0; done < size && r == 0;) {
 		uint64_t pos = off + done;
 		uint64_t idx = pos / dc->chunk_size;

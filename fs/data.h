@@ -67,7 +67,8 @@ int data_file_error(struct data_file *df);
  * by data_flush, not here. */
 ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t off);
 
-/* Reads up to size bytes at off into buf; returns the count (0 at or past the end) or -EIO. */
+/* Reads up to size bytes at off into buf; returns the count (0 at or past the end) or -EIO, also when
+ * the range holds bytes a write accepted but storing them failed (data_file_failed). */
 ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off);
 
 /* A reference write: file bytes [off, off + len) become the stored chunk d, which must be len bytes

@@ -139,6 +139,8 @@ class LostWrites(unittest.TestCase):
             self.assertEqual(h.errno_of(os.close, fd), errno.ENOSPC)
         self.assertGreaterEqual(m.stats()["write_errors"], 3)
         h.drop_caches()  # the kernel forgets the file; the daemon must not
+        # a reader never gets the older bytes or the hole in place of what was written
+        self.assertEqual(h.errno_of(h.read_file, p), errno.EIO)
         cp = h.cli("seal", m.path("run", "v2"))
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
         self.assertEqual(m.version_state("run", "v2"), "open", "sealed with lost bytes")
@@ -153,6 +155,9 @@ class LostWrites(unittest.TestCase):
         try:
             self.assertEqual(os.pwrite(fd, data[:MiB], 0), MiB)
             self.assertEqual(h.errno_of(os.fsync, fd), errno.ENOSPC)
+            with open(p, "rb", buffering=0) as r:
+                self.assertEqual(r.read(MiB), data[:MiB])  # the rewritten chunk reads back
+                self.assertEqual(h.errno_of(r.read, MiB), errno.EIO)  # the next is still lost
             self.assertEqual(os.pwrite(fd, data[MiB:], MiB), len(data) - MiB)
             os.fsync(fd)
         finally:
