@@ -275,10 +275,13 @@ void fs_file_wrote(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh)
 	pthread_mutex_lock(&ind->lock);
 	ind->mi.mtime_ns = ind->mi.ctime_ns = fs_now_ns();
 	ind->meta_dirty = true;
-	mi = ind->mi;
+	bool setid = ind->mi.mode & (S_ISUID | S_ISGID);
+	if (setid)  /* rare: every write pays for one test, not a copy of the record */
+		mi = ind->mi;
 	pthread_mutex_unlock(&ind->lock);
 	fh->wrote = true;
-	fs_setid_drop(ctx, ind, fs_setid_to_drop(req, &mi));
+	if (setid)
+		fs_setid_drop(ctx, ind, fs_setid_to_drop(req, &mi));
 }
 
 /* Stores the file's buffered bytes and writes its record. */
