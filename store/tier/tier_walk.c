@@ -15,7 +15,9 @@
 
 #include "tier_impl.h"
 
-/* A file with several names, seen at its first: which entry lists it. Sorted by inode. */
+/* A file with several names, seen at its first: which entry lists it. An open-addressing table
+ * keyed by inode (0 marks a free slot; no inode is 0), so a version of many linked files walks in
+ * linear time. */
 struct walk_seen {
 	uint64_t ino;
 	size_t entry;
@@ -48,44 +50,48 @@ static int walk_extent(const struct meta_extent *e, void *arg)
 	return tier_manifest_add_extent(w->file, &x);
 }
 
-/* Where the first name of a multi-name inode was listed: *found, and the slot for it either way. */
-static size_t walk_seen_find(const struct walk *w, uint64_t ino, bool *found)
+static struct walk_seen *walk_seen_slot(struct walk_seen *t, size_t cap, uint64_t ino)
 {
-	size_t lo = 0, hi = w->nseen;
+	size_t i = (size_t)(ino * 0x9E3779B97F4A7C15ull) & (cap - 1);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (w->seen[mid].ino < ino)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = lo < w->nseen && w->seen[lo].ino == ino;
-	return lo;
+	while (t[i].ino != 0 && t[i].ino != ino)
+		i = (i + 1) & (cap - 1);
+	return &t[i];
+}
+
+static int walk_seen_grow(struct walk *w)
+{
+	size_t cap = w->capseen ? w->capseen * 2 : 64;
+	struct walk_seen *t = calloc(cap, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < w->capseen; i++)
+		if (w->seen[i].ino)
+			*walk_seen_slot(t, cap, w->seen[i].ino) = w->seen[i];
+	free(w->seen);
+	w->seen = t;
+	w->capseen = cap;
+	return 0;
 }
 
 /* A non-directory with several names: a link entry when a name of it was listed already, else
  * remembered as listed at the entry about to be added. *linked says which. */
 static int walk_links(struct walk *w, const struct meta_inode *mi, bool *linked)
 {
-	bool found;
-	size_t at = walk_seen_find(w, mi->ino, &found);
+	if (2 * (w->nseen + 1) > w->capseen) {
+		int rc = walk_seen_grow(w);
+		if (rc < 0)
+			return rc;
+	}
+	struct walk_seen *slot = walk_seen_slot(w->seen, w->capseen, mi->ino);
 
-	*linked = found;
-	if (found) {
+	*linked = slot->ino != 0;
+	if (*linked) {
 		int rc = tier_manifest_add_entry(w->m, w->path, mi->mode, 0, mi->mtime_ns, NULL, NULL);
-		return rc < 0 ? rc : tier_manifest_set_link(w->m, w->seen[at].entry);
+		return rc < 0 ? rc : tier_manifest_set_link(w->m, slot->entry);
 	}
-	if (w->nseen == w->capseen) {
-		size_t cap = w->capseen ? w->capseen * 2 : 16;
-		struct walk_seen *n = realloc(w->seen, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		w->seen = n;
-		w->capseen = cap;
-	}
-	memmove(&w->seen[at + 1], &w->seen[at], (w->nseen - at) * sizeof(*w->seen));
-	w->seen[at] = (struct walk_seen){ mi->ino, w->m->n };
+	*slot = (struct walk_seen){ mi->ino, w->m->n };
 	w->nseen++;
 	return 0;
 }
