@@ -283,6 +283,155 @@ def bench_fsync_threads(t, threads, per_thread, reps):
     return median(rates)
 
 
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    out = fn()
+    return time.monotonic() - t0, out
+
+
+# The passthrough holds an O_PATH descriptor for every inode the kernel has cached, and this machine's
+# hard limit on open files is 20,000: every META_BATCH operations the clock stops and the kernel's
+# dentries and inodes are dropped (every target alike), which sends the forgets that release them.
+META_BATCH = 8000
+
+
+class PausingClock:
+    def __init__(self):
+        self.total, self.t0 = 0.0, None
+
+    def start(self):
+        self.t0 = time.monotonic()
+
+    def stop(self):
+        self.total += time.monotonic() - self.t0
+
+    def tick(self, i):
+        if i and i % META_BATCH == 0:
+            self.stop()
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2\n")
+            self.start()
+
+
+def meta_phases(d, count, between=None):
+    """One directory of count files of 100 bytes: create, stat (after the entries' 1 s cache expired),
+    list the names, list with a stat of each (ls -l), remove. ops/s per phase. between(phase) runs
+    after each phase, outside the timing."""
+    names = [os.path.join(d, "f%07d" % i) for i in range(count)]
+    payload = b"y" * 100
+    rates = {}
+
+    def create(clk):
+        for i, n in enumerate(names):
+            clk.tick(i)
+            fd = os.open(n, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, payload)
+            os.close(fd)
+
+    def stat(clk):
+        for i, n in enumerate(names):
+            clk.tick(i)
+            os.stat(n)
+
+    def listdir(clk):
+        if len(os.listdir(d)) != count:
+            raise RuntimeError("%s: listing lost entries" % d)
+
+    def ls_l(clk):
+        k = 0
+        with os.scandir(d) as it:
+            for e in it:
+                clk.tick(k)
+                e.stat(follow_symlinks=False)
+                k += 1
+        if k != count:
+            raise RuntimeError("%s: listing lost entries" % d)
+
+    def remove(clk):
+        for i, n in enumerate(names):
+            clk.tick(i)
+            os.unlink(n)
+
+    for phase, fn in (("create", create), ("stat", stat), ("readdir", listdir), ("ls -l", ls_l), ("unlink", remove)):
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")  # every phase starts with no cached entry
+        if phase == "unlink" and between:
+            between("before unlink")
+        clk = PausingClock()
+        clk.start()
+        fn(clk)
+        clk.stop()
+        rates[phase] = count / clk.total
+        if between and phase != "unlink":
+            between(phase)
+    return rates
+
+
+def pec_ctl_ms(path, reps=5):
+    """Median milliseconds to read a control file."""
+    ts = []
+    for _ in range(reps):
+        secs, _ = timed(lambda: open(path, "rb").read())
+        ts.append(secs * 1000)
+    return median(ts)
+
+
+def bench_meta_scale(targets, pec, count, reps, log):
+    """[6] count files in one directory (for pecfs: one open version) on each target, then pecfs alone:
+    its control files while that version is open, the seal of a version of count files, and daemon
+    memory per 100k files."""
+    res = {}
+    rss = {}
+    for t in targets:
+        per = {}
+        for r in range(reps):
+            d = t.workdir("meta%d" % r)
+            between = None
+            if t is pec:
+                run = os.path.dirname(d)
+
+                def between(phase, run=run):
+                    if phase == "ls -l":
+                        rss["stats_ms"] = pec_ctl_ms(os.path.join(pec.root, ".pec", "stats"))
+                        rss["versions_open_ms"] = pec_ctl_ms(os.path.join(run, ".pec", "versions"))
+                        secs, _ = timed(lambda: subprocess.run([pec.bin, "status", pec.root], check=True,
+                                                               capture_output=True))
+                        rss["status_open_ms"] = secs * 1000
+            rates = meta_phases(d, count, between)
+            os.rmdir(d)
+            t.cleanup_between()
+            for k, v in rates.items():
+                per.setdefault(k, []).append(v)
+            log("  %-12s rep %d: %s" % (t.name, r + 1, "   ".join("%s %.0f" % (k, v) for k, v in rates.items())))
+        res[t.name] = {k: median(v) for k, v in per.items()}
+    # a version of count files, sealed; the kernel keeps every entry cached (no drops), as it would
+    d = pec.workdir("meta-seal")
+    payload = b"z" * 100
+    before = vm_rss_kib(pec.pid())
+    for i in range(count):
+        with open(os.path.join(d, "f%07d" % i), "wb") as f:
+            f.write(payload)
+    rss["create"] = vm_rss_kib(pec.pid()) - before
+    subprocess.run(["ls", "-l", d], check=True, stdout=subprocess.DEVNULL)
+    rss["ls -l"] = vm_rss_kib(pec.pid()) - before
+    secs, _ = timed(lambda: subprocess.run([pec.bin, "seal", d], check=True, capture_output=True))
+    rss["seal_s"] = secs
+    rss["seal"] = vm_rss_kib(pec.pid()) - before
+    run = os.path.dirname(d)
+    rss["versions_sealed_ms"] = pec_ctl_ms(os.path.join(run, ".pec", "versions"))
+    secs, _ = timed(lambda: subprocess.run([pec.bin, "status", pec.root], check=True, capture_output=True))
+    rss["status_sealed_ms"] = secs * 1000
+    return res, rss
+
+
 def parse_size(s):
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(float(s[:-1]) * mult[s[-1].upper()]) if s[-1].upper() in mult else int(s)
@@ -302,6 +451,8 @@ def main():
     ap.add_argument("--pecfs-option", action="append", default=[], help="extra pecfs mount option")
     ap.add_argument("--only", default="1,2,3,5", help="sections to run, e.g. 5 (default 1,2,3,5)")
     ap.add_argument("--fsync-threads", type=int, default=8)
+    ap.add_argument("--meta-files", type=int, default=100000, help="[6] files in one directory (default 100000)")
+    ap.add_argument("--big-dir", type=int, default=0, help="[6] also one directory of this many entries, once")
     ap.add_argument("--pecfs-before", help="another pecfs binary (an earlier build) measured beside it in [3] and [5]")
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -368,6 +519,34 @@ def main():
                                                          fmt_ratio(fs_rate["pecfs"], fs_rate["raw"])))
             if "pecfs-before" in fs_rate:
                 log("  pecfs/pecfs-before %s" % fmt_ratio(fs_rate["pecfs"], fs_rate["pecfs-before"]))
+
+        if "6" in only:
+            log("\n[6] metadata at scale: %d files of 100 bytes in one directory (ops/s)" % a.meta_files)
+            meta, extra = bench_meta_scale(targets, pec, a.meta_files, a.reps, log)
+            phases = ("create", "stat", "readdir", "ls -l", "unlink")
+            for name, r in meta.items():
+                log("  %-12s %s" % (name, "   ".join("%s %8.0f" % (p, r[p]) for p in phases)))
+            log("  pecfs/passthrough  %s   (target >= 0.90x)" % "   ".join(
+                "%s %s" % (p, fmt_ratio(meta["pecfs"][p], meta["passthrough"][p])) for p in phases))
+            log("  pecfs/raw          %s" % "   ".join(
+                "%s %s" % (p, fmt_ratio(meta["pecfs"][p], meta["raw"][p])) for p in phases))
+            log("  pecfs, version of %d files open: .pec/stats %.1f ms, RUN/.pec/versions %.1f ms, pecfs status %.0f ms"
+                % (a.meta_files, extra["stats_ms"], extra["versions_open_ms"], extra["status_open_ms"]))
+            log("  pecfs seal of a version of %d files: %.2f s (target < 5 s); then RUN/.pec/versions %.1f ms, "
+                "pecfs status %.0f ms" % (a.meta_files, extra["seal_s"], extra["versions_sealed_ms"], extra["status_sealed_ms"]))
+            log("  pecfs daemon RSS growth for that version: %.1f MiB after its creates, %.1f MiB after ls -l, "
+                "%.1f MiB after the seal" % (extra["create"] / 1024, extra["ls -l"] / 1024, extra["seal"] / 1024))
+            if a.big_dir:
+                log("\n[6b] one directory of %d entries, once (ops/s)" % a.big_dir)
+                big = {}
+                for t in targets:
+                    d = t.workdir("bigdir")
+                    big[t.name] = meta_phases(d, a.big_dir)
+                    os.rmdir(d)
+                    t.cleanup_between()
+                    log("  %-12s %s" % (t.name, "   ".join("%s %8.0f" % (p, big[t.name][p]) for p in phases)))
+                log("  pecfs/passthrough  %s   (target >= 0.90x)" % "   ".join(
+                    "%s %s" % (p, fmt_ratio(big["pecfs"][p], big["passthrough"][p])) for p in phases))
 
         log("\n[4] peak pecfs daemon memory (VmHWM) during the write benchmark: %.1f MiB" % ((hwm or 0) / 1024))
         log("    (peak over the whole run so far: %.1f MiB)" % (pec.vm_hwm_kib() / 1024))
