@@ -6,6 +6,9 @@ import errno
 import json
 import os
 import shutil
+import statistics
+import threading
+import time
 import unittest
 
 import pecfs_harness as h
@@ -203,6 +206,45 @@ class Versions(unittest.TestCase):
         # tools see the virtual files as ordinary read-only files
         self.assertEqual(json.loads(h.read_file(m.path("run", ".pec", "versions")))["run"], "run")
         self.assertNotEqual(h.errno_of(open, m.path("run", ".pec", "versions"), "wb"), 0)
+
+    def test_counting_an_open_version_does_not_stall_the_mount(self):
+        # RUN/.pec/versions counts an open version by walking its files; the mount's other
+        # namespace operations must go on meanwhile, not wait for each walk.
+        m = self.m
+        d = m.path("run", "big")
+        os.makedirs(d)
+        for i in range(6000):
+            with open(os.path.join(d, "f%05d" % i), "wb") as f:
+                f.write(b"x")
+        walks, stop = [], threading.Event()
+
+        def reader():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                m.versions("run")
+                walks.append(time.monotonic() - t0)
+        th = threading.Thread(target=reader)
+        th.start()
+        try:
+            h.wait_until(lambda: len(walks) >= 1, 30)
+            creates = []
+            deadline = time.monotonic() + 3
+            i = 0
+            while time.monotonic() < deadline or len(creates) < 20:
+                t0 = time.monotonic()
+                with open(os.path.join(d, "g%05d" % i), "wb") as f:
+                    f.write(b"y")
+                creates.append(time.monotonic() - t0)
+                i += 1
+        finally:
+            stop.set()
+            th.join()
+        walk, create = statistics.median(walks), statistics.median(creates)
+        self.assertLess(create, walk / 10,
+                        "a create waited for the count: median create %.1f ms, median count %.1f ms"
+                        % (create * 1000, walk * 1000))
+        doc = m.versions("run")
+        self.assertEqual({v["name"]: v["files"] for v in doc["versions"]}["big"], 6000 + len(creates))
 
     def test_states_survive_remount(self):
         m = self.m
