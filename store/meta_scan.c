@@ -137,17 +137,23 @@ int meta_get_extents(struct meta *m, uint64_t ino, uint64_t off, uint64_t len,
 		goto out;
 	if (ulen)
 		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper, ulen);
+	/* Bounded below too: the step back must not walk through other inodes' deleted extents (a
+	 * folder that removed many files holds many), which made each lookup cost all of them. */
+	rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)prefix, plen);
 	it = rocksdb_create_iterator(m->db, ro);
 	/* Extents never overlap, so the only one starting before off that can reach into the range
 	 * is the last one starting at or before off. */
-	rocksdb_iter_seek_for_prev(it, (const char *)target, tlen);
-	if (rocksdb_iter_valid(it)) {
+	if (off == 0)
+		rocksdb_iter_seek(it, (const char *)prefix, plen);  /* nothing starts before 0 */
+	else
+		rocksdb_iter_seek_for_prev(it, (const char *)target, tlen);
+	if (off != 0 && rocksdb_iter_valid(it)) {
 		size_t klen;
 		const char *k = rocksdb_iter_key(it, &klen);
 
 		if (klen != 17 || memcmp(k, prefix, plen) != 0)
 			rocksdb_iter_seek(it, (const char *)prefix, plen);
-	} else {
+	} else if (off != 0) {
 		rocksdb_iter_seek(it, (const char *)prefix, plen);
 	}
 	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
