@@ -261,9 +261,12 @@ struct fs_compose;
  * files, logical_bytes and stored_bytes; the chunks of extra's inodes (sources of the files a seal's
  * composition adds) count too. extra may be NULL. */
 int fs_version_count(struct fs_ctx *ctx, uint64_t root, const struct fs_compose *extra, struct meta_version *v);
-/* Counts an open version's files, logical bytes and stored bytes (of what is stored so far) now,
- * without ns_lock: files changed during the walk may be missed or counted twice. */
+/* An open version's files, logical bytes and stored bytes (of what is stored so far) now: from its
+ * tally, or else walked without ns_lock (files changed during the walk may be missed or counted
+ * twice). */
 int fs_version_live_counts(struct fs_ctx *ctx, uint64_t vino, struct meta_version *v);
+/* Tracks an open version's tally and fills it from a walk; before the mount serves anything. */
+int fs_version_seed_tally(struct fs_ctx *ctx, uint64_t vino);
 
 /* ---- seal.c: sealing and the seal triggers ---- */
 /* Seals version vino (no-op for a sealed one; -EINVAL when it is not a version) and logs it with the

@@ -11,6 +11,7 @@
  * so bytes read back from the old extents never count as rewritten.
  */
 #include "data.h"
+#include "digest_table.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -917,10 +918,7 @@ int data_delete_all(struct data_ctx *dc, uint64_t ino)
 /* ---- per-version accounting and content ids ---- */
 
 struct data_unique {
-	struct digest *slots;  /* open addressing; all-zero digest marks an empty slot */
-	bool has_zero;         /* the all-zero digest itself was added */
-	size_t n, cap;
-	uint64_t bytes;
+	struct digest_table t;  /* len_sum: the bytes of the distinct chunks */
 };
 
 struct data_unique *data_unique_new(void)
@@ -931,62 +929,8 @@ struct data_unique *data_unique_new(void)
 void data_unique_free(struct data_unique *u)
 {
 	if (u)
-		free(u->slots);
+		digest_table_free(&u->t);
 	free(u);
-}
-
-static bool digest_is_zero(const struct digest *d)
-{
-	for (int i = 0; i < DIGEST_LEN; i++)
-		if (d->b[i])
-			return false;
-	return true;
-}
-
-static size_t unique_slot(const struct data_unique *u, const struct digest *d)
-{
-	uint64_t h;
-	memcpy(&h, d->b, sizeof(h));  /* a SHA-256 is uniformly distributed already */
-	size_t i = h & (u->cap - 1);
-	while (!digest_is_zero(&u->slots[i]) && !digest_equal(&u->slots[i], d))
-		i = (i + 1) & (u->cap - 1);
-	return i;
-}
-
-static int unique_grow(struct data_unique *u)
-{
-	struct data_unique bigger = { .cap = u->cap ? u->cap * 2 : 64 };
-	bigger.slots = calloc(bigger.cap, sizeof(struct digest));
-	if (!bigger.slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < u->cap; i++)
-		if (!digest_is_zero(&u->slots[i]))
-			bigger.slots[unique_slot(&bigger, &u->slots[i])] = u->slots[i];
-	free(u->slots);
-	u->slots = bigger.slots;
-	u->cap = bigger.cap;
-	return 0;
-}
-
-/* Adds d; returns 1 when it was new, 0 when already there, negative errno. */
-static int unique_insert(struct data_unique *u, const struct digest *d)
-{
-	if (digest_is_zero(d)) {
-		bool was = u->has_zero;
-		u->has_zero = true;
-		return !was;
-	}
-	if ((u->n + 1) * 2 > u->cap) {
-		int r = unique_grow(u);
-		if (r < 0)
-			return r;
-	}
-	size_t i = unique_slot(u, d);
-	if (digest_equal(&u->slots[i], d))
-		return 0;
-	u->slots[i] = *d;
-	u->n++;
-	return 1;
 }
 
 struct unique_arg {
@@ -998,12 +942,12 @@ struct unique_arg {
 static int unique_cb(const struct meta_extent *e, void *arg)
 {
 	struct unique_arg *ua = arg;
-	int r = unique_insert(ua->u, &e->digest);
-	if (r == 1) {
-		struct meta_chunk c;
+	struct meta_chunk c;
+	int r = 0;
+	if (!digest_table_has(&ua->u->t, &e->digest)) {  /* a digest seen before costs no read */
 		r = meta_get_chunk(ua->dc->meta, &e->digest, &c);
 		if (r == 0)
-			ua->u->bytes += c.len;
+			r = digest_table_add(&ua->u->t, &e->digest, c.len, NULL);
 	}
 	if (r < 0) {
 		ua->err = r;
@@ -1021,7 +965,7 @@ int data_unique_add_file(struct data_ctx *dc, struct data_unique *u, uint64_t in
 
 uint64_t data_unique_bytes(const struct data_unique *u)
 {
-	return u->bytes;
+	return u->t.len_sum;
 }
 
 static void put_le64(uint8_t *p, uint64_t v)

@@ -295,8 +295,12 @@ int fs_ns_make(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *parent, cons
 		return rc;
 	}
 	fs_inode_apply(parent, &pmi);
-	if (is_version)
+	if (is_version) {
 		fs_version_insert(ctx, &ver, name);
+		/* Empty, and nothing can be created in it before this reply: counted from here on. On
+		 * failure its figures are walked for. */
+		meta_tally_track(ctx->meta, ver.ino);
+	}
 	return fs_inode_get(ctx, mi.ino, out);
 }
 

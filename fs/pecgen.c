@@ -107,8 +107,8 @@ int pecgen_versions_json(struct fs_ctx *ctx, uint64_t run_ino, char **out, size_
 	json_object_set_new(o, "latest", latest >= 0 ? json_string(vs[latest].name) : json_null());
 	for (size_t i = 0; i < n; i++) {
 		struct meta_version *v = &vs[i].v;
-		/* Sealed versions show the figures counted at seal; open ones are counted now (stored
-		 * bytes cover what is already stored, not what is still buffered). */
+		/* Sealed versions show the figures counted at seal; open ones their tally's, kept by
+		 * every commit (stored bytes cover what is already stored, not what is still buffered). */
 		if (v->state == META_VERSION_OPEN)
 			fs_version_live_counts(ctx, v->ino, v);
 		json_t *e = json_object();

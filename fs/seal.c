@@ -73,6 +73,7 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 		goto out;
 	}
 	fs_version_update(ctx, &fv.v);
+	meta_tally_untrack(ctx->meta, vino);  /* its figures are fixed now */
 	pecfs_log_info("sealed %s (%s): %s, %llu files, %llu bytes, %llu stored", fv.name, why,
 		       fs_version_state_name(fv.v.state), (unsigned long long)fv.v.files,
 		       (unsigned long long)fv.v.logical_bytes, (unsigned long long)fv.v.stored_bytes);

@@ -70,6 +70,8 @@ static int load_version_cb(const struct meta_version *v, void *arg)
 		return 0;
 	}
 	fs_version_insert(ctx, v, mi.name);
+	if (v->state == META_VERSION_OPEN)
+		fs_version_seed_tally(ctx, v->ino);  /* on failure its figures are walked for */
 	return 0;
 }
 
@@ -144,6 +146,7 @@ void fs_version_forget(struct fs_ctx *ctx, uint64_t vino)
 		}
 	}
 	pthread_mutex_unlock(&ctx->ver_lock);
+	meta_tally_untrack(ctx->meta, vino);
 }
 
 void fs_version_move_record(struct fs_ctx *ctx, struct meta_batch *b, uint64_t vino, uint64_t new_run,

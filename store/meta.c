@@ -6,8 +6,9 @@
  *
  * The logical bytes (the sizes of all regular files with a link) are counted at open with one pass
  * over the inode records and then kept by every commit: a batch notes the inode records it puts or
- * deletes, and its commit adds the difference each makes against the record it replaces. Inode
- * records change under fs's namespace lock, so no two commits race on one inode.
+ * deletes, and its commit adds the difference each makes against the record it replaces
+ * (meta_tally.c, which keeps open versions' figures the same way). Inode records change under fs's
+ * namespace lock, so no two commits race on one inode.
  */
 #include "meta_db.h"
 
@@ -19,19 +20,15 @@
 
 #include "meta_codec.h"
 
-/* An inode record a batch puts (or deletes: contrib 0), in the order put. */
-struct meta_batch_inode {
-	uint64_t ino;
-	uint64_t contrib;   /* what it adds to the logical bytes: its size, if a linked regular file */
-	size_t seq;
-};
-
 struct meta_batch {
 	rocksdb_writebatch_t *wb;
-	struct meta_batch_inode *inodes;
-	size_t ninodes, capinodes;
-	bool inodes_lost;   /* no memory to note one: the next meta_logical_bytes recounts */
+	struct meta_notes notes;
 };
+
+struct meta_notes *meta_batch_notes(struct meta_batch *b)
+{
+	return &b->notes;
+}
 
 static uint64_t inode_contrib(const struct meta_inode *i)
 {
@@ -42,47 +39,6 @@ static int sum_contrib(const struct meta_inode *i, void *arg)
 {
 	*(uint64_t *)arg += inode_contrib(i);
 	return 0;
-}
-
-void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i)
-{
-	if (b->ninodes == b->capinodes) {
-		size_t ncap = b->capinodes ? 2 * b->capinodes : 16;
-		struct meta_batch_inode *n = realloc(b->inodes, ncap * sizeof(*n));
-		if (!n) {
-			b->inodes_lost = true;
-			return;
-		}
-		b->inodes = n;
-		b->capinodes = ncap;
-	}
-	b->inodes[b->ninodes] = (struct meta_batch_inode){ ino, i ? inode_contrib(i) : 0, b->ninodes };
-	b->ninodes++;
-}
-
-static int cmp_batch_inode(const void *a, const void *b)
-{
-	const struct meta_batch_inode *x = a, *y = b;
-
-	if (x->ino != y->ino)
-		return x->ino < y->ino ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* The change b's inode records make to the logical bytes, against the records they replace. */
-static int64_t batch_logical_delta(struct meta *m, struct meta_batch *b)
-{
-	int64_t delta = 0;
-
-	qsort(b->inodes, b->ninodes, sizeof(*b->inodes), cmp_batch_inode);
-	for (size_t i = 0; i < b->ninodes; i++) {
-		if (i + 1 < b->ninodes && b->inodes[i + 1].ino == b->inodes[i].ino)
-			continue;  /* a later record of the same inode in this batch wins */
-		struct meta_inode old;
-		uint64_t before = meta_get_inode(m, b->inodes[i].ino, &old) == 0 ? inode_contrib(&old) : 0;
-		delta += (int64_t)b->inodes[i].contrib - (int64_t)before;
-	}
-	return delta;
 }
 
 uint64_t meta_logical_bytes(struct meta *m)
@@ -129,6 +85,7 @@ int meta_open(const char *dir, struct meta **out)
 		return -ENOMEM;
 	pthread_mutex_init(&m->sync_mu, NULL);
 	pthread_cond_init(&m->sync_cv, NULL);
+	pthread_mutex_init(&m->tally_mu, NULL);
 	m->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(m->opts, 1);
 	/* Metadata is small next to the data: a 4 GiB checkpoint has ~1000 extents of ~70 bytes, so
@@ -191,6 +148,8 @@ void meta_close(struct meta *m)
 		rocksdb_cache_destroy(m->cache);
 	pthread_cond_destroy(&m->sync_cv);
 	pthread_mutex_destroy(&m->sync_mu);
+	meta_tallies_free(m);
+	pthread_mutex_destroy(&m->tally_mu);
 	free(m);
 }
 
@@ -382,6 +341,21 @@ int meta_get_chunk(struct meta *m, const struct digest *d, struct meta_chunk *ou
 	return rc;
 }
 
+int meta_get_extent(struct meta *m, uint64_t ino, uint64_t file_off, struct meta_extent *out)
+{
+	uint8_t key[META_KEY_MAX];
+	size_t klen = meta_key_u64_u64(key, META_KEY_EXTENT, ino, file_off), len;
+	char *val;
+	int rc;
+
+	rc = meta_db_get(m, key, klen, &val, &len);
+	if (rc)
+		return rc;
+	rc = meta_dec_extent(file_off, (const uint8_t *)val, len, out);
+	rocksdb_free(val);
+	return rc;
+}
+
 int meta_get_version(struct meta *m, uint64_t run_ino, uint64_t ino, struct meta_version *out)
 {
 	uint8_t key[META_KEY_MAX];
@@ -414,33 +388,30 @@ void meta_batch_free(struct meta_batch *b)
 	if (!b)
 		return;
 	rocksdb_writebatch_destroy(b->wb);
-	free(b->inodes);
+	meta_notes_free(&b->notes);
 	free(b);
 }
 
 void meta_batch_clear(struct meta_batch *b)
 {
 	rocksdb_writebatch_clear(b->wb);
-	b->ninodes = 0;
-	b->inodes_lost = false;
+	meta_notes_clear(&b->notes);
 }
 
 int meta_batch_commit(struct meta *m, struct meta_batch *b, bool sync)
 {
+	struct meta_tally_delta d;
 	char *err = NULL;
-	int64_t delta = b->ninodes ? batch_logical_delta(m, b) : 0;
 
+	meta_notes_prepare(m, &b->notes, &d);
 	rocksdb_write(m->db, sync ? m->wopts_sync : m->wopts, b->wb, &err);
 	rocksdb_writebatch_clear(b->wb);
-	bool lost = b->inodes_lost;
-	b->ninodes = 0;
-	b->inodes_lost = false;
+	meta_notes_clear(&b->notes);
+	if (!err)
+		meta_notes_apply(m, &d);
+	meta_tally_delta_free(&d);
 	if (err)
 		return meta_db_error(err, "commit");
-	if (lost)
-		__atomic_store_n(&m->logical_stale, true, __ATOMIC_RELEASE);
-	else
-		__atomic_add_fetch(&m->logical_bytes, delta, __ATOMIC_RELAXED);
 	return 0;
 }
 

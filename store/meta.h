@@ -126,10 +126,30 @@ int meta_get_link(struct meta *m, uint64_t ino, uint64_t parent, const char *nam
 int meta_list_links(struct meta *m, uint64_t ino, int (*cb)(uint64_t parent, const char *name, void *arg),
 		    void *arg);
 int meta_get_chunk(struct meta *m, const struct digest *d, struct meta_chunk *out);  /* -ENOENT */
+/* The extent of ino that starts exactly at file_off; -ENOENT. */
+int meta_get_extent(struct meta *m, uint64_t ino, uint64_t file_off, struct meta_extent *out);
 int meta_get_version(struct meta *m, uint64_t run_ino, uint64_t ino, struct meta_version *out);
 /* Versions of one run, in no particular order. */
 int meta_list_versions(struct meta *m, uint64_t run_ino,
 		       int (*cb)(const struct meta_version *v, void *arg), void *arg);
+
+/* Live figures of open versions (meta_tally.c): kept by every commit, so reading them costs nothing
+ * however many files a version has. files counts every name of a regular file, logical_bytes its
+ * size once per name (as the record last written back says), stored_bytes the payload bytes of the
+ * distinct chunks its files' extents name. */
+struct meta_tally_figures {
+	uint64_t files, logical_bytes, stored_bytes;
+};
+/* Starts counting vino from nothing: call before any of its files exists, or seed it (below) before
+ * anything else can commit in it. */
+int meta_tally_track(struct meta *m, uint64_t vino);
+void meta_tally_untrack(struct meta *m, uint64_t vino);
+/* -ENOENT: not tracked; -ESTALE: a change could not be counted, the figures are unknown. */
+int meta_tally_get(struct meta *m, uint64_t vino, struct meta_tally_figures *out);
+/* Seeding a tracked version from a walk: one name of a regular file of size bytes, and (once per
+ * inode, however many names it has) every extent of ino. */
+int meta_tally_seed_file(struct meta *m, uint64_t vino, uint64_t size);
+int meta_tally_seed_extents(struct meta *m, uint64_t vino, uint64_t ino);
 
 /* PEC records, JSON text owned by fs/ (schemas in policy/PEC.md): the fixed composition (manifest) of
  * a sealed version, keyed by the version's inode, and the token report pending for a run since its

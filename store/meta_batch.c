@@ -6,6 +6,7 @@
 #include "meta_db.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -65,6 +66,7 @@ void meta_batch_put_extent(struct meta_batch *b, uint64_t ino, const struct meta
 
 	assert(e->len > 0);
 	meta_batch_raw_put(b, key, kl, val, vl);
+	meta_batch_note_extent(b, ino, e->file_off, &e->digest);
 }
 
 void meta_batch_del_extent(struct meta_batch *b, uint64_t ino, uint64_t file_off)
@@ -73,6 +75,7 @@ void meta_batch_del_extent(struct meta_batch *b, uint64_t ino, uint64_t file_off
 	size_t kl = meta_key_u64_u64(key, META_KEY_EXTENT, ino, file_off);
 
 	meta_batch_raw_del(b, key, kl);
+	meta_batch_note_extent(b, ino, file_off, NULL);
 }
 
 void meta_batch_put_symlink(struct meta_batch *b, uint64_t ino, const char *target)
@@ -193,12 +196,22 @@ static int del_key_step(const uint8_t *k, size_t klen, const uint8_t *v, size_t 
 	return 0;
 }
 
+static int del_extent_step(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+	(void)v, (void)vlen;
+	if (klen != 17)
+		return -EIO;  /* not an extent key */
+	meta_batch_raw_del(arg, k, klen);
+	meta_batch_note_extent(arg, meta_be64_get(k + 1), meta_be64_get(k + 9), NULL);
+	return 0;
+}
+
 int meta_batch_del_all_extents(struct meta *m, struct meta_batch *b, uint64_t ino)
 {
 	uint8_t prefix[META_KEY_MAX];
 	size_t plen = meta_key_u64(prefix, META_KEY_EXTENT, ino);
 
-	return meta_db_scan(m, prefix, plen, NULL, 0, del_key_step, b);
+	return meta_db_scan(m, prefix, plen, NULL, 0, del_extent_step, b);
 }
 
 int meta_batch_del_all_xattrs(struct meta *m, struct meta_batch *b, uint64_t ino)

@@ -30,6 +30,10 @@ struct meta {
 	rocksdb_writeoptions_t *wopts_sync;
 	int64_t logical_bytes;            /* atomic: see meta.c */
 	bool logical_stale;               /* atomic: recount before use */
+	/* Live figures of tracked versions (meta_tally.c). */
+	pthread_mutex_t tally_mu;
+	struct meta_tally *tallies;       /* tally_mu */
+	size_t tallies_tracked;           /* atomic: how many; commits skip the version counts at 0 */
 	/* Group commit of WAL syncs (meta_sync): rounds are numbered; a round covers every caller that
 	 * arrived before it started. */
 	pthread_mutex_t sync_mu;
@@ -59,7 +63,51 @@ void meta_batch_raw_put(struct meta_batch *b, const uint8_t *k, size_t kl, const
 void meta_batch_raw_put2(struct meta_batch *b, const uint8_t *k, size_t kl, const void *v1, size_t l1,
 			 const void *v2, size_t l2);
 void meta_batch_raw_del(struct meta_batch *b, const uint8_t *k, size_t kl);
-/* Notes that b puts inode record i (NULL: deletes inode ino), for the logical-bytes count. */
+/* What a batch changes in the counted figures (meta_tally.c): the inode records and extents it puts
+ * or deletes, in the order noted. */
+struct meta_note_inode {
+	uint64_t ino, vino, names, size;
+	uint64_t contrib;     /* what it adds to the logical bytes: its size, if a linked regular file */
+	bool present;         /* put, not deleted */
+	size_t seq;
+};
+
+struct meta_note_extent {
+	uint64_t ino, off;
+	struct digest d;
+	bool put;             /* put (naming d), not deleted */
+	size_t seq;
+};
+
+struct meta_notes {
+	struct meta_note_inode *inodes;
+	size_t ninodes, capinodes;
+	struct meta_note_extent *extents;
+	size_t nextents, capextents;
+	bool lost;            /* no memory to note one: the figures are recounted */
+};
+
+/* The changes one commit makes, computed before its write and added after it. */
+struct meta_tally_change;
+struct meta_tally_delta {
+	int64_t logical;      /* to the whole folder's logical bytes */
+	struct meta_tally_change *v;
+	size_t n, cap;
+	bool failed;          /* not counted: the figures are recounted */
+};
+
+struct meta_notes *meta_batch_notes(struct meta_batch *b);
+/* Notes that b puts inode record i (NULL: deletes inode ino). */
 void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i);
+/* Notes that b puts an extent of ino at file_off naming d (NULL: deletes the extent there). */
+void meta_batch_note_extent(struct meta_batch *b, uint64_t ino, uint64_t file_off, const struct digest *d);
+void meta_notes_clear(struct meta_notes *n);
+void meta_notes_free(struct meta_notes *n);
+/* Before the batch's write: what it changes, against what the database holds now. Sorts the notes. */
+int meta_notes_prepare(struct meta *m, struct meta_notes *n, struct meta_tally_delta *d);
+/* After the write succeeded: adds d to the figures. */
+void meta_notes_apply(struct meta *m, struct meta_tally_delta *d);
+void meta_tally_delta_free(struct meta_tally_delta *d);
+void meta_tallies_free(struct meta *m);
 
 #endif

@@ -683,6 +683,116 @@ static void test_logical_bytes_are_kept_by_every_commit(void **state)
 	assert_true(meta_logical_bytes(f->m) == before);
 }
 
+/* ---- open versions' tallies, against a count from scans ---- */
+
+#define TALLY_POOL 300
+
+struct tally_scan {
+	struct meta *m;
+	uint64_t vino;
+	struct meta_tally_figures f;
+	struct digest seen[4096];
+	size_t nseen;
+};
+
+static int tally_scan_inode(const struct meta_inode *i, void *arg)
+{
+	struct tally_scan *t = arg;
+
+	if (i->version_ino == t->vino && S_ISREG(i->mode)) {
+		t->f.files += i->nlink;
+		t->f.logical_bytes += (uint64_t)i->nlink * i->size;
+	}
+	return 0;
+}
+
+static int tally_scan_extent(uint64_t ino, const struct meta_extent *e, void *arg)
+{
+	struct tally_scan *t = arg;
+	struct meta_inode mi;
+	struct meta_chunk c;
+
+	if (meta_get_inode(t->m, ino, &mi) != 0 || mi.version_ino != t->vino)
+		return 0;
+	for (size_t k = 0; k < t->nseen; k++)
+		if (digest_equal(&t->seen[k], &e->digest))
+			return 0;
+	assert_true(t->nseen < 4096);
+	t->seen[t->nseen++] = e->digest;
+	assert_int_equal(meta_get_chunk(t->m, &e->digest, &c), 0);
+	t->f.stored_bytes += c.len;
+	return 0;
+}
+
+static void assert_tally_matches_scan(struct meta *m, uint64_t vino)
+{
+	static struct tally_scan t;
+	struct meta_tally_figures got;
+
+	memset(&t, 0, sizeof(t));
+	t.m = m;
+	t.vino = vino;
+	assert_int_equal(meta_foreach_inode(m, tally_scan_inode, &t), 0);
+	assert_int_equal(meta_foreach_extent(m, tally_scan_extent, &t), 0);
+	assert_int_equal(meta_tally_get(m, vino, &got), 0);
+	assert_true(got.files == t.f.files);
+	assert_true(got.logical_bytes == t.f.logical_bytes);
+	assert_true(got.stored_bytes == t.f.stored_bytes);
+}
+
+static void test_version_tallies_are_kept_by_every_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct digest pool[TALLY_POOL];
+	unsigned seed = 4242;
+
+	for (int k = 0; k < TALLY_POOL; k++) {
+		struct meta_chunk c = { .len = 1000 + (uint64_t)k };
+		for (int j = 0; j < DIGEST_LEN; j++)
+			c.digest.b[j] = (uint8_t)rand_r(&seed);
+		c.digest.b[0] &= 0x0f;  /* crowd the low bits too: long probe runs, removals inside them */
+		pool[k] = c.digest;
+		meta_batch_put_chunk(f->b, &c);
+	}
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_tally_get(f->m, 10, &(struct meta_tally_figures){ 0 }), -ENOENT);
+	assert_int_equal(meta_tally_track(f->m, 10), 0);
+	assert_int_equal(meta_tally_track(f->m, 11), 0);
+	for (int round = 0; round < 400; round++) {
+		int n = 1 + (int)(rand_r(&seed) % 8);
+		for (int k = 0; k < n; k++) {
+			uint64_t ino = 2 + rand_r(&seed) % 30;
+			unsigned what = rand_r(&seed) % 12;
+			if (what == 0) {
+				meta_batch_del_inode(f->b, ino);
+			} else if (what < 5) {
+				/* an inode in version 10, 11 or none, a file or not, 0-2 names */
+				uint64_t vinos[3] = { 10, 11, 0 };
+				struct meta_inode i = { .ino = ino, .parent = 1, .nlink = rand_r(&seed) % 3,
+							.version_ino = vinos[rand_r(&seed) % 3],
+							.mode = (what == 1 ? S_IFDIR : S_IFREG) | 0644,
+							.size = (uint64_t)rand_r(&seed) % (1u << 20) };
+				snprintf(i.name, sizeof(i.name), "f%llu", (unsigned long long)ino);
+				meta_batch_put_inode(f->b, &i);
+			} else if (what < 10) {
+				struct meta_extent e = extent((rand_r(&seed) % 6) * 4096, 4096, 0);
+				e.digest = pool[rand_r(&seed) % TALLY_POOL];
+				meta_batch_put_extent(f->b, ino, &e);
+			} else if (what == 10) {
+				meta_batch_del_extent(f->b, ino, (rand_r(&seed) % 6) * 4096);
+			} else {
+				assert_int_equal(meta_batch_del_all_extents(f->m, f->b, ino), 0);
+			}
+		}
+		assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+		assert_tally_matches_scan(f->m, 10);
+		assert_tally_matches_scan(f->m, 11);
+	}
+	meta_tally_untrack(f->m, 10);
+	assert_int_equal(meta_tally_get(f->m, 10, &(struct meta_tally_figures){ 0 }), -ENOENT);
+	assert_tally_matches_scan(f->m, 11);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -704,6 +814,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_of_the_same_db_is_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logical_bytes_are_kept_by_every_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version_tallies_are_kept_by_every_commit, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
