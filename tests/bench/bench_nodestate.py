@@ -88,6 +88,8 @@ def main():
     print("  publish, format 2 incremental (+1000):     %8.3f s  %9.1f KiB  ratio v1/v2: %.0fx time, %.0fx bytes" %
           (med["v2_incr_s"], med["v2_incr_bytes"] / 1024, med["v1_full_s"] / med["v2_incr_s"],
            med["v1_full_bytes"] / med["v2_incr_bytes"]))
+    print("    (segment and head PUTs; before them, building the new sorted set and the delta merge took %.2f s)" %
+          med["v2_incr_set_s"])
     print("  collector read, format 1:                  %8.2f s  peak RSS %7.1f MiB  (+ sort %.2f s)" %
           (med["v1_read_s"], med["v1_peak_rss_mib"], med["v1_sort_s"]))
     print("  collector read, format 2 (2 segments):     %8.2f s  peak RSS %7.1f MiB  (+ sort %.2f s)  ratio v1/v2: "
