@@ -161,7 +161,7 @@ int cli_gc_remote(int argc, char **argv)
 	if (rc < 0)
 		return cli_error(CLI_FAILED, "gc --remote %s: %s", cfg.s3, err[0] ? err : strerror(-rc));
 	if (ga.json) {
-		json_t *j = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "uri",
+		json_t *j = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "uri",
 				      cfg.s3, "dry_run", o.dry_run, "epoch", (json_int_t)r.epoch, "nodes",
 				      (json_int_t)r.nodes, "versions", (json_int_t)r.versions, "uncommitted",
 				      (json_int_t)r.uncommitted, "versions_retired", (json_int_t)r.versions_retired,
@@ -169,19 +169,20 @@ int cli_gc_remote(int argc, char **argv)
 				      (json_int_t)r.objects_deleted, "chunks", (json_int_t)r.chunks, "chunks_live",
 				      (json_int_t)r.chunks_live, "chunks_recent", (json_int_t)r.chunks_recent,
 				      "chunks_deleted", (json_int_t)r.chunks_deleted, "bytes_deleted",
-				      (json_int_t)r.bytes_deleted, "log", cli_json_lines(log, log_len));
+				      (json_int_t)r.bytes_deleted, "node_segments_deleted", (json_int_t)r.segments_deleted, "log", cli_json_lines(log, log_len));
 		free(log);
 		return cli_json_print(j);
 	}
 	printf("%s%s: epoch %llu, %llu node%s, %llu versions (%llu uncommitted), %llu retired, %llu abandoned uploads "
 	       "(%llu objects); "
-	       "chunks: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB)\n",
+	       "chunks: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB); "
+	       "node state segments: %llu deleted\n",
 	       o.dry_run ? "dry run, nothing deleted: " : "", cfg.s3, (unsigned long long)r.epoch,
 	       (unsigned long long)r.nodes, r.nodes == 1 ? "" : "s", (unsigned long long)r.versions,
 	       (unsigned long long)r.uncommitted, (unsigned long long)r.versions_retired,
 	       (unsigned long long)r.uploads_abandoned,
 	       (unsigned long long)r.objects_deleted, (unsigned long long)r.chunks, (unsigned long long)r.chunks_live,
 	       (unsigned long long)r.chunks_recent, (unsigned long long)r.chunks_deleted,
-	       (double)r.bytes_deleted / (1 << 20));
+	       (double)r.bytes_deleted / (1 << 20), (unsigned long long)r.segments_deleted);
 	return CLI_OK;
 }

@@ -171,6 +171,9 @@ int tier_import(struct store *st, const struct tier_options *opt, FILE *progress
 /* An upload without COMMIT that no node keeps goes once its newest object is this many grace
  * periods old. */
 #define TIER_GC_ABANDON_GRACES 4
+/* A node state segment with no head at all goes only when this old too (and past the grace period):
+ * a new node writes its first segment just before its first head. */
+#define TIER_GC_HEADLESS_SEGMENT_NS (3600ll * 1000000000)
 struct tier_gc_options {
 	uint32_t keep;            /* committed versions kept per run, newest first; 0: every version */
 	int64_t grace_ns;         /* objects younger than this are never deleted */
@@ -190,6 +193,7 @@ struct tier_gc_report {
 	uint64_t objects_deleted; /* COMMIT and manifest objects */
 	uint64_t chunks, chunks_live, chunks_recent;  /* chunk objects seen / referenced / within grace */
 	uint64_t chunks_deleted, bytes_deleted;
+	uint64_t segments_deleted;  /* node state segments no head names (and, with forget_node, its own) */
 };
 
 /* Collects the bucket of opt: retires committed versions beyond the newest o->keep of each run that

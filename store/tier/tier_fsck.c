@@ -24,7 +24,6 @@
 
 #define FSCK_JOBS_MAX 64
 #define FSCK_USERS_SHOWN 4
-#define FSCK_NODE_STATE_MAX (1u << 30)
 
 enum fsck_kind { FSCK_COMMIT, FSCK_MANIFEST };
 
@@ -42,6 +41,14 @@ struct fsck_read {
 	char *msg;       /* why, when rc != 0 (malloc'ed) */
 	struct tier_commit commit;  /* COMMIT, when rc == 0 */
 	struct tier_manifest m;  /* manifest, when rc == 0 */
+	struct tier_node_seg *segs;  /* node state head: the segments it names, when rc == 0 */
+	size_t nsegs;
+};
+
+/* A node state segment found by the listing: nodes/<node>/<gen>.seg. */
+struct fsck_seg {
+	char *key, *node;
+	uint64_t gen;
 };
 
 struct fsck_version {
@@ -92,6 +99,8 @@ struct fsck {
 	char **nodes;                 /* keys of node states */
 	size_t nnodes, capnodes;
 	struct fsck_read *node_reads;
+	struct fsck_seg *segs;        /* node state segments */
+	size_t nsegs, capsegs;
 	struct fsck_listed *listed;   /* chunk objects */
 	size_t nlisted, caplisted;
 	struct fsck_lines notes;      /* unexpected keys */
@@ -232,11 +241,35 @@ static int fsck_add_chunk(struct fsck *f, const char *key, const char *rel, uint
 	return 0;
 }
 
+/* nodes/<node>/<16 hex>.seg: a segment of a node's state. */
+static int fsck_add_segment(struct fsck *f, const char *key, const char *node, size_t nlen, const char *leaf)
+{
+	char *end;
+	uint64_t gen = strtoull(leaf, &end, 16);
+
+	if (strlen(leaf) != 16 + 4 || end != leaf + 16 || strcmp(end, ".seg") != 0 || nlen == 0)
+		return lines_add(&f->notes, fsck_strdup_printf("%s: not a node state segment (unexpected under nodes/)",
+							      key));
+	if (grow((void **)&f->segs, &f->capsegs, f->nsegs, sizeof(*f->segs)) < 0)
+		return -ENOMEM;
+	f->segs[f->nsegs] = (struct fsck_seg){ strdup(key), strndup(node, nlen), gen };
+	if (!f->segs[f->nsegs].key || !f->segs[f->nsegs].node) {
+		free(f->segs[f->nsegs].key);
+		free(f->segs[f->nsegs].node);
+		return -ENOMEM;
+	}
+	f->nsegs++;
+	return 0;
+}
+
 static int fsck_add_node(struct fsck *f, const char *key, const char *rel)
 {
 	size_t len = strlen(rel);
+	const char *slash = strchr(rel + 6, '/');
 
-	if (len <= 6 + 5 || strchr(rel + 6, '/') || strcmp(rel + len - 5, ".json") != 0)
+	if (slash && !strchr(slash + 1, '/'))
+		return fsck_add_segment(f, key, rel + 6, (size_t)(slash - rel - 6), slash + 1);
+	if (len <= 6 + 5 || slash || strcmp(rel + len - 5, ".json") != 0)
 		return lines_add(&f->notes, fsck_strdup_printf("%s: not a node state (unexpected under nodes/)", key));
 	if (grow((void **)&f->nodes, &f->capnodes, f->nnodes, sizeof(*f->nodes)) < 0)
 		return -ENOMEM;
@@ -379,23 +412,29 @@ static void check_robj(struct fsck *f, size_t i, void **buf, size_t *bufsz)
 		check_manifest(f, &f->robj[i], &f->reads[i]);
 }
 
+/* A node's head and every segment it names, checked as bucket gc reads them. */
 static void check_node(struct fsck *f, size_t i, void **buf, size_t *bufsz)
 {
 	struct fsck_read *rd = &f->node_reads[i];
+	struct tier_digest_vec chunks = { 0 };
 	struct tier_node_state st;
-	char *text = NULL, err[256];
-	size_t len;
+	char err[700];
+	int rc;
 
 	(void)buf;
 	(void)bufsz;
-	if (fsck_get(f, f->nodes[i], FSCK_NODE_STATE_MAX, &text, &len, rd) < 0)
+	rc = tier_node_state_get(f->c, f->nodes[i], &st, &chunks, err, sizeof(err));
+	tier_digest_vec_free(&chunks);
+	if (rc == -EBADMSG)
+		read_fail(rd, rc, "node state refused (%s): bucket garbage collection refuses to run", err);
+	else if (rc < 0)
+		read_fail(rd, rc, "%s", err);
+	if (rc < 0)
 		return;
-	if (tier_node_state_decode(text, len, &st, err, sizeof(err)) < 0)
-		read_fail(rd, -EBADMSG, "node state does not parse (%s): bucket garbage collection refuses to run",
-			  err);
-	else
-		tier_node_state_free(&st);
-	free(text);
+	rd->segs = st.segs;
+	rd->nsegs = st.n_segs;
+	st.segs = NULL;
+	tier_node_state_free(&st);
 }
 
 /* ---- chunks ---- */
@@ -697,8 +736,47 @@ static void fsck_report_chunks(struct fsck *f, FILE *out)
 	}
 }
 
+enum fsck_seg_owner { SEG_NAMED, SEG_UNNAMED, SEG_HEAD_UNREAD, SEG_NO_HEAD };
+
+/* What the head of a segment's node says of it. */
+static enum fsck_seg_owner fsck_segment_owner(const struct fsck *f, const struct fsck_seg *sg)
+{
+	size_t plen = f->prefix_len + 6, nlen = strlen(sg->node);
+
+	for (size_t i = 0; i < f->nnodes; i++) {
+		const char *name = f->nodes[i] + plen;
+		const struct fsck_read *rd = &f->node_reads[i];
+		if (strncmp(name, sg->node, nlen) != 0 || strcmp(name + nlen, ".json") != 0)
+			continue;
+		if (rd->rc == -ENOENT)
+			return SEG_NO_HEAD;
+		if (rd->rc != 0)
+			return SEG_HEAD_UNREAD;  /* reported as the head's problem */
+		for (size_t k = 0; k < rd->nsegs; k++)
+			if (rd->segs[k].gen == sg->gen)
+				return SEG_NAMED;
+		return SEG_UNNAMED;
+	}
+	return SEG_NO_HEAD;
+}
+
+/* Segments no head names: left by a compaction, a failed publish or a restart (notes, not problems). */
+static void fsck_note_orphan_segments(struct fsck *f)
+{
+	for (size_t i = 0; i < f->nsegs; i++) {
+		enum fsck_seg_owner owner = fsck_segment_owner(f, &f->segs[i]);
+		f->r->objects++;
+		if (owner == SEG_UNNAMED || owner == SEG_NO_HEAD)
+			lines_add(&f->notes, fsck_strdup_printf("%s: a node state segment %s (gc --remote removes it "
+								"after the grace period)", f->segs[i].key,
+								owner == SEG_UNNAMED ? "its node's head does not name" :
+								"of a node with no head"));
+	}
+}
+
 static void fsck_report_nodes(struct fsck *f, FILE *out)
 {
+	fsck_note_orphan_segments(f);
 	for (size_t i = 0; i < f->nnodes; i++) {
 		const struct fsck_read *rd = &f->node_reads[i];
 		f->r->objects++;
@@ -840,9 +918,16 @@ static void fsck_free(struct fsck *f)
 	}
 	for (size_t i = 0; i < f->nnodes; i++) {
 		free(f->nodes[i]);
-		if (f->node_reads)
+		if (f->node_reads) {
 			free(f->node_reads[i].msg);
+			free(f->node_reads[i].segs);
+		}
 	}
+	for (size_t i = 0; i < f->nsegs; i++) {
+		free(f->segs[i].key);
+		free(f->segs[i].node);
+	}
+	free(f->segs);
 	for (size_t i = 0; i < f->nchunks; i++)
 		free(f->chunks[i].msg);
 	free(f->robj);

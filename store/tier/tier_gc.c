@@ -3,7 +3,9 @@
  *
  *   PREFIX/nodes/<node-id>.json  each node's state: the versions it keeps locally and every chunk
  *                                digest of its chunk index (chunks it holds, or has evicted and may
- *                                still read back). Rewritten by the uploader when either changes.
+ *                                still read back), as a head naming binary segments; a publish adds
+ *                                one segment of the digests new since the last one, or compacts
+ *                                (tier_node_state.c has the formats).
  *   PREFIX/gc/epoch              {"epoch": N, "collecting": bool, ...}: a collector raises N and
  *                                sets collecting before it reads any node state, and clears it
  *                                when its deletions are over.
@@ -27,7 +29,6 @@
 
 #include "tier_impl.h"
 
-#define NODE_STATE_MAX (1024ull << 20)
 #define NODE_PUBLISH_MIN_NS (30ll * 1000000000)  /* ---- gc/epoch ---- */
 
 int tier_gc_epoch_decode(const char *text, size_t len, struct tier_gc_epoch *out)
@@ -145,168 +146,208 @@ static json_t *node_versions(struct tier *t)
 	return l.arr;
 }
 
-static char *hex_digests(const struct digest *d, size_t n)
-{
-	char *s = malloc(n * DIGEST_HEX_LEN + 1);
-
-	if (!s)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		digest_to_hex(&d[i], s + i * DIGEST_HEX_LEN);
-	s[n * DIGEST_HEX_LEN] = '\0';
-	return s;
-}
-
-static int digest_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, DIGEST_LEN);
-}
-
-/* The index's digests and extra ones, sorted, without repeats. */
+/* The index's digests and extra ones, sorted, without repeats, at (*out)[1..*n]: (*out)[0] is room for a
+ * segment header, so that a full segment goes up without a copy. */
 static int published_chunks(struct tier *t, const struct digest *extra, size_t nextra, struct digest **out,
 			    size_t *n, uint64_t *gen)
 {
-	struct digest *d = NULL, *all;
-	size_t k = 0;
-	int rc = store_chunk_list(t->st, &d, n, gen);
+	struct tier_digest_vec v = { 0 };
+	int rc = store_chunk_list(t->st, &v.d, &v.n, gen);
 
 	if (rc < 0)
 		return rc;
-	all = realloc(d, (*n + nextra + 1) * sizeof(*all));
-	if (!all) {
-		free(d);
-		return -ENOMEM;
+	v.cap = v.n;
+	rc = tier_digest_vec_reserve(&v, nextra + 1);
+	if (rc < 0) {
+		tier_digest_vec_free(&v);
+		return rc;
 	}
 	if (nextra) {
-		memcpy(all + *n, extra, nextra * sizeof(*all));
-		qsort(all, *n + nextra, sizeof(*all), digest_cmp);
-		for (size_t i = 0; i < *n + nextra; i++)
-			if (k == 0 || memcmp(&all[k - 1], &all[i], DIGEST_LEN) != 0)
-				all[k++] = all[i];
-		*n = k;
+		tier_digest_vec_add(&v, extra, nextra);  /* room reserved: cannot fail */
+		tier_digest_vec_sort_unique(&v);
 	}
-	*out = all;
+	memmove(v.d + 1, v.d, v.n * sizeof(*v.d));
+	*out = v.d;
+	*n = v.n;
+	return 0;
+}
+
+/* A generation above every one this node used, from the wall clock so that it also stays above those
+ * of its earlier runs. */
+static uint64_t next_gen(struct tier *t)
+{
+	uint64_t now = (uint64_t)tier_wall_ns();
+
+	t->pub.last_gen = now > t->pub.last_gen ? now : t->pub.last_gen + 1;
+	return t->pub.last_gen;
+}
+
+/* PUTs obj (a segment of count digests, header slot included) under a new generation, into *seg. */
+static int put_segment(struct tier *t, const char *head_key, uint8_t *obj, uint64_t count,
+		       struct tier_node_seg *seg, struct s3_result *res)
+{
+	size_t len = TIER_NODE_SEG_HDR + count * DIGEST_LEN;
+	char key[TIER_PREFIX_MAX + 2 * TIER_NODE_ID_MAX + 48], hex[DIGEST_HEX_LEN + 1];
+	int rc = -EEXIST;
+
+	tier_node_segment_header(count, obj);
+	seg->count = count;
+	SHA256(obj, len, seg->sha256);
+	digest_to_hex((const struct digest *)seg->sha256, hex);
+	/* Created only if absent: a segment a head names is never replaced (a clock set back could reuse a
+	   generation of an earlier run). */
+	for (int attempt = 0; attempt < 3 && rc == -EEXIST; attempt++) {
+		seg->gen = next_gen(t);
+		rc = tier_node_segment_key(head_key, seg->gen, key, sizeof(key));
+		if (rc == 0)
+			rc = s3_put(t->client, key, obj, len, hex, S3_PUT_IF_ABSENT, res);
+	}
+	return rc;
+}
+
+/* Deletes the segments a compaction dropped, once the head that no longer names them is in place. */
+static void drop_segments(struct tier *t, const char *head_key, const struct tier_node_seg *segs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char key[TIER_PREFIX_MAX + 2 * TIER_NODE_ID_MAX + 48];
+		struct s3_result res = { 0 };
+		if (tier_node_segment_key(head_key, segs[i].gen, key, sizeof(key)) == 0 &&
+		    s3_delete(t->client, key, &res) < 0)
+			tier_logf(t, S3_LOG_WARN, "S3 tier: deleting %s, a compacted node state segment: %s "
+				  "(gc --remote removes it)", key, res.message);
+	}
+}
+
+/* One publish: what it writes, and the segment list the new head names. */
+struct pub_step {
+	struct digest *cur;     /* S at cur[1..n] (published_chunks) */
+	size_t n;
+	enum tier_node_plan plan;
+	struct tier_node_seg *segs;
+	size_t nsegs;
+	uint64_t listed;
+};
+
+/* Decides what to write and writes the segment, if any; fills st->segs. */
+static int publish_segment(struct tier *t, const char *head_key, struct pub_step *st, struct s3_result *res)
+{
+	struct tier_node_pub *p = &t->pub;
+	size_t nd = p->done ? tier_digests_minus(st->cur + 1, st->n, p->set + 1, p->n, NULL) : st->n;
+	int64_t age = p->nsegs ? tier_wall_ns() - (int64_t)p->segs[0].gen : 0;
+	struct digest *delta;
+	int rc;
+
+	st->plan = tier_node_publish_plan(p->done, p->nsegs, p->listed, st->n, nd, age);
+	st->segs = malloc((p->nsegs + 1) * sizeof(*st->segs));
+	if (!st->segs)
+		return -ENOMEM;
+	if (st->plan != TIER_NODE_FULL) {
+		memcpy(st->segs, p->segs, p->nsegs * sizeof(*st->segs));
+		st->nsegs = p->nsegs;
+		st->listed = p->listed;
+	}
+	if (st->plan == TIER_NODE_DELTA) {
+		delta = malloc((nd + 1) * sizeof(*delta));
+		if (!delta)
+			return -ENOMEM;
+		tier_digests_minus(st->cur + 1, st->n, p->set + 1, p->n, delta + 1);
+		rc = put_segment(t, head_key, (uint8_t *)delta, nd, &st->segs[st->nsegs], res);
+		free(delta);
+	} else if (st->plan == TIER_NODE_FULL && st->n) {
+		rc = put_segment(t, head_key, (uint8_t *)st->cur, st->n, &st->segs[st->nsegs], res);
+	} else {
+		return 0;  /* the head alone (an empty set has no segment) */
+	}
+	if (rc == 0)
+		st->listed += st->segs[st->nsegs++].count;
+	return rc;
+}
+
+/* The head is in place: what it names becomes what this node published. */
+static void publish_done(struct tier *t, const char *head_key, struct pub_step *st, uint64_t gen,
+			 const uint8_t vhash[SHA256_DIGEST_LENGTH])
+{
+	struct tier_node_pub *p = &t->pub;
+
+	if (st->plan == TIER_NODE_FULL)
+		drop_segments(t, head_key, p->segs, p->nsegs);
+	free(p->set);
+	free(p->segs);
+	p->set = st->cur;
+	p->n = st->n;
+	p->segs = st->segs;
+	p->nsegs = st->nsegs;
+	p->listed = st->listed;
+	st->cur = NULL;
+	st->segs = NULL;
+	p->done = true;
+	p->index_gen = gen;
+	p->ns = tier_now_ns();
+	memcpy(p->vhash, vhash, sizeof(p->vhash));
+}
+
+/* The version list into *versions, and the SHA-256 of its text. */
+static int versions_hash(struct tier *t, json_t **versions, uint8_t vhash[SHA256_DIGEST_LENGTH])
+{
+	char *vtext;
+
+	*versions = node_versions(t);
+	vtext = *versions ? json_dumps(*versions, JSON_COMPACT) : NULL;
+	if (!vtext) {
+		json_decref(*versions);
+		return -ENOMEM;
+	}
+	SHA256((const uint8_t *)vtext, strlen(vtext), vhash);
+	free(vtext);
 	return 0;
 }
 
 int tier_publish_node(struct tier *t, const struct digest *extra, size_t nextra, bool force, char *msg,
 		      size_t msgsz)
 {
-	struct digest *d = NULL;
+	struct pub_step st = { 0 };
 	struct s3_result res = { 0 };
 	uint8_t vhash[SHA256_DIGEST_LENGTH];
-	char key[TIER_PREFIX_MAX + TIER_NODE_ID_MAX + 16], *vtext = NULL, *text = NULL, *hex = NULL;
-	json_t *versions, *j = NULL;
+	char key[TIER_PREFIX_MAX + TIER_NODE_ID_MAX + 16], *text = NULL;
+	json_t *versions;
 	uint64_t gen;
-	size_t n = 0;
 	int rc;
 
 	store_chunk_list(t->st, NULL, NULL, &gen);
-	versions = node_versions(t);
-	vtext = versions ? json_dumps(versions, JSON_COMPACT) : NULL;
-	if (!vtext) {
-		json_decref(versions);
+	if (versions_hash(t, &versions, vhash) < 0)
 		return -ENOMEM;
-	}
-	SHA256((const uint8_t *)vtext, strlen(vtext), vhash);
-	free(vtext);
 	/* Extra digests differ from one upload to the next: always published. */
-	if (!force && nextra == 0 && t->published && gen == t->published_gen && memcmp(vhash, t->published_vhash, sizeof(vhash)) == 0) {
+	if (!force && nextra == 0 && t->pub.done && gen == t->pub.index_gen &&
+	    memcmp(vhash, t->pub.vhash, sizeof(vhash)) == 0) {
 		json_decref(versions);
 		return 0;
 	}
-	rc = published_chunks(t, extra, nextra, &d, &n, &gen);
-	hex = rc == 0 ? hex_digests(d, n) : NULL;
-	if (hex)
-		j = json_pack("{s:i,s:s,s:I,s:o,s:I,s:s}", "format", 1, "node", t->node_id, "updated_ns",
-			      (json_int_t)tier_wall_ns(), "versions", versions, "chunk_count", (json_int_t)n, "chunks", hex);
-	else
-		json_decref(versions);
-	text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(j);
-	free(hex);
-	free(d);
-	if (!text)
-		return -ENOMEM;
 	rc = tier_key(t, key, sizeof(key), "nodes/%s.json", t->node_id);
 	if (rc == 0)
-		rc = s3_put(t->client, key, text, strlen(text), NULL, 0, &res);
+		rc = published_chunks(t, extra, nextra, &st.cur, &st.n, &gen);
+	if (rc == 0)
+		rc = publish_segment(t, key, &st, &res);
+	if (rc == 0) {
+		/* The segments are up: only now may a head name them. */
+		text = tier_node_head_encode(t->node_id, tier_wall_ns(), versions, st.n, st.segs, st.nsegs);
+		rc = text ? s3_put(t->client, key, text, strlen(text), NULL, 0, &res) : -ENOMEM;
+	}
+	json_decref(versions);
 	free(text);
-	if (rc < 0) {
+	if (rc == 0)
+		publish_done(t, key, &st, gen, vhash);
+	free(st.cur);
+	free(st.segs);
+	if (rc < 0)
 		snprintf(msg, msgsz, "publishing this node's state: %.300s", res.message[0] ? res.message : strerror(-rc));
-		return rc;
-	}
-	t->published = true;
-	t->published_gen = gen;
-	t->published_ns = tier_now_ns();
-	memcpy(t->published_vhash, vhash, sizeof(vhash));
-	return 0;
+	return rc;
 }
 
-int tier_node_state_decode(const char *text, size_t len, struct tier_node_state *out, char *err, size_t errsz)
+void tier_node_pub_free(struct tier_node_pub *p)
 {
-	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *node, *vs, *chunks, *upd;
-	const char *hex;
-	size_t hlen, i;
-	json_t *v;
-
-	memset(out, 0, sizeof(*out));
-	node = json_object_get(j, "node");
-	vs = json_object_get(j, "versions");
-	chunks = json_object_get(j, "chunks");
-	upd = json_object_get(j, "updated_ns");
-	if (!json_is_string(node) || !json_is_array(vs) || !json_is_string(chunks) || !json_is_integer(upd) ||
-	    json_string_length(chunks) % DIGEST_HEX_LEN != 0) {
-		snprintf(err, errsz, "not a node state object");
-		json_decref(j);
-		return -EINVAL;
-	}
-	snprintf(out->node, sizeof(out->node), "%s", json_string_value(node));
-	out->updated_ns = (int64_t)json_integer_value(upd);
-	hex = json_string_value(chunks);
-	hlen = json_string_length(chunks);
-	out->n_chunks = hlen / DIGEST_HEX_LEN;
-	out->chunks = malloc((out->n_chunks ? out->n_chunks : 1) * sizeof(*out->chunks));
-	out->versions = calloc(json_array_size(vs) + 1, sizeof(*out->versions));
-	if (!out->chunks || !out->versions) {
-		json_decref(j);
-		tier_node_state_free(out);
-		return -ENOMEM;
-	}
-	for (i = 0; i < out->n_chunks; i++) {
-		char one[DIGEST_HEX_LEN + 1];
-		memcpy(one, hex + i * DIGEST_HEX_LEN, DIGEST_HEX_LEN);
-		one[DIGEST_HEX_LEN] = '\0';
-		if (digest_from_hex(one, &out->chunks[i]) < 0) {
-			snprintf(err, errsz, "a chunk digest is not hexadecimal");
-			json_decref(j);
-			tier_node_state_free(out);
-			return -EINVAL;
-		}
-	}
-	json_array_foreach(vs, i, v) {
-		const char *run = json_string_value(json_array_get(v, 0));
-		const char *ver = json_string_value(json_array_get(v, 1));
-		if (!run || !ver)
-			continue;
-		if (asprintf(&out->versions[out->n_versions], "%s/%s", run, ver) < 0) {
-			json_decref(j);
-			tier_node_state_free(out);
-			return -ENOMEM;
-		}
-		out->n_versions++;
-	}
-	json_decref(j);
-	return 0;
-}
-
-void tier_node_state_free(struct tier_node_state *s)
-{
-	for (size_t i = 0; i < s->n_versions; i++)
-		free(s->versions[i]);
-	free(s->versions);
-	free(s->chunks);
-	memset(s, 0, sizeof(*s));
+	free(p->set);
+	free(p->segs);
+	memset(p, 0, sizeof(*p));
 }
 
 /* ---- the uploader's side ---- */
@@ -338,10 +379,10 @@ void tier_publish_idle(struct tier *t)
 {
 	char msg[400];
 
-	if (t->published && tier_now_ns() - t->published_ns < NODE_PUBLISH_MIN_NS)
+	if (t->pub.done && tier_now_ns() - t->pub.ns < NODE_PUBLISH_MIN_NS)
 		return;
 	if (tier_publish_node(t, NULL, 0, false, msg, sizeof(msg)) < 0)
 		tier_logf(t, S3_LOG_WARN, "S3 tier: %s", msg);
 	else
-		t->published_ns = tier_now_ns();
+		t->pub.ns = tier_now_ns();
 }

@@ -3,7 +3,8 @@
  *
  *   1. take gc/lock (If-None-Match; a lock older than TIER_GC_STALE_NS is broken), raise gc/epoch
  *      and mark it collecting: from here on no node skips an upload or evicts a chunk on an old mark;
- *   2. read every node's state: the versions nodes keep and every chunk their indexes hold are live;
+ *   2. read every node's state (its head, then the segments it names): the versions nodes keep and
+ *      every chunk their indexes hold are live;
  *   3. retire committed versions beyond the newest `keep` of each run that no node keeps and whose
  *      COMMIT is older than the grace period: COMMIT first (readers stop seeing the version), then
  *      its manifests; and abandoned uploads: versions without COMMIT that no node keeps, whose
@@ -11,7 +12,7 @@
  *      or was forgotten: nobody will ever commit them);
  *   4. every chunk named by a remaining manifest (committed or not) is live; chunk objects that are
  *      not live and older than the grace period are deleted;
- *   5. clear collecting, drop the lock.
+ *   5. delete node state segments no head names (FORMAT.md: "Orphans"), clear collecting, drop the lock.
  * A failure stops the run where it is (nothing half-deleted matters: an unreferenced chunk or a
  * manifest without COMMIT is only garbage for the next run) and still clears collecting.
  */
@@ -40,6 +41,22 @@ struct gc_version {
 	bool abandoned;         /* retire: an upload without COMMIT that no one will finish */
 };
 
+/* A node state head listed under nodes/, and the segments it named when read. */
+struct gc_node {
+	char *name;
+	int64_t modified;       /* LastModified in the listing; 0 unreadable */
+	struct tier_node_seg *segs;
+	size_t nsegs;
+	bool read;              /* found and read (not forgotten meanwhile) */
+};
+
+/* A segment object listed under nodes/<node>/. */
+struct gc_seg {
+	char *key, *node;
+	uint64_t gen;
+	int64_t modified;
+};
+
 struct gc_run {
 	struct s3_client *c;
 	char prefix[TIER_PREFIX_MAX];
@@ -50,8 +67,11 @@ struct gc_run {
 	size_t msgsz;
 	int64_t now;
 	struct tier_gc_epoch ep;
-	struct digest *live;
-	size_t n_live, cap_live;
+	struct tier_digest_vec live;
+	struct gc_node *nodes;  /* sorted by name once listed */
+	size_t n_nodes;
+	struct gc_seg *segs;
+	size_t n_segs;
 	char **held;            /* "run/version" kept by some node, sorted */
 	size_t n_held;
 	struct gc_version *v;
@@ -75,21 +95,6 @@ static int gc_fail(struct gc_run *g, int rc, const char *what, const struct s3_r
 {
 	snprintf(g->msg, g->msgsz, "%.120s: %.250s", what, res && res->message[0] ? res->message : strerror(-rc));
 	return rc;
-}
-
-static int live_add(struct gc_run *g, const struct digest *d, size_t n)
-{
-	if (g->n_live + n > g->cap_live) {
-		size_t cap = (g->cap_live + n) * 2;
-		struct digest *l = realloc(g->live, cap * sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		g->live = l;
-		g->cap_live = cap;
-	}
-	memcpy(g->live + g->n_live, d, n * sizeof(*d));
-	g->n_live += n;
-	return 0;
 }
 
 static int digest_cmp(const void *a, const void *b)
@@ -181,30 +186,81 @@ static int gc_epoch_set(struct gc_run *g, bool collecting)
 
 /* ---- 2. node states ---- */
 
-static int read_node(void *ctx, const struct s3_object *o)
+static int node_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct gc_node *)a)->name, ((const struct gc_node *)b)->name);
+}
+
+/* Sorts one listed key under nodes/: a head "<node>.json" or a segment "<node>/<16 hex>.seg"; anything
+ * else is left alone. */
+static int list_node_object(void *ctx, const struct s3_object *o)
 {
 	struct gc_run *g = ctx;
-	struct s3_result res = { 0 };
+	size_t plen = strlen(g->prefix) + (g->prefix[0] ? 1 : 0) + 6;  /* "PREFIX/nodes/" */
+	const char *rel = o->key + plen, *slash;
+	size_t len = strlen(o->key) > plen ? strlen(rel) : 0;
+	int64_t modified = parse_s3_time(o->last_modified);
+	char *end;
+
+	if (o->is_prefix || len <= 5)
+		return 0;
+	slash = strchr(rel, '/');
+	if (!slash && strcmp(rel + len - 5, ".json") == 0) {
+		struct gc_node *n = realloc(g->nodes, (g->n_nodes + 1) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		g->nodes = n;
+		n = &g->nodes[g->n_nodes];
+		memset(n, 0, sizeof(*n));
+		n->modified = modified;
+		n->name = strndup(rel, len - 5);
+		return n->name ? (g->n_nodes++, 0) : -ENOMEM;
+	}
+	if (slash && strlen(slash + 1) == 16 + 4 && strcmp(slash + 17, ".seg") == 0 && !strchr(slash + 1, '/')) {
+		struct gc_seg *sg = realloc(g->segs, (g->n_segs + 1) * sizeof(*sg));
+		uint64_t gen = strtoull(slash + 1, &end, 16);
+		if (end != slash + 17)
+			return 0;
+		if (!sg)
+			return -ENOMEM;
+		g->segs = sg;
+		sg = &g->segs[g->n_segs];
+		sg->gen = gen;
+		sg->modified = modified;
+		sg->key = strdup(o->key);
+		sg->node = strndup(rel, (size_t)(slash - rel));
+		if (!sg->key || !sg->node) {
+			free(sg->key);
+			free(sg->node);
+			return -ENOMEM;
+		}
+		g->n_segs++;
+	}
+	return 0;
+}
+
+/* Reads one node's state into the live set and the versions nodes hold. */
+static int read_node(struct gc_run *g, struct gc_node *n)
+{
+	char key[TIER_PREFIX_MAX + TIER_NODE_ID_MAX + 16], err[700];
 	struct tier_node_state ns;
-	size_t len = strlen(o->key), tlen;
-	char *text = NULL, err[128];
+	size_t before = g->live.n;
 	int rc;
 
-	if (o->is_prefix || len < 5 || strcmp(o->key + len - 5, ".json") != 0)
-		return 0;
-	rc = s3_get_all(g->c, o->key, 1ull << 30, (void **)&text, &tlen, &res);
+	if (tier_gc_key(g->prefix, key, sizeof(key), "nodes/%s.json", n->name) < 0)
+		return 0;  /* not a name a node could have */
+	rc = tier_node_state_get(g->c, key, &ns, &g->live, err, sizeof(err));
 	if (rc == -ENOENT)
 		return 0;  /* forgotten meanwhile */
-	if (rc < 0)
-		return gc_fail(g, rc, o->key, &res);
-	rc = tier_node_state_decode(text, tlen, &ns, err, sizeof(err));
-	free(text);
 	if (rc < 0) {
 		/* Unreadable: its chunks cannot be known, so nothing may be deleted. */
-		snprintf(g->msg, g->msgsz, "%.300s: %s; nothing deleted", o->key, err);
+		snprintf(g->msg, g->msgsz, "%.500s; nothing deleted (see pecfs fsck --remote)", err);
 		return rc;
 	}
-	rc = live_add(g, ns.chunks, ns.n_chunks);
+	n->read = true;
+	n->segs = ns.segs;
+	n->nsegs = ns.n_segs;
+	ns.segs = NULL;
 	for (size_t i = 0; rc == 0 && i < ns.n_versions; i++) {
 		char **h = realloc(g->held, (g->n_held + 1) * sizeof(*h));
 		if (!h) {
@@ -217,10 +273,93 @@ static int read_node(void *ctx, const struct s3_object *o)
 	}
 	g->rep->nodes++;
 	if (g->progress)
-		fprintf(g->progress, "node %s: %zu versions kept, %zu chunks in its index\n", ns.node, ns.n_versions,
-			ns.n_chunks);
+		fprintf(g->progress, "node %s: %zu versions kept, %zu chunks in its index (%zu segments, %zu digests)\n",
+			ns.node, ns.n_versions, (size_t)ns.chunk_count, ns.n_segs, g->live.n - before);
 	tier_node_state_free(&ns);
 	return rc;
+}
+
+static int read_nodes(struct gc_run *g)
+{
+	int rc = 0;
+
+	if (g->n_nodes)
+		qsort(g->nodes, g->n_nodes, sizeof(*g->nodes), node_cmp);
+	for (size_t i = 0; rc == 0 && i < g->n_nodes; i++)
+		rc = read_node(g, &g->nodes[i]);
+	return rc;
+}
+
+/* Whether a listed segment is an orphan old enough to go (FORMAT.md section 5, "Orphans"). */
+static bool segment_is_orphan(const struct gc_run *g, const struct gc_seg *sg)
+{
+	struct gc_node key = { .name = sg->node }, *n;
+
+	if (sg->modified == 0 || g->now - sg->modified < g->o->grace_ns)
+		return false;
+	n = g->n_nodes ? bsearch(&key, g->nodes, g->n_nodes, sizeof(*g->nodes), node_cmp) : NULL;
+	if (!n || !n->read)  /* no head: a new node writes its first segment just before its first head */
+		return g->now - sg->modified >= TIER_GC_HEADLESS_SEGMENT_NS;
+	for (size_t i = 0; i < n->nsegs; i++)
+		if (n->segs[i].gen == sg->gen)
+			return false;
+	/* A head written after it does not name it: dropped, abandoned or left by a restart, for good. */
+	return n->modified > 0 && sg->modified < n->modified;
+}
+
+static int delete_orphan_segments(struct gc_run *g)
+{
+	struct s3_result res = { 0 };
+	int rc;
+
+	for (size_t i = 0; i < g->n_segs; i++) {
+		if (!segment_is_orphan(g, &g->segs[i]))
+			continue;
+		if (g->progress)
+			fprintf(g->progress, "%s %s (a node state segment no head names)\n",
+				g->o->dry_run ? "would delete" : "deleted", g->segs[i].key);
+		g->rep->segments_deleted++;
+		if (!g->o->dry_run && (rc = s3_delete(g->c, g->segs[i].key, &res)) < 0)
+			return gc_fail(g, rc, g->segs[i].key, &res);
+	}
+	return 0;
+}
+
+static int forget_segment(void *ctx, const struct s3_object *o)
+{
+	struct gc_run *g = ctx;
+	struct s3_result res = { 0 };
+	int rc;
+
+	if (o->is_prefix)
+		return 0;
+	if (g->progress)
+		fprintf(g->progress, "%s %s\n", g->o->dry_run ? "would delete" : "deleted", o->key);
+	g->rep->segments_deleted++;
+	if (!g->o->dry_run && (rc = s3_delete(g->c, o->key, &res)) < 0)
+		return gc_fail(g, rc, o->key, &res);
+	return 0;
+}
+
+/* --forget-node: the head first (nothing then names the segments), then every segment. */
+static int forget_node(struct gc_run *g)
+{
+	char key[TIER_PREFIX_MAX + TIER_NODE_ID_MAX + 16];
+	struct s3_result res = { 0 };
+	int rc;
+
+	if (strchr(g->o->forget_node, '/')) {
+		snprintf(g->msg, g->msgsz, "--forget-node %.64s: a node id holds no '/'", g->o->forget_node);
+		return -EINVAL;
+	}
+	tier_gc_key(g->prefix, key, sizeof(key), "nodes/%s.json", g->o->forget_node);
+	if (g->progress)
+		fprintf(g->progress, "%s node %s\n", g->o->dry_run ? "would forget" : "forgot", g->o->forget_node);
+	if (!g->o->dry_run && (rc = s3_delete(g->c, key, &res)) < 0)
+		return gc_fail(g, rc, key, &res);
+	tier_gc_key(g->prefix, key, sizeof(key), "nodes/%s/", g->o->forget_node);
+	rc = s3_list(g->c, key, NULL, 0, forget_segment, g, &res);
+	return rc < 0 ? (g->msg[0] ? rc : gc_fail(g, rc, key, &res)) : 0;
 }
 
 /* ---- 3. versions ---- */
@@ -411,7 +550,7 @@ static int add_manifest_chunks(struct gc_run *g, const char *key)
 	}
 	for (size_t i = 0; rc == 0 && i < m.n; i++)
 		for (size_t x = 0; rc == 0 && x < m.entries[i].next; x++)
-			rc = live_add(g, &m.entries[i].ext[x].digest, 1);
+			rc = tier_digest_vec_add(&g->live, &m.entries[i].ext[x].digest, 1);
 	tier_manifest_free(&m);
 	return rc;
 }
@@ -428,7 +567,7 @@ static int judge_chunk(void *ctx, const struct s3_object *o)
 	if (o->is_prefix || !base || strlen(base + 1) != DIGEST_HEX_LEN || digest_from_hex(base + 1, &d) < 0)
 		return 0;  /* not a chunk object of ours */
 	g->rep->chunks++;
-	if (g->n_live > 0 && bsearch(&d, g->live, g->n_live, sizeof(d), digest_cmp)) {
+	if (g->live.n > 0 && bsearch(&d, g->live.d, g->live.n, sizeof(d), digest_cmp)) {
 		g->rep->chunks_live++;
 		return 0;
 	}
@@ -490,17 +629,15 @@ static int gc_sweep(struct gc_run *g)
 	struct s3_result res = { 0 };
 	int rc;
 
-	if (g->o->forget_node && g->o->forget_node[0]) {
-		tier_gc_key(g->prefix, key, sizeof(key), "nodes/%s.json", g->o->forget_node);
-		if (g->progress)
-			fprintf(g->progress, "%s node %s\n", g->o->dry_run ? "would forget" : "forgot", g->o->forget_node);
-		if (!g->o->dry_run && (rc = s3_delete(g->c, key, &res)) < 0)
-			return gc_fail(g, rc, key, &res);
-	}
+	if (g->o->forget_node && g->o->forget_node[0] && (rc = forget_node(g)) < 0)
+		return rc;
 	tier_gc_key(g->prefix, key, sizeof(key), "nodes/");
-	rc = s3_list(g->c, key, NULL, 0, read_node, g, &res);
+	rc = s3_list(g->c, key, NULL, 0, list_node_object, g, &res);
 	if (rc < 0)
 		return g->msg[0] ? rc : gc_fail(g, rc, "listing nodes/", &res);
+	rc = read_nodes(g);
+	if (rc < 0)
+		return rc;
 	if (g->n_held)
 		qsort(g->held, g->n_held, sizeof(*g->held), str_cmp);
 	tier_gc_key(g->prefix, key, sizeof(key), "runs/");
@@ -528,8 +665,8 @@ static int gc_sweep(struct gc_run *g)
 		return rc;
 	if (g->o->progress)
 		g->o->progress(g->o->progress_ctx, "reading", g->nv, g->nv);
-	if (g->n_live)
-		qsort(g->live, g->n_live, sizeof(*g->live), digest_cmp);
+	if (g->live.n)
+		qsort(g->live.d, g->live.n, sizeof(*g->live.d), digest_cmp);
 	tier_gc_key(g->prefix, key, sizeof(key), "chunks/");
 	rc = s3_list(g->c, key, NULL, 0, judge_chunk, g, &res);
 	if (rc < 0)
@@ -537,7 +674,7 @@ static int gc_sweep(struct gc_run *g)
 	rc = delete_chunks(g);
 	if (rc == 0 && g->o->progress)
 		g->o->progress(g->o->progress_ctx, "deleting", g->n_doomed, g->n_doomed);
-	return rc;
+	return rc == 0 ? delete_orphan_segments(g) : rc;
 }
 
 static void gc_free(struct gc_run *g)
@@ -552,7 +689,17 @@ static void gc_free(struct gc_run *g)
 		free(g->held[i]);
 	free(g->held);
 	free(g->v);
-	free(g->live);
+	tier_digest_vec_free(&g->live);
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		free(g->nodes[i].name);
+		free(g->nodes[i].segs);
+	}
+	free(g->nodes);
+	for (size_t i = 0; i < g->n_segs; i++) {
+		free(g->segs[i].key);
+		free(g->segs[i].node);
+	}
+	free(g->segs);
 	free(g->doomed);
 	free(g->doomed_size);
 }

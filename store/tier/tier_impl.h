@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <jansson.h>
+
 #include "tier_manifest.h"
 #include "tier.h"
 
@@ -26,6 +28,35 @@ struct tier_vfail {
 	int64_t next_ns;          /* tier_now_ns() of the next try */
 	bool seen;                /* still pending at the last scan */
 	char error[400];          /* "run/version: what failed" */
+};
+
+/* Node states (tier_node_state.c; FORMAT.md section 5, "Node state: head and segments"). */
+#define TIER_NODE_SEG_HDR 32                 /* segment header bytes: one digest's room */
+#define TIER_NODE_SEGMENTS_MAX 256           /* segments one head may name */
+#define TIER_NODE_DIGESTS_MAX (1ull << 26)   /* digests one head's segments may hold together */
+#define TIER_NODE_HEAD_MAX (1ull << 30)      /* a head (format 1 holds every digest as hex) */
+#define TIER_NODE_READ_TRIES 5               /* head reads when a segment it names has gone */
+
+/* A segment a head names. */
+struct tier_node_seg {
+	uint64_t gen;            /* key nodes/<id>/<gen as 16 hex>.seg */
+	uint64_t count;          /* digests in it */
+	uint8_t sha256[32];      /* of the whole object */
+};
+
+/* What this node last published to nodes/<id>.json and its segments (tier_gc.c). */
+struct tier_node_pub {
+	bool done;                      /* a head went up since the tier opened */
+	uint64_t index_gen;             /* store_chunk_list's gen then */
+	uint8_t vhash[32];              /* SHA-256 of the version list then */
+	int64_t ns;                     /* tier_now_ns() then */
+	struct digest *set;             /* P, the digests published: set[1..n], sorted, unique; set[0] is room
+					   for a segment header */
+	size_t n;
+	struct tier_node_seg *segs;     /* the segments the head names, ascending gen */
+	size_t nsegs;
+	uint64_t listed;                /* their counts together */
+	uint64_t last_gen;              /* the newest generation used */
 };
 
 struct tier {
@@ -45,11 +76,7 @@ struct tier {
 	struct tier_prefetch *prefetch; /* read-ahead queue and workers (tier_prefetch.c), own lock; NULL: off */
 	int64_t evict_after_ns;         /* uploader thread only: next eviction pass while idle */
 	unsigned nodes;                 /* node parts a version needs before COMMIT */
-	/* The node state last published (uploader thread only, tier_gc.c). */
-	bool published;
-	uint64_t published_gen;
-	uint8_t published_vhash[32];
-	int64_t published_ns;
+	struct tier_node_pub pub;       /* the node state last published (uploader thread only, tier_gc.c) */
 	int64_t commit_check_ns;        /* uploader thread only: next look for versions awaiting nodes */
 	void (*log)(void *ctx, enum s3_log_level level, const char *msg);
 	void *log_ctx;
@@ -131,15 +158,72 @@ struct tier_gc_epoch {
 	char node[TIER_NODE_ID_MAX];
 };
 
+/* ---- node states: nodes/<id>.json heads and nodes/<id>/<gen>.seg segments (tier_node_state.c,
+ * tier_node_read.c; FORMAT.md section 5, "Node state: head and segments") ---- */
 /* One node's published state: the versions it keeps and its chunk index. */
 struct tier_node_state {
+	int format;              /* 1: chunks holds the digests; 2: segs names the segments that do */
 	char node[TIER_NODE_ID_MAX];
 	int64_t updated_ns;
-	char **versions;       /* "run/version" */
+	char **versions;         /* "run/version" */
 	size_t n_versions;
-	struct digest *chunks; /* sorted as published */
+	uint64_t chunk_count;    /* as the head says (the set the node holds; segments may list more) */
+	struct digest *chunks;   /* format 1: sorted as published */
 	size_t n_chunks;
+	struct tier_node_seg *segs;  /* format 2: ascending gen */
+	size_t n_segs;
 };
+
+/* A growable array of digests (the collector's live set, a node's digests). */
+struct tier_digest_vec {
+	struct digest *d;
+	size_t n, cap;
+};
+/* Makes room for n more digests beyond v->n (geometric growth). 0 or -ENOMEM. */
+int tier_digest_vec_reserve(struct tier_digest_vec *v, size_t n);
+int tier_digest_vec_add(struct tier_digest_vec *v, const struct digest *d, size_t n);
+void tier_digest_vec_free(struct tier_digest_vec *v);
+/* Sorts v and drops repeats. */
+void tier_digest_vec_sort_unique(struct tier_digest_vec *v);
+
+/* Writes a segment header for count digests into hdr (TIER_NODE_SEG_HDR bytes). */
+void tier_node_segment_header(uint64_t count, uint8_t hdr[TIER_NODE_SEG_HDR]);
+/* Checks a whole segment object (len bytes) against what its head says: header, count, length,
+ * ascending digests without repeats, SHA-256. 0, or -EBADMSG with the reason in err. The digests are
+ * at obj + TIER_NODE_SEG_HDR. */
+int tier_node_segment_check(const uint8_t *obj, size_t len, const struct tier_node_seg *seg, char *err,
+			    size_t errsz);
+/* Digests of a (sorted, unique, na) that are not in b (sorted, unique, nb), in order, into out (room
+ * for na); returns how many. One merge: O(na + nb). */
+size_t tier_digests_minus(const struct digest *a, size_t na, const struct digest *b, size_t nb,
+			  struct digest *out);  /* out NULL: only counts */
+
+/* What a publish writes (tier_node_publish_plan). */
+enum tier_node_plan { TIER_NODE_HEAD_ONLY, TIER_NODE_DELTA, TIER_NODE_FULL };
+#define TIER_NODE_SEGMENTS_KEEP 64                       /* more: compact */
+#define TIER_NODE_FULL_AGE_NS (24ll * 3600 * 1000000000) /* a full segment this old: compact */
+/* have: something was published since the daemon started; nsegs, listed: segments the head names
+ * and their digests together; now: digests the node holds; delta: of those, not published last
+ * time; full_age_ns: how long ago the oldest named segment was written. */
+enum tier_node_plan tier_node_publish_plan(bool have, size_t nsegs, uint64_t listed, uint64_t now, uint64_t delta,
+					   int64_t full_age_ns);
+
+/* Parses a head (format 1 or 2; bucket content: duplicate keys, malformed or out-of-range fields are
+ * refused with -EINVAL and a reason in err). */
+int tier_node_state_decode(const char *text, size_t len, struct tier_node_state *out, char *err, size_t errsz);
+void tier_node_state_free(struct tier_node_state *s);
+/* The text of a format 2 head (malloc'ed), or NULL for -ENOMEM. versions: a JSON array of [run,
+ * version] (a reference is taken). */
+char *tier_node_head_encode(const char *node, int64_t updated_ns, json_t *versions, uint64_t chunk_count,
+			    const struct tier_node_seg *segs, size_t nsegs);
+/* "PREFIX/nodes/<node>/<gen>.seg" from the head's key "PREFIX/nodes/<node>.json". -ENAMETOOLONG. */
+int tier_node_segment_key(const char *head_key, uint64_t gen, char *buf, size_t size);
+/* Reads a node's state from its head at key: the head, and for format 2 every segment it names, each
+ * checked. Every digest of the state is appended to chunks (out->chunks stays empty); on failure
+ * chunks is as it was. A missing segment makes it read the head again, up to TIER_NODE_READ_TRIES
+ * times. -ENOENT: no head; -EBADMSG: refused (err says why, naming the key); else the client's error. */
+int tier_node_state_get(struct s3_client *c, const char *key, struct tier_node_state *out,
+			struct tier_digest_vec *chunks, char *err, size_t errsz);
 
 /* Parses the text of gc/epoch (bucket content: duplicate keys, a negative epoch or a node name that
  * does not fit are refused). 0 or -EBADMSG. */
@@ -148,14 +232,14 @@ int tier_gc_epoch_decode(const char *text, size_t len, struct tier_gc_epoch *out
 int tier_gc_epoch_get(struct s3_client *c, const char *prefix, struct tier_gc_epoch *out, struct s3_result *res);
 int tier_gc_epoch_put(struct s3_client *c, const char *prefix, const struct tier_gc_epoch *ep, struct s3_result *res);
 bool tier_gc_epoch_stale(const struct tier_gc_epoch *ep);
-int tier_node_state_decode(const char *text, size_t len, struct tier_node_state *out, char *err, size_t errsz);
-void tier_node_state_free(struct tier_node_state *s);
 /* Writes nodes/<id>.json when the chunk index or the version list changed since the last time, when
  * forced, or when there are extra digests (those the node is about to name in a manifest, which a
  * persist selection may take from earlier uploads the local index no longer holds). Uploader
  * thread only. */
 int tier_publish_node(struct tier *t, const struct digest *extra, size_t nextra, bool force, char *msg,
 		      size_t msgsz);
+/* Frees what tier_publish_node keeps (tier_close). */
+void tier_node_pub_free(struct tier_node_pub *p);
 /* tier_publish_node at most every few seconds, for an idle uploader; failures are logged. */
 void tier_publish_idle(struct tier *t);
 /* Before relying on objects already in the bucket (skipping uploads, evicting): publishes the node

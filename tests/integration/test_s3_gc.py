@@ -2,7 +2,9 @@
 # on real mounts against a real Ceph RGW (s3_fixture.py): orphans go, everything a version or a node
 # references stays, objects within the grace period stay, --keep retires old versions only once no
 # node keeps them, uploads wait while a collection runs and re-check marks from an older epoch, one
-# collection at a time; COMMIT waits for every node's part with --s3-nodes.
+# collection at a time; COMMIT waits for every node's part with --s3-nodes. Node states are a head
+# naming binary segments: publishes add small segments, compaction drops old ones, a missing segment
+# stops a collection before it deletes anything, format 1 states of older releases still count.
 import json
 import os
 import sys
@@ -49,6 +51,9 @@ class S3GcTest(RgwTestCase):
 
     def node_state(self, prefix, node):
         return json.loads(self.s3("get", "%s/nodes/%s.json" % (prefix, node)).stdout)
+
+    def segment_keys(self, prefix, node):
+        return sorted(k for k in self.listing(prefix) if k.startswith("%s/nodes/%s/" % (prefix, node)))
 
     # ---- sweeping ----
 
@@ -115,6 +120,19 @@ class S3GcTest(RgwTestCase):
         for i in (1, 2):
             self.assertNotIn("keep/runs/run/step-%d/COMMIT" % i, keys)
             self.assertFalse([k for k in keys if k.startswith("keep/runs/run/step-%d/" % i)])
+        # The node's segments still list the two dropped chunks (5 listed, 3 held: no compaction
+        # yet), so they stay: a node state only ever keeps chunks longer. After a restart the node
+        # publishes one full segment; the old ones are orphans, and the next collection reclaims both.
+        self.assertEqual(len(self.chunk_keys("keep")), 5)
+        old_segs = self.segment_keys("keep", "n1")
+        m.umount()
+        m = self.mount("keep", "--node-id", "n1", data=m.data)
+        self.assertTrue(h.wait_until(lambda: not set(self.segment_keys("keep", "n1")) <= set(old_segs), 60))
+        st = self.node_state("keep", "n1")
+        self.assertEqual((st["chunk_count"], [s["count"] for s in st["segments"]]), (3, [3]))
+        out = self.gc("keep", "--keep", "2", "--grace", "0")
+        self.assertIn("node state segments: %d deleted" % len(old_segs), out.stdout)
+        self.assertEqual(self.segment_keys("keep", "n1"), ["keep/nodes/n1/%s.seg" % st["segments"][0]["gen"]])
         self.assertEqual(len(self.chunk_keys("keep")), 3)
         cp = self.restore("keep", "run@step-1", os.path.join(self.scratch, "gone"), check=False)
         self.assertEqual(cp.returncode, 1)
@@ -139,6 +157,84 @@ class S3GcTest(RgwTestCase):
         out = self.gc("hold", "--keep", "1", "--grace", "0")
         self.assertIn("0 retired", out.stdout)  # the reader keeps step-1 locally
         self.assertEqual(h.read_file(reader.path("run", "step-1", "x.bin")), data["x.bin"])
+
+    # ---- node states: head and segments ----
+
+    def test_node_state_segments(self):
+        """A publish adds a segment of the new digests only; dropping chunks compacts into one fresh
+        segment and the node deletes the old ones; a missing segment stops a collection before it
+        deletes anything; --forget-node removes the head and its segments."""
+        m = self.mount("segs", "--node-id", "n1")
+        f = {c: h.random_bytes(1 * MIB, 90 + i) for i, c in enumerate("abcde")}
+        self.write_version(m, "run", "step-1", {k: f[k] for k in "abce"})
+        self.seal_wait(m, "run", "step-1")
+        st = self.node_state("segs", "n1")
+        self.assertEqual((st["format"], st["chunk_count"], [s["count"] for s in st["segments"]]), (2, 4, [4]))
+        self.assertNotIn("chunks", st)
+        first = "segs/nodes/n1/%s.seg" % st["segments"][0]["gen"]
+        self.assertEqual(self.listing("segs")[first], 32 + 4 * 32)
+        # The second version adds one chunk: one small segment, the first one stays as it was.
+        self.write_version(m, "run", "step-2", {"a": f["a"], "d": f["d"]})
+        self.seal_wait(m, "run", "step-2")
+        st = self.node_state("segs", "n1")
+        self.assertEqual((st["chunk_count"], [s["count"] for s in st["segments"]]), (5, [4, 1]))
+        listing = self.listing("segs")
+        self.assertEqual(listing["segs/nodes/n1/%s.seg" % st["segments"][1]["gen"]], 32 + 32)
+        self.assertEqual(self.segment_keys("segs", "n1"), sorted([first, "segs/nodes/n1/%s.seg" %
+                                                                   st["segments"][1]["gen"]]))
+
+        # A segment the head names is missing: the collector gives up before deleting anything.
+        orphan = h.random_bytes(1 * MIB, 99)
+        self.put_object(self.chunk_key("segs", orphan), b"x" * 64 + orphan)
+        saved = self.s3("get", first).stdout
+        self.s3("rm", first)
+        cp = self.gc("segs", "--grace", "0", check=False)
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        self.assertIn("missing", cp.stderr)
+        self.assertIn("nothing deleted", cp.stderr)
+        self.assertIn(self.chunk_key("segs", orphan), self.chunk_keys("segs"))
+        self.put_object(first, saved)
+        # Every chunk a node lists stays, the orphan goes.
+        out = self.gc("segs", "--grace", "0")
+        self.assertIn("1 deleted", out.stdout, out.stdout)
+        self.assertEqual(len(self.chunk_keys("segs")), 5)
+
+        # step-1 goes locally: the node holds 2 chunks while its segments list 5 (over twice): it
+        # compacts into one segment of 2 and deletes the two old ones once the new head is up.
+        h.cli("unpin", m.path("run", "step-1"))
+        os.system("rm -rf %s" % m.path("run", "step-1"))
+        self.assertEqual(h.cli("gc", m.data).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: self.node_state("segs", "n1")["chunk_count"] == 2, 75))
+        st = self.node_state("segs", "n1")
+        self.assertEqual([s["count"] for s in st["segments"]], [2])
+        self.assertEqual(self.segment_keys("segs", "n1"), ["segs/nodes/n1/%s.seg" % st["segments"][0]["gen"]])
+        fsck = h.cli("fsck", "--remote", *self.tier_opts("segs"), timeout=120)
+        self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
+        m.umount()
+
+        # A segment no head names (a publish cut short) is a note for fsck.
+        self.put_object("segs/nodes/n1/00000000000000ff.seg", saved)
+        fsck = h.cli("fsck", "--remote", *self.tier_opts("segs"), timeout=120)
+        self.assertIn("segs/nodes/n1/00000000000000ff.seg: a node state segment its node's head does not name",
+                      fsck.stdout)
+        # --forget-node: the head and every segment go; then nothing keeps step-1's chunks.
+        out = self.gc("segs", "--grace", "0", "--forget-node", "n1")
+        self.assertFalse([k for k in self.listing("segs") if k.startswith("segs/nodes/")])
+        self.assertIn("node state segments: 2 deleted", out.stdout)
+
+    def test_format_1_node_state_still_counts(self):
+        """A node of an older release publishes every digest as hex: its chunks stay."""
+        kept = h.random_bytes(1 * MIB, 110)
+        self.put_object(self.chunk_key("fmt1", kept), b"x" * 64 + kept)
+        self.put_object("fmt1/nodes/old.json", json.dumps({
+            "format": 1, "node": "old", "updated_ns": time.time_ns(), "versions": [], "chunk_count": 1,
+            "chunks": h.sha256_bytes(kept)}).encode())
+        out = self.gc("fmt1", "--grace", "0")
+        self.assertIn("1 referenced", out.stdout, out.stdout)
+        self.assertIn(self.chunk_key("fmt1", kept), self.chunk_keys("fmt1"))
+        out = self.gc("fmt1", "--grace", "0", "--forget-node", "old")
+        self.assertIn("1 deleted", out.stdout, out.stdout)
+        self.assertFalse(self.chunk_keys("fmt1"))
 
     # ---- the uploader's side of the protocol ----
 
