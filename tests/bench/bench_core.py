@@ -2,7 +2,10 @@
 # bench_core.py - pecfs against its baselines, measured in the same run (medians of --reps runs):
 # (1) sequential write of unique data + cold sequential read on raw disk, a direct-I/O passthrough FUSE
 # filesystem, and pecfs; (2) 8 concurrent writers of one byte-identical file: wall time vs raw, stored
-# bytes, ratio to one writer; (3) small files created, stat'ed and removed; (4) peak daemon RSS.
+# bytes, ratio to one writer; (3) small files created, stat'ed and removed; (4) peak daemon RSS;
+# (5) concurrent small-file fsyncs; (6) metadata at scale: 100k files in one directory (and, with
+# --big-dir, 1M), pecfs's control files and seal at that size; (7) cold reads with 128 KiB requests
+# and by 8 concurrent readers.
 # Not pass/fail. Needs root (drop_caches, mounts). Python stdlib only. Use tests/bench/run.sh.
 import argparse
 import mmap
@@ -54,8 +57,8 @@ def drop_caches():
         f.write("3\n")
 
 
-def read_all(path):
-    buf = mmap.mmap(-1, BLOCK)
+def read_all(path, block=BLOCK):
+    buf = mmap.mmap(-1, block)
     total = 0
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -432,6 +435,53 @@ def bench_meta_scale(targets, pec, count, reps, log):
     return res, rss
 
 
+def bench_readers(targets, size, readers, reps, log):
+    """[7] cold reads of files written and (pecfs) sealed first: one reader with 128 KiB reads, and
+    `readers` threads each reading its own file of size/readers (data-parallel ranks loading)."""
+    res = {}
+    for t in targets:
+        small, many = [], []
+        for r in range(reps):
+            d = t.workdir("rd%d" % r)
+            one = os.path.join(d, "one.bin")
+            write_unique(one, size, tag=3000 + r)
+            part = size // readers // MiB * MiB
+            files = [os.path.join(d, "rank%d.bin" % k) for k in range(readers)]
+            for k, f in enumerate(files):
+                write_unique(f, part, tag=4000 + 100 * r + k)
+            if isinstance(t, Pecfs):
+                subprocess.run([t.bin, "seal", d], check=True, capture_output=True)
+            drop_caches()
+            t0 = time.monotonic()
+            if read_all(one, 128 << 10) != size:
+                raise RuntimeError("%s: short read" % t.name)
+            small.append(size / MiB / (time.monotonic() - t0))
+            drop_caches()
+            got = [0] * readers
+
+            def reader(k):
+                got[k] = read_all(files[k])
+            ths = [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
+            t0 = time.monotonic()
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join()
+            many.append(readers * part / MiB / (time.monotonic() - t0))
+            if got != [part] * readers:
+                raise RuntimeError("%s: short read by a reader" % t.name)
+            if isinstance(t, Pecfs):
+                # a sealed version is immutable: remove it the way retention would
+                subprocess.run(["rm", "-rf", d], check=True)
+            else:
+                shutil.rmtree(d)
+            t.cleanup_between()
+            log("  %-12s rep %d: 128 KiB reads %7.0f MiB/s, %d readers %7.0f MiB/s"
+                % (t.name, r + 1, small[-1], readers, many[-1]))
+        res[t.name] = (median(small), median(many))
+    return res
+
+
 def parse_size(s):
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(float(s[:-1]) * mult[s[-1].upper()]) if s[-1].upper() in mult else int(s)
@@ -449,15 +499,16 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
     ap.add_argument("--pecfs-option", action="append", default=[], help="extra pecfs mount option")
-    ap.add_argument("--only", default="1,2,3,5", help="sections to run, e.g. 5 (default 1,2,3,5)")
+    ap.add_argument("--only", default="1,2,3,5,6,7", help="sections to run, e.g. 5 (default all: 1,2,3,5,6,7)")
     ap.add_argument("--fsync-threads", type=int, default=8)
+    ap.add_argument("--readers", type=int, default=8, help="[7] concurrent readers (default 8)")
     ap.add_argument("--meta-files", type=int, default=100000, help="[6] files in one directory (default 100000)")
     ap.add_argument("--big-dir", type=int, default=0, help="[6] also one directory of this many entries, once")
     ap.add_argument("--pecfs-before", help="another pecfs binary (an earlier build) measured beside it in [3] and [5]")
     a = ap.parse_args()
     only = set(a.only.split(","))
     if a.quick:
-        a.size, a.replica_size, a.small_files = "512M", "128M", 2000
+        a.size, a.replica_size, a.small_files, a.meta_files = "512M", "128M", 2000, 10000
     size, rsize = parse_size(a.size), parse_size(a.replica_size)
     if os.geteuid() != 0:
         sys.exit("bench_core.py needs root (drop_caches, FUSE mounts)")
@@ -547,6 +598,17 @@ def main():
                     log("  %-12s %s" % (t.name, "   ".join("%s %8.0f" % (p, big[t.name][p]) for p in phases)))
                 log("  pecfs/passthrough  %s   (target >= 0.90x)" % "   ".join(
                     "%s %s" % (p, fmt_ratio(big["pecfs"][p], big["passthrough"][p])) for p in phases))
+
+        if "7" in only:
+            log("\n[7] cold reads of a sealed %s: one reader with 128 KiB reads; %d readers of %d files"
+                % (a.size, a.readers, a.readers))
+            rd = bench_readers(targets, size, a.readers, a.reps, log)
+            for name, (one, many) in rd.items():
+                log("  %-12s 128 KiB reads %7.0f MiB/s   %d readers %7.0f MiB/s" % (name, one, a.readers, many))
+            log("  pecfs/passthrough: 128 KiB %s, %d readers %s   (target >= 0.90x)"
+                % (fmt_ratio(rd["pecfs"][0], rd["passthrough"][0]), a.readers, fmt_ratio(rd["pecfs"][1], rd["passthrough"][1])))
+            log("  pecfs/raw:         128 KiB %s, %d readers %s"
+                % (fmt_ratio(rd["pecfs"][0], rd["raw"][0]), a.readers, fmt_ratio(rd["pecfs"][1], rd["raw"][1])))
 
         log("\n[4] peak pecfs daemon memory (VmHWM) during the write benchmark: %.1f MiB" % ((hwm or 0) / 1024))
         log("    (peak over the whole run so far: %.1f MiB)" % (pec.vm_hwm_kib() / 1024))
