@@ -12,7 +12,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
 
-from s3_fixture import MIB, RgwTestCase  # noqa: E402
+from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
 
 
 class S3NodesTest(RgwTestCase):
@@ -100,6 +100,30 @@ class S3NodesTest(RgwTestCase):
             self.assertEqual(self.restore_files("retain", "run@step-%d" % i), dict(files[i][0], **files[i][1]))
         self.assertTrue(h.wait_until(lambda: sorted(os.listdir(a.path("run"))) == ["step-2"], 30),
                         os.listdir(a.path("run")))
+
+    def rgw_requests(self, method, key):
+        """(status, ...) of each request the RGW logged for method on key of the bucket."""
+        with open(os.path.join(self.rgw_dir, "log", "client.rgw.a.log"), errors="replace") as f:
+            return [int(line.split('" ', 1)[1].split()[0]) for line in f
+                    if ' beast: ' in line and '"%s /%s/%s HTTP' % (method, BUCKET, key) in line]
+
+    def test_committed_version_costs_a_waiting_node_two_reads(self):
+        """A node whose part waits finds COMMIT listed and reads its own part and COMMIT only: no GET
+        of every other part and no attempt at COMMIT (a barrier of N nodes would cost N^2 GETs)."""
+        a, b = self.nodes("cheap", ["node-a", "node-b"])
+        fa, fb = {"rank0.pt": h.random_bytes(2 * MIB, 40)}, {"rank1.pt": h.random_bytes(2 * MIB, 41)}
+        self.write_version(a, "run", "step-1", fa)
+        self.write_version(b, "run", "step-1", fb)
+        self.seal_awaiting(a)
+        a.umount()  # down while b commits, so that a surely finds COMMIT there when it looks again
+        self.seal_wait(b, "run", "step-1")
+        a.mount()
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-1")["state"] == "uploaded", 30))
+        time.sleep(1)  # the RGW's log is written by a thread of its own
+        self.assertEqual(self.rgw_requests("PUT", "cheap/runs/run/step-1/COMMIT"), [200])
+        # b itself only: its look for an earlier attempt before uploading, then its barrier
+        self.assertEqual(self.rgw_requests("GET", "cheap/runs/run/step-1/node-b.manifest"), [404, 200])
+        self.assertEqual(self.restore_files("cheap", "run@step-1"), dict(fa, **fb))
 
     # Known bug, left failing until the barrier can tell which sealing a part belongs to: it counts
     # every manifest beside the version, so the part a dead node left of an earlier, never committed
