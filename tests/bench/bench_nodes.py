@@ -166,6 +166,7 @@ class Phase:
         self.name, self.moved, self.checks = name, moved, checks
         self.t0 = self.t1 = 0.0
         self.cpu = {}
+        self.rss = 0      # the node daemons' RSS together when it ended
 
 
 # ---- the nodes ----
@@ -315,6 +316,7 @@ class Bench:
             self.current.t1 = now
             for k, x in cpu.items():
                 self.current.cpu[k] = max(0.0, x - self.current.cpu[k])
+            self.current.rss = sum(proc_fields(p)[1] for p in self.daemon_pids())
             self.phases.append(self.current)
         self.current = None
         if name:
@@ -368,21 +370,25 @@ def seal_versions(b, a, before):
         new = digests(files) - before
         if v == 1:
             held, last = b.nodes[:-1], b.nodes[-1]
-            b.phase("seal %s on %d nodes: parts up, COMMIT held" % (tag(v), len(held)))
+            held_files = {}
+            for r in range(len(held)):
+                held_files.update(rank_files(a, r, v))
+            b.phase("seal %s on %d nodes: parts up, COMMIT held" % (tag(v), len(held)), moved=logical_bytes(held_files))
             each(lambda n: n.seal_by_tracker(v), held)
             check(h.wait_until(lambda: all(n.stats()["versions_awaiting_nodes"] == 1 for n in held), 600, 0.2),
                   "the %d nodes' parts of %s did not all reach 'awaiting other nodes'" % (len(held), tag(v)))
             b.phase("check: barrier holds", checks=True)
             for _ in range(2):
                 keys = b.listing("runs/%s/%s/" % (RUN, tag(v)))
-                parts = sorted(k for k in keys if k.endswith(".manifest"))
-                check(len(parts) == len(held), "%d manifests of %s in the bucket, want %d" %
-                      (len(parts), tag(v), len(held)))
+                parts = sorted(k.rsplit("/", 1)[1] for k in keys if k.endswith(".manifest"))
+                check(parts == [n.name + ".manifest" for n in held], "the parts of %s in the bucket are %s, not "
+                      "the %d sealed nodes'" % (tag(v), parts, len(held)))
                 check(not any(k.endswith("/COMMIT") for k in keys),
                       "COMMIT of %s exists before the last node sealed (BUG): %s" % (tag(v), sorted(keys)))
                 check(all(n.state(v) != "uploaded" for n in held), "a node reports %s uploaded without COMMIT" % tag(v))
                 time.sleep(3)
-            b.phase("seal %s on the last node -> COMMIT" % tag(v), moved=logical_bytes(files))
+            b.phase("seal %s on the last node -> COMMIT" % tag(v),
+                    moved=logical_bytes(files) - logical_bytes(held_files))
             last.seal_by_tracker(v)
             each(lambda n: n.wait_uploaded(v), b.nodes)
         else:
@@ -486,9 +492,9 @@ def report(b, a, failed):
           "%d CPUs, %.1f GiB RAM" % (a.nodes, a.nodes, a.versions, a.mib_per_rank, os.cpu_count(),
                                       os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GiB))
     print("  S3 requests from the RGW's access log; CPU s: pecfs daemons / Ceph / commands (restore, gc, fsck, "
-          "mount, s3check); '*' = the benchmark's own checks")
-    print("  %-46s %7s %6s %5s %5s %5s %5s %5s %5s %6s %5s %8s %17s" % (
-        "phase", "wall s", "MiB/s", *KINDS, "total", "!2xx", "req/GiB", "CPU s d/ceph/cmd"))
+          "mount, s3check); RSS: the daemons' together at the phase's end; '*' = the benchmark's own checks")
+    print("  %-46s %7s %6s %5s %5s %5s %5s %5s %5s %6s %5s %8s %17s %7s" % (
+        "phase", "wall s", "MiB/s", *KINDS, "total", "!2xx", "req/GiB", "CPU s d/ceph/cmd", "RSS MiB"))
     total = {}
     for p in b.phases:
         counts = {k: 0 for k in KINDS}
@@ -502,12 +508,12 @@ def report(b, a, failed):
         if not p.checks:
             for k, x in counts.items():
                 total[k] = total.get(k, 0) + x
-        print("  %-46s %7.1f %6s %5d %5d %5d %5d %5d %5d %6d %5d %8s %5.1f/%5.1f/%5.1f" % (
+        print("  %-46s %7.1f %6s %5d %5d %5d %5d %5d %5d %6d %5d %8s %5.1f/%5.1f/%5.1f %7.0f" % (
             ("* " if p.checks else "") + p.name[:44], wall,
             "%.0f" % (p.moved / MiB / wall) if p.moved and wall > 0 else "",
             *[counts.get(k, 0) for k in KINDS], n, bad,
             "%.0f" % (n / (p.moved / GiB)) if p.moved else "",
-            p.cpu.get("daemons", 0), p.cpu.get("ceph", 0), p.cpu.get("commands", 0)))
+            p.cpu.get("daemons", 0), p.cpu.get("ceph", 0), p.cpu.get("commands", 0), p.rss / MiB))
     print("  requests in the measured phases (no *): %s; the checks sent %d through pecfs-s3check" %
           (", ".join("%s %d" % (k, total.get(k, 0)) for k in KINDS), b.bench_requests))
     for name, new, listed, sent in b.uploads:
