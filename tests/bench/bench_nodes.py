@@ -518,7 +518,7 @@ def report(b, a, failed):
           (", ".join("%s %d" % (k, total.get(k, 0)) for k in KINDS), b.bench_requests))
     for name, new, listed, sent in b.uploads:
         print("  %s: %d new distinct chunks, %d new chunk objects in the bucket, %d chunk PUTs by the daemons "
-              "so far (a chunk two nodes send at once goes up twice)" % (name, new, listed, sent))
+              "(a chunk that nodes finishing together all find missing goes up from each)" % (name, new, listed, sent))
     if b.gc:
         print("  gc --remote: %d versions retired, %d objects deleted (%d chunks, %.1f MiB), %d chunks kept" % (
             b.gc["versions_retired"], b.gc["objects_deleted"], b.gc["chunks_deleted"],

@@ -35,26 +35,28 @@ class S3NodesTest(RgwTestCase):
         self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["versions_awaiting_nodes"] == count, 60),
                         m.stats()["s3"])
 
-    def test_waiting_node_restarted_commits_with_the_others(self):
-        a, b = self.nodes("restart", ["node-a", "node-b"])
-        fa, fb = {"rank0.pt": h.random_bytes(5 * MIB, 1)}, {"rank1.pt": h.random_bytes(5 * MIB, 2)}
+    def waiting_pair(self, prefix, seed, size=5 * MIB):
+        """Nodes a and b with a rank's file each in run/step-1, a's part up and waiting for b's:
+        (a, b, every file of the version)."""
+        a, b = self.nodes(prefix, ["node-a", "node-b"])
+        fa, fb = {"rank0.pt": h.random_bytes(size, seed)}, {"rank1.pt": h.random_bytes(size, seed + 1)}
         self.write_version(a, "run", "step-1", fa)
         self.write_version(b, "run", "step-1", fb)
         self.seal_awaiting(a)
+        return a, b, dict(fa, **fb)
+
+    def test_waiting_node_restarted_commits_with_the_others(self):
+        a, b, files = self.waiting_pair("restart", 1)
         a.remount()
         self.seal_wait(b, "run", "step-1")
         self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-1")["state"] == "uploaded", 30))
-        self.assertEqual(self.restore_files("restart", "run@step-1"), dict(fa, **fb))
+        self.assertEqual(self.restore_files("restart", "run@step-1"), files)
 
     def test_waiting_node_killed_its_part_still_counts(self):
-        a, b = self.nodes("kill", ["node-a", "node-b"])
-        fa, fb = {"rank0.pt": h.random_bytes(5 * MIB, 3)}, {"rank1.pt": h.random_bytes(5 * MIB, 4)}
-        self.write_version(a, "run", "step-1", fa)
-        self.write_version(b, "run", "step-1", fb)
-        self.seal_awaiting(a)
+        a, b, files = self.waiting_pair("kill", 3)
         a.kill9()
         self.seal_wait(b, "run", "step-1")
-        self.assertEqual(self.restore_files("kill", "run@step-1"), dict(fa, **fb))
+        self.assertEqual(self.restore_files("kill", "run@step-1"), files)
         # Back up, the node finds its part committed by the other one.
         a.options = self.tier_opts("kill", "--node-id", "node-a", "--s3-nodes", "2")
         a.mount()
@@ -110,11 +112,7 @@ class S3NodesTest(RgwTestCase):
     def test_committed_version_costs_a_waiting_node_two_reads(self):
         """A node whose part waits finds COMMIT listed and reads its own part and COMMIT only: no GET
         of every other part and no attempt at COMMIT (a barrier of N nodes would cost N^2 GETs)."""
-        a, b = self.nodes("cheap", ["node-a", "node-b"])
-        fa, fb = {"rank0.pt": h.random_bytes(2 * MIB, 40)}, {"rank1.pt": h.random_bytes(2 * MIB, 41)}
-        self.write_version(a, "run", "step-1", fa)
-        self.write_version(b, "run", "step-1", fb)
-        self.seal_awaiting(a)
+        a, b, files = self.waiting_pair("cheap", 40, size=2 * MIB)
         a.umount()  # down while b commits, so that a surely finds COMMIT there when it looks again
         self.seal_wait(b, "run", "step-1")
         a.mount()
@@ -123,7 +121,7 @@ class S3NodesTest(RgwTestCase):
         self.assertEqual(self.rgw_requests("PUT", "cheap/runs/run/step-1/COMMIT"), [200])
         # b itself only: its look for an earlier attempt before uploading, then its barrier
         self.assertEqual(self.rgw_requests("GET", "cheap/runs/run/step-1/node-b.manifest"), [404, 200])
-        self.assertEqual(self.restore_files("cheap", "run@step-1"), dict(fa, **fb))
+        self.assertEqual(self.restore_files("cheap", "run@step-1"), files)
 
     # Known bug, left failing until the barrier can tell which sealing a part belongs to: it counts
     # every manifest beside the version, so the part a dead node left of an earlier, never committed
