@@ -12,7 +12,8 @@ It checks, and exits 1 on the first failure:
   exactly the N parts, each with the seal id its manifest carries; every chunk is in the bucket;
 - `pecfs restore` of the latest version and of the oldest into fresh folders, and every file of the
   latest read through `mount --from` on a fresh data folder: the same bytes as written, file for file;
-- retiring every version but the latest on the nodes, then `pecfs gc --remote --keep 1 --grace 0`:
+- retiring every version but the latest on the nodes (rm -r, local gc), then `pecfs gc --remote --keep 1
+  --grace 0 --forget-node reader` (the --from node is gone):
   the old versions' objects are gone, the bucket holds exactly the latest version's chunks, `pecfs
   fsck --remote` is clean, and the latest version still restores byte for byte.
 
@@ -243,6 +244,8 @@ class Bench:
         self.peak = {"daemons_rss": 0, "ceph_rss": 0, "min_avail": mem_available()}
         self.hwm = {}                    # pid -> the daemon's peak RSS (VmHWM), kept after it exits
         self.sampling = False
+        self.uploads = []                # (version, new distinct chunks, new chunk objects, chunk PUTs)
+        self.gc = self.fsck = None       # gc --remote's JSON result, fsck --remote's summary line
 
     # -- commands --
     def pecfs(self, *args, timeout=600, ok=(0,)):
@@ -361,8 +364,9 @@ def check_commit(b, a, v):
     check(all(n.state(v) == "uploaded" for n in b.nodes), "%s is not uploaded on every node" % tag(v))
 
 
-def seal_versions(b, a, before):
+def seal_versions(b, a):
     """Writes and seals every version; the first one holds the last node back to check the barrier."""
+    before = set()
     for v in range(1, a.versions + 1):
         files = version_files(a, v)
         b.phase("write %s (%d ranks, %.0f MiB)" % (tag(v), a.nodes, logical_bytes(files) / MiB))
@@ -401,7 +405,6 @@ def seal_versions(b, a, before):
         sent = sum(n.stats()["chunks_uploaded"] for n in b.nodes)
         b.uploads.append((tag(v), len(new), len(have - before), sent - sum(u[3] for u in b.uploads)))
         before = have
-    return before
 
 
 def restore_and_read(b, a):
@@ -554,7 +557,6 @@ def main():
     h.PECFS_BIN = a.pecfs
     a.s3check = a.s3check or fx.s3check_bin()
     b = Bench(a)
-    b.uploads, b.gc, b.fsck = [], None, None
     failed = None
     print("bench_nodes: scratch %s" % b.scratch, flush=True)
     try:
@@ -565,13 +567,16 @@ def main():
                         + extra) for r in range(a.nodes)]
         b.phase("mount %d nodes" % a.nodes)
         each(lambda n: n.mount(), b.nodes)
-        seal_versions(b, a, set())
+        seal_versions(b, a)
         restore_and_read(b, a)
         retire_and_collect(b, a)
         b.phase("umount %d nodes" % a.nodes)
         each(lambda n: n.umount(), b.nodes)
-    except (Failure, subprocess.TimeoutExpired) as e:
+    except Failure as e:
         failed = str(e)
+    except BaseException as e:  # reported like a failed check, then raised with its traceback
+        failed = "%s: %s" % (type(e).__name__, e)
+        raise
     finally:
         b.phase(None)
         try:
