@@ -377,7 +377,7 @@ def seal_versions(b, a):
             held_files = {}
             for r in range(len(held)):
                 held_files.update(rank_files(a, r, v))
-            b.phase("seal %s on %d nodes: parts up, COMMIT held" % (tag(v), len(held)), moved=logical_bytes(held_files))
+            b.phase("seal %s on %d nodes, COMMIT held" % (tag(v), len(held)), moved=logical_bytes(held_files))
             each(lambda n: n.seal_by_tracker(v), held)
             check(h.wait_until(lambda: all(n.stats()["versions_awaiting_nodes"] == 1 for n in held), 600, 0.2),
                   "the %d nodes' parts of %s did not all reach 'awaiting other nodes'" % (len(held), tag(v)))
@@ -496,7 +496,7 @@ def report(b, a, failed):
                                       os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GiB))
     print("  S3 requests from the RGW's access log; CPU s: pecfs daemons / Ceph / commands (restore, gc, fsck, "
           "mount, s3check); RSS: the daemons' together at the phase's end; '*' = the benchmark's own checks")
-    print("  %-46s %7s %6s %5s %5s %5s %5s %5s %5s %6s %5s %8s %17s %7s" % (
+    print("  %-52s %7s %6s %5s %5s %5s %5s %5s %5s %6s %5s %8s %17s %7s" % (
         "phase", "wall s", "MiB/s", *KINDS, "total", "!2xx", "req/GiB", "CPU s d/ceph/cmd", "RSS MiB"))
     total = {}
     for p in b.phases:
@@ -511,8 +511,8 @@ def report(b, a, failed):
         if not p.checks:
             for k, x in counts.items():
                 total[k] = total.get(k, 0) + x
-        print("  %-46s %7.1f %6s %5d %5d %5d %5d %5d %5d %6d %5d %8s %5.1f/%5.1f/%5.1f %7.0f" % (
-            ("* " if p.checks else "") + p.name[:44], wall,
+        print("  %-52s %7.1f %6s %5d %5d %5d %5d %5d %5d %6d %5d %8s %5.1f/%5.1f/%5.1f %7.0f" % (
+            ("* " if p.checks else "") + p.name[:50], wall,
             "%.0f" % (p.moved / MiB / wall) if p.moved and wall > 0 else "",
             *[counts.get(k, 0) for k in KINDS], n, bad,
             "%.0f" % (n / (p.moved / GiB)) if p.moved else "",
