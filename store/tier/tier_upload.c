@@ -399,12 +399,23 @@ static int put_manifest(struct tier *t, const struct meta_version *v, const stru
 	return rc;
 }
 
-static int count_manifest(void *ctx, const struct s3_object *o)
+/* What one LIST of a version's folder tells the barrier: how many parts are up, and whether COMMIT is. */
+struct version_keys {
+	unsigned manifests;
+	bool commit;
+};
+
+static int count_version_keys(void *ctx, const struct s3_object *o)
 {
+	struct version_keys *k = ctx;
 	size_t len = strlen(o->key);
 
-	if (!o->is_prefix && len > 9 && strcmp(o->key + len - 9, ".manifest") == 0)
-		(*(unsigned *)ctx)++;
+	if (o->is_prefix)
+		return 0;
+	if (len > 9 && strcmp(o->key + len - 9, ".manifest") == 0)
+		k->manifests++;
+	else if (len >= 7 && strcmp(o->key + len - 7, "/COMMIT") == 0)
+		k->commit = true;
 	return 0;
 }
 
@@ -502,6 +513,27 @@ static int commit_check_existing(struct tier *t, const struct tier_commit *ours,
 	return rc;
 }
 
+/* COMMIT is listed already: whether it counts our part needs only this node's seal id (in hand, or
+ * from its manifest) and COMMIT, not every part; a barrier of N nodes that each read all N parts
+ * would cost N^2 GETs a version. */
+static int commit_listed(struct tier *t, const struct meta_version *v, const char *seal_id, struct tier_commit *c,
+			 char *msg, size_t msgsz)
+{
+	enum own_part what = PART_ABSENT;
+	int rc;
+
+	if (seal_id) {
+		memcpy(c->seal_id, seal_id, sizeof(c->seal_id));
+		return commit_check_existing(t, c, msg, msgsz);
+	}
+	rc = own_part(t, c->run, c->version, v, &what, c->seal_id, msg, msgsz);
+	if (rc == 0 && what != PART_OURS) {
+		snprintf(msg, msgsz, "this node's part is gone from the bucket");
+		rc = -ENOENT;
+	}
+	return rc < 0 ? rc : commit_check_existing(t, c, msg, msgsz);
+}
+
 /* The commit barrier: COMMIT is created (once, conditionally) when the version has the manifests of
  * t->nodes nodes, naming each part with its seal id. seal_id is this node's part's (NULL: read it
  * from the bucket, for a version uploaded earlier that awaited other nodes). *committed tells
@@ -513,23 +545,29 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
 	struct tier_commit c = { .step = v->step, .sealed_ns = v->sealed_ns };
 	struct s3_result res = { 0 };
-	unsigned parts = 0;
+	struct version_keys keys = { 0 };
 	size_t len;
 	int rc;
 
 	*committed = false;
 	rc = tier_key(t, key, sizeof(key), "runs/%s/%s/", run, version);
 	if (rc == 0 && t->nodes > 1)
-		rc = s3_list(t->client, key, NULL, 0, count_manifest, &parts, &res);
+		rc = s3_list(t->client, key, NULL, 0, count_version_keys, &keys, &res);
 	if (rc < 0) {
 		snprintf(msg, msgsz, "listing the version's parts: %.300s", res.message[0] ? res.message : strerror(-rc));
 		return rc;
 	}
-	if (t->nodes > 1 && parts < t->nodes)
+	if (t->nodes > 1 && keys.manifests < t->nodes && !keys.commit)
 		return 0;
 	snprintf(c.run, sizeof(c.run), "%s", run);
 	snprintf(c.version, sizeof(c.version), "%s", version);
 	snprintf(c.node, sizeof(c.node), "%s", t->node_id);
+	if (keys.commit) {
+		rc = commit_listed(t, v, seal_id, &c, msg, msgsz);
+		*committed = rc == 0;
+		tier_commit_free(&c);
+		return rc;
+	}
 	rc = commit_parts(t, v, seal_id, &c, msg, msgsz);
 	if (rc == 0)
 		rc = tier_commit_encode(&c, &text, &len);

@@ -3,6 +3,12 @@
 # benchmarks and prints results with ratios against baselines measured in the same run: bench_core.py,
 # then bench_gpu_save.py (libpecgpu's saves vs torch.save) when /usr/bin/python3 has torch.
 # Usage (as root): tests/bench/run.sh [--quick] [bench_core.py options...]
+# Not run from here (they need the Ceph packages for a local RGW, and take minutes): bench_s3.py (the
+# S3 tier against awscli and s3fs-fuse) and bench_nodes.py (16 node daemons uploading their parts of
+# the same versions to one bucket with --s3-nodes 16; checks the COMMIT barrier, restore, mount --from
+# and gc --remote, exits 1 on a failure, and prints each phase's time and S3 requests by type):
+#   cmake --build build --target pecfs pecfs-s3check
+#   tests/bench/bench_nodes.py --pecfs build/fs/cli/pecfs [--nodes 16] [--mib-per-rank 8] [--versions 3]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -1,0 +1,150 @@
+# test_s3_nodes.py - several nodes uploading parts of the same versions with --s3-nodes, on real mounts
+# against a real Ceph RGW (s3_fixture.py): the COMMIT barrier when a node waiting for the others is
+# restarted or killed, when a bucket collection runs meanwhile, and when retention wants to retire a
+# version that is not committed yet; and a part left by an earlier sealing of the version (a node that
+# died before the job restarted), which the barrier must not count. tests/bench/bench_nodes.py runs
+# the same protocol with 16 nodes.
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pecfs_harness as h  # noqa: E402
+
+from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
+
+
+class S3NodesTest(RgwTestCase):
+    def nodes(self, prefix, names, n=2):
+        return [self.mount(prefix, "--node-id", name, "--s3-nodes", str(n)) for name in names]
+
+    def restore_files(self, prefix, what):
+        """{path: bytes} of every file a restore of what gives."""
+        dest = os.path.join(self.scratch, "restore-%s-%d" % (prefix, time.monotonic_ns()))
+        self.restore(prefix, what, dest)
+        out = {}
+        for root, _dirs, names in os.walk(dest):
+            for n in names:
+                out[os.path.relpath(os.path.join(root, n), dest)] = h.read_file(os.path.join(root, n))
+        return out
+
+    def seal_awaiting(self, m, name="step-1", count=1):
+        """Seals m's version and waits until its part is up and waits for the other nodes."""
+        self.assertEqual(h.cli("seal", m.path("run", name)).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: m.stats()["s3"]["versions_awaiting_nodes"] == count, 60),
+                        m.stats()["s3"])
+
+    def waiting_pair(self, prefix, seed, size=5 * MIB):
+        """Nodes a and b with a rank's file each in run/step-1, a's part up and waiting for b's:
+        (a, b, every file of the version)."""
+        a, b = self.nodes(prefix, ["node-a", "node-b"])
+        fa, fb = {"rank0.pt": h.random_bytes(size, seed)}, {"rank1.pt": h.random_bytes(size, seed + 1)}
+        self.write_version(a, "run", "step-1", fa)
+        self.write_version(b, "run", "step-1", fb)
+        self.seal_awaiting(a)
+        return a, b, dict(fa, **fb)
+
+    def test_waiting_node_restarted_commits_with_the_others(self):
+        a, b, files = self.waiting_pair("restart", 1)
+        a.remount()
+        self.seal_wait(b, "run", "step-1")
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-1")["state"] == "uploaded", 30))
+        self.assertEqual(self.restore_files("restart", "run@step-1"), files)
+
+    def test_waiting_node_killed_its_part_still_counts(self):
+        a, b, files = self.waiting_pair("kill", 3)
+        a.kill9()
+        self.seal_wait(b, "run", "step-1")
+        self.assertEqual(self.restore_files("kill", "run@step-1"), files)
+        # Back up, the node finds its part committed by the other one.
+        a.options = self.tier_opts("kill", "--node-id", "node-a", "--s3-nodes", "2")
+        a.mount()
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-1")["state"] == "uploaded", 30))
+
+    def test_collection_leaves_waiting_parts(self):
+        a, b = self.nodes("gcwait", ["node-a", "node-b"])
+        self.write_version(a, "run", "step-0", {"r0.pt": h.random_bytes(2 * MIB, 5)})
+        self.write_version(b, "run", "step-0", {"r1.pt": h.random_bytes(2 * MIB, 6)})
+        self.assertEqual(h.cli("seal", a.path("run", "step-0")).returncode, 0)
+        self.seal_wait(b, "run", "step-0")
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-0")["state"] == "uploaded", 30))
+        fa, fb = {"rank0.pt": h.random_bytes(5 * MIB, 7)}, {"rank1.pt": h.random_bytes(5 * MIB, 8)}
+        self.write_version(a, "run", "step-1", fa)
+        self.write_version(b, "run", "step-1", fb)
+        self.seal_awaiting(a)
+        cp = h.cli("gc", "--remote", *self.tier_opts("gcwait"), "--keep", "1", "--grace", "0", timeout=120)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("1 uncommitted", cp.stdout)
+        self.assertIn("0 deleted", cp.stdout)
+        self.seal_wait(b, "run", "step-1")
+        self.assertEqual(self.restore_files("gcwait", "run@step-1"), dict(fa, **fb))
+        cp = h.cli("fsck", "--remote", *self.tier_opts("gcwait"), timeout=120)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+
+    def test_retention_waits_for_the_commit(self):
+        a, b = self.nodes("retain", ["node-a", "node-b"])
+        os.makedirs(a.path("run"))
+        os.setxattr(a.path("run"), "user.pec.keep", b"1")
+        files = {}
+        for i in (1, 2):
+            files[i] = ({"rank0.pt": h.random_bytes(3 * MIB, 10 + i)}, {"rank1.pt": h.random_bytes(3 * MIB, 20 + i)})
+            self.write_version(a, "run", "step-%d" % i, files[i][0])
+            self.assertEqual(h.cli("seal", a.path("run", "step-%d" % i)).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: a.stats()["s3"]["versions_awaiting_nodes"] == 2, 60), a.stats()["s3"])
+        time.sleep(2)
+        # keep 1, but neither version is committed: both stay
+        self.assertEqual(sorted(os.listdir(a.path("run"))), ["step-1", "step-2"])
+        for i in (1, 2):
+            self.write_version(b, "run", "step-%d" % i, files[i][1])
+            self.seal_wait(b, "run", "step-%d" % i)
+        for i in (1, 2):
+            self.assertEqual(self.restore_files("retain", "run@step-%d" % i), dict(files[i][0], **files[i][1]))
+        self.assertTrue(h.wait_until(lambda: sorted(os.listdir(a.path("run"))) == ["step-2"], 30),
+                        os.listdir(a.path("run")))
+
+    def rgw_requests(self, method, key):
+        """(status, ...) of each request the RGW logged for method on key of the bucket."""
+        with open(os.path.join(self.rgw_dir, "log", "client.rgw.a.log"), errors="replace") as f:
+            return [int(line.split('" ', 1)[1].split()[0]) for line in f
+                    if ' beast: ' in line and '"%s /%s/%s HTTP' % (method, BUCKET, key) in line]
+
+    def test_committed_version_costs_a_waiting_node_two_reads(self):
+        """A node whose part waits finds COMMIT listed and reads its own part and COMMIT only: no GET
+        of every other part and no attempt at COMMIT (a barrier of N nodes would cost N^2 GETs)."""
+        a, b, files = self.waiting_pair("cheap", 40, size=2 * MIB)
+        a.umount()  # down while b commits, so that a surely finds COMMIT there when it looks again
+        self.seal_wait(b, "run", "step-1")
+        a.mount()
+        self.assertTrue(h.wait_until(lambda: self.version(a, "run", "step-1")["state"] == "uploaded", 30))
+        time.sleep(1)  # the RGW's log is written by a thread of its own
+        self.assertEqual(self.rgw_requests("PUT", "cheap/runs/run/step-1/COMMIT"), [200])
+        # b itself only: its look for an earlier attempt before uploading, then its barrier
+        self.assertEqual(self.rgw_requests("GET", "cheap/runs/run/step-1/node-b.manifest"), [404, 200])
+        self.assertEqual(self.restore_files("cheap", "run@step-1"), files)
+
+    # Known bug, left failing until the barrier can tell which sealing a part belongs to: it counts
+    # every manifest beside the version, so the part a dead node left of an earlier, never committed
+    # sealing of the same version name completes the count. COMMIT then names that stale part and the
+    # first live node's, the second live node's part is refused as "committed by another upload", and
+    # a restore succeeds with one rank's files from the old attempt and the other rank's missing.
+    @unittest.expectedFailure
+    def test_barrier_ignores_a_part_of_an_earlier_sealing(self):
+        old, = self.nodes("stale", ["node-0"])
+        self.write_version(old, "run", "step-1", {"rank0.pt": h.random_bytes(2 * MIB, 30)})
+        self.seal_awaiting(old)
+        old.kill9()  # the job dies before node-1 uploaded; it restarts on fresh nodes
+        a, b = self.nodes("stale", ["node-a", "node-b"])
+        fa, fb = {"rank0.pt": h.random_bytes(2 * MIB, 31)}, {"rank1.pt": h.random_bytes(2 * MIB, 32)}
+        self.write_version(a, "run", "step-1", fa)
+        self.write_version(b, "run", "step-1", fb)
+        self.assertEqual(h.cli("seal", a.path("run", "step-1")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: a.stats()["s3"]["versions_awaiting_nodes"] == 1
+                                     or "stale/runs/run/step-1/COMMIT" in self.listing("stale"), 60))
+        cp = h.cli("seal", "--wait-upload", "--timeout", "60s", b.path("run", "step-1"), timeout=90)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(self.restore_files("stale", "run@step-1"), dict(fa, **fb))
+
+
+if __name__ == "__main__":
+    h.main()
