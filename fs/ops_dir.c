@@ -14,25 +14,40 @@
 struct dir_ent {
 	uint64_t ino;
 	uint32_t mode;
-	char *name;
+	size_t name;  /* offset of its NUL-terminated name in the handle's names */
 };
 
 struct dir_handle {
 	pthread_mutex_t lock;
 	struct dir_ent *ents;
 	size_t n, cap;
+	char *names;  /* every name of the snapshot, one after the other: one allocation, not one each */
+	size_t names_len, names_cap;
 	bool read_once;
 };
 
 static void dir_clear(struct dir_handle *dh)
 {
-	for (size_t i = 0; i < dh->n; i++)
-		free(dh->ents[i].name);
 	dh->n = 0;
+	dh->names_len = 0;
+}
+
+static void dir_free(struct dir_handle *dh)
+{
+	free(dh->ents);
+	free(dh->names);
+	pthread_mutex_destroy(&dh->lock);
+	free(dh);
+}
+
+static const char *ent_name(const struct dir_handle *dh, const struct dir_ent *de)
+{
+	return dh->names + de->name;
 }
 
 static int dir_add(struct dir_handle *dh, const char *name, uint64_t ino, uint32_t mode)
 {
+	size_t len = strlen(name) + 1;
 	if (dh->n == dh->cap) {
 		size_t ncap = dh->cap ? dh->cap * 2 : 32;
 		struct dir_ent *ne = realloc(dh->ents, ncap * sizeof(*ne));
@@ -41,10 +56,19 @@ static int dir_add(struct dir_handle *dh, const char *name, uint64_t ino, uint32
 		dh->ents = ne;
 		dh->cap = ncap;
 	}
-	char *copy = strdup(name);
-	if (!copy)
-		return -ENOMEM;
-	dh->ents[dh->n++] = (struct dir_ent){ .ino = ino, .mode = mode, .name = copy };
+	if (dh->names_len + len > dh->names_cap) {
+		size_t ncap = dh->names_cap ? dh->names_cap * 2 : 1024;
+		while (ncap < dh->names_len + len)
+			ncap *= 2;
+		char *nn = realloc(dh->names, ncap);
+		if (!nn)
+			return -ENOMEM;
+		dh->names = nn;
+		dh->names_cap = ncap;
+	}
+	memcpy(dh->names + dh->names_len, name, len);
+	dh->ents[dh->n++] = (struct dir_ent){ .ino = ino, .mode = mode, .name = dh->names_len };
+	dh->names_len += len;
 	return 0;
 }
 
@@ -84,20 +108,13 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_init(&dh->lock, NULL);
 	int rc = dir_snapshot(ctx, ino, dh);
 	if (rc < 0) {
-		dir_clear(dh);
-		free(dh->ents);
-		pthread_mutex_destroy(&dh->lock);
-		free(dh);
+		dir_free(dh);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
-	if (fuse_reply_open(req, fi) != 0) {
-		dir_clear(dh);
-		free(dh->ents);
-		pthread_mutex_destroy(&dh->lock);
-		free(dh);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		dir_free(dh);
 }
 
 static bool is_dot(const char *name)
@@ -138,7 +155,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		if (plus) {
 			struct fuse_entry_param e = { 0 };
 			struct fs_inode *ind = NULL;
-			if (is_dot(de->name)) {
+			if (is_dot(ent_name(dh, de))) {
 				/* No lookup is taken for . and ..: ino 0 tells the kernel so. */
 				e.attr.st_ino = de->ino;
 				e.attr.st_mode = de->mode;
@@ -147,7 +164,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 			} else {
 				continue;  /* removed since the snapshot */
 			}
-			len = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e, (off_t)i + 1);
+			len = fuse_add_direntry_plus(req, buf + used, size - used, ent_name(dh, de), &e, (off_t)i + 1);
 			if (ind) {
 				if (len <= size - used)
 					fs_inode_lookup_inc(ctx, ind);
@@ -155,7 +172,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 			}
 		} else {
 			struct stat st = { .st_ino = de->ino, .st_mode = de->mode };
-			len = fuse_add_direntry(req, buf + used, size - used, de->name, &st, (off_t)i + 1);
+			len = fuse_add_direntry(req, buf + used, size - used, ent_name(dh, de), &st, (off_t)i + 1);
 		}
 		if (len > size - used)
 			break;
@@ -183,12 +200,8 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
-	if (dh) {
-		dir_clear(dh);
-		free(dh->ents);
-		pthread_mutex_destroy(&dh->lock);
-		free(dh);
-	}
+	if (dh)
+		dir_free(dh);
 	fuse_reply_err(req, 0);
 }
 
