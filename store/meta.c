@@ -86,6 +86,7 @@ int meta_open(const char *dir, struct meta **out)
 	pthread_mutex_init(&m->sync_mu, NULL);
 	pthread_cond_init(&m->sync_cv, NULL);
 	pthread_mutex_init(&m->tally_mu, NULL);
+	pthread_rwlock_init(&m->commit_rw, NULL);
 	m->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(m->opts, 1);
 	/* Metadata is small next to the data: a 4 GiB checkpoint has ~1000 extents of ~70 bytes, so
@@ -150,6 +151,7 @@ void meta_close(struct meta *m)
 	pthread_mutex_destroy(&m->sync_mu);
 	meta_tallies_free(m);
 	pthread_mutex_destroy(&m->tally_mu);
+	pthread_rwlock_destroy(&m->commit_rw);
 	free(m);
 }
 
@@ -403,12 +405,21 @@ int meta_batch_commit(struct meta *m, struct meta_batch *b, bool sync)
 	struct meta_tally_delta d;
 	char *err = NULL;
 
+	/* A batch of inode records may move a file to another version, and its prepare counts the file's
+	 * extents as they are: no extent commit may come between that count and the write. Extent-only
+	 * batches (the data writers') run side by side. */
+	bool inodes = b->notes.ninodes > 0;
+	if (inodes)
+		pthread_rwlock_wrlock(&m->commit_rw);
+	else
+		pthread_rwlock_rdlock(&m->commit_rw);
 	meta_notes_prepare(m, &b->notes, &d);
 	rocksdb_write(m->db, sync ? m->wopts_sync : m->wopts, b->wb, &err);
-	rocksdb_writebatch_clear(b->wb);
-	meta_notes_clear(&b->notes);
 	if (!err)
 		meta_notes_apply(m, &d);
+	pthread_rwlock_unlock(&m->commit_rw);
+	rocksdb_writebatch_clear(b->wb);
+	meta_notes_clear(&b->notes);
 	meta_tally_delta_free(&d);
 	if (err)
 		return meta_db_error(err, "commit");

@@ -31,6 +31,7 @@ struct meta {
 	int64_t logical_bytes;            /* atomic: see meta.c */
 	bool logical_stale;               /* atomic: recount before use */
 	/* Live figures of tracked versions (meta_tally.c). */
+	pthread_rwlock_t commit_rw;       /* commits: exclusive for batches of inode records */
 	pthread_mutex_t tally_mu;
 	struct meta_tally *tallies;       /* tally_mu */
 	size_t tallies_tracked;           /* atomic: how many; commits skip the version counts at 0 */

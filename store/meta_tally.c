@@ -9,7 +9,9 @@
  * starts naming, the files and bytes an inode record adds or takes from its version. After a
  * successful write, meta_notes_apply adds them up. That is exact because the keys of one inode
  * change under one lock at a time (the namespace lock for inode records, the file's lock for its
- * extents), so nothing changes a noted key between prepare and write.
+ * extents), so nothing changes a noted key between prepare and write; and a batch of inode records,
+ * whose prepare may count a moved file's extents, commits alone (meta_batch_commit's commit_rw), so
+ * no extent of that file lands between its count and its write.
  *
  * The extents of an inode count for the version its record names after the batch (none without a
  * record); a file renamed into another version takes every extent's digest along. An unlinked file
