@@ -9,6 +9,12 @@
 # and gc --remote, exits 1 on a failure, and prints each phase's time and S3 requests by type):
 #   cmake --build build --target pecfs pecfs-s3check
 #   tests/bench/bench_nodes.py --pecfs build/fs/cli/pecfs [--nodes 16] [--mib-per-rank 8] [--versions 3]
+# and bench_nodestate.py (a node's GC state for bucket gc, binary segments against the older hex JSON,
+# publish and collector read of a synthetic node of --digests N):
+#   tests/bench/bench_nodestate.py --build build [--digests 10000000] [--reps 3]
+# bench_core.py's sections: [1] sequential write and cold read, [2] 8 replicas of one file, [3] small
+# files, [5] concurrent fsyncs, [6] 100k files in one directory (--big-dir N adds one of N entries),
+# [7] cold reads with 128 KiB requests and by 8 concurrent readers; --only picks some.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
