@@ -33,6 +33,9 @@ bool pec_runcfg_is_key(const char *name);
  * and *k_persist hold on entry; an invalid stored value is logged and ignored. Needs no mount
  * context (the uploader calls it). */
 void pec_runcfg_persist(struct meta *m, uint64_t run_ino, bool *pec, uint32_t *k_persist);
+/* The job that seals the run's versions now, into job (TIER_JOB_MAX + 1 bytes): the run's
+ * user.pec.job, else the mount's s3-job, else "". */
+void pec_runcfg_job(struct fs_ctx *ctx, uint64_t run_ino, char *job);
 /* 0 when value is valid for the setting name, else -EINVAL. */
 int pec_runcfg_validate(const char *name, const char *value, size_t size);
 

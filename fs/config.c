@@ -5,6 +5,7 @@
  * naming the setting, never a silently different filesystem. No I/O except reading the file.
  */
 #include "config.h"
+#include "tier_manifest.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -58,6 +59,9 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "node-id", PECFS_CONFIG_TEXT, "", "this node's name in the bucket (default: the data folder's random id)" },
 	{ "s3-nodes", PECFS_CONFIG_COUNT, "1",
 	  "nodes that each upload a part of every version; COMMIT waits for all their manifests" },
+	{ "s3-job", PECFS_CONFIG_TEXT, "",
+	  "the job (one launch of the trainer) that seals versions, when a run sets no user.pec.job: "
+	  "COMMIT counts only the parts of one job" },
 	{ "upload-threads", PECFS_CONFIG_COUNT, "8", "chunks uploaded to S3 at once" },
 	{ "upload-bandwidth", PECFS_CONFIG_SIZE, "0", "most bytes per second sent to S3, 0 for unlimited" },
 	{ "cache-size", PECFS_CONFIG_SIZE, "0", "local bytes of uploaded chunks to keep, 0 for unlimited" },
@@ -71,6 +75,8 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "from", PECFS_CONFIG_TEXT, "", "import the committed versions of s3://BUCKET/PREFIX (mount on a fresh node)" },
 	{ NULL, 0, NULL, NULL },
 };
+
+static_assert(sizeof(((struct pecfs_config *)0)->s3_job) == TIER_JOB_MAX + 1, "s3-job holds a job id");
 
 /* Writes a one-line reason into err (which may be NULL) and returns -EINVAL. */
 static int cfg_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -262,6 +268,7 @@ static int cfg_set_text(struct pecfs_config *cfg, const char *name, const char *
 		{ "s3-ca-file", cfg->s3_ca_file, sizeof(cfg->s3_ca_file) },
 		{ "s3-credentials-file", cfg->s3_credentials_file, sizeof(cfg->s3_credentials_file) },
 		{ "node-id", cfg->node_id, sizeof(cfg->node_id) },
+		{ "s3-job", cfg->s3_job, sizeof(cfg->s3_job) },
 		{ "from", cfg->from, sizeof(cfg->from) },
 		{ "metrics-listen", cfg->metrics_listen, sizeof(cfg->metrics_listen) },
 		{ "s3-persist", cfg->s3_persist, sizeof(cfg->s3_persist) },
@@ -272,6 +279,9 @@ static int cfg_set_text(struct pecfs_config *cfg, const char *name, const char *
 		return cfg_fail(err, errsz, "s3-addressing: '%s' is not path, virtual or auto", value);
 	if (strcmp(name, "s3-persist") == 0 && value[0] && strcmp(value, "full") != 0 && strcmp(value, "pec") != 0)
 		return cfg_fail(err, errsz, "s3-persist: '%s' is not full or pec", value);
+	if (strcmp(name, "s3-job") == 0 && value[0] && !tier_job_ok(value))
+		return cfg_fail(err, errsz, "s3-job: '%s' is not a job id (1-%d letters, digits or ._-:@+=)", value,
+				TIER_JOB_MAX);
 	if ((strcmp(name, "s3") == 0 || strcmp(name, "from") == 0) && value[0] && strncmp(value, "s3://", 5) != 0)
 		return cfg_fail(err, errsz, "%s: '%s' is not s3://BUCKET/PREFIX", name, value);
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {

@@ -51,6 +51,7 @@ struct pecfs_config {
 	char s3_credentials_file[PATH_MAX];
 	char node_id[64];             /* "": the data folder's own random id */
 	uint32_t s3_nodes;            /* node parts a version needs before COMMIT; default 1 */
+	char s3_job[129];             /* the job a version is sealed by when its run sets none; "" none */
 	uint32_t upload_threads;      /* chunks uploaded at once; default 8 */
 	uint64_t upload_bandwidth;    /* bytes per second, 0 unlimited */
 	uint64_t cache_size;          /* local bytes of uploaded chunks kept, 0 unlimited */

@@ -8,13 +8,16 @@
  *   user.pec.dynamic_k   "0" or "1";  user.pec.plt_budget  fraction in (0, 1]
  *   user.pec.persist     "full" or "pec": what the S3 tier uploads of the run's versions
  *   user.pec.k_persist   experts per layer an upload adds under "pec" (0 to 65536)
+ *   user.pec.job         the job (one launch of the trainer) that seals the run's versions from now on
  * The two persist settings are read by the uploader (pec_runcfg_persist), which has no mount context.
+ * The job is read at seal (pec_runcfg_job), which copies it onto the version for the uploader.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compose.h"
+#include "tier_manifest.h"
 
 #define CFG_FILE_PATTERNS "user.pec.file_patterns"
 #define CFG_TENSOR_PATTERNS "user.pec.tensor_patterns"
@@ -25,11 +28,12 @@
 #define CFG_PLT_BUDGET "user.pec.plt_budget"
 #define CFG_PERSIST "user.pec.persist"
 #define CFG_K_PERSIST "user.pec.k_persist"
+#define CFG_JOB TIER_JOB_XATTR
 #define CFG_K_PERSIST_MAX 65536
 #define CFG_VALUE_MAX 16384
 
 static const char *const cfg_keys[] = { CFG_FILE_PATTERNS, CFG_TENSOR_PATTERNS, CFG_KEEP, CFG_STRATEGY,
-					CFG_K, CFG_DYNAMIC_K, CFG_PLT_BUDGET, CFG_PERSIST, CFG_K_PERSIST };
+					CFG_K, CFG_DYNAMIC_K, CFG_PLT_BUDGET, CFG_PERSIST, CFG_K_PERSIST, CFG_JOB };
 
 bool pec_runcfg_is_key(const char *name)
 {
@@ -100,6 +104,8 @@ static int apply(const char *name, char *value, struct pec_runcfg *cfg)
 	}
 	if (strcmp(name, CFG_KEEP) == 0)
 		return parse_u32(value, 0, UINT32_MAX, &cfg->keep);
+	if (strcmp(name, CFG_JOB) == 0)
+		return tier_job_ok(value) ? 0 : -EINVAL;  /* checked only: pec_runcfg_job reads it */
 	if (strcmp(name, CFG_PERSIST) == 0 || strcmp(name, CFG_K_PERSIST) == 0) {
 		bool pec;
 		uint32_t k;
@@ -222,6 +228,20 @@ void pec_runcfg_persist(struct meta *m, uint64_t run_ino, bool *pec, uint32_t *k
 {
 	persist_load(m, run_ino, CFG_PERSIST, pec, k_persist);
 	persist_load(m, run_ino, CFG_K_PERSIST, pec, k_persist);
+}
+
+void pec_runcfg_job(struct fs_ctx *ctx, uint64_t run_ino, char *job)
+{
+	int len = meta_get_xattr(ctx->meta, run_ino, CFG_JOB, job, TIER_JOB_MAX);
+
+	if (len > 0 && len <= TIER_JOB_MAX) {
+		job[len] = '\0';
+		if (tier_job_ok(job))
+			return;
+	}
+	if (len != -ENODATA)
+		pecfs_log_warn("run %llu: ignoring invalid setting %s", (unsigned long long)run_ino, CFG_JOB);
+	snprintf(job, TIER_JOB_MAX + 1, "%s", ctx->cfg->s3_job);
 }
 
 void pec_runcfg_free(struct pec_runcfg *c)

@@ -13,6 +13,7 @@
 
 #include "version_name.h"
 #include "compose.h"
+#include "tier_manifest.h"
 
 int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 {
@@ -60,6 +61,10 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 		fs_compose_done(ctx, &comp, false);
 		goto out;
 	}
+	char job[TIER_JOB_MAX + 1];
+	pec_runcfg_job(ctx, fv.v.run_ino, job);
+	if (job[0])  /* which job sealed it: the S3 commit barrier counts the parts of one job */
+		meta_batch_put_xattr(b, vino, TIER_JOB_XATTR, job, strlen(job));
 	uint64_t seq = ctx->sb.next_seq++;
 	fv.v.state = comp.state;
 	fv.v.seal_seq = seq;

@@ -224,6 +224,8 @@ int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len)
 	json_object_set_new(root, "chunk_size", json_integer(m->chunk_size));
 	if (m->seal_id[0])
 		json_object_set_new(root, "seal_id", json_string(m->seal_id));
+	if (m->job[0])
+		json_object_set_new(root, "job", json_string(m->job));
 	for (size_t i = 0; i < m->n; i++)
 		json_array_append_new(arr, mf_entry_json(&m->entries[i]));
 	json_object_set_new(root, "entries", arr);
@@ -286,6 +288,13 @@ int tier_seal_id_ok(const char *s)
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return 0;
 	return s[i] == '\0';
+}
+
+int tier_job_ok(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:@+=");
+
+	return n >= 1 && n <= TIER_JOB_MAX && s[n] == '\0';
 }
 
 static int mf_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -458,7 +467,7 @@ static int mf_decode_entry(json_t *o, struct tier_manifest *m, char *err, size_t
 
 int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, char *err, size_t errsz)
 {
-	const char *run, *version, *node, *seal_id = NULL;
+	const char *run, *version, *node, *seal_id = NULL, *job = NULL;
 	json_int_t format, sealed, seq = 0, csize;
 	json_t *root, *entries, *step, *o;
 	json_error_t jerr;
@@ -469,9 +478,9 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return mf_fail(err, errsz, "not JSON: %s (line %d)", jerr.text, jerr.line);
-	if (json_unpack(root, "{s:I,s:s,s:s,s:s,s:o,s:I,s?I,s:I,s:o,s?s}", "format", &format, "run", &run, "version",
-			&version, "node", &node, "step", &step, "sealed_ns", &sealed, "seal_seq", &seq, "chunk_size",
-			&csize, "entries", &entries, "seal_id", &seal_id) != 0 || !json_is_array(entries) ||
+	if (json_unpack(root, "{s:I,s:s,s:s,s:s,s:o,s:I,s?I,s:I,s:o,s?s,s?s}", "format", &format, "run", &run,
+			"version", &version, "node", &node, "step", &step, "sealed_ns", &sealed, "seal_seq", &seq,
+			"chunk_size", &csize, "entries", &entries, "seal_id", &seal_id, "job", &job) != 0 || !json_is_array(entries) ||
 	    !((json_is_integer(step) && json_integer_value(step) >= 0) || json_is_null(step))) {
 		rc = mf_fail(err, errsz, "not a pecfs manifest");
 		goto out;
@@ -488,11 +497,17 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 		rc = mf_fail(err, errsz, "seal_id is not %d lowercase hex digits", TIER_SEAL_ID_LEN);
 		goto out;
 	}
+	if (job && !tier_job_ok(job)) {
+		rc = mf_fail(err, errsz, "job is not a job id (1-%d letters, digits or ._-:@+=)", TIER_JOB_MAX);
+		goto out;
+	}
 	rc = tier_manifest_init(m, run, version, node);
 	if (rc < 0)
 		goto out;
 	if (seal_id)
 		memcpy(m->seal_id, seal_id, TIER_SEAL_ID_LEN + 1);
+	if (job)
+		memcpy(m->job, job, strlen(job) + 1);
 	m->step = json_is_integer(step) ? json_integer_value(step) : -1;
 	m->sealed_ns = sealed;
 	m->seal_seq = (uint64_t)seq;
@@ -528,6 +543,8 @@ int tier_commit_encode(const struct tier_commit *c, char **out, size_t *len)
 	json_object_set_new(root, "sealed_ns", json_integer(c->sealed_ns));
 	json_object_set_new(root, "node", json_string(c->node));
 	json_object_set_new(root, "parts", json_integer((json_int_t)c->parts));
+	if (c->job[0])
+		json_object_set_new(root, "job", json_string(c->job));
 	if (c->seal_id[0]) {
 		json_object_set_new(root, "seal_id", json_string(c->seal_id));
 		for (size_t i = 0; i < c->npart; i++)
@@ -592,7 +609,7 @@ static int commit_decode_parts(json_t *arr, struct tier_commit *c, char *err, si
 
 int tier_commit_decode(const char *text, size_t len, struct tier_commit *c, char *err, size_t errsz)
 {
-	const char *run, *version, *node, *seal_id = NULL;
+	const char *run, *version, *node, *seal_id = NULL, *job = NULL;
 	json_int_t format, sealed, parts = 1;
 	json_t *root, *step, *manifests = NULL;
 	const struct tier_commit_part *own;
@@ -603,9 +620,9 @@ int tier_commit_decode(const char *text, size_t len, struct tier_commit *c, char
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return mf_fail(err, errsz, "not JSON: %s (line %d)", jerr.text, jerr.line);
-	if (json_unpack(root, "{s:I,s:s,s:s,s:o,s:I,s:s,s?I,s?s,s?o}", "format", &format, "run", &run, "version",
+	if (json_unpack(root, "{s:I,s:s,s:s,s:o,s:I,s:s,s?I,s?s,s?o,s?s}", "format", &format, "run", &run, "version",
 			&version, "step", &step, "sealed_ns", &sealed, "node", &node, "parts", &parts, "seal_id",
-			&seal_id, "manifests", &manifests) != 0 ||
+			&seal_id, "manifests", &manifests, "job", &job) != 0 ||
 	    !((json_is_integer(step) && json_integer_value(step) >= 0) || json_is_null(step))) {
 		rc = mf_fail(err, errsz, "not a pecfs COMMIT");
 		goto out;
@@ -622,6 +639,12 @@ int tier_commit_decode(const char *text, size_t len, struct tier_commit *c, char
 		rc = mf_fail(err, errsz, "bad \"parts\" count");
 		goto out;
 	}
+	if (job && !tier_job_ok(job)) {
+		rc = mf_fail(err, errsz, "job is not a job id (1-%d letters, digits or ._-:@+=)", TIER_JOB_MAX);
+		goto out;
+	}
+	if (job)
+		memcpy(c->job, job, strlen(job) + 1);
 	memcpy(c->run, run, strlen(run) + 1);  /* name_ok: at most TIER_NAME_MAX bytes each */
 	memcpy(c->version, version, strlen(version) + 1);
 	memcpy(c->node, node, strlen(node) + 1);

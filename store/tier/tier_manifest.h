@@ -18,6 +18,8 @@
 #define TIER_NAME_MAX 255                     /* bytes of a run, version, node name or path component */
 #define TIER_PATH_MAX 4095                    /* bytes of an entry path or a symlink target */
 #define TIER_SEAL_ID_LEN 32                   /* lowercase hex digits of a seal id (128 random bits) */
+#define TIER_JOB_MAX 128                      /* bytes of a job id */
+#define TIER_JOB_XATTR "user.pec.job"         /* a run's job setting; a sealed version's job */
 #define TIER_COMMIT_MAX_BYTES (1u << 20)      /* refused beyond this when read */
 
 struct tier_manifest_extent {
@@ -55,6 +57,9 @@ struct tier_manifest {
 	/* The random id of the upload this part belongs to (COMMIT names it); "" in a manifest written
 	 * before seal ids existed. */
 	char seal_id[TIER_SEAL_ID_LEN + 1];
+	/* The job (one launch of the trainer) that sealed the version: "" when none was set. The commit
+	 * barrier counts only the parts of its own job (FORMAT.md, "Seal ids"). */
+	char job[TIER_JOB_MAX + 1];
 	struct tier_manifest_entry *entries;
 	size_t n, cap;
 };
@@ -110,6 +115,10 @@ int tier_manifest_path_cmp(const char *a, const char *b);
 /* True for a seal id: TIER_SEAL_ID_LEN lowercase hex digits. */
 int tier_seal_id_ok(const char *s);
 
+/* True for a job id: 1 to TIER_JOB_MAX bytes of letters, digits and . _ - : @ + = (a scheduler's job
+ * id, a UUID, a job name with its attempt). */
+int tier_job_ok(const char *s);
+
 /* ---- COMMIT: created once per version, when its parts are all uploaded ---- */
 
 /* One part of a committed version: the node whose manifest it is and that manifest's seal id. */
@@ -125,6 +134,7 @@ struct tier_commit {
 	int64_t sealed_ns;
 	uint64_t parts;                      /* node parts (manifests) it was created with */
 	char seal_id[TIER_SEAL_ID_LEN + 1];  /* the creating node's part; "" in a legacy COMMIT */
+	char job[TIER_JOB_MAX + 1];          /* the job of every part it names; "" when none was set */
 	/* The parts, in node name byte order. NULL (npart 0) in a legacy COMMIT, written before seal ids:
 	 * its parts are then every manifest stored beside it. */
 	struct tier_commit_part *part;

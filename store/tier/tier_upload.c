@@ -310,12 +310,42 @@ static int seal_id_new(char out[TIER_SEAL_ID_LEN + 1])
 
 enum own_part { PART_ABSENT, PART_OURS, PART_STALE };
 
+/* The job that sealed v: its user.pec.job (the seal copies the run's), "" when none was set. */
+static void version_job(struct tier *t, const struct meta_version *v, char job[TIER_JOB_MAX + 1])
+{
+	int len = meta_get_xattr(t->meta, v->ino, TIER_JOB_XATTR, job, TIER_JOB_MAX);
+
+	job[len > 0 && len <= TIER_JOB_MAX ? len : 0] = '\0';
+	if (job[0] && !tier_job_ok(job))
+		job[0] = '\0';
+}
+
+/* Whether the version has no COMMIT: 1 yes, 0 it has one, or the client's error (msg). */
+static int commit_absent(struct tier *t, const char *run, const char *version, char *msg, size_t msgsz)
+{
+	char key[TIER_PREFIX_MAX + 1024], etag[S3_ETAG_MAX];
+	struct s3_result res = { 0 };
+	uint64_t size;
+	int rc = tier_key(t, key, sizeof(key), "runs/%s/%s/COMMIT", run, version);
+
+	if (rc == 0)
+		rc = s3_head(t->client, key, &size, etag, &res);
+	if (rc == -ENOENT)
+		return 1;
+	if (rc < 0)
+		snprintf(msg, msgsz, "looking for the version's COMMIT: %.300s", res.message[0] ? res.message :
+			 strerror(-rc));
+	return rc < 0 ? rc : 0;
+}
+
 /* What this node's manifest key of v holds: nothing; a part of this very sealing of v (an earlier
- * attempt; its seal id in seal_id, "" when it was written before seal ids); or an object that
- * cannot be a part of anything, which may be replaced (PART_STALE). -EEXIST (msg) when it is a part of
- * another sealing of a version of that name; or the client's error. */
+ * attempt; its seal id in seal_id, "" when it was written before seal ids); or an object that may be
+ * replaced (PART_STALE): one that cannot be a part of anything, or, when job is not NULL, the part of
+ * an earlier sealing by another job (a job that died before the version was committed: job is this
+ * sealing's, the part was sealed before this one, and the version has no COMMIT). -EEXIST (msg) when
+ * it is a part of another sealing of a version of that name; or the client's error. */
 static int own_part(struct tier *t, const char *run, const char *version, const struct meta_version *v,
-		    enum own_part *what, char seal_id[TIER_SEAL_ID_LEN + 1], char *msg, size_t msgsz)
+		    const char *job, enum own_part *what, char seal_id[TIER_SEAL_ID_LEN + 1], char *msg, size_t msgsz)
 {
 	char key[TIER_PREFIX_MAX + 1024], why[600];
 	struct tier_manifest m;
@@ -340,10 +370,20 @@ static int own_part(struct tier *t, const char *run, const char *version, const 
 	if (m.seal_seq == v->seal_seq && m.sealed_ns == v->sealed_ns) {
 		*what = PART_OURS;
 		memcpy(seal_id, m.seal_id, sizeof(m.seal_id));
+	} else if (job && strcmp(m.job, job) != 0 && m.sealed_ns < v->sealed_ns &&
+		   (rc = commit_absent(t, run, version, msg, msgsz)) != 0) {
+		if (rc > 0) {
+			tier_logf(t, S3_LOG_WARN, "S3 tier: %s/%s: replacing this node's part of an uncommitted earlier "
+				  "sealing (job '%.128s', seal id %s) with this job's ('%.128s')", run, version, m.job,
+				  m.seal_id[0] ? m.seal_id : "none", job);
+			*what = PART_STALE;
+			rc = 0;
+		}
 	} else {
 		snprintf(msg, msgsz, "the bucket holds another upload of this version by node %.64s (sealed at %lld, "
-			 "not %lld): remove or rename the version here, or give this node another node-id", t->node_id,
-			 (long long)m.sealed_ns, (long long)v->sealed_ns);
+			 "not %lld; job '%.40s'): remove or rename the version here, give this node another node-id, "
+			 "or set the run's user.pec.job for a new launch", t->node_id, (long long)m.sealed_ns,
+			 (long long)v->sealed_ns, m.job);
 		rc = -EEXIST;
 	}
 	tier_manifest_free(&m);
@@ -356,7 +396,7 @@ static int choose_seal_id(struct tier *t, const struct meta_version *v, struct t
 			  char *msg, size_t msgsz)
 {
 	enum own_part what = PART_ABSENT;
-	int rc = own_part(t, m->run, m->version, v, &what, m->seal_id, msg, msgsz);
+	int rc = own_part(t, m->run, m->version, v, m->job, &what, m->seal_id, msg, msgsz);
 
 	if (rc < 0)
 		return rc;
@@ -387,7 +427,7 @@ static int put_manifest(struct tier *t, const struct meta_version *v, const stru
 	free(text);
 	if (rc == -EEXIST) {
 		/* Created meanwhile: by this very call when an answer was lost, or by another upload. */
-		rc = own_part(t, m->run, m->version, v, &what, theirs, msg, msgsz);
+		rc = own_part(t, m->run, m->version, v, NULL, &what, theirs, msg, msgsz);
 		if (rc == 0 && (what != PART_OURS || strcmp(theirs, m->seal_id) != 0)) {
 			snprintf(msg, msgsz, "another upload created this node's part of the version meanwhile");
 			rc = -EEXIST;
@@ -424,25 +464,30 @@ static int part_cmp(const void *a, const void *b)
 	return strcmp(((const struct tier_commit_part *)a)->node, ((const struct tier_commit_part *)b)->node);
 }
 
-/* The parts COMMIT will name: this node's alone, or (s3-nodes > 1) every manifest of the version,
- * with this node's checked to be of this sealing. c->seal_id is this node's part's; "" when that part
- * was written before seal ids, and c then names no parts (a legacy COMMIT). */
-static int commit_parts(struct tier *t, const struct meta_version *v, const char *seal_id, struct tier_commit *c,
-			char *msg, size_t msgsz)
+/* The parts COMMIT will name: this node's alone, or (s3-nodes > 1) every manifest of the version
+ * sealed by this node's part's job, with this node's checked to be of this sealing. 1 when fewer than
+ * s3-nodes parts are of that job (parts of another job made up the count: not complete yet).
+ * c->seal_id is this node's part's; "" when that part was written before seal ids, and c then names
+ * no parts (a legacy COMMIT). job is the sealing's job when the upload is in hand (seal_id not NULL). */
+static int commit_parts(struct tier *t, const struct meta_version *v, const char *seal_id, const char *job,
+			struct tier_commit *c, char *msg, size_t msgsz)
 {
 	struct tier_manifest_set set;
+	const struct tier_manifest *own = NULL;
 	enum own_part what = PART_ABSENT;
+	size_t k = 0;
 	int rc;
 
 	if (t->nodes <= 1) {
 		if (seal_id)  /* the upload in hand */
 			memcpy(c->seal_id, seal_id, sizeof(c->seal_id));
-		else if ((rc = own_part(t, c->run, c->version, v, &what, c->seal_id, msg, msgsz)) < 0)
+		else if ((rc = own_part(t, c->run, c->version, v, NULL, &what, c->seal_id, msg, msgsz)) < 0)
 			return rc;
 		if (!seal_id && what != PART_OURS) {
 			snprintf(msg, msgsz, "this node's part is gone from the bucket");
 			return -ENOENT;
 		}
+		snprintf(c->job, sizeof(c->job), "%s", job ? job : "");
 		c->parts = 1;
 		c->part = calloc(1, sizeof(*c->part));
 		if (!c->part)
@@ -455,28 +500,31 @@ static int commit_parts(struct tier *t, const struct meta_version *v, const char
 	rc = tier_manifests_load(t->client, t->prefix, c->run, c->version, &set, msg, msgsz);
 	if (rc < 0)
 		return rc;
-	c->part = calloc(set.n ? set.n : 1, sizeof(*c->part));
-	rc = c->part ? -ENOENT : -ENOMEM;
-	for (size_t i = 0; c->part && i < set.n; i++) {
-		const struct tier_manifest *m = &set.m[i];
-		snprintf(c->part[i].node, sizeof(c->part[i].node), "%s", m->node);
-		memcpy(c->part[i].seal_id, m->seal_id, sizeof(m->seal_id));
-		if (strcmp(m->node, t->node_id) != 0)
-			continue;
-		if (m->seal_seq != v->seal_seq || m->sealed_ns != v->sealed_ns || (seal_id && strcmp(seal_id, m->seal_id))) {
-			snprintf(msg, msgsz, "this node's part in the bucket is of another upload of the version");
-			rc = -EEXIST;
-			break;
-		}
-		memcpy(c->seal_id, m->seal_id, sizeof(c->seal_id));
-		rc = 0;
-	}
-	if (rc == -ENOENT)
+	for (size_t i = 0; i < set.n; i++)
+		if (strcmp(set.m[i].node, t->node_id) == 0)
+			own = &set.m[i];
+	if (!own) {
 		snprintf(msg, msgsz, "this node's part is gone from the bucket");
-	if (rc == 0) {
-		c->parts = set.n;
-		c->npart = c->seal_id[0] ? set.n : 0;
-		qsort(c->part, set.n, sizeof(*c->part), part_cmp);
+		rc = -ENOENT;
+	} else if (own->seal_seq != v->seal_seq || own->sealed_ns != v->sealed_ns ||
+		   (seal_id && strcmp(seal_id, own->seal_id))) {
+		snprintf(msg, msgsz, "this node's part in the bucket is of another upload of the version");
+		rc = -EEXIST;
+	} else if (!(c->part = calloc(set.n, sizeof(*c->part)))) {
+		rc = -ENOMEM;
+	} else {
+		memcpy(c->seal_id, own->seal_id, sizeof(c->seal_id));
+		memcpy(c->job, own->job, sizeof(c->job));
+		for (size_t i = 0; i < set.n; i++) {
+			if (strcmp(set.m[i].job, own->job) != 0)
+				continue;  /* a part of another job's sealing of the name: never this one's */
+			snprintf(c->part[k].node, sizeof(c->part[k].node), "%s", set.m[i].node);
+			memcpy(c->part[k++].seal_id, set.m[i].seal_id, sizeof(set.m[i].seal_id));
+		}
+		c->parts = k;
+		c->npart = c->seal_id[0] ? k : 0;
+		qsort(c->part, k, sizeof(*c->part), part_cmp);
+		rc = k < t->nodes ? 1 : 0;
 	}
 	tier_manifest_set_free(&set);
 	return rc;
@@ -526,7 +574,7 @@ static int commit_listed(struct tier *t, const struct meta_version *v, const cha
 		memcpy(c->seal_id, seal_id, sizeof(c->seal_id));
 		return commit_check_existing(t, c, msg, msgsz);
 	}
-	rc = own_part(t, c->run, c->version, v, &what, c->seal_id, msg, msgsz);
+	rc = own_part(t, c->run, c->version, v, NULL, &what, c->seal_id, msg, msgsz);
 	if (rc == 0 && what != PART_OURS) {
 		snprintf(msg, msgsz, "this node's part is gone from the bucket");
 		rc = -ENOENT;
@@ -535,12 +583,13 @@ static int commit_listed(struct tier *t, const struct meta_version *v, const cha
 }
 
 /* The commit barrier: COMMIT is created (once, conditionally) when the version has the manifests of
- * t->nodes nodes, naming each part with its seal id. seal_id is this node's part's (NULL: read it
- * from the bucket, for a version uploaded earlier that awaited other nodes). *committed tells
+ * t->nodes nodes sealed by one job, naming each part with its seal id. seal_id and job are this
+ * node's part's (NULL: read from the bucket, for a version uploaded earlier that awaited other
+ * nodes). *committed tells
  * whether the version is committed now, by us or by another node that counted our part; -EEXIST
  * when another upload holds the name. */
 static int commit_if_complete(struct tier *t, const char *run, const char *version, const struct meta_version *v,
-			      const char *seal_id, bool *committed, char *msg, size_t msgsz)
+			      const char *seal_id, const char *job, bool *committed, char *msg, size_t msgsz)
 {
 	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
 	struct tier_commit c = { .step = v->step, .sealed_ns = v->sealed_ns };
@@ -568,7 +617,11 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 		tier_commit_free(&c);
 		return rc;
 	}
-	rc = commit_parts(t, v, seal_id, &c, msg, msgsz);
+	rc = commit_parts(t, v, seal_id, job, &c, msg, msgsz);
+	if (rc == 1) {  /* parts of another job's sealing made up the count: wait for this job's */
+		tier_commit_free(&c);
+		return 0;
+	}
 	if (rc == 0)
 		rc = tier_commit_encode(&c, &text, &len);
 	if (rc == 0)
@@ -670,6 +723,7 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	rc = tier_persist_apply(t, v, &m, msg, msgsz);  /* persist selection; frees m on failure */
 	if (rc < 0)
 		return rc;
+	version_job(t, v, m.job);
 	pthread_mutex_lock(&t->lock);
 	t->cur_run = v->run_ino;
 	t->cur_ino = v->ino;
@@ -690,7 +744,7 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	if (rc == 0)
 		rc = still_sealed(t, v, msg, msgsz);
 	if (rc == 0)
-		rc = commit_if_complete(t, m.run, m.version, v, m.seal_id, &committed, msg, msgsz);
+		rc = commit_if_complete(t, m.run, m.version, v, m.seal_id, m.job, &committed, msg, msgsz);
 	if (rc == 0) {
 		rec.chunks = n;
 		rec.committed_ns = committed ? tier_wall_ns() : 0;
@@ -741,7 +795,7 @@ static void check_awaiting(struct tier *t, const struct pending *p)
 		if (meta_get_inode(t->meta, v->run_ino, &run) < 0 || meta_get_inode(t->meta, v->ino, &ver) < 0 ||
 		    meta_get_upload(t->meta, v->run_ino, v->ino, &rec) < 0)
 			continue;  /* removed meanwhile */
-		if (commit_if_complete(t, run.name, ver.name, v, NULL, &committed, msg, sizeof(msg)) < 0) {
+		if (commit_if_complete(t, run.name, ver.name, v, NULL, NULL, &committed, msg, sizeof(msg)) < 0) {
 			tier_logf(t, S3_LOG_WARN, "S3 tier: %s/%s: %s", run.name, ver.name, msg);
 			continue;
 		}

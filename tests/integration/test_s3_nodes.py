@@ -1,9 +1,12 @@
 # test_s3_nodes.py - several nodes uploading parts of the same versions with --s3-nodes, on real mounts
 # against a real Ceph RGW (s3_fixture.py): the COMMIT barrier when a node waiting for the others is
 # restarted or killed, when a bucket collection runs meanwhile, and when retention wants to retire a
-# version that is not committed yet; and a part left by an earlier sealing of the version (a node that
-# died before the job restarted), which the barrier must not count. tests/bench/bench_nodes.py runs
-# the same protocol with 16 nodes.
+# version that is not committed yet; and parts left by an earlier launch of the job that died before
+# the version was committed, which the barrier of the next launch (another user.pec.job) must not
+# count, on other node ids or on the same ones. tests/bench/bench_nodes.py runs the same protocol with
+# 16 nodes.
+import errno
+import json
 import os
 import sys
 import time
@@ -16,8 +19,8 @@ from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
 
 
 class S3NodesTest(RgwTestCase):
-    def nodes(self, prefix, names, n=2):
-        return [self.mount(prefix, "--node-id", name, "--s3-nodes", str(n)) for name in names]
+    def nodes(self, prefix, names, n=2, *extra):
+        return [self.mount(prefix, "--node-id", name, "--s3-nodes", str(n), *extra) for name in names]
 
     def restore_files(self, prefix, what):
         """{path: bytes} of every file a restore of what gives."""
@@ -128,22 +131,88 @@ class S3NodesTest(RgwTestCase):
     # sealing of the same version name completes the count. COMMIT then names that stale part and the
     # first live node's, the second live node's part is refused as "committed by another upload", and
     # a restore succeeds with one rank's files from the old attempt and the other rank's missing.
-    @unittest.expectedFailure
+    def launch(self, m, job, files, name="step-1"):
+        """The trainer of launch `job` on node m: sets the run's job (None: the mount's s3-job holds it),
+        writes its rank's files."""
+        os.makedirs(m.path("run"), exist_ok=True)
+        if job:
+            os.setxattr(m.path("run"), "user.pec.job", job.encode())
+        self.write_version(m, "run", name, files)
+
+    def part(self, prefix, node, name="step-1"):
+        return json.loads(self.s3("get", "%s/runs/run/%s/%s.manifest" % (prefix, name, node)).stdout)
+
     def test_barrier_ignores_a_part_of_an_earlier_sealing(self):
         old, = self.nodes("stale", ["node-0"])
-        self.write_version(old, "run", "step-1", {"rank0.pt": h.random_bytes(2 * MIB, 30)})
+        self.launch(old, "launch-1", {"rank0.pt": h.random_bytes(2 * MIB, 30)})
         self.seal_awaiting(old)
-        old.kill9()  # the job dies before node-1 uploaded; it restarts on fresh nodes
-        a, b = self.nodes("stale", ["node-a", "node-b"])
+        self.assertEqual(os.getxattr(old.path("run", "step-1"), "user.pec.job"), b"launch-1")
+        old.kill9()  # the job dies before node-1 uploaded; it restarts on fresh nodes, mounted for it
+        a, b = self.nodes("stale", ["node-a", "node-b"], 2, "--s3-job", "launch-2")
         fa, fb = {"rank0.pt": h.random_bytes(2 * MIB, 31)}, {"rank1.pt": h.random_bytes(2 * MIB, 32)}
-        self.write_version(a, "run", "step-1", fa)
-        self.write_version(b, "run", "step-1", fb)
-        self.assertEqual(h.cli("seal", a.path("run", "step-1")).returncode, 0)
-        self.assertTrue(h.wait_until(lambda: a.stats()["s3"]["versions_awaiting_nodes"] == 1
-                                     or "stale/runs/run/step-1/COMMIT" in self.listing("stale"), 60))
-        cp = h.cli("seal", "--wait-upload", "--timeout", "60s", b.path("run", "step-1"), timeout=90)
-        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.launch(a, None, fa)
+        self.launch(b, None, fb)
+        self.seal_awaiting(a)
+        self.assertNotIn("stale/runs/run/step-1/COMMIT", self.listing("stale"))
+        self.seal_wait(b, "run", "step-1", timeout=90)
+        self.assertEqual(os.getxattr(b.path("run", "step-1"), "user.pec.job"), b"launch-2")
         self.assertEqual(self.restore_files("stale", "run@step-1"), dict(fa, **fb))
+        commit = json.loads(self.s3("get", "stale/runs/run/step-1/COMMIT").stdout)
+        self.assertEqual([p[0] for p in commit["manifests"]], ["node-a", "node-b"])
+        self.assertEqual(commit["job"], "launch-2")
+
+    def test_next_launch_on_the_same_nodes_replaces_their_parts(self):
+        # Launch 1 of a 3-node job: node-0 and node-1 upload their parts of step-1, then it dies.
+        olds = self.nodes("relaunch", ["node-0", "node-1"], n=3)
+        for i, m in enumerate(olds):
+            self.launch(m, "launch-1", {"rank%d.pt" % i: h.random_bytes(2 * MIB, 40 + i)})
+            self.seal_awaiting(m)
+        for m in olds:
+            m.kill9()
+        # Launch 2 on the same node ids (fresh data folders, as on replaced machines).
+        new = self.nodes("relaunch", ["node-0", "node-1", "node-2"], n=3)
+        files = [{"rank%d.pt" % i: h.random_bytes(2 * MIB, 50 + i)} for i in range(3)]
+        for m, f in zip(new, files):
+            self.launch(m, "launch-2", f)
+        self.seal_awaiting(new[0])  # replaces its own part of launch 1
+        self.assertEqual(self.part("relaunch", "node-0")["job"], "launch-2")
+        # Three manifests now, one of them launch 1's: not a complete count.
+        self.seal_awaiting(new[2])
+        self.assertEqual(self.part("relaunch", "node-1")["job"], "launch-1")
+        time.sleep(3)  # two barrier checks
+        self.assertNotIn("relaunch/runs/run/step-1/COMMIT", self.listing("relaunch"))
+        self.seal_wait(new[1], "run", "step-1", timeout=90)
+        want = {k: v for f in files for k, v in f.items()}
+        self.assertEqual(self.restore_files("relaunch", "run@step-1"), want)
+        for m in new:
+            self.assertTrue(h.wait_until(lambda: self.version(m, "run", "step-1")["state"] == "uploaded", 30))
+
+    def test_same_launch_sealing_a_name_again_is_a_conflict(self):
+        # Without a new job id a second sealing of the name by this node id is another upload of the
+        # version, which never replaces the first.
+        old, = self.nodes("again", ["node-0"])
+        self.launch(old, "launch-1", {"rank0.pt": h.random_bytes(MIB, 60)})
+        self.seal_awaiting(old)
+        first = self.part("again", "node-0")
+        old.kill9()
+        m, = self.nodes("again", ["node-0"])
+        self.launch(m, "launch-1", {"rank0.pt": h.random_bytes(MIB, 61)})
+        self.assertEqual(h.cli("seal", m.path("run", "step-1")).returncode, 0)
+        self.assertTrue(h.wait_until(lambda: "another upload of this version" in
+                                     (self.version(m, "run", "step-1").get("upload_error") or ""), 60))
+        self.assertEqual(self.part("again", "node-0")["seal_id"], first["seal_id"])
+
+    def test_job_setting_is_checked(self):
+        m, = self.nodes("jobset", ["node-0"])
+        os.makedirs(m.path("run", "step-1"))
+        for bad in (b"", b"a b", b"x" * 129, b"job/1"):
+            self.assertEqual(h.errno_of(os.setxattr, m.path("run"), "user.pec.job", bad), errno.EINVAL, bad)
+        self.assertEqual(h.errno_of(os.setxattr, m.path("run", "step-1"), "user.pec.job", b"j"), errno.EINVAL)
+        os.setxattr(m.path("run"), "user.pec.job", b"slurm-4711.2")
+        self.assertEqual(os.getxattr(m.path("run"), "user.pec.job"), b"slurm-4711.2")
+        cp = h.cli("mount", "--s3-job", "bad job", m.data + "-x", m.mnt + "-x")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("s3-job", cp.stderr)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,65 @@ static void test_manifest_seal_id_round_trips_and_must_be_hex(void **state)
 				     "\"entries\":[]}"), -EBADMSG);
 }
 
+static void test_job_round_trips_and_is_checked(void **state)
+{
+	struct tier_manifest m, d;
+	struct tier_commit c = { .step = 3, .sealed_ns = 9, .parts = 1 }, dc;
+	struct tier_commit_part part = { "a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
+	char *text, err[256], long_job[TIER_JOB_MAX + 2];
+	size_t len;
+
+	(void)state;
+	assert_true(tier_job_ok("slurm-4711.2"));
+	assert_true(tier_job_ok("0f8e2c1a-7b6d-4c3e-9a1b-2c3d4e5f6a7b"));
+	assert_true(tier_job_ok("run:a@b+c=d_e"));
+	assert_false(tier_job_ok(""));
+	assert_false(tier_job_ok("a b"));
+	assert_false(tier_job_ok("job/1"));
+	assert_false(tier_job_ok("\xc3\xa9"));
+	memset(long_job, 'j', sizeof(long_job) - 1);
+	long_job[TIER_JOB_MAX] = '\0';
+	assert_true(tier_job_ok(long_job));
+	long_job[TIER_JOB_MAX] = 'j';
+	long_job[TIER_JOB_MAX + 1] = '\0';
+	assert_false(tier_job_ok(long_job));
+
+	sample(&m);
+	strcpy(m.job, "slurm-4711.2");
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.job, "slurm-4711.2");
+	tier_manifest_free(&d);
+	free(text);
+	m.job[0] = '\0';  /* none set: no key, and none read back */
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_null(strstr(text, "\"job\""));
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.job, "");
+	tier_manifest_free(&d);
+	free(text);
+	tier_manifest_free(&m);
+	assert_int_equal(decode_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"node\":\"n\",\"step\":null,"
+				     "\"sealed_ns\":1,\"chunk_size\":4194304,\"job\":\"a b\",\"entries\":[]}"), -EBADMSG);
+	assert_int_equal(decode_text("{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"node\":\"n\",\"step\":null,"
+				     "\"sealed_ns\":1,\"chunk_size\":4194304,\"job\":7,\"entries\":[]}"), -EBADMSG);
+
+	strcpy(c.run, "r");
+	strcpy(c.version, "v");
+	strcpy(c.node, "a");
+	strcpy(c.seal_id, part.seal_id);
+	strcpy(c.job, "launch-2");
+	c.part = &part;
+	c.npart = 1;
+	assert_int_equal(tier_commit_encode(&c, &text, &len), 0);
+	assert_int_equal(tier_commit_decode(text, len, &dc, err, sizeof(err)), 0);
+	assert_string_equal(dc.job, "launch-2");
+	tier_commit_free(&dc);
+	free(text);
+	text = "{\"format\":1,\"run\":\"r\",\"version\":\"v\",\"step\":3,\"sealed_ns\":9,\"node\":\"a\",\"job\":\"\"}";
+	assert_int_equal(tier_commit_decode(text, strlen(text), &dc, err, sizeof(err)), -EBADMSG);
+}
+
 #define SID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SID_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
@@ -568,6 +627,7 @@ int main(void)
 		cmocka_unit_test(test_manifest_refuses_bad_names),
 		cmocka_unit_test(test_manifest_refuses_duplicate_json_keys),
 		cmocka_unit_test(test_manifest_seal_id_round_trips_and_must_be_hex),
+		cmocka_unit_test(test_job_round_trips_and_is_checked),
 		cmocka_unit_test(test_commit_round_trip_and_legacy),
 		cmocka_unit_test(test_commit_refuses_malformed_parts_and_names),
 		cmocka_unit_test(test_merge_keeps_the_first_part_of_a_path),
