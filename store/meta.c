@@ -30,14 +30,9 @@ struct meta_notes *meta_batch_notes(struct meta_batch *b)
 	return &b->notes;
 }
 
-static uint64_t inode_contrib(const struct meta_inode *i)
-{
-	return S_ISREG(i->mode) && i->nlink > 0 ? i->size : 0;
-}
-
 static int sum_contrib(const struct meta_inode *i, void *arg)
 {
-	*(uint64_t *)arg += inode_contrib(i);
+	*(uint64_t *)arg += meta_inode_logical(i);
 	return 0;
 }
 

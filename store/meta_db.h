@@ -98,6 +98,8 @@ struct meta_tally_delta {
 };
 
 struct meta_notes *meta_batch_notes(struct meta_batch *b);
+/* What inode i adds to the logical bytes: its size if it is a regular file with a name. */
+uint64_t meta_inode_logical(const struct meta_inode *i);
 /* Notes that b puts inode record i (NULL: deletes inode ino). */
 void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i);
 /* Notes that b puts an extent of ino at file_off naming d (NULL: deletes the extent there). */

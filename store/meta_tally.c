@@ -51,7 +51,7 @@ struct meta_tally_change {
 
 /* ---- notes kept by a batch ---- */
 
-static uint64_t inode_contrib(const struct meta_inode *i)
+uint64_t meta_inode_logical(const struct meta_inode *i)
 {
 	return S_ISREG(i->mode) && i->nlink > 0 ? i->size : 0;
 }
@@ -61,27 +61,36 @@ static uint64_t inode_names(const struct meta_inode *i)
 	return S_ISREG(i->mode) ? i->nlink : 0;
 }
 
+/* Room for one more note in *arr (n used of *cap, elements of size elem); false (and the notes
+ * lost) without memory. */
+static bool note_room(struct meta_notes *notes, void **arr, size_t n, size_t *cap, size_t elem)
+{
+	if (n < *cap)
+		return true;
+	size_t ncap = *cap ? 2 * *cap : 16;
+	void *v = realloc(*arr, ncap * elem);
+	if (!v) {
+		notes->lost = true;
+		return false;
+	}
+	*arr = v;
+	*cap = ncap;
+	return true;
+}
+
 void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i)
 {
 	struct meta_notes *n = meta_batch_notes(b);
 
-	if (n->ninodes == n->capinodes) {
-		size_t ncap = n->capinodes ? 2 * n->capinodes : 16;
-		struct meta_note_inode *v = realloc(n->inodes, ncap * sizeof(*v));
-		if (!v) {
-			n->lost = true;
-			return;
-		}
-		n->inodes = v;
-		n->capinodes = ncap;
-	}
+	if (!note_room(n, (void **)&n->inodes, n->ninodes, &n->capinodes, sizeof(*n->inodes)))
+		return;
 	n->inodes[n->ninodes] = (struct meta_note_inode){
 		.ino = ino,
 		.present = i != NULL,
 		.vino = i ? i->version_ino : 0,
 		.names = i ? inode_names(i) : 0,
 		.size = i ? i->size : 0,
-		.contrib = i ? inode_contrib(i) : 0,
+		.contrib = i ? meta_inode_logical(i) : 0,
 		.seq = n->ninodes,
 	};
 	n->ninodes++;
@@ -91,16 +100,8 @@ void meta_batch_note_extent(struct meta_batch *b, uint64_t ino, uint64_t file_of
 {
 	struct meta_notes *n = meta_batch_notes(b);
 
-	if (n->nextents == n->capextents) {
-		size_t ncap = n->capextents ? 2 * n->capextents : 16;
-		struct meta_note_extent *v = realloc(n->extents, ncap * sizeof(*v));
-		if (!v) {
-			n->lost = true;
-			return;
-		}
-		n->extents = v;
-		n->capextents = ncap;
-	}
+	if (!note_room(n, (void **)&n->extents, n->nextents, &n->capextents, sizeof(*n->extents)))
+		return;
 	n->extents[n->nextents] = (struct meta_note_extent){ .ino = ino, .off = file_off, .put = d != NULL,
 							     .seq = n->nextents };
 	if (d)
@@ -238,7 +239,7 @@ static int prepare_inodes(struct meta *m, struct meta_notes *n, bool versions, s
 		if (got < 0 && got != -ENOENT)
 			return got;
 		bool had = got == 0;
-		d->logical += (int64_t)ni->contrib - (int64_t)(had ? inode_contrib(&old) : 0);
+		d->logical += (int64_t)ni->contrib - (int64_t)(had ? meta_inode_logical(&old) : 0);
 		if (!versions)
 			continue;
 		if (had && inode_names(&old))
@@ -283,7 +284,7 @@ static int extent_version(struct meta *m, const struct meta_notes *n, uint64_t i
 static int prepare_extents(struct meta *m, struct meta_notes *n, struct meta_tally_delta *d)
 {
 	uint64_t cur_ino = 0, vino = 0;
-	bool have = false;
+	bool have = false, counted = false;
 	int rc = 0;
 
 	for (size_t i = 0; i < n->nextents && rc == 0; i++) {
@@ -296,8 +297,9 @@ static int prepare_extents(struct meta *m, struct meta_notes *n, struct meta_tal
 				break;
 			cur_ino = ne->ino;
 			have = true;
+			counted = tracked(m, vino);  /* once per inode, not per extent */
 		}
-		if (!tracked(m, vino))
+		if (!counted)
 			continue;
 		struct meta_extent old;
 		int got = meta_get_extent(m, ne->ino, ne->off, &old);
