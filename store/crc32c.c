@@ -3,7 +3,8 @@
  * The SSE4.2 crc32 instruction handles 8 bytes per step; CPUs without it use a byte-wise table
  * built on first use. The choice is made once (pthread_once) and both paths give identical results.
  * crc32c_many interleaves three independent buffers (chunk blocks are checked in batches), which
- * hides the instruction's latency.
+ * hides the instruction's latency. A single long buffer (a read of one block) is split into three
+ * lanes run the same way, whose CRCs are then joined by arithmetic modulo the polynomial.
  */
 #include "crc32c.h"
 
@@ -17,8 +18,35 @@
 #define CRC32C_POLY 0x82F63B78u
 
 static uint32_t crc32c_table[256];  /* written once under crc32c_once, read-only after */
+static uint32_t crc32c_x2k[64];     /* idem: x^(2^k) mod P, reflected */
 static int crc32c_use_hw;           /* idem */
 static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+/* ---- arithmetic on CRC states: polynomials over GF(2) modulo P, bit 31 holding x^0 ---- */
+
+/* a * b mod P. */
+static uint32_t gf_mul(uint32_t a, uint32_t b)
+{
+	uint32_t prod = 0;
+
+	for (uint32_t bit = 1u << 31; bit != 0; bit >>= 1) {
+		if (a & bit)
+			prod ^= b;
+		b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1;  /* b * x */
+	}
+	return prod;
+}
+
+/* x^(8 * n) mod P: the factor that moves a CRC state past n zero bytes. */
+static uint32_t gf_x8n(size_t n)
+{
+	uint32_t r = 1u << 31;  /* x^0 */
+
+	for (int k = 3; n != 0; n >>= 1, k++)
+		if (n & 1)
+			r = gf_mul(r, crc32c_x2k[k]);
+	return r;
+}
 
 static void crc32c_init(void)
 {
@@ -29,6 +57,9 @@ static void crc32c_init(void)
 			c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
 		crc32c_table[i] = c;
 	}
+	crc32c_x2k[0] = 1u << 30;  /* x^1: bit 31 - 1 in the reflected order */
+	for (int k = 1; k < 64; k++)
+		crc32c_x2k[k] = gf_mul(crc32c_x2k[k - 1], crc32c_x2k[k - 1]);
 #if defined(__x86_64__)
 	__builtin_cpu_init();
 	crc32c_use_hw = __builtin_cpu_supports("sse4.2");
@@ -89,6 +120,27 @@ static void crc32c_hw3(uint64_t c[3], const uint8_t *const p[3], size_t n)
 }
 #endif
 
+#if defined(__x86_64__)
+/* The state after len bytes from state crc (no inversions). From 3 KiB up the bytes run as three
+ * lanes of equal length: lane 0 from crc, lanes 1 and 2 from 0; CRCs are linear, so the state after
+ * lanes 0 and 1 is lane 0's moved past L bytes (times x^(8L)) xor lane 1's, and so on. */
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hw_long(uint32_t crc, const uint8_t *p, size_t len)
+{
+	size_t lane = len / 3 & ~(size_t)7;
+
+	if (lane < 1024)
+		return crc32c_hw(crc, p, len);
+	uint64_t c[3] = { crc, 0, 0 };
+	const uint8_t *lp[3] = { p, p + lane, p + 2 * lane };
+	crc32c_hw3(c, lp, lane);
+	uint32_t shift = gf_x8n(lane);
+	uint32_t s = gf_mul((uint32_t)c[0], shift) ^ (uint32_t)c[1];
+	s = gf_mul(s, shift) ^ (uint32_t)c[2];
+	return crc32c_hw(s, p + 3 * lane, len - 3 * lane);
+}
+#endif
+
 void crc32c_many(const void *const *bufs, const size_t *lens, size_t n, uint32_t *out)
 {
 	size_t i = 0;
@@ -120,7 +172,7 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 	crc = ~crc;  /* pre- and post-inversion, so callers chain with a plain 0 start */
 #if defined(__x86_64__)
 	if (crc32c_use_hw)
-		return ~crc32c_hw(crc, p, len);
+		return ~crc32c_hw_long(crc, p, len);
 #endif
 	return ~crc32c_sw(crc, p, len);
 }

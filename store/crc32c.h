@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Extends crc (start with 0) over len bytes. crc32c(0, "123456789", 9) == 0xE3069283. */
+/* Extends crc (start with 0) over len bytes. crc32c(0, "123456789", 9) == 0xE3069283. From 3 KiB up
+ * the bytes run as three interleaved lanes, joined at the end (as fast as crc32c_many's batches). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* out[i] = crc32c(0, bufs[i], lens[i]) for i < n. Three buffers at a time share one pass: the crc32

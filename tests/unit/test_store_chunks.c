@@ -130,6 +130,39 @@ static void test_crc32c_many_equals_one_at_a_time(void **state)
 		assert_int_equal(got[i], crc32c(0, bufs[i], lens[i]));
 }
 
+/* CRC-32C bit by bit, straight from its definition: the reference for the fast paths. */
+static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
+{
+	crc = ~crc;
+	for (size_t i = 0; i < len; i++) {
+		crc ^= p[i];
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+static void test_crc32c_long_buffers_match_the_definition(void **state)
+{
+	(void)state;
+	enum { MAX = 300 << 10 };
+	uint8_t *data = malloc(MAX + 8);
+	assert_non_null(data);
+	srand(11);
+	for (size_t k = 0; k < MAX + 8; k++)
+		data[k] = (uint8_t)rand();
+	/* Lengths around the three-lane threshold (3 KiB) and a block (128 KiB), odd tails, odd
+	 * alignments, and a non-zero starting CRC. */
+	const size_t lens[] = { 3071, 3072, 3073, 3079, 3095, 4096, 65535, 128 << 10, (128 << 10) + 5,
+				(128 << 10) - 3, 200001, MAX };
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		for (size_t a = 0; a < 3; a++) {
+			uint32_t seed = a == 2 ? 0xDEADBEEFu : 0;
+			assert_int_equal(crc32c(seed, data + a, lens[i]), crc32c_bitwise(seed, data + a, lens[i]));
+		}
+	free(data);
+}
+
 static void test_digest_matches_known_sha256_and_hex_round_trips(void **state)
 {
 	struct digest d, back;
@@ -400,6 +433,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_vector),
 		cmocka_unit_test(test_crc32c_many_equals_one_at_a_time),
+		cmocka_unit_test(test_crc32c_long_buffers_match_the_definition),
 		cmocka_unit_test(test_digest_matches_known_sha256_and_hex_round_trips),
 		cmocka_unit_test_setup_teardown(test_put_then_read_returns_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_is_header_plus_payload, setup, teardown),
