@@ -98,7 +98,8 @@ struct fs_ctx {
 
 	pthread_mutex_t table_lock;
 	struct fs_inode **buckets;      /* table_lock */
-	size_t nbuckets;                /* fixed at start */
+	size_t nbuckets;                /* table_lock: a power of two, doubled as inodes are loaded */
+	unsigned bucket_bits;           /* table_lock: log2(nbuckets) */
 	size_t ninodes;                 /* table_lock */
 
 	pthread_mutex_t ver_lock;

@@ -14,11 +14,12 @@
 
 #include "ctx.h"
 
-#define FS_TABLE_BUCKETS 65536u
+#define FS_TABLE_BUCKETS 1024u  /* to start with: table_grow doubles it */
 
 int fs_table_init(struct fs_ctx *ctx)
 {
 	ctx->nbuckets = FS_TABLE_BUCKETS;
+	ctx->bucket_bits = (unsigned)__builtin_ctzll(FS_TABLE_BUCKETS);
 	ctx->buckets = calloc(ctx->nbuckets, sizeof(*ctx->buckets));
 	return ctx->buckets ? 0 : -ENOMEM;
 }
@@ -44,9 +45,35 @@ void fs_table_free(struct fs_ctx *ctx)
 	ctx->buckets = NULL;
 }
 
+/* Fibonacci hashing: the top bits of the product. (Its middle bits put 100k consecutive inode
+ * numbers in an eighth of 65536 buckets, 13 to a chain.) */
 static size_t bucket_of(struct fs_ctx *ctx, uint64_t ino)
 {
-	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 32) & (ctx->nbuckets - 1);
+	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> (64 - ctx->bucket_bits));
+}
+
+/* Doubles the table once it holds two inodes a bucket, so chains stay short however many files the
+ * kernel keeps; without memory it stays as it is. Caller holds table_lock. */
+static void table_grow(struct fs_ctx *ctx)
+{
+	size_t n = ctx->nbuckets * 2;
+	struct fs_inode **nb;
+
+	if (ctx->ninodes <= 2 * ctx->nbuckets || ctx->bucket_bits >= 40 || !(nb = calloc(n, sizeof(*nb))))
+		return;
+	struct fs_inode **old = ctx->buckets;
+	size_t oldn = ctx->nbuckets;
+	ctx->buckets = nb;
+	ctx->nbuckets = n;
+	ctx->bucket_bits++;
+	for (size_t i = 0; i < oldn; i++)
+		for (struct fs_inode *ind = old[i], *next; ind; ind = next) {
+			size_t b = bucket_of(ctx, ind->ino);
+			next = ind->hnext;
+			ind->hnext = nb[b];
+			nb[b] = ind;
+		}
+	free(old);
 }
 
 static struct fs_inode *table_find(struct fs_ctx *ctx, uint64_t ino)
@@ -92,6 +119,7 @@ static int inode_get(struct fs_ctx *ctx, uint64_t ino, struct fs_inode **out, bo
 			fresh->hnext = ctx->buckets[b];
 			ctx->buckets[b] = fresh;
 			ctx->ninodes++;
+			table_grow(ctx);
 			ind = fresh;
 			fresh = NULL;
 		}
