@@ -21,6 +21,7 @@ static void tier_free(struct tier *t)
 	pthread_cond_destroy(&t->wake);
 	pthread_cond_destroy(&t->fetched);
 	free(t->vfail);
+	free(t->short_counts);
 	tier_node_pub_free(&t->pub);
 	free(t);
 }

@@ -59,6 +59,11 @@ struct tier_node_pub {
 	uint64_t last_gen;              /* the newest generation used */
 };
 
+struct tier_short_count {
+	uint64_t run, ino;
+	uint64_t listing;
+};
+
 struct tier {
 	struct store *st;
 	struct store_remote remote;     /* attached to st while the tier is open: reads reach the bucket */
@@ -78,6 +83,10 @@ struct tier {
 	unsigned nodes;                 /* node parts a version needs before COMMIT */
 	struct tier_node_pub pub;       /* the node state last published (uploader thread only, tier_gc.c) */
 	int64_t commit_check_ns;        /* uploader thread only: next look for versions awaiting nodes */
+	/* Uploader thread only: versions whose parts were all read and fell short of this job's count,
+	 * with a hash of the listing (keys and ETags) they were read at; tier_upload.c. */
+	struct tier_short_count *short_counts;
+	size_t nshort;
 	void (*log)(void *ctx, enum s3_log_level level, const char *msg);
 	void *log_ctx;
 	struct tier_persist_hook persist;  /* fn NULL: versions are uploaded as walked */

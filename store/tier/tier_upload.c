@@ -439,11 +439,20 @@ static int put_manifest(struct tier *t, const struct meta_version *v, const stru
 	return rc;
 }
 
-/* What one LIST of a version's folder tells the barrier: how many parts are up, and whether COMMIT is. */
+/* What one LIST of a version's folder tells the barrier: how many parts are up, whether COMMIT is,
+ * and a hash of the parts' keys and ETags (a part replaced or added changes it). */
 struct version_keys {
 	unsigned manifests;
 	bool commit;
+	uint64_t listing;
 };
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return (h ^ 0xff) * 0x100000001b3ull;  /* the terminator, so "ab","c" differs from "a","bc" */
+}
 
 static int count_version_keys(void *ctx, const struct s3_object *o)
 {
@@ -452,11 +461,49 @@ static int count_version_keys(void *ctx, const struct s3_object *o)
 
 	if (o->is_prefix)
 		return 0;
-	if (len > 9 && strcmp(o->key + len - 9, ".manifest") == 0)
+	if (len > 9 && strcmp(o->key + len - 9, ".manifest") == 0) {
 		k->manifests++;
-	else if (len >= 7 && strcmp(o->key + len - 7, "/COMMIT") == 0)
+		k->listing = fnv1a(fnv1a(k->listing, o->key), o->etag);
+	} else if (len >= 7 && strcmp(o->key + len - 7, "/COMMIT") == 0) {
 		k->commit = true;
+	}
 	return 0;
+}
+
+/* While parts of another job make up a version's count, each look would read every part again;
+ * a version whose listing is the one its parts were last read at is known to fall short still. */
+static struct tier_short_count *short_count_find(struct tier *t, const struct meta_version *v)
+{
+	for (size_t i = 0; i < t->nshort; i++)
+		if (t->short_counts[i].run == v->run_ino && t->short_counts[i].ino == v->ino)
+			return &t->short_counts[i];
+	return NULL;
+}
+
+static void short_count_note(struct tier *t, const struct meta_version *v, uint64_t listing)
+{
+	struct tier_short_count *s = short_count_find(t, v);
+
+	if (!s && t->nshort >= 4096)
+		t->nshort = 0;  /* versions removed meanwhile: forgetting costs one more read each */
+	if (!s) {
+		struct tier_short_count *n = realloc(t->short_counts, (t->nshort + 1) * sizeof(*n));
+		if (!n)
+			return;
+		t->short_counts = n;
+		s = &t->short_counts[t->nshort++];
+		s->run = v->run_ino;
+		s->ino = v->ino;
+	}
+	s->listing = listing;
+}
+
+static void short_count_forget(struct tier *t, const struct meta_version *v)
+{
+	struct tier_short_count *s = short_count_find(t, v);
+
+	if (s)
+		*s = t->short_counts[--t->nshort];
 }
 
 static int part_cmp(const void *a, const void *b)
@@ -608,10 +655,14 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 	}
 	if (t->nodes > 1 && keys.manifests < t->nodes && !keys.commit)
 		return 0;
+	struct tier_short_count *sc = keys.commit ? NULL : short_count_find(t, v);
+	if (sc && sc->listing == keys.listing)
+		return 0;  /* the parts are those read last time, which fell short */
 	snprintf(c.run, sizeof(c.run), "%s", run);
 	snprintf(c.version, sizeof(c.version), "%s", version);
 	snprintf(c.node, sizeof(c.node), "%s", t->node_id);
 	if (keys.commit) {
+		short_count_forget(t, v);
 		rc = commit_listed(t, v, seal_id, &c, msg, msgsz);
 		*committed = rc == 0;
 		tier_commit_free(&c);
@@ -619,9 +670,11 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 	}
 	rc = commit_parts(t, v, seal_id, job, &c, msg, msgsz);
 	if (rc == 1) {  /* parts of another job's sealing made up the count: wait for this job's */
+		short_count_note(t, v, keys.listing);
 		tier_commit_free(&c);
 		return 0;
 	}
+	short_count_forget(t, v);
 	if (rc == 0)
 		rc = tier_commit_encode(&c, &text, &len);
 	if (rc == 0)

@@ -126,11 +126,6 @@ class S3NodesTest(RgwTestCase):
         self.assertEqual(self.rgw_requests("GET", "cheap/runs/run/step-1/node-b.manifest"), [404, 200])
         self.assertEqual(self.restore_files("cheap", "run@step-1"), files)
 
-    # Known bug, left failing until the barrier can tell which sealing a part belongs to: it counts
-    # every manifest beside the version, so the part a dead node left of an earlier, never committed
-    # sealing of the same version name completes the count. COMMIT then names that stale part and the
-    # first live node's, the second live node's part is refused as "committed by another upload", and
-    # a restore succeeds with one rank's files from the old attempt and the other rank's missing.
     def launch(self, m, job, files, name="step-1"):
         """The trainer of launch `job` on node m: sets the run's job (None: the mount's s3-job holds it),
         writes its rank's files."""
@@ -179,8 +174,12 @@ class S3NodesTest(RgwTestCase):
         # Three manifests now, one of them launch 1's: not a complete count.
         self.seal_awaiting(new[2])
         self.assertEqual(self.part("relaunch", "node-1")["job"], "launch-1")
-        time.sleep(3)  # two barrier checks
+        time.sleep(3)  # node-0 looks again and reads every part once: node-2's is new
+        key = "relaunch/runs/run/step-1/node-1.manifest"
+        reads = len(self.rgw_requests("GET", key))
+        time.sleep(5)  # two more looks by each waiting node, at a listing that did not change
         self.assertNotIn("relaunch/runs/run/step-1/COMMIT", self.listing("relaunch"))
+        self.assertEqual(len(self.rgw_requests("GET", key)), reads, "waiting nodes read the parts again")
         self.seal_wait(new[1], "run", "step-1", timeout=90)
         want = {k: v for f in files for k, v in f.items()}
         self.assertEqual(self.restore_files("relaunch", "run@step-1"), want)
