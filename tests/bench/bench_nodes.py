@@ -15,7 +15,11 @@ It checks, and exits 1 on the first failure:
 - retiring every version but the latest on the nodes (rm -r, local gc), then `pecfs gc --remote --keep 1
   --grace 0 --forget-node reader` (the --from node is gone):
   the old versions' objects are gone, the bucket holds exactly the latest version's chunks, `pecfs
-  fsck --remote` is clean, and the latest version still restores byte for byte.
+  fsck --remote` is clean, and the latest version still restores byte for byte;
+- a relaunch: launch 1 (user.pec.job launch-1) uploads the parts of half the nodes of a new version
+  and dies; launch 2 removes the version on every node and saves it again with other bytes. With every
+  node but one sealed, all N manifests are listed (the last one launch 1's) and no COMMIT is; once
+  the last node seals, COMMIT is launch 2's and the version restores to launch 2's bytes.
 
 It prints the wall time of each phase, the S3 requests of each (GET, HEAD, LIST, PUT, DELETE, POST,
 counted from the RGW's access log, so the CLI commands' requests count too) per GiB moved, the CPU
@@ -204,8 +208,9 @@ class Node:
                     return e["state"]
         return None
 
-    def write(self, a, rank, v):
-        for rel, spec in rank_files(a, rank, v).items():
+    def write(self, a, rank, v, src=None):
+        """Writes rank's files of version v (or, with src, those of version src) into version v."""
+        for rel, spec in rank_files(a, rank, src or v).items():
             p = self.path(RUN, tag(v), rel)
             os.makedirs(os.path.dirname(p), exist_ok=True)
             h.write_file(p, content(spec))
@@ -488,6 +493,62 @@ def retire_and_collect(b, a):
     check("no committed version" in gone.stderr, "restore of a retired version: %s" % gone.stderr)
 
 
+def relaunch(b, a):
+    """A launch that dies once half the nodes uploaded their parts of a version, and the next launch
+    (its own user.pec.job) that saves the version again on the same nodes, with other bytes: launch 1's
+    parts must never complete launch 2's count."""
+    v = a.versions + 1
+    first, rest = b.nodes[:a.nodes // 2], b.nodes[a.nodes // 2:]
+    held, last = b.nodes[:-1], b.nodes[-1]
+    base = "runs/%s/%s" % (RUN, tag(v))
+
+    def launch(n, job, src):
+        os.setxattr(n.path(RUN), "user.pec.job", job.encode())
+        n.write(a, b.nodes.index(n), v, src)
+
+    b.phase("launch 1: write %s; seal it on %d nodes, then die" % (tag(v), len(rest)))
+    each(lambda n: launch(n, "launch-1", v), b.nodes)
+    each(lambda n: n.seal_by_tracker(v), rest)
+    check(h.wait_until(lambda: all(n.stats()["versions_awaiting_nodes"] == 1 for n in rest), 600, 0.2),
+          "launch 1's parts of %s did not all reach 'awaiting other nodes'" % tag(v))
+    b.phase("launch 2: remove %s, write it again" % tag(v))
+    each(lambda n: (subprocess.run(["rm", "-rf", n.path(RUN, tag(v))], check=True),
+                    launch(n, "launch-2", v + 1)), b.nodes)
+    files = {}
+    for r in range(a.nodes):
+        files.update(rank_files(a, r, v + 1))
+    b.phase("launch 2: seal %s on %d nodes" % (tag(v), len(held)),
+            moved=logical_bytes(files) - logical_bytes(rank_files(a, a.nodes - 1, v + 1)))
+    each(lambda n: n.seal_by_tracker(v), held)
+    check(h.wait_until(lambda: all(n.stats()["versions_awaiting_nodes"] == 1 for n in held), 600, 0.2),
+          "launch 2's parts of %s did not all reach 'awaiting other nodes'" % tag(v))
+    b.phase("check: launch 1's part does not complete the count", checks=True)
+    for _ in range(2):
+        keys = b.listing(base + "/")
+        parts = sorted(k.rsplit("/", 1)[1] for k in keys if k.endswith(".manifest"))
+        check(parts == [n.name + ".manifest" for n in b.nodes], "the parts of %s are %s" % (tag(v), parts))
+        check(not any(k.endswith("/COMMIT") for k in keys),
+              "COMMIT of %s exists with launch 1's part of %s counted (BUG)" % (tag(v), last.name))
+        time.sleep(3)
+    check(b.get_json("%s/%s.manifest" % (base, last.name)).get("job") == "launch-1",
+          "%s's part of %s is not launch 1's" % (last.name, tag(v)))
+    check(all(b.get_json("%s/%s.manifest" % (base, n.name)).get("job") == "launch-2" for n in first),
+          "a node did not replace its launch 1 part of %s" % tag(v))
+    b.phase("launch 2: seal %s on the last node -> COMMIT" % tag(v),
+            moved=logical_bytes(rank_files(a, a.nodes - 1, v + 1)))
+    last.seal_by_tracker(v)
+    each(lambda n: n.wait_uploaded(v), b.nodes)
+    b.phase("check: COMMIT %s is launch 2's" % tag(v), checks=True)
+    check_commit(b, a, v)
+    check(b.get_json(base + "/COMMIT").get("job") == "launch-2", "COMMIT of %s is not launch 2's" % tag(v))
+    dest = os.path.join(b.scratch, "restore-relaunch")
+    b.phase("restore %s (launch 2)" % tag(v), moved=logical_bytes(files))
+    b.pecfs("restore", *b.tier, "%s@%s" % (RUN, tag(v)), dest)
+    b.phase("check: restore %s" % tag(v), checks=True)
+    compare_tree(dest, files, "restore of the relaunched " + tag(v))
+    shutil.rmtree(dest)
+
+
 def report(b, a, failed):
     reqs = rgw_requests(os.path.join(b.rgw_dir, "log", "client.rgw.a.log"))
     print()
@@ -570,6 +631,7 @@ def main():
         seal_versions(b, a)
         restore_and_read(b, a)
         retire_and_collect(b, a)
+        relaunch(b, a)
         b.phase("umount %d nodes" % a.nodes)
         each(lambda n: n.umount(), b.nodes)
     except Failure as e:
