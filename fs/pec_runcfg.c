@@ -232,14 +232,11 @@ void pec_runcfg_persist(struct meta *m, uint64_t run_ino, bool *pec, uint32_t *k
 
 void pec_runcfg_job(struct fs_ctx *ctx, uint64_t run_ino, char *job)
 {
-	int len = meta_get_xattr(ctx->meta, run_ino, CFG_JOB, job, TIER_JOB_MAX);
+	int rc = tier_job_read(ctx->meta, run_ino, job);
 
-	if (len > 0 && len <= TIER_JOB_MAX) {
-		job[len] = '\0';
-		if (tier_job_ok(job))
-			return;
-	}
-	if (len != -ENODATA)
+	if (rc == 0)
+		return;
+	if (rc != -ENODATA)
 		pecfs_log_warn("run %llu: ignoring invalid setting %s", (unsigned long long)run_ino, CFG_JOB);
 	snprintf(job, TIER_JOB_MAX + 1, "%s", ctx->cfg->s3_job);
 }

@@ -150,6 +150,11 @@ struct tier_readahead {
 	atomic_uint_fast64_t chunk;   /* 1 + chunk index of the last read-ahead scheduled */
 };
 
+/* The job id on inode ino (a run's user.pec.job setting, or a sealed version's copy of it; FORMAT.md
+ * "Jobs") into job, TIER_JOB_MAX + 1 bytes: 0, -ENODATA when none is set, -EINVAL when the value is
+ * not a job id, or the metadata's error. job is "" whenever the result is not 0. */
+int tier_job_read(struct meta *m, uint64_t ino, char *job);
+
 /* Notes a read of [off, off + len) of inode ino (called before serving it). Once reads follow each
  * other, each new chunk the reader enters queues background fetches of the remote, locally absent
  * chunks among the next `prefetch` chunks of the file (verified and stored like read-through; a

@@ -311,13 +311,17 @@ static int seal_id_new(char out[TIER_SEAL_ID_LEN + 1])
 enum own_part { PART_ABSENT, PART_OURS, PART_STALE };
 
 /* The job that sealed v: its user.pec.job (the seal copies the run's), "" when none was set. */
-static void version_job(struct tier *t, const struct meta_version *v, char job[TIER_JOB_MAX + 1])
+int tier_job_read(struct meta *m, uint64_t ino, char *job)
 {
-	int len = meta_get_xattr(t->meta, v->ino, TIER_JOB_XATTR, job, TIER_JOB_MAX);
+	int len = meta_get_xattr(m, ino, TIER_JOB_XATTR, job, TIER_JOB_MAX);
 
-	job[len > 0 && len <= TIER_JOB_MAX ? len : 0] = '\0';
-	if (job[0] && !tier_job_ok(job))
-		job[0] = '\0';
+	if (len > 0 && len <= TIER_JOB_MAX) {
+		job[len] = '\0';
+		if (tier_job_ok(job))
+			return 0;
+	}
+	job[0] = '\0';
+	return len < 0 ? len : -EINVAL;
 }
 
 /* Whether the version has no COMMIT: 1 yes, 0 it has one, or the client's error (msg). */
@@ -440,12 +444,14 @@ static int put_manifest(struct tier *t, const struct meta_version *v, const stru
 }
 
 /* What one LIST of a version's folder tells the barrier: how many parts are up, whether COMMIT is,
- * and a hash of the parts' keys and ETags (a part replaced or added changes it). */
+ * and an FNV-1a hash of the parts' keys and ETags (a part replaced or added changes it). */
 struct version_keys {
 	unsigned manifests;
 	bool commit;
 	uint64_t listing;
 };
+
+#define FNV1A_BASIS 0xcbf29ce484222325ull
 
 static uint64_t fnv1a(uint64_t h, const char *s)
 {
@@ -641,7 +647,7 @@ static int commit_if_complete(struct tier *t, const char *run, const char *versi
 	char key[TIER_PREFIX_MAX + 1024], *text = NULL;
 	struct tier_commit c = { .step = v->step, .sealed_ns = v->sealed_ns };
 	struct s3_result res = { 0 };
-	struct version_keys keys = { 0 };
+	struct version_keys keys = { .listing = FNV1A_BASIS };
 	size_t len;
 	int rc;
 
@@ -776,7 +782,7 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 	rc = tier_persist_apply(t, v, &m, msg, msgsz);  /* persist selection; frees m on failure */
 	if (rc < 0)
 		return rc;
-	version_job(t, v, m.job);
+	tier_job_read(t->meta, v->ino, m.job);  /* the seal copied a checked value, or none: "" */
 	pthread_mutex_lock(&t->lock);
 	t->cur_run = v->run_ino;
 	t->cur_ino = v->ino;
