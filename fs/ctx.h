@@ -1,8 +1,9 @@
 /* ctx.h - the mount context shared by the fs/ core files (internal to fs/): the inode table, the
  * version table, open-file and directory handles, and the locks with the fields each protects.
  *
- * Lock order, outermost first: ns_lock -> write_gate -> fs_inode.lock -> table_lock / ver_lock.
- * table_lock and ver_lock are leaves: nothing else is taken, and no store call is made, under them.
+ * Lock order, outermost first: ns_lock -> a version's write gate -> fs_inode.lock -> table_lock /
+ * ver_lock. table_lock and ver_lock are leaves: nothing else is taken, and no store call is made,
+ * under them. A version's write gate is its writers and sealing fields (below) with ver_cond.
  * Every write of an inode record to the database happens with ns_lock held, so the order of commits
  * of one record matches the order of changes to its cached copy.
  */
@@ -51,6 +52,12 @@ struct fs_version {
 	char name[META_NAME_MAX + 1];   /* ver_lock: the directory's name */
 	uint32_t open_handles;          /* ver_lock: open file handles of files in it */
 	bool created_in;                /* ver_lock: a file was created in it since mount */
+	/* Its write gate: writes of file bytes hold it shared while they check the state and store
+	 * (fs_version_write_begin / _end); a seal holds it alone (fs_version_seal_gate_close / _open),
+	 * so no write lands in the version after its files were flushed. Writes to other versions go on
+	 * during a seal. A closed gate lets no new write in, so writers cannot keep a seal waiting. */
+	uint32_t writers;               /* ver_lock: writes inside the gate */
+	bool sealing;                   /* ver_lock: a seal holds the gate, or waits for writers */
 	struct fs_version *next;        /* ver_lock */
 };
 
@@ -92,10 +99,6 @@ struct fs_ctx {
 	pthread_mutex_t ns_lock;
 	struct meta_super sb;           /* ns_lock */
 
-	/* Writes hold it shared while they check the version state and store bytes; a seal holds it
-	 * exclusively, so no write lands in a version after its files were flushed. Writer-preferring. */
-	pthread_rwlock_t write_gate;
-
 	pthread_mutex_t table_lock;
 	struct fs_inode **buckets;      /* table_lock */
 	size_t nbuckets;                /* table_lock: a power of two, doubled as inodes are loaded */
@@ -103,6 +106,7 @@ struct fs_ctx {
 	size_t ninodes;                 /* table_lock */
 
 	pthread_mutex_t ver_lock;
+	pthread_cond_t ver_cond;        /* with ver_lock: a version's write gate opened or emptied */
 	struct fs_version *versions;    /* ver_lock */
 
 	/* Seal durations (metrics.c), atomics: per bucket of FS_SEAL_BUCKETS, not cumulative. */
@@ -181,6 +185,9 @@ void fs_inode_entry(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_entry_
 void fs_inode_open_data_locked(struct fs_ctx *ctx, struct fs_inode *ind);
 /* Puts the record (live size) into b. Caller holds ns_lock. */
 void fs_inode_persist_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct meta_batch *b);
+/* Whether ind's record differs from the database's: changed since it was last written, or its file's
+ * size moved on. A clean record needs no rewrite. */
+bool fs_inode_dirty(struct fs_inode *ind);
 /* Writes the record if it changed (or always when sync) and commits; sync also syncs the WAL. */
 int fs_inode_persist(struct fs_ctx *ctx, struct fs_inode *ind, bool sync);
 /* Frees an unlinked file's content and records once it has no open handle. */
@@ -223,6 +230,15 @@ int fs_versions_load(struct fs_ctx *ctx);
 void fs_versions_free(struct fs_ctx *ctx);
 /* 0 when entries of version vino may change (vino 0 or an open version), -EROFS otherwise. */
 int fs_version_check_writable(struct fs_ctx *ctx, uint64_t vino);
+/* Enters the write gate of version vino (waiting while a seal holds it): 0, with *gate to hand to
+ * fs_version_write_end, or -EROFS for a sealed or damaged version (nothing to end then). vino 0 (a
+ * file outside any version) is always writable. */
+int fs_version_write_begin(struct fs_ctx *ctx, uint64_t vino, uint64_t *gate);
+void fs_version_write_end(struct fs_ctx *ctx, uint64_t gate);
+/* A seal of vino (under ns_lock) closes its gate and waits until the writes inside have left;
+ * opening it lets waiting writes in, to find the version sealed or, after a failed seal, open. */
+void fs_version_seal_gate_close(struct fs_ctx *ctx, uint64_t vino);
+void fs_version_seal_gate_open(struct fs_ctx *ctx, uint64_t vino);
 /* State of version vino, -ENOENT when it is not a version. */
 int fs_version_state(struct fs_ctx *ctx, uint64_t vino);
 int fs_version_get(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out);

@@ -109,7 +109,6 @@ static int fs_recover_orphans(struct fs_ctx *ctx)
 static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struct store *st, struct tier *tier)
 {
 	pthread_mutexattr_t ma;
-	pthread_rwlockattr_t ra;
 
 	ctx->cfg = cfg;
 	ctx->st = st;
@@ -122,12 +121,9 @@ static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struc
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&ctx->ns_lock, &ma);
 	pthread_mutexattr_destroy(&ma);
-	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&ctx->write_gate, &ra);
-	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&ctx->table_lock, NULL);
 	pthread_mutex_init(&ctx->ver_lock, NULL);
+	pthread_cond_init(&ctx->ver_cond, NULL);
 
 	int rc = meta_get_super(ctx->meta, &ctx->sb);
 	if (rc < 0) {
@@ -196,9 +192,9 @@ static void fs_ctx_close(struct fs_ctx *ctx)
 	if (ctx->dc)
 		data_ctx_free(ctx->dc);
 	pthread_mutex_destroy(&ctx->ns_lock);
-	pthread_rwlock_destroy(&ctx->write_gate);
 	pthread_mutex_destroy(&ctx->table_lock);
 	pthread_mutex_destroy(&ctx->ver_lock);
+	pthread_cond_destroy(&ctx->ver_cond);
 }
 
 /* "-o" value with libfuse's escaping of ',' and '\' inside option values. nodev: a device node in a

@@ -359,6 +359,14 @@ void fs_inode_persist_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct me
 	pthread_mutex_unlock(&ind->lock);
 }
 
+bool fs_inode_dirty(struct fs_inode *ind)
+{
+	pthread_mutex_lock(&ind->lock);
+	bool dirty = !ind->freed && (ind->meta_dirty || (ind->df && data_file_size(ind->df) != ind->mi.size));
+	pthread_mutex_unlock(&ind->lock);
+	return dirty;
+}
+
 int fs_inode_persist(struct fs_ctx *ctx, struct fs_inode *ind, bool sync)
 {
 	int rc = 0;

@@ -243,13 +243,16 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	pthread_rwlock_rdlock(&ctx->write_gate);
 	pthread_mutex_lock(&ind->lock);
-	uint64_t vino = ind->mi.version_ino;
+	uint64_t vino = ind->mi.version_ino, gate;
 	pthread_mutex_unlock(&ind->lock);
-	int rc = fs_version_check_writable(ctx, vino);
-	n = rc < 0 ? rc : data_write(ind->df, buf, size, (uint64_t)off);
-	pthread_rwlock_unlock(&ctx->write_gate);
+	int rc = fs_version_write_begin(ctx, vino, &gate);
+	if (rc == 0) {
+		n = data_write(ind->df, buf, size, (uint64_t)off);
+		fs_version_write_end(ctx, gate);
+	} else {
+		n = rc;
+	}
 	if (n < 0) {
 		if (n != -EROFS)
 			pecfs_log_error("write of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off,
@@ -372,16 +375,19 @@ static int write_zeros(struct fs_ctx *ctx, struct fs_file *fh, uint64_t off, uin
 	char *zeros = calloc(1, piece);
 	int rc = zeros ? 0 : -ENOMEM;
 
-	pthread_rwlock_rdlock(&ctx->write_gate);
+	uint64_t gate = 0;
+
 	if (rc == 0)
-		rc = fs_version_check_writable(ctx, fh->version_ino);
+		rc = fs_version_write_begin(ctx, fh->version_ino, &gate);
+	bool inside = rc == 0;
 	while (rc == 0 && off < end) {
 		size_t n = end - off < piece ? (size_t)(end - off) : piece;
 		ssize_t w = data_write(fh->ind->df, zeros, n, off);
 		rc = w < 0 ? (int)w : 0;
 		off += n;
 	}
-	pthread_rwlock_unlock(&ctx->write_gate);
+	if (inside)
+		fs_version_write_end(ctx, gate);
 	free(zeros);
 	return rc;
 }

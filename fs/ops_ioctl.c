@@ -36,8 +36,9 @@ static int ref_batch(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh, str
 	if (vino == 0)
 		return -EPERM;
 
-	pthread_rwlock_rdlock(&ctx->write_gate);
-	int rc = fs_version_check_writable(ctx, vino);
+	uint64_t gate;
+	int rc = fs_version_write_begin(ctx, vino, &gate);
+	bool inside = rc == 0;
 	b->linked = 0;
 	b->chunk_size = store_chunk_size(ctx->st);
 	for (uint32_t i = 0; i < b->count && rc == 0; i++) {
@@ -51,7 +52,8 @@ static int ref_batch(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh, str
 		else if (e->result != -ENOENT && e->result != -EINVAL && e->result != -EFBIG)
 			rc = e->result;  /* -EIO, -ENOMEM: the metadata database failed, stop here */
 	}
-	pthread_rwlock_unlock(&ctx->write_gate);
+	if (inside)
+		fs_version_write_end(ctx, gate);
 	if (b->linked > 0) {
 		fs_file_wrote(ctx, req, fh);
 		/* The kernel learns sizes from writes; of these bytes it knows nothing. */

@@ -31,7 +31,7 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 
-	pthread_rwlock_wrlock(&ctx->write_gate);
+	fs_version_seal_gate_close(ctx, vino);
 	rc = fs_inode_loaded_files(ctx, vino, &files, &n);
 	if (rc < 0)
 		goto out;
@@ -48,8 +48,11 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* Only records that changed: a batch of inode records commits alone (store/meta.c), and the
+	 * files of a version are mostly closed, their records written, by the time it is sealed. */
 	for (size_t i = 0; i < n; i++)
-		fs_inode_persist_locked(ctx, files[i], b);
+		if (fs_inode_dirty(files[i]))
+			fs_inode_persist_locked(ctx, files[i], b);
 	rc = meta_batch_commit(ctx->meta, b, false);
 	if (rc < 0)
 		goto out;
@@ -83,7 +86,7 @@ int fs_version_seal_locked(struct fs_ctx *ctx, uint64_t vino, const char *why)
 		       fs_version_state_name(fv.v.state), (unsigned long long)fv.v.files,
 		       (unsigned long long)fv.v.logical_bytes, (unsigned long long)fv.v.stored_bytes);
 out:
-	pthread_rwlock_unlock(&ctx->write_gate);
+	fs_version_seal_gate_open(ctx, vino);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fs_metrics_seal(ctx, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, rc == 0);
 	if (rc == 0)
@@ -109,9 +112,9 @@ out:
  * Before a seal, ask the kernel to invalidate the cache of every file of the version that is open
  * for writing (only those can be mapped shared and writable): it first writes each dirty page back
  * as a FUSE write, which other request threads serve, and returns once they are done. So it must
- * run without ns_lock and write_gate, which those writes take (a truncate that holds the kernel's
- * writes back waits for ns_lock too). A store that races with the seal may still land after it:
- * that write is refused (EROFS), which msync, fsync or close report. */
+ * run without ns_lock and outside the version's write gate, which those writes take (a truncate
+ * that holds the kernel's writes back waits for ns_lock too). A store that races with the seal may
+ * still land after it: that write is refused (EROFS), which msync, fsync or close report. */
 void fs_version_write_back_mapped(struct fs_ctx *ctx, uint64_t vino)
 {
 	struct fs_inode **files = NULL;

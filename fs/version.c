@@ -111,6 +111,63 @@ int fs_version_check_writable(struct fs_ctx *ctx, uint64_t vino)
 	return st > 0 ? -EROFS : 0;  /* SEALED or DAMAGED */
 }
 
+int fs_version_write_begin(struct fs_ctx *ctx, uint64_t vino, uint64_t *gate)
+{
+	struct fs_version *fv;
+	int rc = 0;
+
+	*gate = 0;
+	if (vino == 0)
+		return 0;
+	pthread_mutex_lock(&ctx->ver_lock);
+	while ((fv = ver_find(ctx, vino)) && fv->sealing)
+		pthread_cond_wait(&ctx->ver_cond, &ctx->ver_lock);
+	if (fv && fv->v.state != META_VERSION_OPEN) {
+		rc = -EROFS;  /* SEALED or DAMAGED */
+	} else if (fv) {
+		fv->writers++;
+		*gate = vino;
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+	return rc;
+}
+
+void fs_version_write_end(struct fs_ctx *ctx, uint64_t gate)
+{
+	if (gate == 0)
+		return;
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, gate);
+	assert(fv && fv->writers > 0);  /* a version with writes inside is not removed */
+	if (--fv->writers == 0 && fv->sealing)
+		pthread_cond_broadcast(&ctx->ver_cond);
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+void fs_version_seal_gate_close(struct fs_ctx *ctx, uint64_t vino)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv) {
+		assert(!fv->sealing);  /* seals run under ns_lock, one at a time */
+		fv->sealing = true;
+		while (fv->writers > 0)
+			pthread_cond_wait(&ctx->ver_cond, &ctx->ver_lock);  /* fv stays: removal takes ns_lock */
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+void fs_version_seal_gate_open(struct fs_ctx *ctx, uint64_t vino)
+{
+	pthread_mutex_lock(&ctx->ver_lock);
+	struct fs_version *fv = ver_find(ctx, vino);
+	if (fv && fv->sealing) {
+		fv->sealing = false;
+		pthread_cond_broadcast(&ctx->ver_cond);
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
 int fs_version_get(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out)
 {
 	pthread_mutex_lock(&ctx->ver_lock);

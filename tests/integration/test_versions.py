@@ -4,6 +4,7 @@
 # RUN/.pec/versions and RUN/.pec/latest, ordering by step, and states kept across a remount.
 import errno
 import json
+import mmap
 import os
 import shutil
 import statistics
@@ -111,6 +112,37 @@ class Versions(unittest.TestCase):
         self.assertIsNone(self.state("hf", "step-100.tmp"))
         check_version(self, m, "hf", "step-100", files)
         self.assertEqual(os.readlink(m.path("hf", ".pec", "latest")), "../step-100")
+
+    def test_seal_makes_the_records_of_files_still_open_durable(self):
+        """A seal writes back the records of its files that changed since they were last written
+        (here a file still open, never closed or synced): a crash right after loses nothing."""
+        m = self.m
+        os.makedirs(m.path("run", "v1"))
+        data = h.random_bytes(3 * MiB + 5, 12)
+        fd = os.open(m.path("run", "v1", "open.bin"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            h.write_file(m.path("run", "v1", "closed.bin"), b"closed")
+            time.sleep(0.05)
+            os.write(fd, b"tail")  # a write after the file was created, so its mtime moved on
+            data += b"tail"
+            mtime = os.fstat(fd).st_mtime_ns
+            # Sealed from this process: a child would close its copy of fd at exec, and that close
+            # (a FUSE flush) would write the record before the seal does.
+            os.setxattr(m.path("run", "v1"), "user.pec.seal", b"1")
+            m.kill9()
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the daemon is gone
+        m.mount()
+        self.assertEqual(self.state("run", "v1"), "sealed")
+        st = os.stat(m.path("run", "v1", "open.bin"))
+        self.assertEqual(st.st_size, len(data))
+        self.assertEqual(st.st_mtime_ns, mtime)
+        self.assertEqual(h.read_file(m.path("run", "v1", "open.bin")), data)
+        self.assertEqual(h.read_file(m.path("run", "v1", "closed.bin")), b"closed")
 
     def test_sealed_version_rejects_changes(self):
         m = self.m
@@ -353,6 +385,55 @@ class Versions(unittest.TestCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         doc = json.loads(cp.stdout)
         self.assertIn("v1", json.dumps(doc))
+
+
+class SealGate(unittest.TestCase):
+    FILES = 40000
+
+    def test_writes_to_another_version_go_on_during_a_seal(self):
+        """A seal closes the write gate of its own version only: a writer of the next version is not
+        held for the length of the seal (tens of thousands of files here)."""
+        with h.Mount() as m:
+            d = m.path("run", "step-1")
+            os.makedirs(d)
+            for i in range(self.FILES):
+                os.close(os.open(os.path.join(d, "f%05d" % i), os.O_WRONLY | os.O_CREAT, 0o644))
+            os.makedirs(m.path("run", "step-2"))
+            p = m.path("run", "step-2", "w.bin")
+            block = mmap.mmap(-1, MiB)  # page-aligned, as direct-I/O writes want
+            block.write(h.random_bytes(MiB, 7))
+            done = {}
+
+            def seal():
+                t0 = time.monotonic()
+                done["cp"] = h.cli("seal", d)
+                done["span"] = (t0, time.monotonic())
+
+            writes = []
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+            th = threading.Thread(target=seal)
+            try:
+                th.start()
+                while th.is_alive():
+                    t = time.monotonic()
+                    os.pwrite(fd, block, len(writes) * MiB)
+                    writes.append((t, time.monotonic()))
+                th.join()
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            cp = done["cp"]
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            t0, t1 = done["span"]
+            span = t1 - t0
+            self.assertGreater(span, 0.08, "a seal this quick cannot show a held writer")
+            overlapping = [b - a for a, b in writes if b >= t0 and a <= t1]
+            self.assertGreater(len(overlapping), 3)
+            self.assertLess(max(overlapping), span / 2,
+                            "a write to step-2 waited %.3f s of a %.3f s seal of step-1" % (max(overlapping), span))
+            self.assertEqual(m.version_state("run", "step-1"), "sealed")
+            self.assertEqual(m.version_state("run", "step-2"), "open")
+            self.assertEqual(h.read_file(p), bytes(block) * len(writes))
 
 
 if __name__ == "__main__":
