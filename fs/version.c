@@ -137,9 +137,10 @@ void fs_version_write_end(struct fs_ctx *ctx, uint64_t gate)
 	if (gate == 0)
 		return;
 	pthread_mutex_lock(&ctx->ver_lock);
+	/* Gone when its directory was removed meanwhile (rm -r while a file of it is written): nothing
+	 * can wait on the gate of a version that is no longer in the table. */
 	struct fs_version *fv = ver_find(ctx, gate);
-	assert(fv && fv->writers > 0);  /* a version with writes inside is not removed */
-	if (--fv->writers == 0 && fv->sealing)
+	if (fv && fv->writers > 0 && --fv->writers == 0 && fv->sealing)
 		pthread_cond_broadcast(&ctx->ver_cond);
 	pthread_mutex_unlock(&ctx->ver_lock);
 }

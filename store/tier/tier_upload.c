@@ -310,7 +310,6 @@ static int seal_id_new(char out[TIER_SEAL_ID_LEN + 1])
 
 enum own_part { PART_ABSENT, PART_OURS, PART_STALE };
 
-/* The job that sealed v: its user.pec.job (the seal copies the run's), "" when none was set. */
 int tier_job_read(struct meta *m, uint64_t ino, char *job)
 {
 	int len = meta_get_xattr(m, ino, TIER_JOB_XATTR, job, TIER_JOB_MAX);

@@ -435,6 +435,44 @@ class SealGate(unittest.TestCase):
             self.assertEqual(m.version_state("run", "step-2"), "open")
             self.assertEqual(h.read_file(p), bytes(block) * len(writes))
 
+    def test_removing_a_version_while_its_file_is_written(self):
+        """rm -r of an open version whose file a writer still holds open and writes: a write inside
+        the version's gate when its directory goes finds no version at its end, and goes on."""
+        with h.Mount() as m:
+            block = mmap.mmap(-1, MiB)
+            block.write(h.random_bytes(MiB, 8))
+            for round_ in range(30):
+                d = m.path("run", "step-%d" % round_)
+                os.makedirs(d)
+                p = os.path.join(d, "w.bin")
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+                written, errors, stop = [0], [], threading.Event()
+
+                def writer():
+                    try:
+                        while not stop.is_set():
+                            os.pwrite(fd, block, (written[0] % 16) * MiB)
+                            written[0] += 1
+                    except OSError as e:
+                        errors.append(e)
+
+                th = threading.Thread(target=writer)
+                try:
+                    th.start()
+                    h.wait_until(lambda: written[0] >= 3, 30)
+                    os.unlink(p)
+                    os.rmdir(d)
+                    n = written[0]
+                    h.wait_until(lambda: written[0] >= n + 3, 30)
+                finally:
+                    stop.set()
+                    th.join()
+                    os.close(fd)
+                self.assertEqual(errors, [], "round %d" % round_)
+                self.assertFalse(os.path.exists(d))
+            os.makedirs(m.path("run", "step-0"))  # the mount still serves, and the name can be used again
+            h.write_file(m.path("run", "step-0", "x"), b"again")
+            self.assertEqual(h.read_file(m.path("run", "step-0", "x")), b"again")
 
 if __name__ == "__main__":
     h.main()
