@@ -172,6 +172,9 @@ void fs_inode_forget(struct fs_ctx *ctx, uint64_t ino, uint64_t n);
 /* The loaded inodes that have a data_file, each referenced (the caller puts them and frees the array):
  * all of them when version_ino is UINT64_MAX, else the linked files of that version. */
 int fs_inode_loaded_files(struct fs_ctx *ctx, uint64_t version_ino, struct fs_inode ***out, size_t *n);
+/* Whether a loaded regular file of version_ino was unlinked while open and is not freed yet (its
+ * record and extents still count in the version's tally). Caller holds ns_lock. */
+bool fs_inode_version_has_unlinked(struct fs_ctx *ctx, uint64_t version_ino);
 /* Size of ino if it is loaded (the data_file's while one exists), without loading it; -ENOENT if not
  * loaded. */
 int fs_inode_peek_size(struct fs_ctx *ctx, uint64_t ino, uint64_t *size);
@@ -274,10 +277,12 @@ void fs_versions_count(struct fs_ctx *ctx, uint64_t *runs, uint64_t *versions, u
 
 /* ---- version_count.c: a version's figures ---- */
 struct fs_compose;
-/* Counts the regular files under version root, their sizes and their distinct stored bytes into v's
- * files, logical_bytes and stored_bytes; the chunks of extra's inodes (sources of the files a seal's
- * composition adds) count too. extra may be NULL. */
-int fs_version_count(struct fs_ctx *ctx, uint64_t root, const struct fs_compose *extra, struct meta_version *v);
+/* The seal's count: the regular files of version vino, their sizes and their distinct stored bytes into
+ * v's files, logical_bytes and stored_bytes, with what extra adds (the files a seal's composition
+ * inherits, and the chunks of their sources). From the version's tally, else by walking its files.
+ * extra may be NULL. Caller holds ns_lock and the version's write gate, and has written back every
+ * changed record of the version. */
+int fs_version_count(struct fs_ctx *ctx, uint64_t vino, const struct fs_compose *extra, struct meta_version *v);
 /* An open version's files, logical bytes and stored bytes (of what is stored so far) now: from its
  * tally, or else walked without ns_lock (files changed during the walk may be missed or counted
  * twice). */

@@ -270,6 +270,17 @@ int fs_inode_loaded_files(struct fs_ctx *ctx, uint64_t version_ino, struct fs_in
 	return 0;
 }
 
+bool fs_inode_version_has_unlinked(struct fs_ctx *ctx, uint64_t version_ino)
+{
+	bool found = false;
+	pthread_mutex_lock(&ctx->table_lock);
+	for (size_t i = 0; i < ctx->nbuckets && !found; i++)
+		for (struct fs_inode *ind = ctx->buckets[i]; ind && !found; ind = ind->hnext)
+			found = ind->df && !ind->freed && ind->mi.version_ino == version_ino && ind->mi.nlink == 0;
+	pthread_mutex_unlock(&ctx->table_lock);
+	return found;
+}
+
 int fs_inode_peek_size(struct fs_ctx *ctx, uint64_t ino, uint64_t *size)
 {
 	pthread_mutex_lock(&ctx->table_lock);

@@ -1,8 +1,8 @@
 /* version_count.c - the figures of a version: its regular files, their logical bytes and the distinct
- * chunk bytes they store. A seal counts them by walking the version; .pec/versions shows an open
- * version's from its tally (store/meta_tally.c), which every commit keeps, and walks only when the
- * tally is missing or could not keep up. A mount that starts with an open version seeds its tally
- * with the same walk before it serves anything.
+ * chunk bytes they store. An open version's come from its tally (store/meta_tally.c), which every
+ * commit keeps: .pec/versions shows them, and a seal records them with what its composition adds.
+ * Both walk the version's files instead when the tally is missing or could not keep up. A mount
+ * that starts with an open version seeds its tally with the same walk before it serves anything.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -102,9 +102,20 @@ out:
 	return rc;
 }
 
-int fs_version_count(struct fs_ctx *ctx, uint64_t root, const struct fs_compose *extra, struct meta_version *v)
+int fs_version_count(struct fs_ctx *ctx, uint64_t vino, const struct fs_compose *extra, struct meta_version *v)
 {
-	return version_count(ctx, root, extra, false, 0, v);
+	struct meta_tally_figures f;
+	/* The tally keeps the chunks of a file unlinked while open until it is freed; the sealed
+	 * version does not hold that file, so only a walk counts it right. */
+	if (!fs_inode_version_has_unlinked(ctx, vino) &&
+	    meta_tally_count_with(ctx->meta, vino, extra ? extra->sources : NULL, extra ? extra->n_sources : 0,
+				  &f) == 0) {
+		v->files = f.files + (extra ? extra->files : 0);
+		v->logical_bytes = f.logical_bytes + (extra ? extra->logical_bytes : 0);
+		v->stored_bytes = f.stored_bytes;
+		return 0;
+	}
+	return version_count(ctx, vino, extra, false, 0, v);
 }
 
 /* Without ns_lock: the walk reads the database and the inode table, each safe on its own, and a

@@ -146,6 +146,11 @@ int meta_tally_track(struct meta *m, uint64_t vino);
 void meta_tally_untrack(struct meta *m, uint64_t vino);
 /* -ENOENT: not tracked; -ESTALE: a change could not be counted, the figures are unknown. */
 int meta_tally_get(struct meta *m, uint64_t vino, struct meta_tally_figures *out);
+/* The same, with the payload bytes of the distinct chunks the extents of the files extra[0..n_extra)
+ * name that vino's files do not (what a seal's composition adds: store/FORMAT.md §4, "Seal of a
+ * version"). Also the error of reading those extents. */
+int meta_tally_count_with(struct meta *m, uint64_t vino, const uint64_t *extra, size_t n_extra,
+			  struct meta_tally_figures *out);
 /* Seeding a tracked version from a walk: one name of a regular file of size bytes, and (once per
  * inode, however many names it has) every extent of ino. */
 int meta_tally_seed_file(struct meta *m, uint64_t vino, uint64_t size);

@@ -793,10 +793,52 @@ static void test_version_tallies_are_kept_by_every_commit(void **state)
 	assert_tally_matches_scan(f->m, 11);
 }
 
+/* A seal's count: the tally's figures, plus the distinct chunks of the files its composition adds
+ * (their sources) that the version's files do not already name, each once. */
+static void test_tally_counts_extra_files_chunks_once(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_chunk c[3];
+	struct meta_tally_figures got;
+
+	for (int k = 0; k < 3; k++) {
+		c[k] = (struct meta_chunk){ .len = 1000u << k };
+		memset(c[k].digest.b, 0x40 + k, DIGEST_LEN);
+		meta_batch_put_chunk(f->b, &c[k]);
+	}
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	assert_int_equal(meta_tally_track(f->m, 10), 0);
+	struct meta_inode own = { .ino = 2, .parent = 1, .nlink = 1, .version_ino = 10,
+				  .mode = S_IFREG | 0644, .size = 8192, .name = "own" };
+	struct meta_inode src = { .ino = 3, .parent = 1, .nlink = 1, .version_ino = 9,
+				  .mode = S_IFREG | 0644, .size = 12288, .name = "src" };
+	meta_batch_put_inode(f->b, &own);
+	meta_batch_put_inode(f->b, &src);
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+	struct { uint64_t ino, off; int chunk; } ext[] = { { 2, 0, 0 }, { 2, 4096, 1 },
+							   { 3, 0, 1 }, { 3, 4096, 2 }, { 3, 8192, 2 } };
+	for (size_t k = 0; k < sizeof(ext) / sizeof(ext[0]); k++) {
+		struct meta_extent e = extent(ext[k].off, 4096, 0);
+		e.digest = c[ext[k].chunk].digest;
+		meta_batch_put_extent(f->b, ext[k].ino, &e);
+	}
+	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
+
+	assert_int_equal(meta_tally_count_with(f->m, 10, NULL, 0, &got), 0);
+	assert_true(got.files == 1 && got.logical_bytes == 8192 && got.stored_bytes == 1000 + 2000);
+	uint64_t extra[] = { 3, 3, 77 };  /* a source twice, and one without extents */
+	assert_int_equal(meta_tally_count_with(f->m, 10, extra, 3, &got), 0);
+	assert_true(got.files == 1 && got.logical_bytes == 8192);
+	assert_true(got.stored_bytes == 1000 + 2000 + 4000);
+	assert_int_equal(meta_tally_count_with(f->m, 11, extra, 1, &got), -ENOENT);
+	meta_tally_untrack(f->m, 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_new_db_has_no_superblock_then_round_trips, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tally_counts_extra_files_chunks_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inode_round_trip_keeps_every_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirent_lookup_and_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_numbers_and_other_names_round_trip, setup, teardown),
