@@ -195,8 +195,12 @@ bool fs_inode_dirty(struct fs_inode *ind);
 int fs_inode_persist(struct fs_ctx *ctx, struct fs_inode *ind, bool sync);
 /* Frees an unlinked file's content and records once it has no open handle. */
 void fs_inode_reap(struct fs_ctx *ctx, struct fs_inode *ind);
-/* Deletes the content and records of an unlinked inode that has no data_file (mount recovery). */
+/* Deletes the extents and records of an unlinked inode that has no data_file, in one batch (its last
+ * close, mount recovery). */
 int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino);
+/* Adds to b the deletion of ino's records besides its extents: xattrs, symlink target, the inode, its
+ * orphan key. */
+int fs_inode_batch_delete(struct fs_ctx *ctx, struct meta_batch *b, uint64_t ino);
 /* relatime: a read of ind's content (or listing, or link target) sets its atime when that is not
  * newer than mtime or ctime, or is a day old; kept with the record's next write. Never in a sealed
  * version, which reads like a read-only mount. */
@@ -327,6 +331,8 @@ struct fs_drop {
 	uint64_t damaged_vino;       /* version to mark DAMAGED, 0 if none */
 	uint64_t removed_vino;       /* version record deleted, 0 if none */
 	int64_t ctime_ns;
+	bool freed_now;              /* no handle held it: its records and extents go in the batch */
+	struct data_gone *gone;      /* then: the references its extents held */
 };
 /* Adds the removal of `victim` (named name in the directory whose snapshot is pmi) to b and updates
  * pmi (nlink, times). Caller holds ns_lock. */

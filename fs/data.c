@@ -910,9 +910,34 @@ int data_truncate(struct data_file *df, uint64_t size)
 	return r;
 }
 
-int data_delete_all(struct data_ctx *dc, uint64_t ino)
+struct data_gone {
+	struct extent_list l;
+};
+
+int data_delete_prepare(struct data_ctx *dc, struct meta_batch *b, uint64_t ino, struct data_gone **out)
 {
-	return clip_extents(dc, ino, 0);
+	struct data_gone *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	int r = collect_extents(dc, ino, 0, UINT64_MAX, &g->l);
+	if (r < 0) {
+		free(g);
+		return r;
+	}
+	for (size_t i = 0; i < g->l.n; i++)
+		meta_batch_del_extent(b, ino, g->l.v[i].file_off);
+	*out = g;
+	return 0;
+}
+
+void data_delete_done(struct data_ctx *dc, struct data_gone *g, bool committed)
+{
+	if (!g)
+		return;
+	if (committed)
+		unref_all(dc, &g->l);
+	free(g->l.v);
+	free(g);
 }
 
 /* ---- per-version accounting and content ids ---- */

@@ -87,9 +87,13 @@ int data_flush(struct data_file *df);
  * Lost ranges past the new size are forgotten with the bytes. */
 int data_truncate(struct data_file *df, uint64_t size);
 
-/* Deletes every extent of ino (a file being freed) and gives back the chunk references, in one
- * committed batch. The inode must have no data_file. */
-int data_delete_all(struct data_ctx *dc, uint64_t ino);
+/* Freeing a file: adds the deletion of every extent of ino to the caller's batch b (nothing on
+ * failure) and keeps what they reference in *out until data_delete_done, after the commit of b, gives
+ * the chunk references back (committed) or forgets them (b was not committed). The inode must have
+ * no data_file. */
+struct data_gone;
+int data_delete_prepare(struct data_ctx *dc, struct meta_batch *b, uint64_t ino, struct data_gone **out);
+void data_delete_done(struct data_ctx *dc, struct data_gone *g, bool committed);
 
 /* Payload bytes of the distinct chunks the file's extents reference, added into a caller-kept set
  * so that a version's files can be summed without counting a chunk twice; see data_unique_*. */

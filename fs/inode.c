@@ -237,7 +237,8 @@ int fs_inode_loaded_files(struct fs_ctx *ctx, uint64_t version_ino, struct fs_in
 		for (struct fs_inode *ind = ctx->buckets[i]; ind; ind = ind->hnext) {
 			/* df and mi.version_ino are read without ind->lock: df is only set by threads that
 			 * hold a reference and is cleared only in inode_finish, after the entry left the
-			 * table, or by fs_inode_reap once the file is unlinked (nlink 0). nlink and
+			 * table, by fs_inode_reap once the file is unlinked (nlink 0), or by the removal
+			 * of its last name under ns_lock (ops_ns.c, drop_free_now). nlink and
 			 * version_ino change only under ns_lock, which the callers that race with
 			 * releases (seal) hold, so a file collected here keeps its data_file. */
 			if (!ind->df || ind->freed)
@@ -413,20 +414,28 @@ out:
 
 int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino)
 {
-	int rc = data_delete_all(ctx->dc, ino);
-	if (rc < 0)
-		return rc;
+	struct data_gone *gone = NULL;
 	struct meta_batch *b = meta_batch_new();
 	if (!b)
 		return -ENOMEM;
-	rc = meta_batch_del_all_xattrs(ctx->meta, b, ino);
+	int rc = data_delete_prepare(ctx->dc, b, ino, &gone);
+	if (rc == 0)
+		rc = fs_inode_batch_delete(ctx, b, ino);
+	if (rc == 0)
+		rc = meta_batch_commit(ctx->meta, b, false);
+	data_delete_done(ctx->dc, gone, rc == 0);
+	meta_batch_free(b);
+	return rc;
+}
+
+int fs_inode_batch_delete(struct fs_ctx *ctx, struct meta_batch *b, uint64_t ino)
+{
+	int rc = meta_batch_del_all_xattrs(ctx->meta, b, ino);
 	if (rc == 0) {
 		meta_batch_del_symlink(b, ino);
 		meta_batch_del_inode(b, ino);
 		meta_batch_del_orphan(b, ino);
-		rc = meta_batch_commit(ctx->meta, b, false);
 	}
-	meta_batch_free(b);
 	return rc;
 }
 

@@ -363,6 +363,38 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, buf);
 }
 
+/* The last name of a file that no handle holds open goes with the file's records and extents, in
+ * the batch that removes the name: one commit where fs_inode_reap would add two more. Marked freed
+ * first, as fs_inode_reap does, so an open racing with the removal fails with ENOENT. Its data_file
+ * goes first too (the last release stored what it held; freeing it waits for anything still in
+ * flight, so no extent lands after the batch). false: nothing was added to b but perhaps part of
+ * the xattr deletions, harmless for a file that is removed anyway; left to fs_inode_reap. */
+static bool drop_free_now(struct fs_ctx *ctx, struct meta_batch *b, struct fs_inode *victim, struct fs_drop *d)
+{
+	pthread_mutex_lock(&victim->lock);
+	if (victim->open_count != 0 || victim->freed) {
+		pthread_mutex_unlock(&victim->lock);
+		return false;
+	}
+	struct data_file *df = victim->df;
+	victim->df = NULL;
+	victim->freed = true;
+	pthread_mutex_unlock(&victim->lock);
+	data_file_free(df);
+	if (data_delete_prepare(ctx->dc, b, victim->ino, &d->gone) == 0) {
+		if (fs_inode_batch_delete(ctx, b, victim->ino) == 0) {
+			d->freed_now = true;
+			return true;
+		}
+		data_delete_done(ctx->dc, d->gone, false);
+		d->gone = NULL;
+	}
+	pthread_mutex_lock(&victim->lock);
+	victim->freed = false;
+	pthread_mutex_unlock(&victim->lock);
+	return false;
+}
+
 void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_inode *pmi, const char *name,
 			struct fs_inode *victim, bool del_dirent, struct fs_drop *d)
 {
@@ -402,9 +434,9 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 		meta_batch_put_inode(b, &vmi);
 		d->kept = true;
 		d->mi = vmi;
-	} else {
-		/* The last name of a file, symlink or special file: unlinked now, freed by fs_inode_reap
-		 * once unused; the orphan key lets the next mount finish that after a crash. */
+	} else if (!drop_free_now(ctx, b, victim, d)) {
+		/* The last name of a file, symlink or special file still open: unlinked now, freed by
+		 * fs_inode_reap once unused; the orphan key lets the next mount finish that after a crash. */
 		vmi.nlink = 0;
 		vmi.ctime_ns = now;
 		meta_batch_put_inode(b, &vmi);
@@ -425,6 +457,7 @@ void fs_ns_drop_done(struct fs_ctx *ctx, struct fs_drop *d)
 		fs_inode_put(ctx, v);
 		return;
 	}
+	data_delete_done(ctx->dc, d->gone, true);
 	pthread_mutex_lock(&v->lock);
 	v->mi.nlink = 0;
 	v->mi.ctime_ns = d->ctime_ns;
@@ -437,6 +470,12 @@ void fs_ns_drop_done(struct fs_ctx *ctx, struct fs_drop *d)
 
 void fs_ns_drop_abort(struct fs_ctx *ctx, struct fs_drop *d)
 {
+	if (d->freed_now) {
+		data_delete_done(ctx->dc, d->gone, false);
+		pthread_mutex_lock(&d->victim->lock);
+		d->victim->freed = false;  /* its records are as they were */
+		pthread_mutex_unlock(&d->victim->lock);
+	}
 	fs_inode_put(ctx, d->victim);
 }
 

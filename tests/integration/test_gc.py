@@ -94,6 +94,51 @@ class GarbageCollection(unittest.TestCase):
             self.assertEqual(h.read_file(m.path("run", "v0", "sealed")), S)
             self.assertEqual(h.read_file(os.path.join(d, "a")), A2[:2 * MiB])
 
+    def test_files_removed_right_after_close_leave_nothing_behind(self):
+        # Removing the last name of a closed file deletes its records and extents with the name. The
+        # kernel releases a closed file after close(2) returns, so a removal right after a close
+        # finds the file still open or not: either way nothing may stay behind. A file removed
+        # while open keeps its chunks until its last close. Renaming over a file removes it too.
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            d = m.path("run", "v1")
+            os.makedirs(d)
+            kept = h.random_bytes(2 * MiB, 50)
+            h.write_file(os.path.join(d, "kept"), kept, fsync=True)
+            self.gc(m)
+            _, n_kept = chunk_state(m)
+            for i in range(12):
+                p = os.path.join(d, "f%d" % i)
+                with open(p, "wb") as f:  # no fsync: the last chunks are stored at close
+                    f.write(h.random_bytes(3 * MiB + 4096, 60 + i))
+                if i % 3 == 2:
+                    src = os.path.join(d, "new%d" % i)
+                    h.write_file(src, h.random_bytes(MiB + 1, 80 + i))
+                    os.rename(src, p)  # replaces f<i>; new<i> is then removed below
+                os.unlink(p)
+            held = open(os.path.join(d, "held"), "w+b")
+            try:
+                held.write(h.random_bytes(2 * MiB, 99))
+                held.flush()
+                os.fsync(held.fileno())
+                os.unlink(os.path.join(d, "held"))
+                self.gc(m)
+                _, n_open = chunk_state(m)
+                self.assertEqual(n_open, n_kept + 2, "a removed file still open keeps its chunks")
+                held.seek(0)
+                self.assertEqual(held.read(), h.random_bytes(2 * MiB, 99))
+            finally:
+                held.close()
+            self.gc(m)
+            _, n_end = chunk_state(m)
+            self.assertEqual(n_end, n_kept, "every chunk of the removed files is reclaimed")
+            self.assertEqual(os.listdir(d), ["kept"])
+            self.assertEqual(m.stats()["chunks"], n_kept)
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            m.mount()
+            self.assertEqual(h.read_file(os.path.join(d, "kept")), kept)
+
     def rewrite_in_place(self, m, path, rounds):
         """A 1 MiB file rewritten whole `rounds` times with new bytes (each round orphans 16 chunks)."""
         with open(path, "r+b", buffering=0) as f:
