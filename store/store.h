@@ -131,7 +131,7 @@ struct store_fsck_report {
 	uint64_t namespace_errors;   /* dangling entries, inodes without entries, bad link counts */
 	uint64_t unreferenced_chunks;/* harmless: garbage for store_gc */
 	uint64_t problems;           /* corrupt + missing + namespace_errors + extent_errors */
-	uint64_t extent_errors;      /* extents outside their chunk, or overlapping in one file */
+	uint64_t extent_errors;      /* extents of no inode, outside their chunk, or overlapping in one file */
 };
 /* Checks every chunk's digest and checksums, every extent's reference and range, and the namespace.
  * Writes one line per problem to report (e.g. "corrupt chunk <hex>: used by /run/v1/file.bin") and a

@@ -1,8 +1,8 @@
 /* store_fsck.c - the consistency check behind `pecfs fsck`: chunks, extents, namespace.
  *
  * Reads only. Chunks: every recorded chunk's file is verified (header, block CRCs, SHA-256, length);
- * files without a record are garbage. Extents: each names a recorded chunk, lies inside it, and
- * does not overlap its neighbour. Namespace: entries and inodes point at each other, directory
+ * files without a record are garbage. Extents: each belongs to an inode that exists, names a
+ * recorded chunk, lies inside it, and does not overlap its neighbour. Namespace: entries and inodes point at each other, directory
  * link counts add up. Problems are printed one per line; a bad chunk is reported with every path
  * that uses it. While mounted and busy, in-flight writes may show up as transient findings.
  */
@@ -145,6 +145,17 @@ static int fsck_check_extent(uint64_t ino, const struct meta_extent *e, void *ar
 	char path[PATH_MAX];
 
 	f->r->extents++;
+	if (ino != f->prev_ino) {
+		/* The first extent of a file: the file must exist, or its extents hold chunks forever. */
+		struct meta_inode in;
+		int rc = meta_get_inode(f->st->meta, ino, &in);
+		if (rc == -ENOENT) {
+			fprintf(f->out, "extents of inode %llu, which does not exist\n", (unsigned long long)ino);
+			f->extent_errors++;
+		} else if (rc < 0) {
+			return rc;
+		}
+	}
 	if (ino == f->prev_ino && e->file_off < f->prev_end) {
 		if (store_inode_path(f->st, ino, path, sizeof(path)) != 0)
 			snprintf(path, sizeof(path), "inode %llu", (unsigned long long)ino);

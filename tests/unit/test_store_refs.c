@@ -528,6 +528,8 @@ static void test_fsck_finds_missing_chunks_and_namespace_damage(void **state)
 	add_file(f->st, 3, 5, "b.bin", S_IFREG | 0644, &ghost, 1, 100);
 	b = meta_batch_new();
 	meta_batch_put_dirent(b, 3, "dangling", 99, S_IFREG);  /* no inode 99 */
+	struct meta_extent stray = { .file_off = 0, .len = 100, .digest = d };
+	meta_batch_put_extent(b, 77, &stray);  /* no inode 77: it would hold d forever */
 	assert_int_equal(meta_batch_commit(store_meta(f->st), b, true), 0);
 	meta_batch_free(b);
 	add_subdir_link(f->st, 3);  /* v1 claims a subdirectory it does not have */
@@ -541,8 +543,10 @@ static void test_fsck_finds_missing_chunks_and_namespace_damage(void **state)
 	assert_non_null(strstr(text, "used by /run/v1/b.bin"));
 	assert_non_null(strstr(text, "dangling entry /run/v1/dangling"));
 	assert_non_null(strstr(text, "link count 3, expected 2"));
+	assert_non_null(strstr(text, "extents of inode 77, which does not exist"));
+	assert_int_equal(r.extent_errors, 1);
 	assert_non_null(strstr(text, "PROBLEMS FOUND"));
-	assert_int_equal(r.problems, 4);
+	assert_int_equal(r.problems, 5);
 	free(text);
 }
 
