@@ -400,6 +400,10 @@ int meta_batch_commit(struct meta *m, struct meta_batch *b, bool sync)
 	struct meta_tally_delta d;
 	char *err = NULL;
 
+	if (!sync && rocksdb_writebatch_count(b->wb) == 0) {
+		meta_notes_clear(&b->notes);
+		return 0;  /* nothing to write (a file opened with no extents past its size to drop) */
+	}
 	/* A batch of inode records may move a file to another version, and its prepare counts the file's
 	 * extents as they are: no extent commit may come between that count and the write. Extent-only
 	 * batches (the data writers') run side by side. */
