@@ -375,19 +375,17 @@ static int write_zeros(struct fs_ctx *ctx, struct fs_file *fh, uint64_t off, uin
 	char *zeros = calloc(1, piece);
 	int rc = zeros ? 0 : -ENOMEM;
 
-	uint64_t gate = 0;
+	uint64_t gate = 0;  /* ending no gate does nothing */
 
 	if (rc == 0)
 		rc = fs_version_write_begin(ctx, fh->version_ino, &gate);
-	bool inside = rc == 0;
 	while (rc == 0 && off < end) {
 		size_t n = end - off < piece ? (size_t)(end - off) : piece;
 		ssize_t w = data_write(fh->ind->df, zeros, n, off);
 		rc = w < 0 ? (int)w : 0;
 		off += n;
 	}
-	if (inside)
-		fs_version_write_end(ctx, gate);
+	fs_version_write_end(ctx, gate);
 	free(zeros);
 	return rc;
 }

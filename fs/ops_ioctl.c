@@ -37,8 +37,7 @@ static int ref_batch(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh, str
 		return -EPERM;
 
 	uint64_t gate;
-	int rc = fs_version_write_begin(ctx, vino, &gate);
-	bool inside = rc == 0;
+	int rc = fs_version_write_begin(ctx, vino, &gate);  /* no gate on failure: its end does nothing */
 	b->linked = 0;
 	b->chunk_size = store_chunk_size(ctx->st);
 	for (uint32_t i = 0; i < b->count && rc == 0; i++) {
@@ -52,8 +51,7 @@ static int ref_batch(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh, str
 		else if (e->result != -ENOENT && e->result != -EINVAL && e->result != -EFBIG)
 			rc = e->result;  /* -EIO, -ENOMEM: the metadata database failed, stop here */
 	}
-	if (inside)
-		fs_version_write_end(ctx, gate);
+	fs_version_write_end(ctx, gate);
 	if (b->linked > 0) {
 		fs_file_wrote(ctx, req, fh);
 		/* The kernel learns sizes from writes; of these bytes it knows nothing. */

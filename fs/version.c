@@ -103,12 +103,18 @@ int fs_version_state(struct fs_ctx *ctx, uint64_t vino)
 	return st;
 }
 
+/* The one rule: a version that is not open (sealed, damaged, incomplete) takes no change. */
+static bool ver_refuses_changes(uint32_t state)
+{
+	return state != META_VERSION_OPEN;
+}
+
 int fs_version_check_writable(struct fs_ctx *ctx, uint64_t vino)
 {
 	if (vino == 0)
 		return 0;
 	int st = fs_version_state(ctx, vino);
-	return st > 0 ? -EROFS : 0;  /* SEALED or DAMAGED */
+	return st >= 0 && ver_refuses_changes((uint32_t)st) ? -EROFS : 0;
 }
 
 int fs_version_write_begin(struct fs_ctx *ctx, uint64_t vino, uint64_t *gate)
@@ -122,8 +128,8 @@ int fs_version_write_begin(struct fs_ctx *ctx, uint64_t vino, uint64_t *gate)
 	pthread_mutex_lock(&ctx->ver_lock);
 	while ((fv = ver_find(ctx, vino)) && fv->sealing)
 		pthread_cond_wait(&ctx->ver_cond, &ctx->ver_lock);
-	if (fv && fv->v.state != META_VERSION_OPEN) {
-		rc = -EROFS;  /* SEALED or DAMAGED */
+	if (fv && ver_refuses_changes(fv->v.state)) {
+		rc = -EROFS;
 	} else if (fv) {
 		fv->writers++;
 		*gate = vino;
