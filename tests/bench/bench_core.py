@@ -387,6 +387,55 @@ def pec_ctl_ms(path, reps=5):
     return median(ts)
 
 
+def seal_beside_neighbours(pec, d):
+    """Seals version d with `pecfs seal` while one thread writes 1 MiB at a time to a file of
+    another version and one creates files there, each every 5 ms (paced, so that the seal does not
+    compete with them for the two cores): (seal seconds, the longest write and the longest create
+    that overlapped the seal, in ms). What a seal holds besides its own version."""
+    other = os.path.join(pec.root, "bench-next", "step-1")
+    os.makedirs(other)
+    block = mmap.mmap(-1, 1 << 20)
+    block.write(os.urandom(1 << 20))
+    span, done = {}, threading.Event()
+    writes, creates = [], []
+
+    def writer():
+        fd = os.open(os.path.join(other, "w.bin"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            while not done.is_set():
+                t = time.monotonic()
+                os.pwrite(fd, block, len(writes) * len(block))
+                writes.append((t, time.monotonic()))
+                time.sleep(0.005)
+        finally:
+            os.close(fd)
+
+    def creator():
+        while not done.is_set():
+            t = time.monotonic()
+            os.close(os.open(os.path.join(other, "c%07d" % len(creates)), os.O_WRONLY | os.O_CREAT, 0o644))
+            creates.append((t, time.monotonic()))
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=creator)]
+    for th in threads:
+        th.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    subprocess.run([pec.bin, "seal", d], check=True, capture_output=True)
+    t1 = time.monotonic()
+    time.sleep(0.05)
+    done.set()
+    for th in threads:
+        th.join()
+
+    def longest(ops):
+        return max([b - a for a, b in ops if b >= t0 and a <= t1] or [0.0]) * 1000
+
+    shutil.rmtree(os.path.dirname(other))
+    return t1 - t0, longest(writes), longest(creates)
+
+
 def bench_meta_scale(targets, pec, count, reps, log):
     """[6] count files in one directory (for pecfs: one open version) on each target, then pecfs alone:
     its control files while that version is open, the seal of a version of count files, and daemon
@@ -425,7 +474,7 @@ def bench_meta_scale(targets, pec, count, reps, log):
     rss["create"] = vm_rss_kib(pec.pid()) - before
     subprocess.run(["ls", "-l", d], check=True, stdout=subprocess.DEVNULL)
     rss["ls -l"] = vm_rss_kib(pec.pid()) - before
-    secs, _ = timed(lambda: subprocess.run([pec.bin, "seal", d], check=True, capture_output=True))
+    secs, rss["write_wait_ms"], rss["create_wait_ms"] = seal_beside_neighbours(pec, d)
     rss["seal_s"] = secs
     rss["seal"] = vm_rss_kib(pec.pid()) - before
     run = os.path.dirname(d)
@@ -585,6 +634,8 @@ def main():
                 % (a.meta_files, extra["stats_ms"], extra["versions_open_ms"], extra["status_open_ms"]))
             log("  pecfs seal of a version of %d files: %.2f s (target < 5 s); then RUN/.pec/versions %.1f ms, "
                 "pecfs status %.0f ms" % (a.meta_files, extra["seal_s"], extra["versions_sealed_ms"], extra["status_sealed_ms"]))
+            log("  meanwhile in another version: longest 1 MiB write %.0f ms, longest create %.0f ms"
+                % (extra["write_wait_ms"], extra["create_wait_ms"]))
             log("  pecfs daemon RSS growth for that version: %.1f MiB after its creates, %.1f MiB after ls -l, "
                 "%.1f MiB after the seal" % (extra["create"] / 1024, extra["ls -l"] / 1024, extra["seal"] / 1024))
             if a.big_dir:
