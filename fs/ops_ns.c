@@ -425,6 +425,7 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 		if (fs_mi_is_run(&vmi)) {
 			meta_batch_del_tokens(b, vmi.ino);
 			meta_batch_del_restarts(b, vmi.ino);
+			meta_batch_del_persist_base(b, vmi.ino);
 		}
 	} else if (vmi.nlink > 1) {
 		/* One name of several goes; the inode stays with the others. */

@@ -4,23 +4,29 @@
  * stores the remote composition beside it. Under `full`, or for a version without a composition, the
  * manifest is left as walked.
  *
- * The previous upload is looked up in the bucket every time, never remembered: that way it is right
- * after a restart, after the local copy of that version was retired, and after an upload that failed
- * half way. A candidate is a version of the run with this node's manifest and composition; COMMIT is
- * not required, since the manifest goes up only after all its chunks and a part waiting for other
- * nodes' parts is as good a base as a committed one. The one wanted has the highest seal_seq below
- * the version's. Manifests are read newest first by their Last-Modified (uploads of one node go one
- * at a time in seal order), so normally one is read. A composition that disagrees with its manifest
- * (an attempt cut short between the two) costs at most an upload: tier_persist_rewrite reuses a unit
- * only where both name the same source. Runs on the uploader thread only; the hook keeps no state
- * besides the mount's settings.
- */
+ * The previous upload is the version of the run with this node's manifest and composition and the
+ * highest seal_seq below the version's; COMMIT is not required, since the manifest goes up only after
+ * all its chunks and a part waiting for other nodes' parts is as good a base as a committed one.
+ * Each upload remembers itself as the run's next base (the 'B' record, written once its composition
+ * is stored), so the next upload reads that manifest and composition directly. The record is only a
+ * hint: the manifest found under its key must carry the recorded seal_seq and sealed_ns, and
+ * anything else (no record, as after an upgrade or the loss of an unsynced write; the manifest gone,
+ * as after bucket gc or an upload that failed after its composition; another upload under the key;
+ * a record that is not below the version, as for a retry) makes the hook list the run and choose as
+ * before records existed. That way it is right after a restart, after the local copy of that version
+ * was retired, and after an upload that failed half way. In the listing, manifests are read newest
+ * first by their Last-Modified (uploads of one node go one at a time in seal order), so normally one
+ * is read. A composition that disagrees with its manifest (an attempt cut short between the two)
+ * costs at most an upload: tier_persist_rewrite reuses a unit only where both name the same source.
+ * Runs on the uploader thread only; the hook keeps no state besides the mount's settings. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "compose.h"
 #include "log.h"
@@ -248,6 +254,87 @@ static int tp_pick(const struct tier_persist_call *call, const char *run, struct
 	return prev->found ? tp_read_comp(call, prev, msg, msgsz) : 0;
 }
 
+/* The run's recorded base (the 'B' record): 0, or -ENOENT when there is none or it does not read. */
+static int tp_base_get(const struct tier_persist_call *call, char **name, uint64_t *seal_seq, int64_t *sealed_ns)
+{
+	char *text = NULL;
+	size_t len;
+	json_t *o = NULL, *v, *seq, *ns;
+	int rc = meta_get_persist_base(call->meta, call->version->run_ino, &text, &len);
+
+	if (rc == 0) {
+		o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+		v = json_object_get(o, "version");
+		seq = json_object_get(o, "seal_seq");
+		ns = json_object_get(o, "sealed_ns");
+		if (!json_is_string(v) || !json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_integer(ns) ||
+		    !(*name = strdup(json_string_value(v))))
+			rc = -EINVAL;
+		else {
+			*seal_seq = (uint64_t)json_integer_value(seq);
+			*sealed_ns = (int64_t)json_integer_value(ns);
+		}
+	}
+	if (rc < 0 && rc != -ENOENT)
+		pecfs_log_warn("S3 tier: run %llu: the record of its last persist selection does not read (%s); "
+			       "listing the run instead", (unsigned long long)call->version->run_ino, strerror(-rc));
+	json_decref(o);
+	free(text);
+	return rc < 0 ? -ENOENT : 0;
+}
+
+/* Records version m as the run's base for its next upload. Unsynced: losing it costs one listing. */
+static void tp_base_put(const struct tier_persist_call *call, const struct tier_manifest *m)
+{
+	json_t *o = json_pack("{s:i, s:s, s:I, s:I}", "format", 1, "version", m->version, "seal_seq",
+			      (json_int_t)m->seal_seq, "sealed_ns", (json_int_t)m->sealed_ns);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	struct meta_batch *b = text ? meta_batch_new() : NULL;
+	int rc = -ENOMEM;
+
+	if (b) {
+		meta_batch_put_persist_base(b, call->version->run_ino, text, strlen(text));
+		rc = meta_batch_commit(call->meta, b, false);
+	}
+	if (rc < 0)
+		pecfs_log_warn("S3 tier: %s/%s: could not record it as the base of the next persist selection (%s); "
+			       "the next upload lists the run instead", m->run, m->version, strerror(-rc));
+	meta_batch_free(b);
+	free(text);
+	json_decref(o);
+}
+
+/* The previous upload as the run's record names it: 1 with prev filled, 0 when the record is missing or
+ * does not hold (the caller lists the run), or -errno with msg when the bucket cannot be read. */
+static int tp_prev_recorded(const struct tier_persist_call *call, const struct tier_manifest *m, struct tp_prev *prev,
+			    char *msg, size_t msgsz)
+{
+	char *name = NULL;
+	uint64_t seq = 0;
+	int64_t ns = 0;
+	int rc;
+
+	if (tp_base_get(call, &name, &seq, &ns) < 0)
+		return 0;
+	rc = 0;
+	if (seq < m->seal_seq)
+		rc = tp_read_manifest(call, m->run, name, &prev->m, msg, msgsz);
+	if (rc == 1 && (prev->m.seal_seq != seq || prev->m.sealed_ns != ns)) {
+		pecfs_log_info("S3 tier: %s/%s: the manifest of the recorded base %s is of another upload; listing "
+			       "the run instead", m->run, m->version, name);
+		tier_manifest_free(&prev->m);
+		rc = 0;
+	}
+	if (rc == 1) {
+		prev->found = true;
+		rc = tp_read_comp(call, prev, msg, msgsz);  /* a composition that does not read: found false */
+		if (rc == 0)
+			rc = prev->found;
+	}
+	free(name);
+	return rc;
+}
+
 /* Finds this node's previous upload of the run (prev->found false when there is none). */
 static int tp_prev_find(const struct tier_persist_call *call, const struct tier_manifest *m, struct tp_prev *prev,
 			char *msg, size_t msgsz)
@@ -258,6 +345,9 @@ static int tp_prev_find(const struct tier_persist_call *call, const struct tier_
 	int rc;
 
 	memset(prev, 0, sizeof(*prev));
+	rc = tp_prev_recorded(call, m, prev, msg, msgsz);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
 	rc = tp_key(call->prefix, key, sizeof(key), m->run, "", "");
 	if (rc < 0)
 		return tp_fail(msg, msgsz, rc, "bucket key too long for run %.100s", m->run);
@@ -342,6 +432,8 @@ static int tp_hook(void *ctx, const struct tier_persist_call *call, struct tier_
 	}
 	if (rc == 0)
 		rc = tp_put_comp(call, m, res.remote, msg, msgsz);
+	if (rc == 0)
+		tp_base_put(call, m);
 	if (rc == 0)
 		pecfs_log_info("S3 tier: %s/%s: persist selection (k_persist %u): %zu expert units selected, %zu "
 			       "uploaded for want of a usable copy in the bucket, %zu reused from earlier uploads%s%s%s",

@@ -206,6 +206,11 @@ void meta_batch_del_tokens(struct meta_batch *b, uint64_t run_ino);
 int meta_get_restarts(struct meta *m, uint64_t run_ino, char **out, size_t *len);
 void meta_batch_put_restarts(struct meta_batch *b, uint64_t run_ino, const char *json, size_t len);
 void meta_batch_del_restarts(struct meta_batch *b, uint64_t run_ino);
+/* 'B': which upload of a run this node's next persist selection builds on (fs/tier_persist.c), JSON
+ * text; -ENOENT when none. */
+int meta_get_persist_base(struct meta *m, uint64_t run_ino, char **out, size_t *len);
+void meta_batch_put_persist_base(struct meta_batch *b, uint64_t run_ino, const char *json, size_t len);
+void meta_batch_del_persist_base(struct meta_batch *b, uint64_t run_ino);
 /* Deletes every extent key and xattr key of ino (used when an inode is freed). Needs the db to know
  * which keys exist, so it takes m; the deletions still apply at commit. */
 int meta_batch_del_all_extents(struct meta *m, struct meta_batch *b, uint64_t ino);

@@ -30,6 +30,7 @@
 #define META_KEY_UPLOAD  'U'
 #define META_KEY_REMOTE  'R'
 #define META_KEY_LINK    'N'
+#define META_KEY_PERSIST_BASE 'B'
 
 #define META_RECORD_V1 1
 #define META_XATTR_NAME_MAX 255

@@ -1,8 +1,8 @@
 /* meta_pec.c - the PEC record kinds: 'M' (a sealed version's fixed composition, the manifest JSON),
- * 'T' (the token report pending for a run) and 'P' (the restarts of a run and the PLT they cost). All
- * are opaque JSON text to the store: fs/ writes them in its seal, token and restart batches and
- * parses them. Values are the record
- * version byte followed by the text; the text is returned NUL-terminated.
+ * 'T' (the token report pending for a run), 'P' (the restarts of a run and the PLT they cost) and 'B'
+ * (the upload of a run the next persist selection builds on). All are opaque JSON text to the store:
+ * fs/ writes them in its seal, token, restart and persist batches and parses them. Values are the
+ * record version byte followed by the text; the text is returned NUL-terminated.
  */
 #include "meta_db.h"
 
@@ -97,4 +97,19 @@ void meta_batch_put_restarts(struct meta_batch *b, uint64_t run_ino, const char 
 void meta_batch_del_restarts(struct meta_batch *b, uint64_t run_ino)
 {
 	meta_del_key(b, META_KEY_RESTARTS, run_ino);
+}
+
+int meta_get_persist_base(struct meta *m, uint64_t run_ino, char **out, size_t *len)
+{
+	return meta_get_text(m, META_KEY_PERSIST_BASE, run_ino, out, len);
+}
+
+void meta_batch_put_persist_base(struct meta_batch *b, uint64_t run_ino, const char *json, size_t len)
+{
+	meta_put_text(b, META_KEY_PERSIST_BASE, run_ino, json, len);
+}
+
+void meta_batch_del_persist_base(struct meta_batch *b, uint64_t run_ino)
+{
+	meta_del_key(b, META_KEY_PERSIST_BASE, run_ino);
 }

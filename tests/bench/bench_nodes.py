@@ -29,7 +29,6 @@ usage: tests/bench/bench_nodes.py [--nodes 16] [--mib-per-rank 8] [--versions 3]
 """
 import argparse
 import concurrent.futures
-import datetime
 import json
 import os
 import re
@@ -146,24 +145,9 @@ def mem_available():
     return 0
 
 
-ACCESS = re.compile(r' beast: \S+ \S+ - \S+ \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d+) ')
-
-
 def rgw_requests(log_path):
-    """[(start time, kind, HTTP status)] of every request in the RGW's access log (beast logs one line
-    per request at debug level 1). A GET of the bucket itself is a LIST."""
-    out = []
-    with open(log_path, errors="replace") as f:
-        for line in f:
-            m = ACCESS.search(line)
-            if not m:
-                continue
-            t = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S.%f %z").timestamp()
-            method, target = m.group(2), m.group(3)
-            path = target.split("?", 1)[0].rstrip("/")
-            kind = "LIST" if method == "GET" and path == "/" + BUCKET else method
-            out.append((t, kind, int(m.group(4))))
-    return out
+    """[(start time, kind, HTTP status)] of every request in the RGW's access log."""
+    return [(t, kind, status) for t, kind, _, status in fx.rgw_requests(log_path, BUCKET)]
 
 
 class Phase:

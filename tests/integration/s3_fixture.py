@@ -2,13 +2,16 @@
 # deploy/s3-rgw.sh starts in the class's scratch folder, on free loopback ports, stopped at the end,
 # with one bucket made. Helpers mount pecfs with the tier on a prefix, seal and wait for the upload,
 # restore, and read the bucket with pecfs-s3check (next to PECFS_BIN in the build).
+import datetime
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
@@ -19,6 +22,27 @@ ACCESS_KEY = "pecfs-tier"
 SECRET_KEY = "pecfs-tier-Secret-41c9e2"
 BUCKET = "pecfs-tier-test"
 MIB = 1 << 20
+
+
+# One request in the RGW's access log (beast logs a line per request at debug level 1).
+ACCESS = re.compile(r' beast: \S+ \S+ - \S+ \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d+) ')
+
+
+def rgw_requests(log_path, bucket):
+    """[(start time, kind, target, HTTP status)] of every request in the RGW's access log; kind is the
+    method, or LIST for a GET of the bucket itself (path-style addressing)."""
+    out = []
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            m = ACCESS.search(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S.%f %z").timestamp()
+            method, target = m.group(2), m.group(3)
+            path = target.split("?", 1)[0].rstrip("/")
+            kind = "LIST" if method == "GET" and path == "/" + bucket else method
+            out.append((t, kind, target, int(m.group(4))))
+    return out
 
 
 def free_port():
@@ -105,6 +129,14 @@ class RgwTestCase(unittest.TestCase):
             key, size = line.rsplit(" ", 1)
             out[key] = int(size)
         return out
+
+    def lists_of(self, key_prefix):
+        """How many LIST requests the RGW has served for exactly this key prefix so far."""
+        n = 0
+        for _, kind, target, _ in rgw_requests(os.path.join(self.rgw_dir, "log", "client.rgw.a.log"), BUCKET):
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+            n += kind == "LIST" and query.get("prefix") == [key_prefix]
+        return n
 
     def tier_opts(self, prefix, *extra):
         return ["--s3", "s3://%s/%s" % (BUCKET, prefix), "--s3-endpoint", self.endpoint, "--s3-addressing",

@@ -5,7 +5,9 @@
 # to a complete checkpoint whose expert files each hold the bytes of the round the manifest names
 # (following the persist rule of policy/PEC.md section 6, modelled here independently), with the
 # previous version retired locally and a remount in between; a --from mount shows the same bytes and
-# the remote composition as user.pec.source / user.pec.staleness. `full` mode stays as it was.
+# the remote composition as user.pec.source / user.pec.staleness. Each upload records itself as the next
+# one's base, so only the first lists the run; a recorded base gone from the bucket is looked up there.
+# `full` mode stays as it was.
 import errno
 import json
 import os
@@ -135,8 +137,12 @@ class S3PersistTest(RgwTestCase):
     def test_pec_uploads_non_expert_state_and_k_persist_experts_per_round(self):
         prefix = "pec"
         model = PersistModel()
+        lists = self.lists_of(prefix + "/runs/run/")
         m, added = self.run_rounds(prefix, "--s3-persist", "pec", "--s3-k-persist", str(K_PERSIST), keep=1,
                                    remount_after=3)
+        # Only the first upload looks for its base by listing the run; each later one reads the base
+        # the upload before it recorded, across the remount too.
+        self.assertEqual(self.lists_of(prefix + "/runs/run/") - lists, 1)
         # The local copies of older rounds were retired: lookups of the previous upload used the bucket.
         self.assertEqual([v["name"] for v in m.versions("run")["versions"]], [name_of(ROUNDS)])
         expected_bytes = NON_EXPERT_SIZE + len(LAYERS) * K_PERSIST * EXPERT_SIZE
@@ -212,6 +218,39 @@ class S3PersistTest(RgwTestCase):
                 self.assertEqual(entries[expert_path(layer, e)]["source"], name_of(1))
         self.expect_restore("override", "run", 2,
                             {expert_path(layer, e): 1 for layer in LAYERS for e in range(EXPERTS)})
+
+    def test_a_recorded_base_that_is_gone_is_looked_up_in_the_bucket(self):
+        """The base an upload records is a hint: when its manifest has gone from the bucket (bucket gc,
+        someone's delete), the next upload lists the run and builds on the newest upload still there."""
+        prefix = "gone"
+        m = self.mount(prefix, "--s3-persist", "pec")
+        os.makedirs(m.path("run"))
+        os.setxattr(m.path("run"), "user.pec.k_persist", b"0")
+        for r in (1, 2):
+            self.write_round(m, "run", r)
+            self.seal_wait(m, "run", name_of(r))
+        self.s3("rm", "%s/runs/run/%s/%s.manifest" % (prefix, name_of(2), self.node_of(prefix, 1)))
+        lists, before = self.lists_of(prefix + "/runs/run/"), self.chunk_bytes(prefix)
+        self.write_round(m, "run", 3)
+        self.seal_wait(m, "run", name_of(3))
+        self.assertEqual(self.lists_of(prefix + "/runs/run/") - lists, 1)
+        # Round 1 is the base: with K_persist 0 round 3 adds its non-expert state alone, and every
+        # expert it holds comes from round 1's upload.
+        added = sum(size for k, size in self.chunk_bytes(prefix).items() if k not in before)
+        self.assertEqual(added, NON_EXPERT_SIZE)
+        manifest, _ = self.manifest(prefix, "run", 3)
+        entries = {e["path"]: e for e in manifest["entries"]}
+        for layer in LAYERS:
+            for e in range(EXPERTS):
+                self.assertEqual(entries[expert_path(layer, e)]["source"], name_of(1))
+        self.expect_restore(prefix, "run", 3, {expert_path(layer, e): 1 for layer in LAYERS for e in range(EXPERTS)})
+
+    def node_of(self, prefix, r):
+        """The node id in round r's manifest key."""
+        keys = [k for k in self.listing(prefix) if k.startswith("%s/runs/run/%s/" % (prefix, name_of(r)))
+                and k.endswith(".manifest")]
+        self.assertEqual(len(keys), 1, keys)
+        return os.path.basename(keys[0])[:-len(".manifest")]
 
     # ---- full (the default) ----
 
