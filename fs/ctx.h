@@ -424,6 +424,7 @@ struct pecgen_figures {
 	struct store_stats ss;
 	struct data_stats ds;
 	double dedup_ratio;
+	uint64_t inodes_loaded;  /* entries of the inode table */
 };
 int pecgen_gather(struct fs_ctx *ctx, struct pecgen_figures *f);
 /* Prometheus text of the local and S3 tier figures (metrics.c): /.pec/metrics and metrics-listen. */

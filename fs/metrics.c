@@ -115,6 +115,8 @@ static void local_metrics(struct text *t, struct fs_ctx *ctx, const struct pecge
 	one(t, "pecfs_free_disk_bytes", "gauge", "Free space on the data disk.", (double)f->ss.free_disk_bytes);
 	one(t, "pecfs_write_buffers_in_use", "gauge", "Chunk write buffers in use.", (double)f->ds.buffers_in_use);
 	one(t, "pecfs_write_buffers", "gauge", "Chunk write buffers in the pool.", (double)f->ds.buffers_total);
+	one(t, "pecfs_inodes_loaded", "gauge", "Inodes held in memory (the kernel's lookups, open files, requests).",
+	    (double)f->inodes_loaded);
 
 	head(t, "pecfs_seal_duration_seconds", "histogram", "Time to seal a version (flush, compose, sync).");
 	uint64_t cum = 0;

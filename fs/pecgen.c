@@ -25,6 +25,9 @@ int pecgen_gather(struct fs_ctx *ctx, struct pecgen_figures *f)
 	f->logical_bytes = meta_logical_bytes(ctx->meta);
 	store_get_stats(ctx->st, &f->ss);
 	data_get_stats(ctx->dc, &f->ds);
+	pthread_mutex_lock(&ctx->table_lock);
+	f->inodes_loaded = ctx->ninodes;
+	pthread_mutex_unlock(&ctx->table_lock);
 	f->dedup_ratio = f->ss.stored_bytes ? (double)f->logical_bytes / (double)f->ss.stored_bytes : 1.0;
 	return 0;
 }
@@ -76,6 +79,7 @@ int pecgen_stats_json(struct fs_ctx *ctx, char **out, size_t *len)
 	json_object_set_new(o, "write_errors", json_integer((json_int_t)f.ds.write_errors));
 	json_object_set_new(o, "free_disk_bytes", json_integer((json_int_t)f.ss.free_disk_bytes));
 	json_object_set_new(o, "write_buffers_in_use", json_integer(f.ds.buffers_in_use));
+	json_object_set_new(o, "inodes_loaded", json_integer((json_int_t)f.inodes_loaded));
 	uint64_t gc_runs, gc_freed;
 	fs_autogc_figures(ctx, &gc_runs, &gc_freed);
 	json_object_set_new(o, "garbage_bytes", json_integer((json_int_t)store_garbage_bytes(ctx->st)));

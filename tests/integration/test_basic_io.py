@@ -591,6 +591,40 @@ def _umask():
     return old
 
 
+class Listing(unittest.TestCase):
+    """The kernel asks for a listing's first batch with attributes (READDIRPLUS), which loads the inode
+    of every entry it carries; a plain listing of a large directory needs none of them."""
+
+    def test_a_plain_listing_loads_the_inodes_of_a_small_directory_only(self):
+        m = h.Mount()
+        self.addCleanup(m.cleanup)
+        small, large = m.path("r", "v", "small"), m.path("r", "v", "large")
+        os.makedirs(small)
+        os.makedirs(large)
+        for i in range(300):
+            open(os.path.join(small, "s%03d" % i), "wb").close()
+        for i in range(3000):
+            h.write_file(os.path.join(large, "f%04d" % i), b"x" * (i % 7))
+        m.remount()  # the kernel and the daemon hold no entry of either directory
+
+        def loaded():
+            return m.stats()["inodes_loaded"]
+
+        before = loaded()
+        self.assertEqual(len(os.listdir(large)), 3000)
+        self.assertLess(loaded() - before, 1100, "a plain listing of 3000 entries loaded their inodes")
+        # A directory of up to 1024 entries still comes whole with its attributes.
+        before = loaded()
+        self.assertEqual(len(os.listdir(small)), 300)
+        self.assertGreaterEqual(loaded() - before, 300)
+        # A program that looks at every entry gets every entry's attributes right.
+        with os.scandir(large) as it:
+            sizes = {e.name: e.stat(follow_symlinks=False).st_size for e in it}
+        self.assertEqual(sizes, {"f%04d" % i: i % 7 for i in range(3000)})
+        out = subprocess.run(["ls", "-l", large], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(len(out.splitlines()), 3000 + 1)  # total
+
+
 class WriteBackpressure(unittest.TestCase):
     """Writers that outrun hashing must wait for buffers, never deadlock: a tiny buffer pool, several
     files written at once, each writer watched by a timeout."""
