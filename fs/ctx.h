@@ -184,8 +184,9 @@ uint64_t fs_inode_size_locked(struct fs_inode *ind);
 void fs_inode_snapshot(struct fs_inode *ind, struct meta_inode *out);
 void fs_inode_stat(struct fs_ctx *ctx, struct fs_inode *ind, struct stat *st);
 void fs_inode_entry(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_entry_param *e);
-/* Creates the data_file if missing. Caller holds ind->lock. */
-void fs_inode_open_data_locked(struct fs_ctx *ctx, struct fs_inode *ind);
+/* Creates the data_file if missing; created: the request at hand made the inode (data_file_new).
+ * Caller holds ind->lock. */
+void fs_inode_open_data_locked(struct fs_ctx *ctx, struct fs_inode *ind, bool created);
 /* Puts the record (live size) into b. Caller holds ns_lock. */
 void fs_inode_persist_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct meta_batch *b);
 /* Whether ind's record differs from the database's: changed since it was last written, or its file's

@@ -610,7 +610,7 @@ static int clip_extents(struct data_ctx *dc, uint64_t ino, uint64_t size)
 	return replace_range(dc, ino, size, UINT64_MAX, NULL);
 }
 
-struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size)
+struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size, bool created)
 {
 	struct data_file *df = calloc(1, sizeof(*df));
 
@@ -622,8 +622,9 @@ struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size
 	pthread_mutex_init(&df->lock, NULL);
 	pthread_cond_init(&df->idle, NULL);
 	/* A crash between committing a chunk's extent and persisting the file size can leave extents
-	 * past the size; drop them so that a later extension reads zeros, as POSIX promises. */
-	int r = clip_extents(dc, ino, size);
+	 * past the size; drop them so that a later extension reads zeros, as POSIX promises. A file
+	 * created by this very request has none (inode numbers are never reused). */
+	int r = created ? 0 : clip_extents(dc, ino, size);
 	if (r < 0)
 		fprintf(stderr, "pecfs: inode %llu: dropping extents past its size failed: %s\n",
 			(unsigned long long)ino, strerror(-r));

@@ -49,8 +49,9 @@ struct data_stats {
 };
 void data_get_stats(struct data_ctx *dc, struct data_stats *out);
 
-/* Content state of inode ino whose persisted size is size. */
-struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size);
+/* Content state of inode ino whose persisted size is size. created: the inode was made just now (by
+ * the request that opens it), so it has no extents to check. */
+struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size, bool created);
 /* Flushes (ignoring errors, which the caller already had its chance to see) and frees. */
 void data_file_free(struct data_file *df);
 

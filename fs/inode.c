@@ -352,11 +352,11 @@ void fs_inode_entry(struct fs_ctx *ctx, struct fs_inode *ind, struct fuse_entry_
 	e->entry_timeout = ctx->cfg->attr_timeout;
 }
 
-void fs_inode_open_data_locked(struct fs_ctx *ctx, struct fs_inode *ind)
+void fs_inode_open_data_locked(struct fs_ctx *ctx, struct fs_inode *ind, bool created)
 {
 	assert(S_ISREG(ind->mi.mode));
 	if (!ind->df)
-		ind->df = data_file_new(ctx->dc, ind->ino, ind->mi.size);
+		ind->df = data_file_new(ctx->dc, ind->ino, ind->mi.size, created);
 }
 
 void fs_inode_persist_locked(struct fs_ctx *ctx, struct fs_inode *ind, struct meta_batch *b)
@@ -485,7 +485,7 @@ int fs_inode_truncate_locked(struct fs_ctx *ctx, struct fs_inode *ind, uint64_t 
 	if (!S_ISREG(ind->mi.mode))
 		return -EINVAL;
 	pthread_mutex_lock(&ind->lock);
-	fs_inode_open_data_locked(ctx, ind);
+	fs_inode_open_data_locked(ctx, ind, false);
 	struct data_file *df = ind->df;
 	pthread_mutex_unlock(&ind->lock);
 	if (!df)

@@ -70,7 +70,7 @@ static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, 
 		free(fh);
 		return -ENOENT;
 	}
-	fs_inode_open_data_locked(ctx, ind);
+	fs_inode_open_data_locked(ctx, ind, created);
 	if (!ind->df) {
 		pthread_mutex_unlock(&ind->lock);
 		free(fh);
