@@ -959,34 +959,10 @@ void data_unique_free(struct data_unique *u)
 	free(u);
 }
 
-struct unique_arg {
-	struct data_ctx *dc;
-	struct data_unique *u;
-	int err;
-};
-
-static int unique_cb(const struct meta_extent *e, void *arg)
-{
-	struct unique_arg *ua = arg;
-	struct meta_chunk c;
-	int r = 0;
-	if (!digest_table_has(&ua->u->t, &e->digest)) {  /* a digest seen before costs no read */
-		r = meta_get_chunk(ua->dc->meta, &e->digest, &c);
-		if (r == 0)
-			r = digest_table_add(&ua->u->t, &e->digest, c.len, NULL);
-	}
-	if (r < 0) {
-		ua->err = r;
-		return 1;
-	}
-	return 0;
-}
-
 int data_unique_add_file(struct data_ctx *dc, struct data_unique *u, uint64_t ino)
 {
-	struct unique_arg ua = { .dc = dc, .u = u };
-	int r = meta_get_extents(dc->meta, ino, 0, UINT64_MAX, unique_cb, &ua);
-	return ua.err ? ua.err : (r < 0 ? r : 0);
+	int r = meta_add_file_chunks(dc->meta, ino, &u->t);
+	return r < 0 ? r : 0;
 }
 
 uint64_t data_unique_bytes(const struct data_unique *u)

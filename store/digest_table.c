@@ -98,6 +98,16 @@ bool digest_table_has(const struct digest_table *t, const struct digest *d)
 	return t->cap && t->slots[slot_of(t, d)].refs;
 }
 
+uint64_t digest_table_len_outside(const struct digest_table *t, const struct digest_table *other)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slots[i].refs && !digest_table_has(other, &t->slots[i].d))
+			sum += t->slots[i].len;
+	return sum;
+}
+
 void digest_table_free(struct digest_table *t)
 {
 	free(t->slots);

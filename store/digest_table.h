@@ -29,6 +29,8 @@ int digest_table_add(struct digest_table *t, const struct digest *d, uint64_t le
 /* Counts d once less; it goes at 0. -ENOENT when it is not there. */
 int digest_table_drop(struct digest_table *t, const struct digest *d);
 bool digest_table_has(const struct digest_table *t, const struct digest *d);
+/* The lengths of t's digests that other lacks, each once. */
+uint64_t digest_table_len_outside(const struct digest_table *t, const struct digest_table *other);
 void digest_table_free(struct digest_table *t);
 
 #endif

@@ -126,6 +126,10 @@ int meta_get_link(struct meta *m, uint64_t ino, uint64_t parent, const char *nam
 int meta_list_links(struct meta *m, uint64_t ino, int (*cb)(uint64_t parent, const char *name, void *arg),
 		    void *arg);
 int meta_get_chunk(struct meta *m, const struct digest *d, struct meta_chunk *out);  /* -ENOENT */
+struct digest_table;
+/* Adds to into each digest the extents of ino name that into lacks, with its chunk's payload length
+ * (one chunk record read per new digest): into->len_sum grows by the bytes of the distinct chunks. */
+int meta_add_file_chunks(struct meta *m, uint64_t ino, struct digest_table *into);
 /* The extent of ino that starts exactly at file_off; -ENOENT. */
 int meta_get_extent(struct meta *m, uint64_t ino, uint64_t file_off, struct meta_extent *out);
 int meta_get_version(struct meta *m, uint64_t run_ino, uint64_t ino, struct meta_version *out);

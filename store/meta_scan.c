@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "digest_table.h"
 #include "meta_codec.h"
 
 /* Runs an iterator over [lower, upper) and feeds cb; shared by the forward scans. */
@@ -184,6 +185,29 @@ int meta_get_extents(struct meta *m, uint64_t ino, uint64_t off, uint64_t len,
 out:
 	rocksdb_readoptions_destroy(ro);
 	return rc;
+}
+
+struct file_chunks_arg {
+	struct meta *m;
+	struct digest_table *into;
+};
+
+static int file_chunk(const struct meta_extent *e, void *arg)
+{
+	struct file_chunks_arg *a = arg;
+	struct meta_chunk ch;
+
+	if (digest_table_has(a->into, &e->digest))
+		return 0;  /* a digest seen before costs no read */
+	int rc = meta_get_chunk(a->m, &e->digest, &ch);
+	return rc < 0 ? rc : digest_table_add(a->into, &e->digest, ch.len, NULL);
+}
+
+int meta_add_file_chunks(struct meta *m, uint64_t ino, struct digest_table *into)
+{
+	struct file_chunks_arg a = { m, into };
+
+	return meta_get_extents(m, ino, 0, UINT64_MAX, file_chunk, &a);
 }
 
 struct foreach_extent_arg {

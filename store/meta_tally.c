@@ -428,44 +428,30 @@ void meta_tallies_free(struct meta *m)
 	m->tallies_tracked = 0;
 }
 
-struct extra_arg {
-	struct meta *m;
-	const struct digest_table *counted;
-	struct digest_table more;  /* digests of the extra files the tally does not name */
-};
-
-static int extra_extent(const struct meta_extent *e, void *arg)
-{
-	struct extra_arg *a = arg;
-	struct meta_chunk ch;
-	if (digest_table_has(a->counted, &e->digest) || digest_table_has(&a->more, &e->digest))
-		return 0;
-	int rc = meta_get_chunk(a->m, &e->digest, &ch);
-	return rc < 0 ? rc : digest_table_add(&a->more, &e->digest, ch.len, NULL);
-}
-
 int meta_tally_count_with(struct meta *m, uint64_t vino, const uint64_t *extra, size_t n_extra,
 			  struct meta_tally_figures *out)
 {
-	int rc = -ENOENT;
+	struct digest_table more = { 0 };
+	int rc = 0;
 
+	/* The extra files' chunks are read before tally_mu is taken: a composition of thousands of
+	 * files would hold every commit's tally update that long. They are sources in sealed versions,
+	 * and the version being counted is sealing (its writes are held), so neither changes meanwhile. */
+	for (size_t i = 0; rc == 0 && i < n_extra; i++)
+		rc = meta_add_file_chunks(m, extra[i], &more);
 	pthread_mutex_lock(&m->tally_mu);
 	struct meta_tally *t = tally_find(m, vino);
-	if (t && t->broken) {
+	if (!t) {
+		rc = -ENOENT;
+	} else if (t->broken) {
 		rc = -ESTALE;
-	} else if (t) {
-		struct extra_arg a = { .m = m, .counted = &t->chunks };
-		rc = 0;
-		for (size_t i = 0; rc == 0 && i < n_extra; i++)
-			rc = meta_get_extents(m, extra[i], 0, UINT64_MAX, extra_extent, &a);
-		if (rc == 0) {
-			out->files = t->files > 0 ? (uint64_t)t->files : 0;
-			out->logical_bytes = t->logical > 0 ? (uint64_t)t->logical : 0;
-			out->stored_bytes = t->chunks.len_sum + a.more.len_sum;
-		}
-		digest_table_free(&a.more);
+	} else if (rc == 0) {
+		out->files = t->files > 0 ? (uint64_t)t->files : 0;
+		out->logical_bytes = t->logical > 0 ? (uint64_t)t->logical : 0;
+		out->stored_bytes = t->chunks.len_sum + digest_table_len_outside(&more, &t->chunks);
 	}
 	pthread_mutex_unlock(&m->tally_mu);
+	digest_table_free(&more);
 	return rc;
 }
 
