@@ -91,6 +91,11 @@ struct data_file {
 	int lost_untracked;           /* protected by lock: a loss that could not be recorded (no memory);
 					 only truncation to 0 clears it */
 	bool failed;                  /* nlost || lost_untracked, for data_file_failed (atomic access) */
+	/* For a file this mount created (data_file_new's created): no extent of it reaches past top, so a
+	 * chunk committed at or beyond top replaces nothing and needs no look at the extents. Its extents
+	 * are made only here (commit_chunk) until its version is sealed, when writes end. */
+	bool bounded;                 /* protected by lock */
+	uint64_t top;                 /* protected by lock */
 };
 
 static void stat_add(uint64_t *counter, uint64_t n)
@@ -399,15 +404,16 @@ static void unref_all(struct data_ctx *dc, struct extent_list *l)
 /* Replaces file bytes [start, end) of ino by extent e (NULL: a hole) in one committed batch, then
  * gives back the references of the extents that went. A new extent's reference is the caller's. */
 static int replace_range(struct data_ctx *dc, uint64_t ino, uint64_t start, uint64_t end,
-			 const struct meta_extent *e)
+			 const struct meta_extent *e, bool empty)
 {
 	struct extent_list gone = { 0 };
 	struct meta_batch *b = meta_batch_new();
-	int r;
+	int r = 0;
 
 	if (!b)
 		return -ENOMEM;
-	r = punch_range(dc, b, ino, start, end, &gone);
+	if (!empty)  /* empty: the caller knows no extent lies in [start, end) */
+		r = punch_range(dc, b, ino, start, end, &gone);
 	if (r == 0) {
 		if (e)
 			meta_batch_put_extent(b, ino, e);
@@ -425,10 +431,13 @@ static int replace_range(struct data_ctx *dc, uint64_t ino, uint64_t start, uint
  * reference on d, which the new extent takes over on success. */
 static int commit_chunk(struct data_file *df, uint64_t idx, uint32_t len, const struct digest *d)
 {
-	uint64_t start = idx * df->dc->chunk_size;
+	uint64_t start = idx * df->dc->chunk_size, end = start + df->dc->chunk_size;
 	struct meta_extent e = { .file_off = start, .len = len, .digest = *d, .chunk_off = 0 };
+	int r = replace_range(df->dc, df->ino, start, end, &e, df->bounded && start >= df->top);
 
-	return replace_range(df->dc, df->ino, start, start + df->dc->chunk_size, &e);
+	if (r == 0 && end > df->top)
+		df->top = end;
+	return r;
 }
 
 /* ---- workers ---- */
@@ -607,7 +616,7 @@ void data_get_stats(struct data_ctx *dc, struct data_stats *out)
 /* Drops extents at or past `size` and clips one that straddles it, committed. */
 static int clip_extents(struct data_ctx *dc, uint64_t ino, uint64_t size)
 {
-	return replace_range(dc, ino, size, UINT64_MAX, NULL);
+	return replace_range(dc, ino, size, UINT64_MAX, NULL, false);
 }
 
 struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size, bool created)
@@ -625,6 +634,7 @@ struct data_file *data_file_new(struct data_ctx *dc, uint64_t ino, uint64_t size
 	 * past the size; drop them so that a later extension reads zeros, as POSIX promises. A file
 	 * created by this very request has none (inode numbers are never reused). */
 	int r = created ? 0 : clip_extents(dc, ino, size);
+	df->bounded = created;
 	if (r < 0)
 		fprintf(stderr, "pecfs: inode %llu: dropping extents past its size failed: %s\n",
 			(unsigned long long)ino, strerror(-r));
