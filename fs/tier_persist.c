@@ -18,7 +18,8 @@
  * first by their Last-Modified (uploads of one node go one at a time in seal order), so normally one
  * is read. A composition that disagrees with its manifest (an attempt cut short between the two)
  * costs at most an upload: tier_persist_rewrite reuses a unit only where both name the same source.
- * Runs on the uploader thread only; the hook keeps no state besides the mount's settings. */
+ * Runs on the uploader thread only; the hook keeps no state besides the mount's settings.
+ */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -259,18 +260,20 @@ static int tp_base_get(const struct tier_persist_call *call, char **name, uint64
 {
 	char *text = NULL;
 	size_t len;
-	json_t *o = NULL, *v, *seq, *ns;
+	json_t *o = NULL, *fmt, *v, *seq, *ns;
 	int rc = meta_get_persist_base(call->meta, call->version->run_ino, &text, &len);
 
 	if (rc == 0) {
 		o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+		fmt = json_object_get(o, "format");
 		v = json_object_get(o, "version");
 		seq = json_object_get(o, "seal_seq");
 		ns = json_object_get(o, "sealed_ns");
-		if (!json_is_string(v) || !json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_integer(ns) ||
-		    !(*name = strdup(json_string_value(v))))
+		if (!json_is_integer(fmt) || json_integer_value(fmt) != 1 || !json_is_string(v) ||
+		    !json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_integer(ns) ||
+		    !(*name = strdup(json_string_value(v)))) {
 			rc = -EINVAL;
-		else {
+		} else {
 			*seal_seq = (uint64_t)json_integer_value(seq);
 			*sealed_ns = (int64_t)json_integer_value(ns);
 		}
