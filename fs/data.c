@@ -971,8 +971,7 @@ void data_unique_free(struct data_unique *u)
 
 int data_unique_add_file(struct data_ctx *dc, struct data_unique *u, uint64_t ino)
 {
-	int r = meta_add_file_chunks(dc->meta, ino, &u->t);
-	return r < 0 ? r : 0;
+	return meta_add_file_chunks(dc->meta, ino, &u->t);
 }
 
 uint64_t data_unique_bytes(const struct data_unique *u)

@@ -260,22 +260,19 @@ static int tp_base_get(const struct tier_persist_call *call, char **name, uint64
 {
 	char *text = NULL;
 	size_t len;
-	json_t *o = NULL, *fmt, *v, *seq, *ns;
+	json_t *o = NULL;
+	json_int_t fmt, seq, ns;
+	const char *v;
 	int rc = meta_get_persist_base(call->meta, call->version->run_ino, &text, &len);
 
 	if (rc == 0) {
 		o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-		fmt = json_object_get(o, "format");
-		v = json_object_get(o, "version");
-		seq = json_object_get(o, "seal_seq");
-		ns = json_object_get(o, "sealed_ns");
-		if (!json_is_integer(fmt) || json_integer_value(fmt) != 1 || !json_is_string(v) ||
-		    !json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_integer(ns) ||
-		    !(*name = strdup(json_string_value(v)))) {
+		if (!o || json_unpack(o, "{s:I, s:s, s:I, s:I}", "format", &fmt, "version", &v, "seal_seq", &seq,
+				      "sealed_ns", &ns) < 0 || fmt != 1 || seq <= 0 || !(*name = strdup(v))) {
 			rc = -EINVAL;
 		} else {
-			*seal_seq = (uint64_t)json_integer_value(seq);
-			*sealed_ns = (int64_t)json_integer_value(ns);
+			*seal_seq = (uint64_t)seq;
+			*sealed_ns = (int64_t)ns;
 		}
 	}
 	if (rc < 0 && rc != -ENOENT)
