@@ -123,7 +123,11 @@ static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struc
 	pthread_mutexattr_destroy(&ma);
 	pthread_mutex_init(&ctx->table_lock, NULL);
 	pthread_mutex_init(&ctx->ver_lock, NULL);
-	pthread_cond_init(&ctx->ver_cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);  /* fs_version_wait_older_idle's deadline */
+	pthread_cond_init(&ctx->ver_cond, &ca);
+	pthread_condattr_destroy(&ca);
 
 	int rc = meta_get_super(ctx->meta, &ctx->sb);
 	if (rc < 0) {

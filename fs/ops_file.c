@@ -107,10 +107,11 @@ static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
 	free(fh);
 }
 
-/* seal_on_next_version: before the first file of an open version is created, the older versions it
- * supersedes are sealed. A seal that fails fails the create, which then creates nothing: a trainer
- * must not go on to its next checkpoint believing the previous one durable. Caller holds ns_lock. */
-static int create_seal_older_locked(struct fs_ctx *ctx, struct fs_inode *pind)
+/* How long the first create of a version waits for the releases of files closed in older ones. */
+#define CREATE_IDLE_WAIT_MS 1000
+
+/* The open version a new file in pind goes into, when seal_on_next_version applies to it; else 0. */
+static uint64_t create_seal_version(struct fs_ctx *ctx, struct fs_inode *pind)
 {
 	struct meta_inode pmi;
 
@@ -120,7 +121,29 @@ static int create_seal_older_locked(struct fs_ctx *ctx, struct fs_inode *pind)
 	uint64_t vino = fs_mi_content_version(&pmi);
 	if (vino == 0 || fs_version_check_writable(ctx, vino) < 0)
 		return 0;  /* not in a version, or a sealed one: fs_ns_make answers */
-	return fs_version_seal_older_locked(ctx, vino);
+	return vino;
+}
+
+/* seal_on_next_version: before the first file of an open version is created, the older versions it
+ * supersedes are sealed. A seal that fails fails the create, which then creates nothing: a trainer
+ * must not go on to its next checkpoint believing the previous one durable.
+ *
+ * Only versions with no open files are sealed. close() returns before the kernel's RELEASE of the
+ * file reaches the daemon, so a trainer that closes the last file of step N and creates the first of
+ * step N+1 can find step N still counted open. The first create therefore waits, before it takes
+ * ns_lock, up to CREATE_IDLE_WAIT_MS for those releases; a version still held after that stays open. */
+static void create_wait_older_idle(struct fs_ctx *ctx, struct fs_inode *pind)
+{
+	uint64_t vino = create_seal_version(ctx, pind);
+	if (vino != 0)
+		fs_version_wait_older_idle(ctx, vino, CREATE_IDLE_WAIT_MS);
+}
+
+/* The seal itself (see create_wait_older_idle). Caller holds ns_lock. */
+static int create_seal_older_locked(struct fs_ctx *ctx, struct fs_inode *pind)
+{
+	uint64_t vino = create_seal_version(ctx, pind);
+	return vino ? fs_version_seal_older_locked(ctx, vino) : 0;
 }
 
 void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
@@ -133,6 +156,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	create_wait_older_idle(ctx, pind);
 	pthread_mutex_lock(&ctx->ns_lock);
 	rc = create_seal_older_locked(ctx, pind);
 	if (rc == 0)

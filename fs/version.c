@@ -298,6 +298,39 @@ void fs_version_handles(struct fs_ctx *ctx, uint64_t vino, int delta)
 	if (fv) {
 		assert(delta > 0 || fv->open_handles > 0);
 		fv->open_handles += delta;
+		if (fv->open_handles == 0)
+			pthread_cond_broadcast(&ctx->ver_cond);  /* fs_version_wait_older_idle */
+	}
+	pthread_mutex_unlock(&ctx->ver_lock);
+}
+
+/* An open version of run_ino created before create_seq that has open handles. Caller holds ver_lock. */
+static bool ver_older_busy(struct fs_ctx *ctx, uint64_t run_ino, uint64_t create_seq)
+{
+	for (struct fs_version *fv = ctx->versions; fv; fv = fv->next)
+		if (fv->v.run_ino == run_ino && fv->v.state == META_VERSION_OPEN &&
+		    fv->v.create_seq < create_seq && fv->open_handles > 0)
+			return true;
+	return false;
+}
+
+void fs_version_wait_older_idle(struct fs_ctx *ctx, uint64_t vino, int timeout_ms)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ctx->ver_lock);
+	for (;;) {
+		struct fs_version *fv = ver_find(ctx, vino);
+		if (!fv || fv->created_in || !ver_older_busy(ctx, fv->v.run_ino, fv->v.create_seq))
+			break;
+		if (pthread_cond_timedwait(&ctx->ver_cond, &ctx->ver_lock, &deadline) == ETIMEDOUT)
+			break;
 	}
 	pthread_mutex_unlock(&ctx->ver_lock);
 }

@@ -397,6 +397,39 @@ class Versions(unittest.TestCase):
             os.close(fd)
         self.assertEqual(h.read_file(m.path("nv", "step-2", "held")), b"partial and the rest")
 
+    def test_seal_on_next_version_waits_for_files_closed_meanwhile(self):
+        """close() returns before the kernel's release of the file reaches the daemon: the first create
+        of the next version waits a moment for it instead of passing over the version."""
+        m = self.m
+        m.remount(["--seal-on-next-version"])
+        f1 = make_version(m, "nv", "step-1")
+        fd = os.open(m.path("nv", "step-1", "late"), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"written while the next version starts")
+        os.makedirs(m.path("nv", "step-2"))
+        done = []
+        t = threading.Thread(target=lambda: done.append(
+            h.write_file(m.path("nv", "step-2", "first"), b"first")))
+        t.start()
+        time.sleep(0.3)  # the create is waiting: the window a release in flight falls into
+        os.close(fd)
+        t.join(10)
+        self.assertEqual(len(done), 1, "the create did not return")
+        self.assertEqual(self.state("nv", "step-1"), "sealed")
+        f1["late"] = b"written while the next version starts"
+        check_version(self, m, "nv", "step-1", f1)
+        # a version held longer is passed over after the wait, and the create goes on
+        fd = os.open(m.path("nv", "step-2", "held"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(m.path("nv", "step-3"))
+            t0 = time.monotonic()
+            h.write_file(m.path("nv", "step-3", "x"), b"x")
+            waited = time.monotonic() - t0
+            self.assertEqual(self.state("nv", "step-2"), "open")
+        finally:
+            os.close(fd)
+        self.assertGreater(waited, 0.5)
+        self.assertLess(waited, 5)
+
     def test_status_command(self):
         m = self.m
         make_version(m, "run", "v1")
