@@ -22,6 +22,11 @@
 #include "log.h"
 
 #define FS_MAX_IO (1u << 20)
+/* Read-ahead requests the kernel keeps in flight at once. Each sequential reader of a cached file
+ * has read-ahead / FS_MAX_IO of them out (4 with the default 4 MiB), so the kernel's default of 12
+ * serves three readers; 64 serves 16 (data-parallel ranks loading their files). The kernel marks the
+ * connection congested at 3/4 of it, as its own defaults do. */
+#define FS_MAX_BACKGROUND 64
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -32,6 +37,8 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	/* The kernel applies the smaller of this and the mount's read_ahead_kb, which
 	 * fs_set_read_ahead raised before the loop served this INIT: ask for all of it. */
 	conn->max_readahead = ctx->cfg->read_ahead_bytes > FS_MAX_IO ? (unsigned)ctx->cfg->read_ahead_bytes : FS_MAX_IO;
+	conn->max_background = FS_MAX_BACKGROUND;
+	conn->congestion_threshold = FS_MAX_BACKGROUND * 3 / 4;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)

@@ -452,6 +452,19 @@ class BasicIO(unittest.TestCase):
         with h.Mount(["--read-ahead", "16M"]) as m:
             self.assertEqual(self.bdi_read_ahead_kb(m.mnt), 16384)
 
+    def test_read_ahead_of_many_readers_is_not_throttled(self):
+        # With 4 MiB read-ahead in 1 MiB requests, one sequential reader keeps 4 requests in flight:
+        # the kernel's default limit of 12 serves three readers, not 8 data-parallel ranks loading.
+        # Read from the kernel's side: fusectl.
+        conns = "/sys/fs/fuse/connections"
+        if not os.path.ismount(conns):
+            subprocess.run(["mount", "-t", "fusectl", "none", conns], check=True)
+        d = os.path.join(conns, str(os.stat(self.m.mnt).st_dev))
+        with open(os.path.join(d, "max_background")) as f:
+            self.assertEqual(int(f.read()), 64)
+        with open(os.path.join(d, "congestion_threshold")) as f:
+            self.assertEqual(int(f.read()), 48)
+
     def test_xattrs(self):
         d = self.newdir()
         p = os.path.join(d, "x")
