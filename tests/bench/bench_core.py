@@ -5,7 +5,8 @@
 # bytes, ratio to one writer; (3) small files created, stat'ed and removed; (4) peak daemon RSS;
 # (5) concurrent small-file fsyncs; (6) metadata at scale: 100k files in one directory (and, with
 # --big-dir, 1M), pecfs's control files and seal at that size; (7) cold reads with 128 KiB requests
-# and by 8 concurrent readers.
+# and by 8 concurrent readers; (8) 1, 2, 4 and 8 concurrent writers of unique data, and pecfs's hash
+# threads. Beside each throughput: the CPU seconds the whole machine spent per GiB (/proc/stat).
 # Not pass/fail. Needs root (drop_caches, mounts). Python stdlib only. Use tests/bench/run.sh.
 import argparse
 import mmap
@@ -169,56 +170,119 @@ def fmt_ratio(a, b):
     return "%.2fx" % (a / b) if b else "n/a"
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GiB = 1 << 30
+
+
+def cpu_busy_s():
+    """CPU seconds the machine has spent busy so far, every process and kernel thread together (not
+    idle, I/O wait or steal): a step's cost, whether the application, a FUSE daemon or the kernel's
+    flusher threads do its work."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def metered(fn):
+    """(wall seconds, busy CPU seconds of the machine, fn's result)."""
+    c0, t0 = cpu_busy_s(), time.monotonic()
+    out = fn()
+    return time.monotonic() - t0, cpu_busy_s() - c0, out
+
+
+def cpu_per_gib(cpu_s, nbytes):
+    return cpu_s / (nbytes / GiB)
+
+
 def bench_sequential(targets, size, reps, log):
+    """{name: (write MiB/s, read MiB/s, write CPU s/GiB, read CPU s/GiB)} (medians), peak daemon RSS."""
     res = {}
     hwm = None
     for t in targets:
-        wr, rd = [], []
+        wr, rd, wc, rc = [], [], [], []
         for r in range(reps):
             d = t.workdir("seq%d" % r)
             p = os.path.join(d, "data.bin")
             drop_caches()
-            t0 = time.monotonic()
-            write_unique(p, size, tag=1000 + r)
-            wr.append(size / MiB / (time.monotonic() - t0))
+            wall, cpu, _ = metered(lambda: write_unique(p, size, tag=1000 + r))
+            wr.append(size / MiB / wall)
+            wc.append(cpu_per_gib(cpu, size))
             drop_caches()
-            t0 = time.monotonic()
-            n = read_all(p)
-            rd.append(size / MiB / (time.monotonic() - t0))
+            wall, cpu, n = metered(lambda: read_all(p))
+            rd.append(size / MiB / wall)
+            rc.append(cpu_per_gib(cpu, size))
             if n != size:
                 raise RuntimeError("%s: read %d of %d bytes" % (t.name, n, size))
             if isinstance(t, Pecfs):
                 hwm = max(hwm or 0, t.vm_hwm_kib())
             shutil.rmtree(d)
             t.cleanup_between()
-            log("  %-12s rep %d: write %7.0f MiB/s, cold read %7.0f MiB/s" % (t.name, r + 1, wr[-1], rd[-1]))
-        res[t.name] = (median(wr), median(rd))
+            log("  %-12s rep %d: write %7.0f MiB/s (%.2f CPU s/GiB), cold read %7.0f MiB/s (%.2f CPU s/GiB)"
+                % (t.name, r + 1, wr[-1], wc[-1], rd[-1], rc[-1]))
+        res[t.name] = (median(wr), median(rd), median(wc), median(rc))
     return res, hwm
+
+
+def run_writer_procs(jobs):
+    """Runs one writer process per (path, size, tag) at once; returns when all are done."""
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER_SRC, p, str(size), str(tag)]) for p, size, tag in jobs]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("writer failed")
 
 
 def run_writers(dirs, size, tag):
     t0 = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER_SRC, os.path.join(d, "model.bin"), str(size), str(tag)])
-             for d in dirs]
-    for p in procs:
-        if p.wait() != 0:
-            raise RuntimeError("writer failed")
+    run_writer_procs([(os.path.join(d, "model.bin"), size, tag) for d in dirs])
     return time.monotonic() - t0
 
 
+def bench_writer_scaling(targets, total, counts, reps, log):
+    """[8] n concurrent writers, each of its own file of total/n unique bytes with an fsync at its end:
+    {name: {n: (aggregate MiB/s, CPU s/GiB)}} (medians)."""
+    res = {}
+    for t in targets:
+        res[t.name] = {}
+        for n in counts:
+            per = total // n // MiB * MiB
+            rates, cpus = [], []
+            for r in range(reps):
+                d = t.workdir("wr%d-%d" % (n, r))
+                base_tag = 10000 + 1000 * r + 100 * n  # every writer's data differs from every other's
+                jobs = [(os.path.join(d, "w%d.bin" % k), per, base_tag + k) for k in range(n)]
+                drop_caches()
+                wall, cpu, _ = metered(lambda: run_writer_procs(jobs))
+                rates.append(n * per / MiB / wall)
+                cpus.append(cpu_per_gib(cpu, n * per))
+                shutil.rmtree(d)
+                t.cleanup_between()
+            res[t.name][n] = (median(rates), median(cpus))
+            log("  %-16s %d writer%s %7.0f MiB/s (%.2f CPU s/GiB)   reps: %s"
+                % (t.name, n, "s" if n > 1 else " ", res[t.name][n][0], res[t.name][n][1],
+                   " ".join("%.0f" % x for x in rates)))
+    return res
+
+
 def bench_replicas(raw, pec, size, writers, reps, log):
-    raw_t, pec_t, one_t, stored = [], [], [], []
+    """Medians: raw wall s, pecfs wall s, pecfs one-writer wall s, and the machine's CPU seconds per
+    logical GiB written by raw and by pecfs; the most pecfs stored for the replicas."""
+    raw_t, pec_t, one_t, stored, raw_c, pec_c = [], [], [], [], [], []
+    logical = size * writers
     for r in range(reps):
         tag = 2000 + r
         dirs = [raw.workdir("rep%d/rank%d" % (r, i)) for i in range(writers)]
         drop_caches()
-        raw_t.append(run_writers(dirs, size, tag))
+        wall, cpu, _ = metered(lambda: run_writers(dirs, size, tag))
+        raw_t.append(wall)
+        raw_c.append(cpu_per_gib(cpu, logical))
         shutil.rmtree(raw.workdir("rep%d" % r))
 
         before = pec.stored()
         dirs = [pec.workdir("rep%d-rank%d" % (r, i)) for i in range(writers)]
         drop_caches()
-        pec_t.append(run_writers(dirs, size, tag))
+        wall, cpu, _ = metered(lambda: run_writers(dirs, size, tag))
+        pec_t.append(wall)
+        pec_c.append(cpu_per_gib(cpu, logical))
         stored.append(pec.stored() - before)
         for d in dirs:
             shutil.rmtree(d)
@@ -229,9 +293,10 @@ def bench_replicas(raw, pec, size, writers, reps, log):
         one_t.append(run_writers([d], size, tag + 100))
         shutil.rmtree(d)
         pec.cleanup_between()
-        log("  rep %d: raw %d copies %.2f s, pecfs %d writers %.2f s (stored %.1f MiB), pecfs 1 writer %.2f s"
-            % (r + 1, writers, raw_t[-1], writers, pec_t[-1], stored[-1] / MiB, one_t[-1]))
-    return median(raw_t), median(pec_t), median(one_t), max(stored)
+        log("  rep %d: raw %d copies %.2f s (%.2f CPU s/GiB), pecfs %d writers %.2f s (%.2f CPU s/GiB, stored "
+            "%.1f MiB), pecfs 1 writer %.2f s" % (r + 1, writers, raw_t[-1], raw_c[-1], writers, pec_t[-1],
+                                                 pec_c[-1], stored[-1] / MiB, one_t[-1]))
+    return median(raw_t), median(pec_t), median(one_t), max(stored), median(raw_c), median(pec_c)
 
 
 def bench_small_files(t, count, reps):
@@ -489,7 +554,7 @@ def bench_readers(targets, size, readers, reps, log):
     `readers` threads each reading its own file of size/readers (data-parallel ranks loading)."""
     res = {}
     for t in targets:
-        small, many = [], []
+        small, many, small_c, many_c = [], [], [], []
         for r in range(reps):
             d = t.workdir("rd%d" % r)
             one = os.path.join(d, "one.bin")
@@ -501,22 +566,26 @@ def bench_readers(targets, size, readers, reps, log):
             if isinstance(t, Pecfs):
                 subprocess.run([t.bin, "seal", d], check=True, capture_output=True)
             drop_caches()
-            t0 = time.monotonic()
-            if read_all(one, 128 << 10) != size:
+            wall, cpu, n = metered(lambda: read_all(one, 128 << 10))
+            if n != size:
                 raise RuntimeError("%s: short read" % t.name)
-            small.append(size / MiB / (time.monotonic() - t0))
+            small.append(size / MiB / wall)
+            small_c.append(cpu_per_gib(cpu, size))
             drop_caches()
             got = [0] * readers
 
             def reader(k):
                 got[k] = read_all(files[k])
             ths = [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
-            t0 = time.monotonic()
-            for th in ths:
-                th.start()
-            for th in ths:
-                th.join()
-            many.append(readers * part / MiB / (time.monotonic() - t0))
+
+            def run_all():
+                for th in ths:
+                    th.start()
+                for th in ths:
+                    th.join()
+            wall, cpu, _ = metered(run_all)
+            many.append(readers * part / MiB / wall)
+            many_c.append(cpu_per_gib(cpu, readers * part))
             if got != [part] * readers:
                 raise RuntimeError("%s: short read by a reader" % t.name)
             if isinstance(t, Pecfs):
@@ -525,9 +594,9 @@ def bench_readers(targets, size, readers, reps, log):
             else:
                 shutil.rmtree(d)
             t.cleanup_between()
-            log("  %-12s rep %d: 128 KiB reads %7.0f MiB/s, %d readers %7.0f MiB/s"
-                % (t.name, r + 1, small[-1], readers, many[-1]))
-        res[t.name] = (median(small), median(many))
+            log("  %-12s rep %d: 128 KiB reads %7.0f MiB/s (%.2f CPU s/GiB), %d readers %7.0f MiB/s (%.2f CPU s/GiB)"
+                % (t.name, r + 1, small[-1], small_c[-1], readers, many[-1], many_c[-1]))
+        res[t.name] = (median(small), median(many), median(small_c), median(many_c))
     return res
 
 
@@ -545,19 +614,20 @@ def main():
     ap.add_argument("--replica-size", default="1G", help="size of the replicated file (default 1G)")
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--small-files", type=int, default=10000)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5, help="runs of each measurement; medians are printed (default 5)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
     ap.add_argument("--pecfs-option", action="append", default=[], help="extra pecfs mount option")
-    ap.add_argument("--only", default="1,2,3,5,6,7", help="sections to run, e.g. 5 (default all: 1,2,3,5,6,7)")
+    ap.add_argument("--only", default="1,2,3,5,6,7,8", help="sections to run, e.g. 5 (default all: 1,2,3,5,6,7,8)")
     ap.add_argument("--fsync-threads", type=int, default=8)
     ap.add_argument("--readers", type=int, default=8, help="[7] concurrent readers (default 8)")
+    ap.add_argument("--scaling-size", default="1G", help="[8] bytes written at each writer count (default 1G)")
     ap.add_argument("--meta-files", type=int, default=100000, help="[6] files in one directory (default 100000)")
     ap.add_argument("--big-dir", type=int, default=0, help="[6] also one directory of this many entries, once")
     ap.add_argument("--pecfs-before", help="another pecfs binary (an earlier build) measured beside it in [3] and [5]")
     a = ap.parse_args()
     only = set(a.only.split(","))
     if a.quick:
-        a.size, a.replica_size, a.small_files, a.meta_files = "512M", "128M", 2000, 10000
+        a.size, a.replica_size, a.small_files, a.meta_files, a.scaling_size = "512M", "128M", 2000, 10000, "256M"
     size, rsize = parse_size(a.size), parse_size(a.replica_size)
     if os.geteuid() != 0:
         sys.exit("bench_core.py needs root (drop_caches, FUSE mounts)")
@@ -581,8 +651,8 @@ def main():
         if "1" in only:
             log("\n[1] sequential write (1 MiB writes, fsync at end) and cold sequential read")
             seq, hwm = bench_sequential(targets, size, a.reps, log)
-            for name, (w, r) in seq.items():
-                log("  %-12s write %7.0f MiB/s   read %7.0f MiB/s" % (name, w, r))
+            for name, (w, r, wc, rc) in seq.items():
+                log("  %-12s write %7.0f MiB/s (%.2f CPU s/GiB)   read %7.0f MiB/s (%.2f CPU s/GiB)" % (name, w, wc, r, rc))
             log("  pecfs/passthrough: write %s, read %s   (target >= 0.90x)"
                 % (fmt_ratio(seq["pecfs"][0], seq["passthrough"][0]), fmt_ratio(seq["pecfs"][1], seq["passthrough"][1])))
             log("  pecfs/raw:         write %s, read %s"
@@ -592,9 +662,9 @@ def main():
 
         if "2" in only:
             log("\n[2] %d concurrent writers of the same %s file (fsync included)" % (a.writers, a.replica_size))
-            raw_t, pec_t, one_t, stored = bench_replicas(raw, pec, rsize, a.writers, a.reps, log)
-            log("  raw (%d copies) %.2f s   pecfs %.2f s   pecfs/raw %s   (target <= 1.00x)"
-                % (a.writers, raw_t, pec_t, fmt_ratio(pec_t, raw_t)))
+            raw_t, pec_t, one_t, stored, raw_c, pec_c = bench_replicas(raw, pec, rsize, a.writers, a.reps, log)
+            log("  raw (%d copies) %.2f s (%.2f CPU s/GiB)   pecfs %.2f s (%.2f CPU s/GiB)   pecfs/raw %s   (target <= 0.70x)"
+                % (a.writers, raw_t, raw_c, pec_t, pec_c, fmt_ratio(pec_t, raw_t)))
             log("  pecfs stored %.3f GiB for %d x %.3f GiB logical (target <= %.3f GiB)"
                 % (stored / (1 << 30), a.writers, rsize / (1 << 30), rsize * 1.01 / (1 << 30)))
             log("  pecfs %d writers / 1 writer: %s (%.2f s vs %.2f s)" % (a.writers, fmt_ratio(pec_t, one_t), pec_t, one_t))
@@ -654,19 +724,43 @@ def main():
             log("\n[7] cold reads of a sealed %s: one reader with 128 KiB reads; %d readers of %d files"
                 % (a.size, a.readers, a.readers))
             rd = bench_readers(targets, size, a.readers, a.reps, log)
-            for name, (one, many) in rd.items():
-                log("  %-12s 128 KiB reads %7.0f MiB/s   %d readers %7.0f MiB/s" % (name, one, a.readers, many))
+            for name, (one, many, one_c, many_c) in rd.items():
+                log("  %-12s 128 KiB reads %7.0f MiB/s (%.2f CPU s/GiB)   %d readers %7.0f MiB/s (%.2f CPU s/GiB)"
+                    % (name, one, one_c, a.readers, many, many_c))
             log("  pecfs/passthrough: 128 KiB %s, %d readers %s   (target >= 0.90x)"
                 % (fmt_ratio(rd["pecfs"][0], rd["passthrough"][0]), a.readers, fmt_ratio(rd["pecfs"][1], rd["passthrough"][1])))
             log("  pecfs/raw:         128 KiB %s, %d readers %s"
                 % (fmt_ratio(rd["pecfs"][0], rd["raw"][0]), a.readers, fmt_ratio(rd["pecfs"][1], rd["raw"][1])))
+
+        if "8" in only:
+            ssize, counts = parse_size(a.scaling_size), (1, 2, 4, 8)
+            log("\n[8] unique writes by 1, 2, 4 and 8 concurrent writers, %s in all at each count, each writer "
+                "its own file with an fsync at its end (aggregate MiB/s)" % a.scaling_size)
+            sc = bench_writer_scaling(targets, ssize, counts, a.reps, log)
+            log("  pecfs/passthrough  %s   (target >= 0.90x)" % "   ".join(
+                "%d: %s" % (n, fmt_ratio(sc["pecfs"][n][0], sc["passthrough"][n][0])) for n in counts))
+            for name in sc:
+                log("  %-16s n writers / 1 writer: %s" % (name, "   ".join(
+                    "%d: %s" % (n, fmt_ratio(sc[name][n][0], sc[name][1][0])) for n in counts[1:])))
+            log("  pecfs hash threads, with %d writers:" % counts[-1])
+            threads = {}
+            for h_n in (1, 4):
+                hp = Pecfs(a.pecfs, base, a.pecfs_option + ["--hash-threads", str(h_n)], name="pecfs-h%d" % h_n)
+                try:
+                    threads[h_n] = bench_writer_scaling([hp], ssize, counts[-1:], a.reps, log)[hp.name][counts[-1]]
+                finally:
+                    hp.close()
+            threads[2] = sc["pecfs"][counts[-1]]
+            log("  pecfs hash-threads 1 / 2 (default) / 4: %s MiB/s; 2/1 %s, 4/1 %s" % (
+                " / ".join("%.0f" % threads[k][0] for k in (1, 2, 4)),
+                fmt_ratio(threads[2][0], threads[1][0]), fmt_ratio(threads[4][0], threads[1][0])))
 
         log("\n[4] peak pecfs daemon memory (VmHWM) during the write benchmark: %.1f MiB" % ((hwm or 0) / 1024))
         log("    (peak over the whole run so far: %.1f MiB)" % (pec.vm_hwm_kib() / 1024))
     finally:
         for t in reversed(targets):
             t.close()
-        for sub in ("pt-mnt", "pecfs-mnt", "pecfs-before-mnt"):
+        for sub in ("pt-mnt", "pecfs-mnt", "pecfs-before-mnt", "pecfs-h1-mnt", "pecfs-h4-mnt"):
             p = os.path.join(base, sub)
             if is_mounted(p):
                 subprocess.run(["fusermount3", "-uz", p], check=False)

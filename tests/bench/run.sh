@@ -14,7 +14,8 @@
 #   tests/bench/bench_nodestate.py --build build [--digests 10000000] [--reps 3]
 # bench_core.py's sections: [1] sequential write and cold read, [2] 8 replicas of one file, [3] small
 # files, [5] concurrent fsyncs, [6] 100k files in one directory (--big-dir N adds one of N entries),
-# [7] cold reads with 128 KiB requests and by 8 concurrent readers; --only picks some.
+# [7] cold reads with 128 KiB requests and by 8 concurrent readers, [8] 1/2/4/8 concurrent writers and
+# pecfs's hash threads; --only picks some. Throughputs come with the machine's CPU seconds per GiB.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
