@@ -33,7 +33,8 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	{ "chunk-size", PECFS_CONFIG_SIZE, "4M",
 	  "deduplication unit, a power of two from 64K to 64M; fixed when the data folder is created" },
 	{ "write-buffers", PECFS_CONFIG_COUNT, "32", "chunk-sized write buffers kept allocated for writers" },
-	{ "hash-threads", PECFS_CONFIG_COUNT, "2", "threads that hash and store full chunks" },
+	{ "hash-threads", PECFS_CONFIG_COUNT, "4",
+	  "threads that hash and store full chunks (each waits on its chunk's syncs: more than the cores pay)" },
 	{ "fuse-threads", PECFS_CONFIG_COUNT, "16", "most threads answering FUSE requests" },
 	{ "reserve-free", PECFS_CONFIG_SIZE, "256M", "writes fail with ENOSPC when the data disk has less free" },
 	{ "read-ahead", PECFS_CONFIG_SIZE, "4M",
@@ -106,7 +107,7 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->log_level = PECFS_LOG_INFO;
 	cfg->chunk_size = 4u << 20;
 	cfg->write_buffers = 32;
-	cfg->hash_threads = 2;
+	cfg->hash_threads = 4;
 	cfg->fuse_threads = 16;
 	cfg->reserve_free_bytes = 256ull << 20;
 	cfg->gc_garbage_bytes = 1ull << 30;

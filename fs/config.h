@@ -27,7 +27,7 @@ struct pecfs_config {
 
 	uint32_t chunk_size;          /* bytes, power of two, 64 KiB .. 64 MiB; default 4 MiB */
 	uint32_t write_buffers;       /* chunk-sized write buffers in the pool; default 32 */
-	uint32_t hash_threads;        /* threads hashing and storing chunks; default 2 */
+	uint32_t hash_threads;        /* threads hashing and storing chunks; default 4 */
 	uint32_t fuse_threads;        /* most FUSE request threads; default 16 */
 	uint64_t reserve_free_bytes;  /* keep this much of the data disk free; default 256 MiB */
 	uint64_t read_ahead_bytes;    /* the kernel's read-ahead window for the mount; 0: its own 128 KiB */

@@ -742,25 +742,24 @@ def main():
             for name in sc:
                 log("  %-16s n writers / 1 writer: %s" % (name, "   ".join(
                     "%d: %s" % (n, fmt_ratio(sc[name][n][0], sc[name][1][0])) for n in counts[1:])))
-            log("  pecfs hash threads, with %d writers:" % counts[-1])
+            log("  pecfs with other --hash-threads, %d writers:" % counts[-1])
             threads = {}
-            for h_n in (1, 4):
+            for h_n in (1, 2, 8):
                 hp = Pecfs(a.pecfs, base, a.pecfs_option + ["--hash-threads", str(h_n)], name="pecfs-h%d" % h_n)
                 try:
                     threads[h_n] = bench_writer_scaling([hp], ssize, counts[-1:], a.reps, log)[hp.name][counts[-1]]
                 finally:
                     hp.close()
-            threads[2] = sc["pecfs"][counts[-1]]
-            log("  pecfs hash-threads 1 / 2 (default) / 4: %s MiB/s; 2/1 %s, 4/1 %s" % (
-                " / ".join("%.0f" % threads[k][0] for k in (1, 2, 4)),
-                fmt_ratio(threads[2][0], threads[1][0]), fmt_ratio(threads[4][0], threads[1][0])))
+            log("  pecfs hash-threads 1 / 2 / default / 8: %s MiB/s; default/2 %s" % (
+                " / ".join("%.0f" % x for x in (threads[1][0], threads[2][0], sc["pecfs"][counts[-1]][0], threads[8][0])),
+                fmt_ratio(sc["pecfs"][counts[-1]][0], threads[2][0])))
 
         log("\n[4] peak pecfs daemon memory (VmHWM) during the write benchmark: %.1f MiB" % ((hwm or 0) / 1024))
         log("    (peak over the whole run so far: %.1f MiB)" % (pec.vm_hwm_kib() / 1024))
     finally:
         for t in reversed(targets):
             t.close()
-        for sub in ("pt-mnt", "pecfs-mnt", "pecfs-before-mnt", "pecfs-h1-mnt", "pecfs-h4-mnt"):
+        for sub in ("pt-mnt", "pecfs-mnt", "pecfs-before-mnt", "pecfs-h1-mnt", "pecfs-h2-mnt", "pecfs-h8-mnt"):
             p = os.path.join(base, sub)
             if is_mounted(p):
                 subprocess.run(["fusermount3", "-uz", p], check=False)

@@ -55,7 +55,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.log_level, PECFS_LOG_INFO);
 	assert_int_equal(cfg.chunk_size, 4u << 20);
 	assert_int_equal(cfg.write_buffers, 32);
-	assert_int_equal(cfg.hash_threads, 2);
+	assert_int_equal(cfg.hash_threads, 4);
 	assert_int_equal(cfg.fuse_threads, 16);
 	assert_int_equal(cfg.reserve_free_bytes, 256ull << 20);
 	assert_true(cfg.attr_timeout == 1.0);
