@@ -273,9 +273,9 @@ void fs_version_update(struct fs_ctx *ctx, const struct meta_version *v);
 bool fs_version_note_create(struct fs_ctx *ctx, uint64_t vino, struct fs_version *out);
 /* Undoes fs_version_note_create: the next create in vino counts as the first again. */
 void fs_version_unnote_create(struct fs_ctx *ctx, uint64_t vino);
-/* Before the first create in version vino since mount: waits up to timeout_ms for the open versions
+/* Before the first create in version vino since mount: waits up to timeout_s for the open versions
  * of its run older than it to have no open handles. Returns at once for any later create. */
-void fs_version_wait_older_idle(struct fs_ctx *ctx, uint64_t vino, int timeout_ms);
+void fs_version_wait_older_idle(struct fs_ctx *ctx, uint64_t vino, int timeout_s);
 /* The versions of run_ino in version order (malloc'ed copies, *n of them). */
 int fs_versions_sorted(struct fs_ctx *ctx, uint64_t run_ino, struct fs_version **out, size_t *n);
 /* Index of the latest version in a sorted array, or -1. */

@@ -108,7 +108,7 @@ static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
 }
 
 /* How long the first create of a version waits for the releases of files closed in older ones. */
-#define CREATE_IDLE_WAIT_MS 1000
+#define CREATE_IDLE_WAIT_S 1
 
 /* The open version a new file in pind goes into, when seal_on_next_version applies to it; else 0. */
 static uint64_t create_seal_version(struct fs_ctx *ctx, struct fs_inode *pind)
@@ -131,12 +131,12 @@ static uint64_t create_seal_version(struct fs_ctx *ctx, struct fs_inode *pind)
  * Only versions with no open files are sealed. close() returns before the kernel's RELEASE of the
  * file reaches the daemon, so a trainer that closes the last file of step N and creates the first of
  * step N+1 can find step N still counted open. The first create therefore waits, before it takes
- * ns_lock, up to CREATE_IDLE_WAIT_MS for those releases; a version still held after that stays open. */
+ * ns_lock, up to CREATE_IDLE_WAIT_S for those releases; a version still held after that stays open. */
 static void create_wait_older_idle(struct fs_ctx *ctx, struct fs_inode *pind)
 {
 	uint64_t vino = create_seal_version(ctx, pind);
 	if (vino != 0)
-		fs_version_wait_older_idle(ctx, vino, CREATE_IDLE_WAIT_MS);
+		fs_version_wait_older_idle(ctx, vino, CREATE_IDLE_WAIT_S);
 }
 
 /* The seal itself (see create_wait_older_idle). Caller holds ns_lock. */

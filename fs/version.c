@@ -314,16 +314,11 @@ static bool ver_older_busy(struct fs_ctx *ctx, uint64_t run_ino, uint64_t create
 	return false;
 }
 
-void fs_version_wait_older_idle(struct fs_ctx *ctx, uint64_t vino, int timeout_ms)
+void fs_version_wait_older_idle(struct fs_ctx *ctx, uint64_t vino, int timeout_s)
 {
 	struct timespec deadline;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline.tv_sec += timeout_s;
 	pthread_mutex_lock(&ctx->ver_lock);
 	for (;;) {
 		struct fs_version *fv = ver_find(ctx, vino);
