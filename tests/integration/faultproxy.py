@@ -83,7 +83,8 @@ class FaultProxy:
 
     def force_stall(self, seconds, after_bytes=0, count=1, match=None):
         """The next `count` exchanges that reach after_bytes stall there for `seconds`; with match (bytes),
-        only exchanges whose request starts with it (b"HEAD ")."""
+        only exchanges whose request starts with it (b"HEAD "). An exchange takes one forced fault at
+        most (stalls first); one that ends short of after_bytes hands it on."""
         with self._lock:
             self._forced["stall"].extend((after_bytes, seconds, match, self._gen) for _ in range(count))
 
@@ -144,12 +145,16 @@ class FaultProxy:
         with self._lock:
             f, r = self._faults, self._rng
             self._count["exchanges"] += 1
+            # One forced fault per exchange: a stall and a reset in one would leave the later unstruck
+            # when the earlier cuts the exchange.
             forced = {}
             for kind, q in self._forced.items():
                 for i, x in enumerate(q):
                     if x[2] is None or first.startswith(x[2]):
                         forced[kind] = q.pop(i)
                         break
+                if forced:
+                    break
             reset_at = _log_uniform(r, *f.reset_after) if r.random() < f.reset_prob else None
             stall_at, stall_s = None, 0.0
             if r.random() < f.stall_prob:
@@ -240,6 +245,18 @@ class _Conn:
         self.xbytes = 0
         self.reset_at, self.stall_at, self.stall_s, self.forced = self.p._draw(first)
 
+    def _idle(self):
+        """Nothing moved for a while after a response: the exchange is over and the connection waits in
+        the client's pool, maybe for good. Its forced faults go to the next exchanges of any connection."""
+        if self.last_dir != DOWN or not self.forced:
+            return
+        if "stall" in self.forced:
+            self.stall_at = None
+        if "reset" in self.forced:
+            self.reset_at = None
+        self.p._unused_forced(self.forced)
+        self.forced = {}
+
     def _stall(self, seconds):
         """Forwards nothing for `seconds`; False when the client gave up (closed) meanwhile."""
         client = self.sock[0]
@@ -307,6 +324,7 @@ class _Conn:
             while not self.p._stop.is_set():
                 got = self._next()
                 if got is None:
+                    self._idle()
                     continue
                 direction, data = got
                 if not data:
