@@ -14,6 +14,8 @@
 
 enum pecfs_log_level { PECFS_LOG_ERROR = 0, PECFS_LOG_WARN, PECFS_LOG_INFO, PECFS_LOG_DEBUG };
 
+#define PECFS_PACK_SIZE_MAX (256ull << 20)
+
 struct pecfs_config {
 	char data_dir[PATH_MAX];
 	char mountpoint[PATH_MAX];
@@ -54,6 +56,7 @@ struct pecfs_config {
 	char s3_job[129];             /* the job a version is sealed by when its run sets none; "" none */
 	uint32_t upload_threads;      /* chunks uploaded at once; default 8 */
 	uint64_t upload_bandwidth;    /* bytes per second, 0 unlimited */
+	uint64_t s3_pack_size;        /* chunk bytes uploaded in one S3 object (a pack), 0: an object per chunk */
 	uint64_t cache_size;          /* local bytes of uploaded chunks kept, 0 unlimited */
 	double cache_min_free;        /* evict uploaded chunks while the data disk has less free (ratio) */
 	uint32_t s3_prefetch;         /* chunks read ahead from S3 for a sequential reader; 0 off; default 8 */

@@ -175,8 +175,10 @@ static void tier_metrics(struct text *t, struct tier *tier)
 	    (double)s.versions_uploaded);
 	one(t, "pecfs_s3_uploaded_bytes_total", "counter", "Chunk bytes uploaded since mount.",
 	    (double)s.bytes_uploaded);
-	one(t, "pecfs_s3_uploaded_chunks_total", "counter", "Chunk objects uploaded since mount.",
+	one(t, "pecfs_s3_uploaded_chunks_total", "counter", "Chunks uploaded since mount, in packs or on their own.",
 	    (double)s.chunks_uploaded);
+	one(t, "pecfs_s3_uploaded_packs_total", "counter", "Pack objects (several chunks in one) uploaded since mount.",
+	    (double)s.packs_uploaded);
 	one(t, "pecfs_s3_skipped_chunks_total", "counter", "Chunks found in the bucket already (not sent).",
 	    (double)s.chunks_skipped);
 	one(t, "pecfs_s3_upload_failures_total", "counter", "Failed upload attempts since mount.", (double)s.failures);

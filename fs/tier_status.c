@@ -45,6 +45,7 @@ void tier_status_stats_json(struct tier *t, json_t *o)
 	json_object_set_new(o_s3, "versions_uploaded", json_integer((json_int_t)s.versions_uploaded));
 	json_object_set_new(o_s3, "bytes_uploaded", json_integer((json_int_t)s.bytes_uploaded));
 	json_object_set_new(o_s3, "chunks_uploaded", json_integer((json_int_t)s.chunks_uploaded));
+	json_object_set_new(o_s3, "packs_uploaded", json_integer((json_int_t)s.packs_uploaded));
 	json_object_set_new(o_s3, "chunks_skipped", json_integer((json_int_t)s.chunks_skipped));
 	json_object_set_new(o_s3, "rate_bytes_per_s", json_real(s.rate_bytes_per_s));
 	json_object_set_new(o_s3, "failures", json_integer((json_int_t)s.failures));

@@ -232,16 +232,23 @@ struct meta_upload {
 int meta_get_upload(struct meta *m, uint64_t run, uint64_t ino, struct meta_upload *out);
 /* Writes it, synced. */
 int meta_put_upload(struct meta *m, uint64_t run, uint64_t ino, const struct meta_upload *r);
+/* Where the bucket holds a chunk, and since when that is known (the 'R' record). */
+struct meta_remote {
+	uint64_t epoch;         /* the bucket GC epoch in which the object was last seen in the bucket */
+	bool packed;            /* in a pack object (store/FORMAT.md section 5), else its own chunk object */
+	struct digest pack;     /* packed: the pack's name */
+	uint64_t pack_off;      /* packed: where the chunk's object starts in the pack */
+};
 /* True when the chunk's object is recorded as present in the bucket (its 'R' record). */
 bool meta_chunk_is_remote(struct meta *m, const struct digest *d);
-/* The bucket GC epoch in which the chunk's object was last seen in the bucket; -ENOENT when unmarked.
- * A mark from an older epoch is a hint only: that collection may have deleted the object. */
-int meta_chunk_remote_epoch(struct meta *m, const struct digest *d, uint64_t *epoch);
+/* The chunk's 'R' record: 0, -ENOENT when unmarked, -EIO for a value of another shape. A mark from
+ * an older epoch is a hint only: that collection may have deleted the object. */
+int meta_chunk_remote_get(struct meta *m, const struct digest *d, struct meta_remote *out);
 /* Sets or clears the mark (not synced: a lost mark costs one HEAD that finds the object again). */
-int meta_chunk_mark_remote(struct meta *m, const struct digest *d, uint64_t epoch);
+int meta_chunk_mark_remote(struct meta *m, const struct digest *d, const struct meta_remote *r);
 int meta_chunk_unmark_remote(struct meta *m, const struct digest *d);
 /* The same two records as part of a larger batch (import). */
-void meta_batch_mark_remote(struct meta_batch *b, const struct digest *d, uint64_t epoch);
+void meta_batch_mark_remote(struct meta_batch *b, const struct digest *d, const struct meta_remote *r);
 void meta_batch_put_upload(struct meta_batch *b, uint64_t run, uint64_t ino, const struct meta_upload *r);
 
 /* Applies the batch atomically; with sync the WAL is synced before returning. The batch is left

@@ -322,11 +322,17 @@ size_t meta_val_upload(uint8_t *v, const struct meta_upload *u)
 	return (size_t)(p - v);
 }
 
-size_t meta_val_remote(uint8_t *v, uint64_t epoch)
+size_t meta_val_remote(uint8_t *v, const struct meta_remote *r)
 {
+	uint8_t *p = v + 1;
+
 	v[0] = META_RECORD_V1;
-	le_put(v + 1, epoch, 8);
-	return META_REMOTE_VAL_LEN;
+	p = le_put(p, r->epoch, 8);
+	if (!r->packed)
+		return META_REMOTE_VAL_LEN;
+	memcpy(p, r->pack.b, DIGEST_LEN);
+	p = le_put(p + DIGEST_LEN, r->pack_off, 8);
+	return (size_t)(p - v);
 }
 
 int meta_dec_upload(const uint8_t *v, size_t len, struct meta_upload *u)
@@ -340,12 +346,21 @@ int meta_dec_upload(const uint8_t *v, size_t len, struct meta_upload *u)
 	return 0;
 }
 
-int meta_dec_remote(const uint8_t *v, size_t len, uint64_t *epoch)
+int meta_dec_remote(const uint8_t *v, size_t len, struct meta_remote *r)
 {
 	const uint8_t *p = v + 1;
 
-	if (len < 1)
+	memset(r, 0, sizeof(*r));
+	if (len == 1)
+		return 0;
+	if (len != META_REMOTE_VAL_LEN && len != META_REMOTE_PACKED_VAL_LEN)
 		return -EIO;
-	*epoch = len >= META_REMOTE_VAL_LEN ? le_get(&p, 8) : 0;
+	r->epoch = le_get(&p, 8);
+	if (len == META_REMOTE_VAL_LEN)
+		return 0;
+	r->packed = true;
+	memcpy(r->pack.b, p, DIGEST_LEN);
+	p += DIGEST_LEN;
+	r->pack_off = le_get(&p, 8);
 	return 0;
 }

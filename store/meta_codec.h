@@ -47,6 +47,7 @@
 #define META_VERSION_VAL_LEN (1 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 8)
 #define META_UPLOAD_VAL_LEN  (1 + 8 + 8 + 8)
 #define META_REMOTE_VAL_LEN  (1 + 8)
+#define META_REMOTE_PACKED_VAL_LEN (META_REMOTE_VAL_LEN + DIGEST_LEN + 8)  /* with a pack location */
 
 /* Key builders: write into key (at least META_KEY_MAX bytes), return the key length. */
 size_t meta_key_super(uint8_t *key);
@@ -72,7 +73,7 @@ size_t meta_val_extent(uint8_t *v, const struct meta_extent *e);
 size_t meta_val_chunk(uint8_t *v, const struct meta_chunk *c);
 size_t meta_val_version(uint8_t *v, const struct meta_version *ver);
 size_t meta_val_upload(uint8_t *v, const struct meta_upload *u);
-size_t meta_val_remote(uint8_t *v, uint64_t epoch);
+size_t meta_val_remote(uint8_t *v, const struct meta_remote *r);
 
 int meta_dec_super(const uint8_t *v, size_t len, struct meta_super *s);
 int meta_dec_inode(uint64_t ino, const uint8_t *v, size_t len, struct meta_inode *i);
@@ -82,7 +83,9 @@ int meta_dec_chunk(const struct digest *d, const uint8_t *v, size_t len, struct 
 int meta_dec_version(uint64_t run_ino, uint64_t ino, const uint8_t *v, size_t len,
 		     struct meta_version *ver);
 int meta_dec_upload(const uint8_t *v, size_t len, struct meta_upload *u);
-/* A one-byte value predates bucket garbage collection: confirmed in epoch 0. */
-int meta_dec_remote(const uint8_t *v, size_t len, uint64_t *epoch);
+/* A one-byte value predates bucket garbage collection: confirmed in epoch 0. A value of
+ * META_REMOTE_VAL_LEN bytes names no pack (the chunk's own object); META_REMOTE_PACKED_VAL_LEN adds
+ * the pack and the offset of the chunk's object in it. Any other length is -EIO. */
+int meta_dec_remote(const uint8_t *v, size_t len, struct meta_remote *r);
 
 #endif

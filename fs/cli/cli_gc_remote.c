@@ -22,10 +22,12 @@ void cli_help_gc_remote(FILE *out)
 		"\n"
 		"Collects the S3 tier's bucket under --s3 s3://BUCKET/PREFIX: retires committed versions beyond the\n"
 		"newest --keep of each run that no node keeps locally, then deletes chunk objects that no node's\n"
-		"chunk index and no remaining manifest references. Uploads that never got their COMMIT and that no\n"
-		"node keeps go once their newest object is 4 grace periods old. Objects younger than --grace are\n"
-		"never deleted, and mounted nodes pause uploads and evictions while a collection runs, so an upload\n"
-		"in progress is never cut from under. One collection at a time per prefix (gc/lock in the bucket).\n"
+		"chunk index and no remaining manifest references, and pack objects (several chunks in one) that\n"
+		"no remaining manifest names and that hold no such chunk. Uploads that never got their COMMIT and\n"
+		"that no node keeps go once their newest object is 4 grace periods old. Objects younger than\n"
+		"--grace are never deleted, and mounted nodes pause uploads and evictions while a collection runs,\n"
+		"so an upload in progress is never cut from under. One collection at a time per prefix (gc/lock in\n"
+		"the bucket).\n"
 		"\n"
 		"options:\n"
 		"  --s3 s3://BUCKET/PREFIX    the bucket and prefix (required)\n"
@@ -161,7 +163,8 @@ int cli_gc_remote(int argc, char **argv)
 	if (rc < 0)
 		return cli_error(CLI_FAILED, "gc --remote %s: %s", cfg.s3, err[0] ? err : strerror(-rc));
 	if (ga.json) {
-		json_t *j = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "uri",
+		json_t *j = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+				      "s:I, s:I, s:I, s:I, s:I, s:o}", "uri",
 				      cfg.s3, "dry_run", o.dry_run, "epoch", (json_int_t)r.epoch, "nodes",
 				      (json_int_t)r.nodes, "versions", (json_int_t)r.versions, "uncommitted",
 				      (json_int_t)r.uncommitted, "versions_retired", (json_int_t)r.versions_retired,
@@ -169,13 +172,18 @@ int cli_gc_remote(int argc, char **argv)
 				      (json_int_t)r.objects_deleted, "chunks", (json_int_t)r.chunks, "chunks_live",
 				      (json_int_t)r.chunks_live, "chunks_recent", (json_int_t)r.chunks_recent,
 				      "chunks_deleted", (json_int_t)r.chunks_deleted, "bytes_deleted",
-				      (json_int_t)r.bytes_deleted, "node_segments_deleted", (json_int_t)r.segments_deleted, "log", cli_json_lines(log, log_len));
+				      (json_int_t)r.bytes_deleted, "packs", (json_int_t)r.packs, "packs_live",
+				      (json_int_t)r.packs_live, "packs_recent", (json_int_t)r.packs_recent,
+				      "packs_deleted", (json_int_t)r.packs_deleted, "pack_bytes_deleted",
+				      (json_int_t)r.pack_bytes_deleted, "node_segments_deleted",
+				      (json_int_t)r.segments_deleted, "log", cli_json_lines(log, log_len));
 		free(log);
 		return cli_json_print(j);
 	}
 	printf("%s%s: epoch %llu, %llu node%s, %llu versions (%llu uncommitted), %llu retired, %llu abandoned uploads "
 	       "(%llu objects); "
 	       "chunks: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB); "
+	       "packs: %llu seen, %llu referenced, %llu within the grace period, %llu deleted (%.1f MiB); "
 	       "node state segments: %llu deleted\n",
 	       o.dry_run ? "dry run, nothing deleted: " : "", cfg.s3, (unsigned long long)r.epoch,
 	       (unsigned long long)r.nodes, r.nodes == 1 ? "" : "s", (unsigned long long)r.versions,
@@ -183,6 +191,8 @@ int cli_gc_remote(int argc, char **argv)
 	       (unsigned long long)r.uploads_abandoned,
 	       (unsigned long long)r.objects_deleted, (unsigned long long)r.chunks, (unsigned long long)r.chunks_live,
 	       (unsigned long long)r.chunks_recent, (unsigned long long)r.chunks_deleted,
-	       (double)r.bytes_deleted / (1 << 20), (unsigned long long)r.segments_deleted);
+	       (double)r.bytes_deleted / (1 << 20), (unsigned long long)r.packs, (unsigned long long)r.packs_live,
+	       (unsigned long long)r.packs_recent, (unsigned long long)r.packs_deleted,
+	       (double)r.pack_bytes_deleted / (1 << 20), (unsigned long long)r.segments_deleted);
 	return CLI_OK;
 }

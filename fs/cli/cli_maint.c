@@ -162,10 +162,11 @@ void cli_help_fsck(FILE *out)
 		"\n"
 		"With --remote it checks the S3 tier's bucket under s3://BUCKET/PREFIX, with no mount (and DATA_DIR\n"
 		"first, when given): every COMMIT and manifest parses, every COMMIT has its manifests, and every\n"
-		"chunk object a manifest names exists and has a sound header, length and SHA-256 (this downloads\n"
-		"every referenced chunk; --quick checks existence and size only). A bad object is printed with its\n"
-		"key and the files (run/version/path) that use it. Chunk objects no manifest names are counted,\n"
-		"not errors (`pecfs gc --remote` removes them). Changes nothing.\n"
+		"chunk object a manifest names (on its own or in a pack at the offset given) exists and has a sound\n"
+		"header, length and SHA-256, and every pack's member table parses (this downloads every referenced\n"
+		"chunk; --quick checks existence and size only). A bad object is printed with its key and the files\n"
+		"(run/version/path) that use it. Chunk objects and packs no manifest names are counted, not errors\n"
+		"(`pecfs gc --remote` removes them). Changes nothing.\n"
 		"\n"
 		"options:\n"
 		"  --json                     print each check's result as one JSON object per line (local first),\n"
@@ -375,14 +376,17 @@ static void fsck_remote_summary(const char *uri, const struct tier_fsck_options 
 	const struct tier_fsck_report r = *rp;
 
 	printf("fsck --remote %s: %llu committed version%s (%llu not committed), %llu manifest%s, %llu node state%s, "
-	       "%llu chunk object%s (%.1f MiB %s); %llu problem%s (chunk objects: %llu missing, %llu corrupt); "
-	       "%llu unreferenced chunk object%s (%.1f MiB, not an error)\n",
+	       "%llu chunk object%s (%.1f MiB %s), %llu pack%s; %llu problem%s (chunk objects: %llu missing, "
+	       "%llu corrupt); %llu unreferenced chunk object%s (%.1f MiB, not an error), %llu unreferenced "
+	       "pack%s (%.1f MiB)\n",
 	       uri, (unsigned long long)r.versions, plural(r.versions), (unsigned long long)r.uncommitted,
 	       (unsigned long long)r.manifests, plural(r.manifests), (unsigned long long)r.node_states,
 	       plural(r.node_states), (unsigned long long)r.chunks, plural(r.chunks), (double)r.bytes / (1 << 20),
-	       o->quick ? "listed" : "verified", (unsigned long long)r.problems, plural(r.problems),
-	       (unsigned long long)r.missing, (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced,
-	       plural(r.unreferenced), (double)r.unreferenced_bytes / (1 << 20));
+	       o->quick ? "listed" : "verified", (unsigned long long)r.packs, plural(r.packs),
+	       (unsigned long long)r.problems, plural(r.problems), (unsigned long long)r.missing,
+	       (unsigned long long)r.corrupt, (unsigned long long)r.unreferenced, plural(r.unreferenced),
+	       (double)r.unreferenced_bytes / (1 << 20), (unsigned long long)r.unreferenced_packs,
+	       plural(r.unreferenced_packs), (double)r.unreferenced_pack_bytes / (1 << 20));
 }
 
 static int cli_fsck_remote(int argc, char **argv)
@@ -429,14 +433,18 @@ static int cli_fsck_remote(int argc, char **argv)
 		return cli_error(CLI_USAGE, "fsck --remote %s: %s", uri, err[0] ? err : strerror(-rc));
 	}
 	if (fa.json) {
-		json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+		json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+				      "s:I, s:I, s:I, s:o}",
 				      "check", "remote", "uri", uri, "quick", o.quick, "versions", (json_int_t)r.versions,
 				      "uncommitted", (json_int_t)r.uncommitted, "manifests", (json_int_t)r.manifests,
-				      "node_states", (json_int_t)r.node_states, "chunks", (json_int_t)r.chunks,
+				      "node_states", (json_int_t)r.node_states, "chunks", (json_int_t)r.chunks, "packs",
+				      (json_int_t)r.packs,
 				      "objects", (json_int_t)r.objects, "bytes", (json_int_t)r.bytes, "problems",
 				      (json_int_t)r.problems, "missing", (json_int_t)r.missing, "corrupt",
 				      (json_int_t)r.corrupt, "unreferenced", (json_int_t)r.unreferenced,
-				      "unreferenced_bytes", (json_int_t)r.unreferenced_bytes, "unreadable",
+				      "unreferenced_bytes", (json_int_t)r.unreferenced_bytes, "unreferenced_packs",
+				      (json_int_t)r.unreferenced_packs, "unreferenced_pack_bytes",
+				      (json_int_t)r.unreferenced_pack_bytes, "unreadable",
 				      (json_int_t)r.unreadable, "report", cli_json_lines(found, found_len));
 		free(found);
 		rc = cli_json_print(j);

@@ -14,11 +14,16 @@
  * once their contents are in, then are fsync'ed, DEST last.
  *
  * Speed: files are preallocated at their size (so a full disk fails before anything is fetched);
- * chunks are fetched in file order, so that each file is written front to back; each worker reads
- * objects straight into one reused buffer whose payload is 4 KiB-aligned, and writes the aligned
- * part of each extent with O_DIRECT (no copy into the page cache, which costs more CPU here than
- * the download itself) and the rest, if any, through the page cache. Every file is fsync'ed at the
- * end: a restore that says it is done is on disk.
+ * chunks are fetched in file order, so that each file is written front to back. Consecutive chunks
+ * that lie side by side in one pack (FORMAT.md section 5, "Packs") are fetched as one run with one
+ * ranged GET of up to RESTORE_RUN_MAX payload bytes, then each member is checked on its own
+ * (tier_chunk_check): one request per pack instead of one per chunk. Each worker reads straight into
+ * one reused buffer where the first payload is 4 KiB-aligned; a later member's payload is moved down
+ * to the 4 KiB boundary below it once checked (the bytes it covers are written already), so the
+ * aligned part of each extent is written with O_DIRECT (no copy into the page cache, which costs
+ * more CPU here than the download itself) and the rest, if any, through the page cache. Memory: one
+ * buffer per worker, as large as the largest run (RESTORE_RUN_MAX, or one chunk when larger). Every
+ * file is fsync'ed at the end: a restore that says it is done is on disk.
  */
 #include "cli.h"
 
@@ -69,10 +74,15 @@ void cli_help_restore(FILE *out)
 }
 
 #define RESTORE_ALIGN 4096u
+/* Payload bytes one GET of a run of pack members brings at most: the default s3-pack-size, so a pack
+ * of that size comes in one request. It bounds each worker's buffer (16 workers by default: about
+ * 512 MiB at most, and only when the packs are that large). */
+#define RESTORE_RUN_MAX (32ull << 20)
 
 struct restore_ref {
 	struct digest d;
 	uint64_t chunk_len;
+	struct tier_loc loc;     /* where the chunk's object is */
 	size_t file;             /* index in the files' fds, in manifest order */
 	uint64_t file_off, len, chunk_off;
 };
@@ -80,8 +90,18 @@ struct restore_ref {
 /* The refs of one distinct chunk: refs[first, end) after sorting by digest. */
 struct restore_group {
 	size_t first, end;
+	size_t use;              /* the ref of first use, whose location is fetched (a chunk two nodes packed
+				    differently has two; the uploader packs by first use, so this one has
+				    its neighbours beside it) */
 	size_t file;             /* where the chunk is first used: the group's place in the fetch order */
 	uint64_t file_off;
+};
+
+/* Groups [first, end) in fetch order, fetched with one GET: one chunk, or members of one pack that
+ * lie back to back there. */
+struct restore_run {
+	size_t first, end;
+	uint64_t bytes;          /* object bytes of the GET (headers and payloads) */
 };
 
 struct restore_file {
@@ -96,9 +116,11 @@ struct restore {
 	size_t nrefs;
 	struct restore_group *groups;
 	size_t ngroups;
+	struct restore_run *runs;
+	size_t nruns;
 	struct restore_file *files;
-	uint64_t max_chunk;      /* largest payload, for the workers' buffers */
-	atomic_size_t next;      /* index of the next group to claim */
+	uint64_t max_run;        /* object bytes of the largest run, for the workers' buffers */
+	atomic_size_t next;      /* index of the next run to claim */
 	atomic_size_t finished;  /* workers done */
 	atomic_uint_fast64_t done;
 	atomic_int rc;
@@ -166,12 +188,102 @@ static int restore_write(struct restore_file *f, const uint8_t *p, uint64_t len,
 	return direct < len ? write_all_at(f->fd, p + direct, len - direct, off + direct) : 0;
 }
 
-/* Claims groups of refs with the same digest in file order; one fetch per group, into the worker's
- * own buffer (the object header first, so that the payload lands 4 KiB-aligned). */
+static void restore_fail_chunk(struct restore *r, int rc, const struct digest *d, const char *why)
+{
+	char hex[DIGEST_HEX_LEN + 1], m[512];
+
+	digest_to_hex(d, hex);
+	snprintf(m, sizeof(m), "chunk %.16s...: %.400s", hex, why);
+	restore_fail(r, rc, m);
+}
+
+/* Writes every extent that names group g's chunk, from its checked payload p. */
+static int restore_group_write(struct restore *r, const struct restore_group *g, const uint8_t *p)
+{
+	const struct restore_ref *use = &r->refs[g->use];
+	int rc;
+
+	for (size_t k = g->first; k < g->end; k++) {
+		const struct restore_ref *x = &r->refs[k];
+		if (x->chunk_len != use->chunk_len || x->chunk_off + x->len > use->chunk_len) {
+			restore_fail(r, -EIO, "a manifest extent lies beyond its chunk");
+			return -EIO;
+		}
+		rc = restore_write(&r->files[x->file], p + x->chunk_off, x->len, x->file_off);
+		if (rc < 0) {
+			restore_fail(r, rc, strerror(-rc));
+			return rc;
+		}
+		atomic_fetch_add(&r->done, x->len);
+	}
+	return 0;
+}
+
+/* Fetches run u into obj (where the first payload is 4 KiB-aligned) with one GET, checks each member
+ * as a fetch of it alone would and writes its extents. 0, or the error recorded for the restore. */
+static int restore_run_fetch(struct restore *r, const struct restore_run *u, uint8_t *obj)
+{
+	const struct restore_ref *first = &r->refs[r->groups[u->first].use];
+	struct s3_result res = { 0 };
+	char key[TIER_PREFIX_MAX + 160], why[512];
+	size_t got = 0;
+	int rc;
+
+	if (u->end - u->first == 1) {
+		rc = tier_chunk_fetch_into(r->c, r->prefix, &first->d, &first->loc, first->chunk_len, obj, &res);
+		if (rc < 0) {
+			restore_fail_chunk(r, rc, &first->d, res.message[0] ? res.message : strerror(-rc));
+			return rc;
+		}
+		return restore_group_write(r, &r->groups[u->first], obj + TIER_CHUNK_HDR);
+	}
+	rc = tier_pack_key(r->prefix, &first->loc.pack, key, sizeof(key));
+	if (rc == 0)
+		rc = s3_get(r->c, key, first->loc.off, (size_t)u->bytes, obj, &got, &res);
+	/* -EFBIG: a server that sent more than the range; -ERANGE: a run placed past the end of its pack. */
+	if (rc == -EFBIG || rc == -ERANGE) {
+		snprintf(res.message, sizeof(res.message), "%.300s at offset %llu: chunk object is corrupt (%s)", key,
+			 (unsigned long long)first->loc.off, rc == -EFBIG ? "more bytes than asked for" :
+			 "past the end of the pack");
+		rc = -EIO;
+	}
+	if (rc < 0) {
+		restore_fail_chunk(r, rc, &first->d, res.message[0] ? res.message : strerror(-rc));
+		return rc;
+	}
+	for (size_t gi = u->first; gi < u->end; gi++) {
+		const struct restore_group *g = &r->groups[gi];
+		const struct restore_ref *m = &r->refs[g->use];
+		uint64_t at = m->loc.off - first->loc.off, olen = TIER_CHUNK_HDR + m->chunk_len;
+		uint8_t *p = obj + at + TIER_CHUNK_HDR, *aligned;
+
+		/* A short answer (a pack shorter than its manifest says) fails the members it cut. */
+		if (got < at + olen || tier_chunk_check(&m->d, obj + at, (size_t)olen) < 0) {
+			snprintf(why, sizeof(why),
+				 "%.300s at offset %llu: chunk object is corrupt (header or SHA-256 mismatch)", key,
+				 (unsigned long long)m->loc.off);
+			restore_fail_chunk(r, -EIO, &m->d, why);
+			return -EIO;
+		}
+		/* Members after the first lie 64 bytes per header off the 4 KiB grid: move the payload down to
+		 * the boundary below it, over its own header and the previous members (written already), so
+		 * that O_DIRECT takes it. A copy within this buffer costs far less than the page cache. */
+		aligned = (uint8_t *)((uintptr_t)p & ~(uintptr_t)(RESTORE_ALIGN - 1));
+		if (aligned != p)
+			memmove(aligned, p, (size_t)m->chunk_len);
+		rc = restore_group_write(r, g, aligned);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Claims runs of distinct chunks in file order, one GET each, into the worker's own buffer (the object
+ * header first, so that the first payload lands 4 KiB-aligned). */
 static void *restore_worker(void *arg)
 {
 	struct restore *r = arg;
-	size_t cap = r->max_chunk + TIER_CHUNK_HDR + 1 + 2 * RESTORE_ALIGN;
+	size_t cap = r->max_run + 1 + 2 * RESTORE_ALIGN;
 	uint8_t *mem = malloc(cap), *obj;
 
 	if (!mem)
@@ -179,37 +291,42 @@ static void *restore_worker(void *arg)
 	obj = mem ? (uint8_t *)(((uintptr_t)mem + TIER_CHUNK_HDR + RESTORE_ALIGN - 1) & ~(uintptr_t)(RESTORE_ALIGN - 1)) -
 		      TIER_CHUNK_HDR : NULL;
 	while (mem && atomic_load(&r->rc) == 0) {
-		size_t gi = atomic_fetch_add(&r->next, 1);
-		if (gi >= r->ngroups)
+		size_t ri = atomic_fetch_add(&r->next, 1);
+		if (ri >= r->nruns || restore_run_fetch(r, &r->runs[ri], obj) < 0)
 			break;
-		struct restore_group *g = &r->groups[gi];
-		struct s3_result res = { 0 };
-		const struct restore_ref *first = &r->refs[g->first];
-		int rc = tier_chunk_fetch_into(r->c, r->prefix, &first->d, first->chunk_len, obj, &res);
-		if (rc < 0) {
-			char hex[DIGEST_HEX_LEN + 1], m[512];
-			digest_to_hex(&first->d, hex);
-			snprintf(m, sizeof(m), "chunk %.16s...: %.400s", hex, res.message[0] ? res.message : strerror(-rc));
-			restore_fail(r, rc, m);
-			break;
-		}
-		for (size_t k = g->first; k < g->end && rc == 0; k++) {
-			const struct restore_ref *x = &r->refs[k];
-			if (x->chunk_len != first->chunk_len || x->chunk_off + x->len > first->chunk_len) {
-				restore_fail(r, -EIO, "a manifest extent lies beyond its chunk");
-				rc = -EIO;
-				break;
-			}
-			rc = restore_write(&r->files[x->file], obj + TIER_CHUNK_HDR + x->chunk_off, x->len, x->file_off);
-			if (rc < 0)
-				restore_fail(r, rc, strerror(-rc));
-			else
-				atomic_fetch_add(&r->done, x->len);
-		}
 	}
 	free(mem);
 	atomic_fetch_add(&r->finished, 1);
 	return NULL;
+}
+
+/* Cuts the groups, in fetch order, into runs: a group joins the run before it when both are pack
+ * members and it starts where the previous one ends in the same pack, up to RESTORE_RUN_MAX payload
+ * bytes and the members a pack holds at most. Everything here comes from the manifests; a run that
+ * does not match the pack fails the members' checks, never gives wrong bytes. */
+static void restore_plan_runs(struct restore *r)
+{
+	uint64_t payload = 0;
+
+	for (size_t i = 0; i < r->ngroups; i++) {
+		const struct restore_ref *x = &r->refs[r->groups[i].use];
+		const struct restore_ref *prev = i ? &r->refs[r->groups[i - 1].use] : NULL;
+		struct restore_run *u = r->nruns ? &r->runs[r->nruns - 1] : NULL;
+
+		if (u && prev->loc.packed && x->loc.packed && digest_equal(&prev->loc.pack, &x->loc.pack) &&
+		    x->loc.off == prev->loc.off + TIER_CHUNK_HDR + prev->chunk_len &&
+		    payload + x->chunk_len <= RESTORE_RUN_MAX && u->end - u->first < TIER_PACK_MEMBERS_MAX) {
+			u->end++;
+			u->bytes += TIER_CHUNK_HDR + x->chunk_len;
+			payload += x->chunk_len;
+		} else {
+			u = &r->runs[r->nruns++];
+			*u = (struct restore_run){ .first = i, .end = i + 1, .bytes = TIER_CHUNK_HDR + x->chunk_len };
+			payload = x->chunk_len;
+		}
+		if (u->bytes > r->max_run)
+			r->max_run = u->bytes;
+	}
 }
 
 struct pick {
@@ -321,7 +438,8 @@ static int restore_create(int dest, const struct tier_manifest_entry *e, mode_t 
 /* Creates the version's directories (0700 for now) and files beneath dest, in manifest order (each
  * directory before its contents), and collects every extent; files are left open in r->files
  * (*nfiles of them), and the distinct chunks are put in fetch order (r->groups). Symlinks and the
- * directories' own modes come after the download (restore_finish). */
+ * directories' own modes come after the download (restore_finish). The groups are cut into runs
+ * fetched with one GET each (restore_plan_runs). */
 static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_bits, struct restore *r,
 			  size_t *nfiles, uint64_t *total, char *what, size_t whatsz)
 {
@@ -334,7 +452,8 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 	r->files = calloc(files ? files : 1, sizeof(*r->files));
 	r->refs = malloc((nrefs ? nrefs : 1) * sizeof(*r->refs));
 	r->groups = malloc((nrefs ? nrefs : 1) * sizeof(*r->groups));
-	if (!r->files || !r->refs || !r->groups)
+	r->runs = malloc((nrefs ? nrefs : 1) * sizeof(*r->runs));
+	if (!r->files || !r->refs || !r->groups || !r->runs)
 		return -ENOMEM;
 	*total = 0;
 	for (size_t i = 0; i < all->n; i++) {
@@ -357,13 +476,12 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 				struct restore_ref *rf = &r->refs[r->nrefs++];
 				rf->d = e->ext[x].digest;
 				rf->chunk_len = e->ext[x].chunk_len;
+				rf->loc = e->ext[x].loc;
 				rf->file = fi - 1;
 				rf->file_off = e->ext[x].file_off;
 				rf->len = e->ext[x].len;
 				rf->chunk_off = e->ext[x].chunk_off;
 				*total += rf->len;
-				if (rf->chunk_len > r->max_chunk)
-					r->max_chunk = rf->chunk_len;
 			}
 		}
 		if (rc < 0)
@@ -373,9 +491,11 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 	qsort(r->refs, r->nrefs, sizeof(*r->refs), ref_cmp);
 	for (size_t i = 0; i < r->nrefs;) {
 		struct restore_group *g = &r->groups[r->ngroups++];
-		*g = (struct restore_group){ .first = i, .file = r->refs[i].file, .file_off = r->refs[i].file_off };
+		*g = (struct restore_group){ .first = i, .use = i, .file = r->refs[i].file,
+					     .file_off = r->refs[i].file_off };
 		for (i++; i < r->nrefs && memcmp(&r->refs[i].d, &r->refs[g->first].d, DIGEST_LEN) == 0; i++)
 			if (r->refs[i].file < g->file || (r->refs[i].file == g->file && r->refs[i].file_off < g->file_off)) {
+				g->use = i;
 				g->file = r->refs[i].file;
 				g->file_off = r->refs[i].file_off;
 			}
@@ -383,6 +503,7 @@ static int restore_layout(int dest, const struct tier_merged *all, mode_t umask_
 	}
 	if (r->ngroups > 0)
 		qsort(r->groups, r->ngroups, sizeof(*r->groups), group_cmp);
+	restore_plan_runs(r);
 	return 0;
 }
 
@@ -752,6 +873,7 @@ out:
 	free(r.files);
 	free(r.refs);
 	free(r.groups);
+	free(r.runs);
 	tier_merged_free(&all);
 	tier_manifest_set_free(&ms);
 	tier_commit_free(&commit);

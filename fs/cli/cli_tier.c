@@ -176,6 +176,7 @@ int cli_tier_start(const struct pecfs_config *cfg, struct store *st, struct tier
 	o.nodes = cfg->s3_nodes;
 	o.node_id = nz(cfg->node_id);
 	o.upload_bandwidth = cfg->upload_bandwidth;
+	o.pack_size = cfg->s3_pack_size;
 	o.cache_size = cfg->cache_size;
 	o.cache_min_free = cfg->cache_min_free;
 	o.prefetch = cfg->s3_prefetch;

@@ -57,6 +57,7 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 	t->threads = opt->upload_threads ? opt->upload_threads : 8;
 	t->nodes = opt->nodes ? opt->nodes : 1;
 	t->bandwidth = opt->upload_bandwidth;
+	t->pack_size = opt->pack_size;
 	t->cache_size = opt->cache_size;
 	t->cache_min_free = opt->cache_min_free;
 	t->log = opt->log;

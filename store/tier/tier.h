@@ -19,6 +19,7 @@
 #include "digest.h"
 #include "s3_client.h"
 #include "store.h"
+#include "tier_manifest.h"
 
 #define TIER_NODE_ID_MAX 64
 #define TIER_PREFIX_MAX 512
@@ -44,6 +45,8 @@ struct tier_options {
 					 retries whole versions itself; a reader with no retry of its own
 					 (restore, import, fsck --remote) wants TIER_READER_ATTEMPTS */
 	uint64_t upload_bandwidth;    /* bytes per second, 0: unlimited */
+	uint64_t pack_size;           /* chunk bytes uploaded together in one pack object; 0 (or at most one
+					 chunk): an object per chunk (FORMAT.md section 5, "Packs") */
 	unsigned prefetch;            /* chunks fetched ahead of a sequential reader of remote chunks, half
 					 of them at a time; 0: no read-ahead (tier_readahead) */
 	uint64_t cache_size;          /* local chunk bytes kept; beyond, uploaded chunks are evicted LRU;
@@ -110,6 +113,7 @@ struct tier_status {
 	uint64_t versions_uploaded;   /* committed by this node since open */
 	uint64_t bytes_uploaded;      /* chunk bytes sent since open (objects already there not counted) */
 	uint64_t chunks_uploaded, chunks_skipped;  /* sent / found in the bucket already, since open */
+	uint64_t packs_uploaded;      /* pack objects sent (each holds several of chunks_uploaded) */
 	double rate_bytes_per_s;      /* recent upload rate */
 	uint64_t failures;            /* failed attempts since open */
 	uint64_t versions_failing;    /* pending versions whose last attempt failed (error names the latest) */
@@ -184,8 +188,8 @@ struct tier_gc_options {
 	int64_t grace_ns;         /* objects younger than this are never deleted */
 	bool dry_run;             /* report what would go, delete nothing */
 	const char *forget_node;  /* drop this node's published state first (a node gone for good) */
-	/* Called from the calling thread as manifests are read ("reading", manifests) and chunk objects
-	   deleted ("deleting", chunks): done of total; NULL: none. */
+	/* Called from the calling thread as manifests are read ("reading", manifests) and chunk and pack
+	   objects deleted ("deleting", objects): done of total; NULL: none. */
 	void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total);
 	void *progress_ctx;
 };
@@ -198,12 +202,16 @@ struct tier_gc_report {
 	uint64_t objects_deleted; /* COMMIT and manifest objects */
 	uint64_t chunks, chunks_live, chunks_recent;  /* chunk objects seen / referenced / within grace */
 	uint64_t chunks_deleted, bytes_deleted;
+	uint64_t packs, packs_live, packs_recent;  /* objects under packs/ seen / kept for a manifest or a live
+						      member / within grace */
+	uint64_t packs_deleted, pack_bytes_deleted;  /* packs and objects under packs/ that are no pack */
 	uint64_t segments_deleted;  /* node state segments no head names (and, with forget_node, its own) */
 };
 
 /* Collects the bucket of opt: retires committed versions beyond the newest o->keep of each run that
- * no node keeps, and deletes chunk objects no node and no remaining manifest references, leaving
- * anything younger than the grace period. One line per retired version and node to progress (may be
+ * no node keeps, and deletes chunk objects no node and no remaining manifest references, and pack
+ * objects no remaining manifest names holding no chunk that is referenced so, leaving anything
+ * younger than the grace period. One line per retired version and node to progress (may be
  * NULL). -EBUSY when another collection runs; other failures with a reason in err. */
 int tier_bucket_gc(const struct tier_options *opt, const struct tier_gc_options *o, FILE *progress,
 		   struct tier_gc_report *out, char *err, size_t errsz);
@@ -224,19 +232,24 @@ struct tier_fsck_report {
 	uint64_t uncommitted;     /* versions with manifests but no COMMIT (an upload under way or cut short,
 				     parts waiting for other nodes): not an error */
 	uint64_t manifests, node_states;
-	uint64_t chunks;          /* distinct chunk objects named by manifests */
-	uint64_t objects;         /* objects checked: COMMITs, manifests, node states, chunks */
+	uint64_t chunks;          /* distinct chunk objects named by manifests (one chunk at two locations:
+				     its own object, a pack, counts twice) */
+	uint64_t packs;           /* distinct pack objects named by manifests */
+	uint64_t objects;         /* objects checked: COMMITs, manifests, node states, chunks, packs */
 	uint64_t bytes;           /* chunk payload bytes verified (quick: chunk object bytes listed) */
 	uint64_t problems;        /* damage found, one printed line each */
 	uint64_t missing, corrupt;  /* of problems: chunk objects */
 	uint64_t unreferenced, unreferenced_bytes;  /* chunk objects no manifest names: not an error */
+	uint64_t unreferenced_packs, unreferenced_pack_bytes;  /* pack objects no manifest names: not an error */
 	uint64_t unexpected;      /* other objects under the prefix ("note:" lines): not an error */
 	uint64_t unreadable;      /* objects that could not be read (network, permission): check incomplete */
 };
 
 /* Checks the bucket and prefix of opt, reading only: every COMMIT and manifest parses and names the
  * version it is stored under, every COMMIT has its manifests, every chunk object a manifest names
- * exists with the right size and, unless o->quick, has a sound header and SHA-256 (tier_chunk_fetch_into).
+ * exists with the right size (a pack: long enough to hold the member at the offset named) and, unless
+ * o->quick, has a sound header and SHA-256 (tier_chunk_fetch_into), and every pack named has a member
+ * table that parses.
  * One line per problem to o->out, naming the object's key and, for a chunk, the files (run/version/path)
  * that use it. 0 when the check ran to the end (findings in r), -EINVAL for bad options, -EAGAIN while a
  * bucket garbage collection runs or when one ran meanwhile, else the error that stopped the check
@@ -330,9 +343,52 @@ int tier_chunk_fetch(struct s3_client *c, const char *prefix, const struct diges
 
 /* The same for a chunk whose payload length len the caller knows (a manifest names it): the object is
  * read straight into buf (at least len + TIER_CHUNK_HDR + 1 bytes), header first, payload at
- * buf + TIER_CHUNK_HDR, with no allocation or copy. -EIO also when the object's length differs. */
-int tier_chunk_fetch_into(struct s3_client *c, const char *prefix, const struct digest *d, uint64_t len, void *buf,
-			  struct s3_result *res);
+ * buf + TIER_CHUNK_HDR, with no allocation or copy. loc NULL or not packed: its own object; packed:
+ * the member at loc->off of the pack (one ranged GET). -EIO also when the object's length differs,
+ * or when what lies at the location is not this chunk. */
+int tier_chunk_fetch_into(struct s3_client *c, const char *prefix, const struct digest *d,
+			  const struct tier_loc *loc, uint64_t len, void *buf, struct s3_result *res);
+
+/* Checks one chunk object of olen bytes (header, then payload) already in memory against d, as
+ * tier_chunk_fetch_into does after its GET: magic, format, header CRC, digest, a payload length of
+ * exactly olen - TIER_CHUNK_HDR, and SHA-256 of the payload. For a reader that fetched several
+ * members of a pack with one GET. 0 or -EIO. Pure, thread-safe. */
+int tier_chunk_check(const struct digest *d, const void *obj, size_t olen);
+
+/* Whether the object of a chunk of payload length len is at loc (NULL: its own object), by one HEAD:
+ * 0 when it is there at the size the chunk needs (a pack: long enough to hold the member), -ENOENT
+ * when not, or the client's error. */
+int tier_loc_head(struct s3_client *c, const char *prefix, const struct digest *d, const struct tier_loc *loc,
+		  uint64_t len, struct s3_result *res);
+
+/* ---- packs: several chunk objects in one object (FORMAT.md section 5, "Packs") ---- */
+#define TIER_PACK_HDR_FIXED 32     /* magic, format, header length, count */
+#define TIER_PACK_ENTRY 40         /* a member's SHA-256 and payload length in the table */
+#define TIER_PACK_MEMBERS_MAX 256  /* members of one pack */
+
+/* Key of a pack's object under prefix into buf. -ENAMETOOLONG. */
+int tier_pack_key(const char *prefix, const struct digest *pack, char *buf, size_t size);
+/* Key of the object holding a chunk: its pack's when loc is packed, else its own. */
+int tier_loc_key(const char *prefix, const struct digest *d, const struct tier_loc *loc, char *buf, size_t size);
+/* Writes the header of a pack of members d[0..n) with payload lengths len[0..n) (n at most
+ * TIER_PACK_MEMBERS_MAX) into hdr (TIER_PACK_HDR_FIXED + n * TIER_PACK_ENTRY bytes, the length
+ * returned) and its name (SHA-256 of the table) into *name. Member i's chunk object starts at the
+ * header's length plus the objects before it (TIER_CHUNK_HDR + len each). */
+size_t tier_pack_header(const struct digest *d, const uint64_t *len, size_t n, uint8_t *hdr, struct digest *name);
+
+/* A member of a pack, as its header lists it. */
+struct tier_pack_member {
+	struct digest d;
+	uint64_t len;   /* payload bytes */
+	uint64_t off;   /* where its chunk object starts in the pack */
+};
+/* Parses the first olen bytes of the pack object called name (bucket content): magic, format, a count
+ * of 1 to TIER_PACK_MEMBERS_MAX, the header's length, zero padding, lengths of 1 to CHUNK_MAX_SIZE,
+ * and the table's SHA-256 equal to the name. out has room for TIER_PACK_MEMBERS_MAX. 0, -EPROTONOSUPPORT
+ * for a pack's magic with another format (written by a later release), or -EBADMSG (also when olen
+ * does not hold the whole header). */
+int tier_pack_parse(const uint8_t *obj, size_t olen, const struct digest *name, struct tier_pack_member *out,
+		    size_t *n);
 
 /* Splits an s3:// URI and makes a client for the options' server (credentials from the environment
  * or options->credentials_file, read again when the server refuses temporary ones or they near their

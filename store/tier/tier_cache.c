@@ -171,19 +171,23 @@ static int candidate_cmp(const void *a, const void *b)
  * a mark from an earlier epoch is checked with a HEAD first (and dropped when the object is gone). */
 static bool still_in_bucket(struct tier *t, const struct digest *d, uint64_t epoch)
 {
-	char key[TIER_PREFIX_MAX + 160];
 	struct s3_result res = { 0 };
+	struct meta_remote r;
 	struct meta_chunk c;
-	uint64_t seen, size = 0;
+	struct tier_loc loc;
 	int rc;
 
-	if (meta_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == epoch)
-		return true;
-	if (tier_chunk_key(t->prefix, d, key, sizeof(key)) < 0 || meta_get_chunk(t->meta, d, &c) < 0)
+	if (meta_chunk_remote_get(t->meta, d, &r) < 0)
 		return false;
-	rc = s3_head(t->client, key, &size, NULL, &res);
-	if (rc == 0 && size == c.len + TIER_CHUNK_HDR) {
-		meta_chunk_mark_remote(t->meta, d, epoch);
+	if (r.epoch == epoch)
+		return true;
+	if (meta_get_chunk(t->meta, d, &c) < 0)
+		return false;
+	loc = (struct tier_loc){ .packed = r.packed, .pack = r.pack, .off = r.pack_off };
+	rc = tier_loc_head(t->client, t->prefix, d, &loc, c.len, &res);
+	if (rc == 0) {
+		r.epoch = epoch;
+		meta_chunk_mark_remote(t->meta, d, &r);
 		return true;
 	}
 	if (rc == -ENOENT)

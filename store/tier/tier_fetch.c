@@ -83,12 +83,18 @@ uint8_t *tier_fetch_place(void *mem)
 static int fetch_object(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, uint8_t **obj,
 			size_t *plen, struct s3_result *res)
 {
+	struct meta_remote r;
 	struct meta_chunk rec;
+	struct tier_loc loc = { 0 };
 	void *mem, *p = NULL;
 	int rc;
 
+	if (meta_chunk_remote_get(t->meta, d, &r) == 0 && r.packed)
+		loc = (struct tier_loc){ .packed = true, .pack = r.pack, .off = r.pack_off };
 	if (meta_get_chunk(t->meta, d, &rec) < 0 || rec.len > CHUNK_MAX_SIZE) {
-		/* No record of its length (not expected for a chunk marked remote): fetch it whole. */
+		/* No record of its length (not expected for a chunk marked remote): fetch its own object whole. */
+		if (loc.packed)
+			return -EIO;
 		rc = tier_chunk_fetch(t->client, t->prefix, d, &p, plen, res);
 		if (rc < 0)
 			return rc;
@@ -107,7 +113,7 @@ static int fetch_object(struct tier *t, const struct digest *d, struct tier_fetc
 	*obj = tier_fetch_place(mem);
 	*plen = rec.len;
 	if (!p)
-		return tier_chunk_fetch_into(t->client, t->prefix, d, rec.len, *obj, res);
+		return tier_chunk_fetch_into(t->client, t->prefix, d, &loc, rec.len, *obj, res);
 	memcpy(*obj + TIER_CHUNK_HDR, p, rec.len);
 	free(p);
 	return 0;

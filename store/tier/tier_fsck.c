@@ -2,12 +2,15 @@
  * whole, as restore and `mount --from` need it? Reads only; needs no mount and no data folder.
  *
  * One listing of the prefix sorts the objects into COMMITs, manifests, node states, garbage collection
- * objects and chunk objects. Then, `jobs` requests at a time: every COMMIT, manifest and node state is
- * read and parsed; every chunk a manifest names must be listed with the size its header and payload
- * length give, and (unless quick) is downloaded and verified (header, length, SHA-256:
- * tier_chunk_fetch_into). Problems are printed after all checks, one per line, each naming the object's
- * key and, for a chunk, the files that use it (run/version/path). A garbage collection running, or
- * starting during the check, makes it refuse (-EAGAIN): objects it retires would look missing.
+ * objects, chunk objects and packs. Then, `jobs` requests at a time: every COMMIT, manifest and node
+ * state is read and parsed; every chunk a manifest names must be listed with the size its header and
+ * payload length give (in a pack: a pack long enough to hold it at the offset the manifest gives), and
+ * (unless quick) is downloaded and verified (header, length, SHA-256: tier_chunk_fetch_into), as is the
+ * member table of every pack a manifest names. One chunk may be named at several locations (its own
+ * object, packs of different uploads): each is checked. Problems are printed after all checks, one
+ * per line, each naming the object's key and, for a chunk, the files that use it (run/version/path).
+ * A garbage collection running, or starting during the check, makes it refuse (-EAGAIN): objects it
+ * retires would look missing.
  * Invariant: nothing here writes to the bucket.
  */
 #include <errno.h>
@@ -60,23 +63,43 @@ enum fsck_chunk_state { CHUNK_UNCHECKED = 0, CHUNK_OK, CHUNK_MISSING, CHUNK_SIZE
 
 struct fsck_ref {
 	struct digest d;
+	struct tier_loc loc;
 	uint64_t chunk_len;
 	uint32_t manifest, entry;  /* robj index, entry index */
 };
 
+/* A chunk at one location: its own object, or a member of a pack. */
 struct fsck_chunk {
 	struct digest d;
+	struct tier_loc loc;
 	uint64_t len;          /* payload length the manifests give */
 	size_t first, n;       /* its refs */
-	uint64_t listed;       /* object size from the listing */
+	size_t pack;           /* loc.packed: its pack in packs[] */
+	uint64_t listed;       /* size of the object holding it, from the listing */
 	bool present;
 	enum fsck_chunk_state state;
 	char *msg;             /* CHUNK_UNREADABLE: why */
 };
 
+/* A chunk object or a pack, as listed. */
 struct fsck_listed {
 	struct digest d;
 	uint64_t size;
+	bool named;            /* a manifest names it */
+};
+
+enum fsck_pack_state { PACK_UNCHECKED = 0, PACK_OK, PACK_BAD_TABLE, PACK_UNREADABLE };
+
+/* A pack a manifest names. */
+struct fsck_pack {
+	struct digest name;
+	enum fsck_pack_state state;
+	char *msg;             /* PACK_UNREADABLE: why */
+};
+
+/* A file using a chunk: robj index, entry index. */
+struct fsck_user {
+	uint32_t manifest, entry;
 };
 
 struct fsck_lines {
@@ -103,13 +126,17 @@ struct fsck {
 	size_t nsegs, capsegs;
 	struct fsck_listed *listed;   /* chunk objects */
 	size_t nlisted, caplisted;
+	struct fsck_listed *listed_packs;
+	size_t nlisted_packs, caplisted_packs;
 	struct fsck_lines notes;      /* unexpected keys */
 	struct fsck_version *versions;
 	size_t nversions;
 	struct fsck_ref *refs;
 	size_t nrefs;
-	struct fsck_chunk *chunks;
+	struct fsck_chunk *chunks;    /* distinct (digest, location) pairs, sorted */
 	size_t nchunks;
+	struct fsck_pack *packs;      /* distinct packs named, sorted */
+	size_t npacks;
 
 	atomic_uint_fast64_t done_bytes;
 	uint64_t total_bytes;
@@ -223,21 +250,30 @@ static int fsck_add_robj(struct fsck *f, const char *key, const char *rel)
 	return 0;
 }
 
-static int fsck_add_chunk(struct fsck *f, const char *key, const char *rel, uint64_t size)
+/* chunks/<hh>/<hex> or packs/<hh>/<hex> (dir the part before <hh>), spelled as readers spell it. */
+static int fsck_add_object(struct fsck *f, const char *key, const char *rel, const char *dir, uint64_t size)
 {
-	const char *hex = rel + 10;  /* "chunks/xx/" */
+	size_t dlen = strlen(dir);
+	const char *hex = rel + dlen + 3;  /* "<dir>xx/" */
+	bool pack = strcmp(dir, "packs/") == 0;
 	struct digest d;
 	bool lower = true;
 
 	for (size_t i = 0; i < DIGEST_HEX_LEN && hex[i]; i++)
 		lower = lower && ((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'));
-	if (strlen(rel) != 10 + DIGEST_HEX_LEN || rel[9] != '/' || memcmp(rel + 7, hex, 2) != 0 || !lower ||
-	    digest_from_hex(hex, &d) < 0)
-		return lines_add(&f->notes, fsck_strdup_printf("%s: not a chunk object name (unexpected under chunks/)",
-							      key));
+	if (strlen(rel) != dlen + 3 + DIGEST_HEX_LEN || rel[dlen + 2] != '/' || memcmp(rel + dlen, hex, 2) != 0 ||
+	    !lower || digest_from_hex(hex, &d) < 0)
+		return lines_add(&f->notes, fsck_strdup_printf("%s: not a %s name (unexpected under %s)", key,
+							      pack ? "pack object" : "chunk object", dir));
+	if (pack) {
+		if (grow((void **)&f->listed_packs, &f->caplisted_packs, f->nlisted_packs, sizeof(*f->listed_packs)) < 0)
+			return -ENOMEM;
+		f->listed_packs[f->nlisted_packs++] = (struct fsck_listed){ d, size, false };
+		return 0;
+	}
 	if (grow((void **)&f->listed, &f->caplisted, f->nlisted, sizeof(*f->listed)) < 0)
 		return -ENOMEM;
-	f->listed[f->nlisted++] = (struct fsck_listed){ d, size };
+	f->listed[f->nlisted++] = (struct fsck_listed){ d, size, false };
 	return 0;
 }
 
@@ -285,7 +321,9 @@ static int fsck_listed_one(void *ctx, const struct s3_object *o)
 	if (strlen(o->key) < f->prefix_len)
 		return 0;
 	if (strncmp(rel, "chunks/", 7) == 0)
-		return fsck_add_chunk(f, o->key, rel, o->size);
+		return fsck_add_object(f, o->key, rel, "chunks/", o->size);
+	if (strncmp(rel, "packs/", 6) == 0)
+		return fsck_add_object(f, o->key, rel, "packs/", o->size);
 	if (strncmp(rel, "runs/", 5) == 0)
 		return fsck_add_robj(f, o->key, rel + 5);
 	if (strncmp(rel, "nodes/", 6) == 0)
@@ -451,11 +489,28 @@ static int robj_cmp(const void *a, const void *b)
 	return c ? c : strcmp(x->name, y->name);
 }
 
+/* Own object first, then packs by name and offset. */
+static int loc_cmp(const struct tier_loc *x, const struct tier_loc *y)
+{
+	int c;
+
+	if (x->packed != y->packed)
+		return x->packed ? 1 : -1;
+	if (!x->packed)
+		return 0;
+	c = memcmp(&x->pack, &y->pack, DIGEST_LEN);
+	if (c)
+		return c;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
 static int ref_cmp(const void *a, const void *b)
 {
 	const struct fsck_ref *x = a, *y = b;
 	int c = memcmp(&x->d, &y->d, DIGEST_LEN);
 
+	if (!c)
+		c = loc_cmp(&x->loc, &y->loc);
 	if (c)
 		return c;
 	if (x->manifest != y->manifest)
@@ -468,7 +523,8 @@ static int listed_cmp(const void *a, const void *b)
 	return memcmp(a, b, DIGEST_LEN);
 }
 
-/* Every extent of every sound manifest, sorted by digest, and the distinct chunks among them. */
+/* Every extent of every sound manifest, sorted by digest and location, and the distinct (digest,
+ * location) pairs among them. */
 static int fsck_collect_refs(struct fsck *f)
 {
 	size_t n = 0, k = 0;
@@ -486,9 +542,11 @@ static int fsck_collect_refs(struct fsck *f)
 			continue;
 		for (size_t e = 0; e < f->reads[i].m.n; e++) {
 			const struct tier_manifest_entry *me = &f->reads[i].m.entries[e];
-			for (size_t x = 0; x < me->next; x++)
-				f->refs[k++] = (struct fsck_ref){ me->ext[x].digest, me->ext[x].chunk_len, (uint32_t)i,
+			for (size_t x = 0; x < me->next; x++) {
+				const struct tier_manifest_extent *ext = &me->ext[x];
+				f->refs[k++] = (struct fsck_ref){ ext->digest, ext->loc, ext->chunk_len, (uint32_t)i,
 								  (uint32_t)e };
+			}
 		}
 	}
 	f->nrefs = k;
@@ -496,11 +554,13 @@ static int fsck_collect_refs(struct fsck *f)
 		qsort(f->refs, f->nrefs, sizeof(*f->refs), ref_cmp);
 	for (size_t i = 0; i < f->nrefs; i++) {
 		struct fsck_chunk *c = &f->chunks[f->nchunks];
-		if (i > 0 && digest_equal(&f->refs[i].d, &f->refs[i - 1].d)) {
+		if (i > 0 && digest_equal(&f->refs[i].d, &f->refs[i - 1].d) &&
+		    loc_cmp(&f->refs[i].loc, &f->refs[i - 1].loc) == 0) {
 			f->chunks[f->nchunks - 1].n++;
 			continue;
 		}
 		c->d = f->refs[i].d;
+		c->loc = f->refs[i].loc;
 		c->len = f->refs[i].chunk_len;
 		c->first = i;
 		c->n = 1;
@@ -509,33 +569,80 @@ static int fsck_collect_refs(struct fsck *f)
 	return 0;
 }
 
-/* Marks the chunks the listing has, and counts the listed ones no manifest names. */
+/* The distinct packs the chunks name, each chunk's index among them. */
+static int fsck_collect_packs(struct fsck *f)
+{
+	size_t k = 0;
+
+	f->packs = calloc(f->nchunks ? f->nchunks : 1, sizeof(*f->packs));
+	if (!f->packs)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nchunks; i++)
+		if (f->chunks[i].loc.packed)
+			f->packs[f->npacks++].name = f->chunks[i].loc.pack;
+	if (f->npacks)
+		qsort(f->packs, f->npacks, sizeof(*f->packs), listed_cmp);
+	for (size_t i = 0; i < f->npacks; i++)
+		if (k == 0 || !digest_equal(&f->packs[k - 1].name, &f->packs[i].name))
+			f->packs[k++] = f->packs[i];
+	f->npacks = k;
+	for (size_t i = 0; i < f->nchunks; i++) {
+		const struct fsck_pack *p;
+		if (!f->chunks[i].loc.packed)
+			continue;
+		p = bsearch(&f->chunks[i].loc.pack, f->packs, f->npacks, sizeof(*f->packs), listed_cmp);
+		f->chunks[i].pack = (size_t)(p - f->packs);
+	}
+	return 0;
+}
+
+static struct fsck_listed *fsck_listed_find(struct fsck_listed *v, size_t n, const struct digest *d)
+{
+	return n ? bsearch(d, v, n, sizeof(*v), listed_cmp) : NULL;
+}
+
+/* Marks the chunks and packs the listing has, and counts the listed ones no manifest names. */
 static void fsck_match_listing(struct fsck *f)
 {
 	if (f->nlisted)  /* nothing listed: no array at all */
 		qsort(f->listed, f->nlisted, sizeof(*f->listed), listed_cmp);
-	for (size_t i = 0, c = 0; i < f->nlisted; i++) {
-		while (c < f->nchunks && memcmp(&f->chunks[c].d, &f->listed[i].d, DIGEST_LEN) < 0)
-			c++;
-		if (c < f->nchunks && digest_equal(&f->chunks[c].d, &f->listed[i].d)) {
-			f->chunks[c].present = true;
-			f->chunks[c].listed = f->listed[i].size;
-		} else {
-			f->r->unreferenced++;
-			f->r->unreferenced_bytes += f->listed[i].size;
-		}
+	if (f->nlisted_packs)
+		qsort(f->listed_packs, f->nlisted_packs, sizeof(*f->listed_packs), listed_cmp);
+	for (size_t p = 0; p < f->npacks; p++) {
+		const struct fsck_listed *l = fsck_listed_find(f->listed_packs, f->nlisted_packs, &f->packs[p].name);
+		if (!l || f->o->quick)
+			f->packs[p].state = PACK_OK;  /* a missing pack is told chunk by chunk */
 	}
 	for (size_t c = 0; c < f->nchunks; c++) {
 		struct fsck_chunk *ch = &f->chunks[c];
+		struct fsck_listed *l = ch->loc.packed ?
+			fsck_listed_find(f->listed_packs, f->nlisted_packs, &ch->loc.pack) :
+			fsck_listed_find(f->listed, f->nlisted, &ch->d);
+		if (l) {
+			l->named = true;
+			ch->present = true;
+			ch->listed = l->size;
+		}
 		if (!ch->present)
 			ch->state = CHUNK_MISSING;
-		else if (ch->listed != ch->len + TIER_CHUNK_HDR)
+		else if (ch->loc.packed ? ch->listed < ch->loc.off + TIER_CHUNK_HDR + ch->len
+					: ch->listed != ch->len + TIER_CHUNK_HDR)
 			ch->state = CHUNK_SIZE;
 		else if (f->o->quick)
 			ch->state = CHUNK_OK;
 		else
 			f->total_bytes += ch->len;
 	}
+	for (size_t i = 0; i < f->nlisted; i++)
+		if (!f->listed[i].named) {
+			f->r->unreferenced++;
+			f->r->unreferenced_bytes += f->listed[i].size;
+		}
+	for (size_t i = 0; i < f->nlisted_packs; i++)
+		if (!f->listed_packs[i].named) {
+			f->r->unreferenced_packs++;
+			f->r->unreferenced_pack_bytes += f->listed_packs[i].size;
+		}
 }
 
 static void check_chunk(struct fsck *f, size_t i, void **buf, size_t *bufsz)
@@ -557,12 +664,12 @@ static void check_chunk(struct fsck *f, size_t i, void **buf, size_t *bufsz)
 		*buf = p;
 		*bufsz = need;
 	}
-	rc = tier_chunk_fetch_into(f->c, f->prefix, &ch->d, ch->len, *buf, &res);
+	rc = tier_chunk_fetch_into(f->c, f->prefix, &ch->d, &ch->loc, ch->len, *buf, &res);
 	if (rc == 0) {
 		ch->state = CHUNK_OK;
 		atomic_fetch_add(&f->done_bytes, ch->len);
-	} else if (rc == -EIO && res.http_status >= 200 && res.http_status < 300) {
-		ch->state = CHUNK_CORRUPT;
+	} else if ((rc == -EIO && res.http_status >= 200 && res.http_status < 300) || rc == -ERANGE) {
+		ch->state = CHUNK_CORRUPT;  /* -ERANGE: the member's offset is past the end of the pack */
 	} else if (rc == -ENOENT) {
 		ch->state = CHUNK_MISSING;
 	} else {
@@ -571,44 +678,147 @@ static void check_chunk(struct fsck *f, size_t i, void **buf, size_t *bufsz)
 	}
 }
 
+/* The member table of a pack a manifest names: readers never need it, but bucket gc judges by it a
+ * pack that no manifest names any more, and takes one whose table does not parse for garbage. */
+static void check_pack(struct fsck *f, size_t i, void **buf, size_t *bufsz)
+{
+	struct fsck_pack *p = &f->packs[i];
+	size_t hsz = TIER_PACK_HDR_FIXED + TIER_PACK_MEMBERS_MAX * TIER_PACK_ENTRY;
+	size_t msz = TIER_PACK_MEMBERS_MAX * sizeof(struct tier_pack_member), got = 0, n;
+	char key[TIER_PREFIX_MAX + 160];
+	struct s3_result res = { 0 };
+	int rc;
+
+	if (p->state != PACK_UNCHECKED)
+		return;
+	if (*bufsz < msz + hsz) {
+		void *q = realloc(*buf, msz + hsz);
+		if (!q) {
+			p->state = PACK_UNREADABLE;
+			p->msg = strdup("out of memory");
+			return;
+		}
+		*buf = q;
+		*bufsz = msz + hsz;
+	}
+	tier_pack_key(f->prefix, &p->name, key, sizeof(key));
+	/* A shorter object gives fewer bytes; tier_pack_parse refuses a table it does not hold whole. */
+	rc = s3_get(f->c, key, 0, hsz, (uint8_t *)*buf + msz, &got, &res);
+	if (rc == -ENOENT) {
+		p->state = PACK_OK;  /* gone since the listing: its chunks are checked, and found missing */
+	} else if (rc < 0) {
+		p->state = PACK_UNREADABLE;
+		p->msg = strdup(fsck_message(&res, rc));
+	} else {
+		rc = tier_pack_parse((const uint8_t *)*buf + msz, got, &p->name, *buf, &n);
+		p->state = rc == 0 || rc == -EPROTONOSUPPORT ? PACK_OK : PACK_BAD_TABLE;  /* a later format: its members are still checked */
+	}
+}
+
 /* ---- the report ---- */
 
-/* "KEY ...: used by run/version/path, ... and N more" for a bad chunk. */
-static void fsck_print_chunk(struct fsck *f, FILE *out, const struct fsck_chunk *ch)
+static int user_cmp(const void *a, const void *b)
 {
-	char key[TIER_PREFIX_MAX + 160];
+	const struct fsck_user *x = a, *y = b;
+
+	if (x->manifest != y->manifest)
+		return x->manifest < y->manifest ? -1 : 1;
+	return x->entry < y->entry ? -1 : x->entry > y->entry;
+}
+
+/* Adds the files using chunk ch to u (room for them reserved by the caller). */
+static size_t fsck_chunk_users(const struct fsck *f, const struct fsck_chunk *ch, struct fsck_user *u)
+{
+	for (size_t i = 0; i < ch->n; i++)
+		u[i] = (struct fsck_user){ f->refs[ch->first + i].manifest, f->refs[ch->first + i].entry };
+	return ch->n;
+}
+
+/* ": used by run/version/path, ... and N more" and the end of the line: each file once, in manifest
+ * order. Sorts u. */
+static void fsck_print_users(const struct fsck *f, FILE *out, struct fsck_user *u, size_t n)
+{
 	size_t shown = 0, users = 0;
 
-	tier_chunk_key(f->prefix, &ch->d, key, sizeof(key));
-	switch (ch->state) {
-	case CHUNK_MISSING:
-		fprintf(out, "missing chunk object %s", key);
-		break;
-	case CHUNK_SIZE:
-		fprintf(out, "corrupt chunk object %s (%llu bytes, %llu expected)", key, (unsigned long long)ch->listed,
-			(unsigned long long)(ch->len + TIER_CHUNK_HDR));
-		break;
-	case CHUNK_CORRUPT:
-		fprintf(out, "corrupt chunk object %s (header or SHA-256 mismatch)", key);
-		break;
-	default:
-		fprintf(out, "cannot read chunk object %s (%s)", key, ch->msg ? ch->msg : "unknown error");
-		break;
-	}
-	for (size_t i = ch->first; i < ch->first + ch->n; i++) {
-		const struct fsck_ref *x = &f->refs[i];
-		if (i > ch->first && x->manifest == x[-1].manifest && x->entry == x[-1].entry)
-			continue;  /* one file naming the chunk twice */
+	if (n)
+		qsort(u, n, sizeof(*u), user_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && user_cmp(&u[i], &u[i - 1]) == 0)
+			continue;  /* one file naming the chunk twice, or several chunks of one pack */
 		users++;
 		if (shown++ < FSCK_USERS_SHOWN) {
-			const struct fsck_robj *o = &f->robj[x->manifest];
+			const struct fsck_robj *o = &f->robj[u[i].manifest];
 			fprintf(out, "%s%s/%s/%s", shown == 1 ? ": used by " : ", ", o->run, o->version,
-				f->reads[x->manifest].m.entries[x->entry].path);
+				f->reads[u[i].manifest].m.entries[u[i].entry].path);
 		}
 	}
 	if (users > FSCK_USERS_SHOWN)
 		fprintf(out, " and %zu more", users - FSCK_USERS_SHOWN);
 	fputc('\n', out);
+}
+
+/* "KEY ...: used by run/version/path, ... and N more" for a bad chunk; a chunk in a pack is named by
+ * the pack's key, its digest and its offset there. */
+static void fsck_print_chunk(struct fsck *f, FILE *out, const struct fsck_chunk *ch)
+{
+	const char *kind = ch->loc.packed ? "pack" : "chunk";
+	char key[TIER_PREFIX_MAX + 160], at[DIGEST_HEX_LEN + 64] = "", hex[DIGEST_HEX_LEN + 1];
+	struct fsck_user *u = malloc((ch->n ? ch->n : 1) * sizeof(*u));
+
+	tier_loc_key(f->prefix, &ch->d, &ch->loc, key, sizeof(key));
+	if (ch->loc.packed) {
+		digest_to_hex(&ch->d, hex);
+		snprintf(at, sizeof(at), "chunk %s at offset %llu", hex, (unsigned long long)ch->loc.off);
+	}
+	switch (ch->state) {
+	case CHUNK_MISSING:
+		fprintf(out, "missing %s object %s%s%s%s", kind, key, at[0] ? " (" : "", at, at[0] ? ")" : "");
+		break;
+	case CHUNK_SIZE:
+		if (ch->loc.packed)
+			fprintf(out, "corrupt pack object %s (%llu bytes, %s ends at %llu)", key,
+				(unsigned long long)ch->listed, at,
+				(unsigned long long)(ch->loc.off + TIER_CHUNK_HDR + ch->len));
+		else
+			fprintf(out, "corrupt chunk object %s (%llu bytes, %llu expected)", key,
+				(unsigned long long)ch->listed, (unsigned long long)(ch->len + TIER_CHUNK_HDR));
+		break;
+	case CHUNK_CORRUPT:
+		fprintf(out, "corrupt %s object %s (%s%sheader or SHA-256 mismatch)", kind, key, at, at[0] ? ": " : "");
+		break;
+	default:
+		fprintf(out, "cannot read %s object %s (%s%s%s)", kind, key, at, at[0] ? ": " : "",
+			ch->msg ? ch->msg : "unknown error");
+		break;
+	}
+	fsck_print_users(f, out, u, u ? fsck_chunk_users(f, ch, u) : 0);
+	free(u);
+}
+
+/* A pack whose member table is bad or unreadable, with every file whose chunks it holds. */
+static void fsck_print_pack(struct fsck *f, FILE *out, size_t p)
+{
+	const struct fsck_pack *pk = &f->packs[p];
+	char key[TIER_PREFIX_MAX + 160];
+	struct fsck_user *u = NULL;
+	size_t n = 0, k = 0;
+
+	tier_pack_key(f->prefix, &pk->name, key, sizeof(key));
+	if (pk->state == PACK_BAD_TABLE)
+		fprintf(out, "corrupt pack object %s (its member table does not parse: bucket gc takes it for garbage "
+			"once no manifest names it)", key);
+	else
+		fprintf(out, "cannot read pack object %s (its member table: %s)", key,
+			pk->msg ? pk->msg : "unknown error");
+	for (size_t i = 0; i < f->nchunks; i++)
+		if (f->chunks[i].loc.packed && f->chunks[i].pack == p)
+			n += f->chunks[i].n;
+	u = malloc((n ? n : 1) * sizeof(*u));
+	for (size_t i = 0; u && i < f->nchunks; i++)
+		if (f->chunks[i].loc.packed && f->chunks[i].pack == p)
+			k += fsck_chunk_users(f, &f->chunks[i], u + k);
+	fsck_print_users(f, out, u, k);
+	free(u);
 }
 
 /* The manifest robj of node in version ver, or -1. */
@@ -700,27 +910,50 @@ static void fsck_report_versions(struct fsck *f, FILE *out)
 	}
 }
 
+/* Manifests disagreeing on a chunk's length, wherever they place it: one of them is wrong. */
+static void fsck_report_lengths(struct fsck *f, FILE *out)
+{
+	for (size_t i = 0, j; i < f->nrefs; i = j) {
+		bool told = false;
+		for (j = i + 1; j < f->nrefs && digest_equal(&f->refs[j].d, &f->refs[i].d); j++) {
+			char key[TIER_PREFIX_MAX + 160];
+			if (told || f->refs[j].chunk_len == f->refs[i].chunk_len)
+				continue;
+			tier_chunk_key(f->prefix, &f->refs[i].d, key, sizeof(key));
+			f->r->problems++;
+			fprintf(out, "bad manifest %s: gives chunk %s a length of %llu, %s says %llu\n",
+				f->robj[f->refs[j].manifest].key, key, (unsigned long long)f->refs[j].chunk_len,
+				f->robj[f->refs[i].manifest].key, (unsigned long long)f->refs[i].chunk_len);
+			told = true;
+		}
+	}
+}
+
 static void fsck_report_chunks(struct fsck *f, FILE *out)
 {
 	struct tier_fsck_report *r = f->r;
 
+	fsck_report_lengths(f, out);
+	for (size_t i = 0; i < f->npacks; i++) {
+		const struct fsck_pack *p = &f->packs[i];
+		r->objects++;
+		r->packs++;
+		if (p->state == PACK_OK)
+			continue;
+		if (p->state == PACK_UNREADABLE) {
+			r->unreadable++;
+		} else {
+			r->problems++;
+			r->corrupt++;
+		}
+		fsck_print_pack(f, out, i);
+	}
 	for (size_t i = 0; i < f->nchunks; i++) {
 		const struct fsck_chunk *ch = &f->chunks[i];
 		r->objects++;
 		r->chunks++;
-		/* manifests disagreeing on a chunk's length: one of them is wrong */
-		for (size_t k = ch->first + 1; k < ch->first + ch->n; k++)
-			if (f->refs[k].chunk_len != ch->len) {
-				char key[TIER_PREFIX_MAX + 160];
-				tier_chunk_key(f->prefix, &ch->d, key, sizeof(key));
-				r->problems++;
-				fprintf(out, "bad manifest %s: gives chunk %s a length of %llu, %s says %llu\n",
-					f->robj[f->refs[k].manifest].key, key, (unsigned long long)f->refs[k].chunk_len,
-					f->robj[f->refs[ch->first].manifest].key, (unsigned long long)ch->len);
-				break;
-			}
 		if (ch->state == CHUNK_OK) {
-			r->bytes += f->o->quick ? ch->listed : ch->len;
+			r->bytes += f->o->quick ? ch->len + TIER_CHUNK_HDR : ch->len;
 			continue;
 		}
 		if (ch->state == CHUNK_UNREADABLE) {
@@ -879,9 +1112,12 @@ static int fsck_run(struct fsck *f, char *err, size_t errsz)
 	fsck_parallel(f, f->nrobj, check_robj);
 	fsck_parallel(f, f->nnodes, check_node);
 	rc = fsck_collect_refs(f);
+	if (rc == 0)
+		rc = fsck_collect_packs(f);
 	if (rc < 0)
 		return rc;
 	fsck_match_listing(f);
+	fsck_parallel(f, f->npacks, check_pack);
 	fsck_parallel(f, f->nchunks, check_chunk);
 
 	rc = fsck_epoch(f, &after, err, errsz, out);
@@ -930,6 +1166,10 @@ static void fsck_free(struct fsck *f)
 	free(f->segs);
 	for (size_t i = 0; i < f->nchunks; i++)
 		free(f->chunks[i].msg);
+	for (size_t i = 0; i < f->npacks; i++)
+		free(f->packs[i].msg);
+	free(f->packs);
+	free(f->listed_packs);
 	free(f->robj);
 	free(f->reads);
 	free(f->nodes);

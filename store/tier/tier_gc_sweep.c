@@ -11,7 +11,9 @@
  *      newest object is older than TIER_GC_ABANDON_GRACES grace periods (a node that died mid-upload
  *      or was forgotten: nobody will ever commit them);
  *   4. every chunk named by a remaining manifest (committed or not) is live; chunk objects that are
- *      not live and older than the grace period are deleted;
+ *      not live and older than the grace period are deleted; so are pack objects older than that
+ *      which no remaining manifest names and whose member table (read for each such candidate)
+ *      lists no live chunk, and objects under packs/ that are no pack at all;
  *   5. delete node state segments no head names (FORMAT.md: "Orphans"), clear collecting, drop the lock.
  * A failure stops the run where it is (nothing half-deleted matters: an unreferenced chunk or a
  * manifest without COMMIT is only garbage for the next run) and still clears collecting.
@@ -80,7 +82,23 @@ struct gc_run {
 	struct digest *doomed;  /* chunk objects to delete */
 	uint64_t *doomed_size;
 	size_t n_doomed, cap_doomed;
+	struct tier_digest_vec named;  /* packs a remaining manifest names, sorted once all are read */
+	struct gc_pack *packs;  /* objects under packs/ that may go: past grace, named by no manifest */
+	size_t n_packs, cap_packs;
 };
+
+/* An object listed under packs/ that no remaining manifest names and is past the grace period: it goes
+ * unless its member table lists a live chunk. */
+struct gc_pack {
+	char *key;              /* as listed */
+	uint64_t size;
+	struct digest name;     /* from the key, when well_named */
+	bool well_named;        /* the key is packs/<hh>/<hex> as tier_pack_key writes it */
+	bool doomed;
+	bool not_a_pack;        /* its key or its table is not a pack's: garbage */
+};
+
+#define GC_REFRESH_NS (60ll * 1000000000)  /* gc/epoch is rewritten this often on a long run */
 
 /* LastModified ("2026-11-27T23:54:44.000Z") in ns since the epoch; 0 when unreadable. */
 static int64_t parse_s3_time(const char *s)
@@ -549,8 +567,14 @@ static int add_manifest_chunks(struct gc_run *g, const char *key)
 		return rc;
 	}
 	for (size_t i = 0; rc == 0 && i < m.n; i++)
-		for (size_t x = 0; rc == 0 && x < m.entries[i].next; x++)
-			rc = tier_digest_vec_add(&g->live, &m.entries[i].ext[x].digest, 1);
+		for (size_t x = 0; rc == 0 && x < m.entries[i].next; x++) {
+			const struct tier_manifest_extent *e = &m.entries[i].ext[x];
+			rc = tier_digest_vec_add(&g->live, &e->digest, 1);
+			/* a file's chunks lie in few packs, one after the other: most repeats go here */
+			if (rc == 0 && e->loc.packed &&
+			    (g->named.n == 0 || !digest_equal(&g->named.d[g->named.n - 1], &e->loc.pack)))
+				rc = tier_digest_vec_add(&g->named, &e->loc.pack, 1);
+		}
 	tier_manifest_free(&m);
 	return rc;
 }
@@ -594,32 +618,183 @@ static int judge_chunk(void *ctx, const struct s3_object *o)
 	return 0;
 }
 
-static int delete_chunks(struct gc_run *g)
+/* On a long run, rewrites gc/epoch now and then so that nodes do not take this collector for dead. */
+static int gc_keep_alive(struct gc_run *g, int64_t *refresh)
 {
-	int64_t refresh = tier_now_ns() + 60ll * 1000000000;
+	int rc;
 
-	for (size_t i = 0; i < g->n_doomed; i++) {
-		char key[TIER_PREFIX_MAX + 160];
+	if (g->o->dry_run || tier_now_ns() <= *refresh)
+		return 0;
+	rc = gc_epoch_set(g, true);
+	*refresh = tier_now_ns() + GC_REFRESH_NS;
+	return rc;
+}
+
+/* ---- 4b. packs ---- */
+
+static bool is_live(const struct gc_run *g, const struct digest *d)
+{
+	return g->live.n > 0 && bsearch(d, g->live.d, g->live.n, sizeof(*d), digest_cmp) != NULL;
+}
+
+/* Sorts one listed key under packs/: kept when a remaining manifest names it or it is recent, else a
+ * candidate whose member table judge_packs reads. */
+static int list_pack(void *ctx, const struct s3_object *o)
+{
+	struct gc_run *g = ctx;
+	const char *base = strrchr(o->key, '/');
+	char canon[TIER_PREFIX_MAX + 160];
+	struct gc_pack *p;
+	struct digest d;
+	int64_t modified;
+	bool well_named;
+
+	if (o->is_prefix)
+		return 0;
+	g->rep->packs++;
+	/* Readers only ever build the key from a name (tier_pack_key): any other spelling of it (upper
+	   case hex, another <hh>) is an object nobody reads. */
+	well_named = base && strlen(base + 1) == DIGEST_HEX_LEN && digest_from_hex(base + 1, &d) == 0 &&
+		     tier_pack_key(g->prefix, &d, canon, sizeof(canon)) == 0 && strcmp(canon, o->key) == 0;
+	if (well_named && g->named.n > 0 && bsearch(&d, g->named.d, g->named.n, sizeof(d), digest_cmp)) {
+		g->rep->packs_live++;
+		return 0;
+	}
+	modified = parse_s3_time(o->last_modified);
+	if (modified == 0 || g->now - modified < g->o->grace_ns) {  /* an unreadable date counts as recent */
+		g->rep->packs_recent++;
+		return 0;
+	}
+	if (g->n_packs == g->cap_packs) {
+		size_t cap = g->cap_packs ? g->cap_packs * 2 : 64;
+		p = realloc(g->packs, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		g->packs = p;
+		g->cap_packs = cap;
+	}
+	p = &g->packs[g->n_packs];
+	memset(p, 0, sizeof(*p));
+	p->key = strdup(o->key);
+	if (!p->key)
+		return -ENOMEM;
+	p->size = o->size;
+	p->well_named = well_named;
+	if (well_named)
+		p->name = d;
+	g->n_packs++;
+	return 0;
+}
+
+/* Judges one candidate by its member table (one ranged GET of the header; a shorter object gives
+ * fewer bytes, and tier_pack_parse refuses a table it does not hold whole). 0 with p->doomed set or
+ * not, or the error that left it unjudged. */
+static int judge_pack(struct gc_run *g, struct gc_pack *p, uint8_t *hdr, size_t hsz, struct tier_pack_member *mem)
+{
+	struct s3_result res = { 0 };
+	size_t got = 0, n = 0;
+	int rc;
+
+	if (!p->well_named) {
+		p->doomed = p->not_a_pack = true;
+		return 0;
+	}
+	rc = s3_get(g->c, p->key, 0, hsz, hdr, &got, &res);
+	if (rc == -ENOENT)
+		return 0;  /* gone meanwhile */
+	if (rc < 0) {
+		/* Its members cannot be known: a node may still read one of them. */
+		snprintf(g->msg, g->msgsz, "reading the member table of %.300s: %.250s; no chunk or pack deleted",
+			 p->key, res.message[0] ? res.message : strerror(-rc));
+		return rc;
+	}
+	rc = tier_pack_parse(hdr, got, &p->name, mem, &n);
+	if (rc == -EPROTONOSUPPORT) {
+		/* A later release's pack: its members cannot be known here, and nodes of that release read it. */
+		snprintf(g->msg, g->msgsz, "%.300s is a pack of a format this release does not read; collect with "
+			 "the release that wrote it. No chunk or pack deleted", p->key);
+		return rc;
+	}
+	if (rc < 0) {
+		p->doomed = p->not_a_pack = true;  /* no reader can take a member from it */
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (is_live(g, &mem[i].d)) {
+			g->rep->packs_live++;
+			return 0;
+		}
+	p->doomed = true;
+	return 0;
+}
+
+/* Reads the table of every candidate before anything is deleted, so that a table that cannot be read
+ * stops the run with nothing gone. */
+static int judge_packs(struct gc_run *g)
+{
+	size_t hsz = TIER_PACK_HDR_FIXED + TIER_PACK_MEMBERS_MAX * TIER_PACK_ENTRY;
+	uint8_t *hdr = g->n_packs ? malloc(hsz) : NULL;
+	struct tier_pack_member *mem = g->n_packs ? malloc(TIER_PACK_MEMBERS_MAX * sizeof(*mem)) : NULL;
+	int64_t refresh = tier_now_ns() + GC_REFRESH_NS;
+	int rc = 0;
+
+	if (g->n_packs && (!hdr || !mem))
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < g->n_packs; i++) {
+		rc = judge_pack(g, &g->packs[i], hdr, hsz, mem);
+		if (rc == 0)
+			rc = gc_keep_alive(g, &refresh);
+	}
+	free(hdr);
+	free(mem);
+	return rc;
+}
+
+/* ---- 4c. deleting ---- */
+
+/* The chunk objects, then the packs, that judge_chunk and judge_packs doomed. */
+static int delete_doomed(struct gc_run *g)
+{
+	int64_t refresh = tier_now_ns() + GC_REFRESH_NS;
+	size_t total = g->n_doomed, done = 0;
+
+	for (size_t i = 0; i < g->n_packs; i++)
+		total += g->packs[i].doomed;
+	for (size_t i = 0; i < g->n_doomed + g->n_packs; i++) {
+		char buf[TIER_PREFIX_MAX + 160];
+		const char *key = buf;
 		struct s3_result res = { 0 };
 		int rc;
 
-		if (g->o->progress && (i % 64 == 0 || i + 1 == g->n_doomed))
-			g->o->progress(g->o->progress_ctx, "deleting", i, g->n_doomed);
-		g->rep->chunks_deleted++;
-		g->rep->bytes_deleted += g->doomed_size[i];
+		if (i < g->n_doomed) {
+			g->rep->chunks_deleted++;
+			g->rep->bytes_deleted += g->doomed_size[i];
+			tier_chunk_key(g->prefix, &g->doomed[i], buf, sizeof(buf));
+		} else {
+			const struct gc_pack *p = &g->packs[i - g->n_doomed];
+			if (!p->doomed)
+				continue;
+			g->rep->packs_deleted++;
+			g->rep->pack_bytes_deleted += p->size;
+			key = p->key;
+			if (p->not_a_pack && g->progress)
+				fprintf(g->progress, "%s %s (under packs/ but not a pack)\n",
+					g->o->dry_run ? "would delete" : "deleted", key);
+		}
+		if (g->o->progress && (done % 64 == 0 || done + 1 == total))
+			g->o->progress(g->o->progress_ctx, "deleting", done, total);
+		done++;
 		if (g->o->dry_run)
 			continue;
-		tier_chunk_key(g->prefix, &g->doomed[i], key, sizeof(key));
 		rc = s3_delete(g->c, key, &res);
 		if (rc < 0)
 			return gc_fail(g, rc, key, &res);
-		if (tier_now_ns() > refresh) {  /* still alive: keep the epoch from going stale */
-			rc = gc_epoch_set(g, true);
-			if (rc < 0)
-				return rc;
-			refresh = tier_now_ns() + 60ll * 1000000000;
-		}
+		rc = gc_keep_alive(g, &refresh);
+		if (rc < 0)
+			return rc;
 	}
+	if (g->o->progress)
+		g->o->progress(g->o->progress_ctx, "deleting", total, total);
 	return 0;
 }
 
@@ -667,13 +842,18 @@ static int gc_sweep(struct gc_run *g)
 		g->o->progress(g->o->progress_ctx, "reading", g->nv, g->nv);
 	if (g->live.n)
 		qsort(g->live.d, g->live.n, sizeof(*g->live.d), digest_cmp);
+	tier_digest_vec_sort_unique(&g->named);
 	tier_gc_key(g->prefix, key, sizeof(key), "chunks/");
 	rc = s3_list(g->c, key, NULL, 0, judge_chunk, g, &res);
 	if (rc < 0)
 		return gc_fail(g, rc, "listing chunks/", &res);
-	rc = delete_chunks(g);
-	if (rc == 0 && g->o->progress)
-		g->o->progress(g->o->progress_ctx, "deleting", g->n_doomed, g->n_doomed);
+	tier_gc_key(g->prefix, key, sizeof(key), "packs/");
+	rc = s3_list(g->c, key, NULL, 0, list_pack, g, &res);
+	if (rc < 0)
+		return gc_fail(g, rc, "listing packs/", &res);
+	rc = judge_packs(g);
+	if (rc == 0)
+		rc = delete_doomed(g);
 	return rc == 0 ? delete_orphan_segments(g) : rc;
 }
 
@@ -702,6 +882,10 @@ static void gc_free(struct gc_run *g)
 	free(g->segs);
 	free(g->doomed);
 	free(g->doomed_size);
+	tier_digest_vec_free(&g->named);
+	for (size_t i = 0; i < g->n_packs; i++)
+		free(g->packs[i].key);
+	free(g->packs);
 }
 
 int tier_bucket_gc(const struct tier_options *opt, const struct tier_gc_options *o, FILE *progress,

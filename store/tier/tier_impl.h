@@ -75,6 +75,7 @@ struct tier {
 	char node_id[TIER_NODE_ID_MAX];
 	unsigned threads;
 	uint64_t bandwidth;
+	uint64_t pack_size;             /* chunk bytes one pack holds at most; 0: no packs */
 	uint64_t cache_size;
 	double cache_min_free;
 	struct tier_lru *lru;           /* last reads, for eviction (tier_cache.c), own lock */

@@ -222,7 +222,9 @@ static int import_file(struct import *im, const struct tier_manifest_entry *e, u
 				meta_batch_put_chunk(im->b, &c);
 				*stored += x->chunk_len;
 			}
-			meta_batch_mark_remote(im->b, &x->digest, im->epoch);
+			struct meta_remote r = { .epoch = im->epoch, .packed = x->loc.packed, .pack = x->loc.pack,
+						 .pack_off = x->loc.off };
+			meta_batch_mark_remote(im->b, &x->digest, &r);
 		}
 		if (e->source)
 			import_source(im, mi.ino, e);

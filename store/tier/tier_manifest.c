@@ -193,6 +193,14 @@ static json_t *mf_entry_json(const struct tier_manifest_entry *e)
 	for (size_t i = 0; i < e->next; i++) {
 		const struct tier_manifest_extent *x = &e->ext[i];
 		digest_to_hex(&x->digest, hex);
+		if (x->loc.packed) {
+			char phex[DIGEST_HEX_LEN + 1];
+			digest_to_hex(&x->loc.pack, phex);
+			json_array_append_new(xs, json_pack("[I,I,s,I,I,s,I]", (json_int_t)x->file_off, (json_int_t)x->len,
+							    hex, (json_int_t)x->chunk_off, (json_int_t)x->chunk_len, phex,
+							    (json_int_t)x->loc.off));
+			continue;
+		}
 		json_array_append_new(xs, json_pack("[I,I,s,I,I]", (json_int_t)x->file_off, (json_int_t)x->len, hex,
 						    (json_int_t)x->chunk_off, (json_int_t)x->chunk_len));
 	}
@@ -202,6 +210,15 @@ static json_t *mf_entry_json(const struct tier_manifest_entry *e)
 		json_object_set_new(o, "staleness", json_integer((json_int_t)e->staleness));
 	}
 	return o;
+}
+
+bool tier_manifest_packed(const struct tier_manifest *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		for (size_t x = 0; x < m->entries[i].next; x++)
+			if (m->entries[i].ext[x].loc.packed)
+				return true;
+	return false;
 }
 
 int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len)
@@ -214,7 +231,8 @@ int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len)
 		json_decref(arr);
 		return -ENOMEM;
 	}
-	json_object_set_new(root, "format", json_integer(TIER_MANIFEST_FORMAT));
+	json_object_set_new(root, "format", json_integer(tier_manifest_packed(m) ? TIER_MANIFEST_FORMAT_PACKS :
+							 TIER_MANIFEST_FORMAT));
 	json_object_set_new(root, "run", json_string(m->run));
 	json_object_set_new(root, "version", json_string(m->version));
 	json_object_set_new(root, "node", json_string(m->node));
@@ -319,13 +337,20 @@ static int mf_decode_extents(json_t *xs, struct tier_manifest_entry *e, char *er
 	if (!json_is_array(xs))
 		return mf_fail(err, errsz, "%s: extents is not an array", e->path);
 	json_array_foreach(xs, i, x) {
-		struct tier_manifest_extent ex;
-		json_int_t off, len, coff, clen;
-		const char *hex;
+		struct tier_manifest_extent ex = { 0 };
+		json_int_t off, len, coff, clen, poff = 0;
+		const char *hex, *phex = NULL;
+		size_t nel = json_array_size(x);
 
-		if (json_unpack(x, "[I,I,s,I,I]", &off, &len, &hex, &coff, &clen) != 0 || off < 0 || len <= 0 ||
-		    coff < 0 || clen <= 0 || digest_from_hex(hex, &ex.digest) != 0)
+		/* Five fields, or seven with the pack holding the chunk and its object's offset there. */
+		if ((nel == 5 ? json_unpack(x, "[I,I,s,I,I]", &off, &len, &hex, &coff, &clen) :
+		     nel == 7 ? json_unpack(x, "[I,I,s,I,I,s,I]", &off, &len, &hex, &coff, &clen, &phex, &poff) : -1) != 0 ||
+		    off < 0 || len <= 0 || coff < 0 || clen <= 0 || digest_from_hex(hex, &ex.digest) != 0 ||
+		    (phex && (digest_from_hex(phex, &ex.loc.pack) != 0 || poff < TIER_PACK_MIN_OFF ||
+			      (uint64_t)poff > TIER_PACK_OFF_MAX)))
 			return mf_fail(err, errsz, "%s: extent %zu is malformed", e->path, i);
+		ex.loc.packed = phex != NULL;
+		ex.loc.off = (uint64_t)poff;
 		ex.file_off = (uint64_t)off;
 		ex.len = (uint64_t)len;
 		ex.chunk_off = (uint64_t)coff;
@@ -485,7 +510,7 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 		rc = mf_fail(err, errsz, "not a pecfs manifest");
 		goto out;
 	}
-	if (format != TIER_MANIFEST_FORMAT) {
+	if (format != TIER_MANIFEST_FORMAT && format != TIER_MANIFEST_FORMAT_PACKS) {
 		rc = mf_fail(err, errsz, "manifest format %lld is not supported", (long long)format);
 		goto out;
 	}
@@ -517,6 +542,9 @@ int tier_manifest_decode(const char *text, size_t len, struct tier_manifest *m, 
 		if (rc < 0)
 			goto out;
 	}
+	/* Format 2 is what a manifest naming packs says, so that a reader before packs refuses it. */
+	if (format == TIER_MANIFEST_FORMAT && tier_manifest_packed(m))
+		rc = mf_fail(err, errsz, "a format 1 manifest names a pack");
 out:
 	json_decref(root);
 	if (rc < 0)

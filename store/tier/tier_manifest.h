@@ -8,12 +8,16 @@
 #ifndef PECFS_TIER_MANIFEST_H
 #define PECFS_TIER_MANIFEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "digest.h"
 
 #define TIER_MANIFEST_FORMAT 1
+#define TIER_MANIFEST_FORMAT_PACKS 2           /* a manifest that names a pack: readers before packs refuse it */
+#define TIER_PACK_OFF_MAX (1ull << 40)          /* refused beyond this in a manifest */
+#define TIER_PACK_MIN_OFF (32 + 40)             /* the first member's offset in a pack of one */
 #define TIER_MANIFEST_MAX_BYTES (256u << 20)  /* refused beyond this when read */
 #define TIER_NAME_MAX 255                     /* bytes of a run, version, node name or path component */
 #define TIER_PATH_MAX 4095                    /* bytes of an entry path or a symlink target */
@@ -22,10 +26,18 @@
 #define TIER_JOB_XATTR "user.pec.job"         /* a run's job setting; a sealed version's job */
 #define TIER_COMMIT_MAX_BYTES (1u << 20)      /* refused beyond this when read */
 
+/* Where a chunk's object lies in the bucket: its own object (chunks/), or a member of a pack. */
+struct tier_loc {
+	bool packed;
+	struct digest pack;  /* packed: the pack's name (its key is packs/<hh>/<hex>) */
+	uint64_t off;        /* packed: where the member's chunk object (header first) starts in the pack */
+};
+
 struct tier_manifest_extent {
 	uint64_t file_off, len, chunk_off;
 	struct digest digest;
 	uint64_t chunk_len;  /* payload length of the chunk, so a reader can size its buffer */
+	struct tier_loc loc; /* where the chunk's object is */
 };
 
 struct tier_manifest_entry {
@@ -87,6 +99,9 @@ int tier_manifest_set_extents(struct tier_manifest_entry *e, const struct tier_m
 /* Names the version holding e's bytes (a file entry) and how stale they are; source NULL clears it.
  * -EINVAL for a name tier_manifest_name_ok refuses or a negative staleness, -ENOMEM. */
 int tier_manifest_set_source(struct tier_manifest_entry *e, const char *source, int64_t staleness);
+
+/* True when an extent of m names a pack (the manifest is then written as format 2). */
+bool tier_manifest_packed(const struct tier_manifest *m);
 
 /* JSON text, malloc'ed, in *out (*len bytes, NUL-terminated). -ENOMEM. */
 int tier_manifest_encode(const struct tier_manifest *m, char **out, size_t *len);

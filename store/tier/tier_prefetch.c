@@ -9,15 +9,23 @@
  * file), each under one of the tier's fetch slots, so a demand read of a chunk being prefetched waits
  * for that fetch instead of starting its own, and a prefetch never duplicates a demand fetch.
  *
- * A fetched chunk stays in one of a few memory buffers until newer fetches need the buffer, and
- * reads of it are served from there (tier_prefetch_read): its file was written around the page
+ * A chunk that is a member of a pack (FORMAT.md section 5, "Packs") is fetched together with the
+ * chunks that follow it in the reader's file while they follow it in the pack too: one ranged GET
+ * for a run of up to half the window (PREFETCH_RUN_MEMBERS, PREFETCH_RUN_MAX bytes; shorter near
+ * the reader, see prefetch_take), each member under its own fetch slot and checked on its own
+ * (tier_chunk_check), so a packed file costs about one request per half window instead of one per
+ * chunk.
+ *
+ * A fetched chunk, or run, stays in one of a few memory buffers until newer fetches need the buffer,
+ * and reads of it are served from there (tier_prefetch_read): its file was written around the page
  * cache, so reading it back would cost a disk read, and the reader normally arrives within moments.
  *
- * Invariants: memory is bounded (a queue of PREFETCH_QUEUE digests, 2 x workers object buffers);
- * only verified bytes enter a buffer; a corrupt object is never stored (the reader fetches it itself
- * when it gets there and gets EIO), and a chunk whose prefetch failed is not queued again for
- * PREFETCH_RETRY_NS; workers stop at tier_close, after finishing the fetch in hand. Everything in
- * struct tier_prefetch after `lock` is protected by it; a buffer being copied out is pinned.
+ * Invariants: memory is bounded (a queue of PREFETCH_QUEUE digests, 2 x workers buffers of one
+ * object or one run each); only verified bytes enter a buffer; a corrupt object is never stored (the
+ * reader fetches it itself when it gets there and gets EIO), and a chunk whose prefetch failed is not
+ * queued again for PREFETCH_RETRY_NS; workers stop at tier_close, after finishing the fetch in hand.
+ * Everything in struct tier_prefetch after `lock` is protected by it; a buffer being copied out, or
+ * stored from, is pinned.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,28 +39,45 @@
 #define PREFETCH_RETRY_NS (30ll * 1000000000)
 #define PREFETCH_THREADS_MAX 16
 #define PREFETCH_WINDOW_MAX 64           /* chunks ahead (the s3-prefetch setting's limit too) */
+#define PREFETCH_RUN_MEMBERS (PREFETCH_WINDOW_MAX / 2)  /* chunks one GET brings at most: half a window */
+#define PREFETCH_RUN_MAX (16u << 20)     /* payload bytes one GET of several chunks brings at most */
+#define PREFETCH_ALIGN 4096u
 
 enum pf_state { PF_FREE = 0, PF_FETCHING, PF_READY };
+
+/* A chunk a reader's window names, and where: a worker that takes it looks at the chunks after it. */
+struct pf_item {
+	struct digest d;
+	uint64_t ino, off;               /* the file, and the start of an extent of it naming d */
+	uint64_t ahead;                  /* chunks between the reader (when queued) and d */
+};
+
+/* A verified chunk in a buffer. */
+struct pf_held {
+	struct digest d;
+	const uint8_t *payload;
+	size_t len;
+};
 
 struct pf_buf {
 	struct tier_fetch_buf fb;
 	enum pf_state state;
-	struct digest d;                 /* PF_READY: the chunk held */
-	const uint8_t *payload;          /* PF_READY: its verified bytes, len of them */
-	size_t len;
+	struct pf_held held[PREFETCH_RUN_MEMBERS];  /* PF_READY: the chunks held (nheld: one, or a run's) */
+	unsigned nheld;
 	uint64_t seq;                    /* PF_READY: order of arrival, oldest reused first */
-	unsigned pins;                   /* readers copying out of it */
+	unsigned pins;                   /* readers copying out of it, or its worker storing from it */
 };
 
 struct tier_prefetch {
 	struct tier *t;
 	unsigned ahead;                  /* chunks ahead of a sequential reader */
+	unsigned run_max;                /* chunks one GET of pack members brings at most */
 	pthread_t *workers;
 	unsigned nworkers;
 
 	pthread_mutex_t lock;            /* protects everything below */
 	pthread_cond_t queued;           /* work arrived, or stopping */
-	struct digest queue[PREFETCH_QUEUE];  /* FIFO ring: nearest chunk of a reader first */
+	struct pf_item queue[PREFETCH_QUEUE];  /* FIFO ring: nearest chunk of a reader first */
 	unsigned head, count;
 	struct digest fresh[PREFETCH_FRESH];  /* prefetched, not read yet (ring, oldest overwritten) */
 	unsigned nfresh, fresh_next;
@@ -70,9 +95,22 @@ struct tier_prefetch {
 static bool queue_has(const struct tier_prefetch *p, const struct digest *d)
 {
 	for (unsigned i = 0; i < p->count; i++)
-		if (digest_equal(&p->queue[(p->head + i) % PREFETCH_QUEUE], d))
+		if (digest_equal(&p->queue[(p->head + i) % PREFETCH_QUEUE].d, d))
 			return true;
 	return false;
+}
+
+/* Takes d out of the queue (a run took it along), keeping the order of the rest. */
+static void queue_drop(struct tier_prefetch *p, const struct digest *d)
+{
+	for (unsigned i = 0; i < p->count; i++) {
+		if (!digest_equal(&p->queue[(p->head + i) % PREFETCH_QUEUE].d, d))
+			continue;
+		for (unsigned k = i; k + 1 < p->count; k++)
+			p->queue[(p->head + k) % PREFETCH_QUEUE] = p->queue[(p->head + k + 1) % PREFETCH_QUEUE];
+		p->count--;
+		return;
+	}
 }
 
 static bool failed_recently(const struct tier_prefetch *p, const struct digest *d, int64_t now)
@@ -87,6 +125,7 @@ static bool failed_recently(const struct tier_prefetch *p, const struct digest *
 
 struct window {
 	struct digest d[PREFETCH_WINDOW_MAX + 1];
+	uint64_t off[PREFETCH_WINDOW_MAX + 1];  /* the first extent naming each */
 	unsigned n, max;
 };
 
@@ -98,6 +137,7 @@ static int window_cb(const struct meta_extent *e, void *arg)
 	for (unsigned i = 0; i < w->n; i++)
 		if (digest_equal(&w->d[i], &e->digest))
 			return 0;
+	w->off[w->n] = e->file_off;
 	w->d[w->n++] = e->digest;
 	return w->n >= w->max;
 }
@@ -119,17 +159,19 @@ static void prefetch_schedule(struct tier_prefetch *p, uint64_t ino, uint64_t of
 			continue;
 		if (tier_fetch_in_flight(t, d))
 			continue;
+		uint64_t ahead = w.off[i] / chunk > off / chunk ? w.off[i] / chunk - off / chunk : 0;
 		pthread_mutex_lock(&p->lock);
 		if (p->count < PREFETCH_QUEUE && !queue_has(p, d) && !failed_recently(p, d, now)) {
-			p->queue[(p->head + p->count) % PREFETCH_QUEUE] = *d;
+			p->queue[(p->head + p->count) % PREFETCH_QUEUE] = (struct pf_item){ *d, ino, w.off[i], ahead };
 			p->count++;
 			added = true;
 		}
 		pthread_mutex_unlock(&p->lock);
 	}
+	/* One worker; it wakes the next once it has taken its chunk, or its run (wake_next). */
 	if (added) {
 		pthread_mutex_lock(&p->lock);
-		pthread_cond_broadcast(&p->queued);
+		pthread_cond_signal(&p->queued);
 		pthread_mutex_unlock(&p->lock);
 	}
 }
@@ -208,63 +250,323 @@ static void buf_done(struct tier_prefetch *p, struct pf_buf *b, const struct dig
 {
 	pthread_mutex_lock(&p->lock);
 	b->state = ok ? PF_READY : PF_FREE;
+	b->nheld = 0;
 	if (ok) {
-		b->d = *d;
-		b->payload = payload;
-		b->len = len;
+		b->held[b->nheld++] = (struct pf_held){ *d, payload, len };
 		b->seq = ++p->seq;
 	}
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Fetches one queued chunk unless it is local already or another fetch of it is running. */
+/* Fetches one chunk whose fetch slot the caller holds and that is not local. */
 static void prefetch_one(struct tier_prefetch *p, const struct digest *d)
 {
 	struct tier *t = p->t;
 	const uint8_t *payload = NULL;
-	struct pf_buf *b;
+	struct pf_buf *b = buf_take(p);
 	size_t len = 0;
-	uint64_t plen;
 	int rc;
 
-	if (!tier_fetch_try_claim(t, d))
-		return;  /* a demand read (or another worker) is fetching it */
-	if (chunk_store_stat(store_chunks(t->st), d, &plen) == -ENOENT) {
-		b = buf_take(p);
-		rc = tier_fetch_store(t, d, b ? &b->fb : NULL, &payload, &len);
+	rc = tier_fetch_store(t, d, b ? &b->fb : NULL, &payload, &len);
+	if (b)
+		buf_done(p, b, d, payload, len, rc == 0);
+	if (rc < 0) {
+		note_failed(p, d);
+	} else {
+		note_fresh(p, d);
+		pthread_mutex_lock(&t->lock);
+		t->status.prefetched_chunks++;
+		pthread_mutex_unlock(&t->lock);
+	}
+}
+
+/* ---- runs: pack members fetched with one GET ---- */
+
+struct pf_member {
+	struct digest d;
+	uint64_t off, len;       /* where its chunk object starts in the pack; payload bytes */
+	uint8_t *payload;        /* after the GET: its checked payload in the buffer, NULL when refused */
+};
+
+struct pf_run {
+	struct digest pack;
+	struct pf_member m[PREFETCH_RUN_MEMBERS];  /* in pack order, back to back there */
+	unsigned n;
+	uint64_t bytes;          /* object bytes from the first member's start to the last one's end */
+	uint64_t payload;        /* payload bytes of the members */
+};
+
+/* Adds d after the run's last member when it is the next member of the same pack (by its R record),
+ * is not local, fits, has not failed lately (as the queue refuses it), and its fetch slot is free
+ * (then taken). False ends the run: what follows is left to other fetches. */
+static bool run_add(struct tier_prefetch *p, struct pf_run *run, const struct digest *d)
+{
+	const struct pf_member *last = &run->m[run->n - 1];
+	struct tier *t = p->t;
+	struct meta_remote rem;
+	struct meta_chunk rec;
+	uint64_t plen;
+	bool failed;
+
+	pthread_mutex_lock(&p->lock);
+	failed = failed_recently(p, d, tier_now_ns());
+	pthread_mutex_unlock(&p->lock);
+	if (failed || meta_chunk_remote_get(t->meta, d, &rem) < 0 || !rem.packed ||
+	    !digest_equal(&rem.pack, &run->pack) || rem.pack_off != last->off + TIER_CHUNK_HDR + last->len)
+		return false;
+	if (meta_get_chunk(t->meta, d, &rec) < 0 || rec.len > CHUNK_MAX_SIZE ||
+	    run->payload + rec.len > PREFETCH_RUN_MAX)
+		return false;
+	if (chunk_store_stat(store_chunks(t->st), d, &plen) != -ENOENT || !tier_fetch_try_claim(t, d))
+		return false;
+	/* Look again under the slot: a fetch that ended between the look and the claim stored it. */
+	if (chunk_store_stat(store_chunks(t->st), d, &plen) != -ENOENT) {
+		tier_fetch_release(t, d);
+		return false;
+	}
+	run->m[run->n++] = (struct pf_member){ .d = *d, .off = rem.pack_off, .len = rec.len };
+	run->bytes += TIER_CHUNK_HDR + rec.len;
+	run->payload += rec.len;
+	return true;
+}
+
+/* The run that starts at it->d, a pack member (rem) whose slot the caller holds: the chunks that
+ * follow it in the reader's file, as long as they follow it in the pack too, up to max chunks and
+ * PREFETCH_RUN_MAX payload bytes. They may lie beyond the reader's window (by half a window at
+ * most), which is what lets one GET serve half a window in a steady read. Those taken leave the
+ * queue. run->n is 0 when d has no chunk record (the single fetch then reports it). */
+static void run_collect(struct tier_prefetch *p, const struct pf_item *it, const struct meta_remote *rem,
+			unsigned max, struct pf_run *run)
+{
+	struct tier *t = p->t;
+	struct window w = { .max = max + 1 };
+	struct meta_chunk rec;
+
+	run->n = 0;
+	if (meta_get_chunk(t->meta, &it->d, &rec) < 0 || rec.len > CHUNK_MAX_SIZE)
+		return;
+	run->pack = rem->pack;
+	run->m[0] = (struct pf_member){ .d = it->d, .off = rem->pack_off, .len = rec.len };
+	run->n = 1;
+	run->bytes = TIER_CHUNK_HDR + rec.len;
+	run->payload = rec.len;
+	if (meta_get_extents(t->meta, it->ino, it->off, (uint64_t)(max + 1) * store_chunk_size(t->st), window_cb,
+			     &w) < 0)
+		return;
+	for (unsigned i = 0; i < w.n && run->n < max; i++)
+		if (!digest_equal(&w.d[i], &it->d) && !run_add(p, run, &w.d[i]))
+			break;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 1; i < run->n; i++)
+		queue_drop(p, &run->m[i].d);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Moves the checked payloads to 4 KiB boundaries, so that chunk_store_put writes each with O_DIRECT,
+ * and keeps every one whole, since reads are served from the buffer afterwards. Each place is the
+ * boundary at or after the end of the previous one (the first payload is on one already); the
+ * payloads that move up go first, last to first, then those that move down, first to last. Places
+ * and payloads are both in order and disjoint, so no payload is overwritten before it has moved.
+ * The buffer needs PREFETCH_ALIGN bytes per member beyond the object. */
+static void run_align(struct pf_run *run, uint8_t *first)
+{
+	uint8_t *place = first, *to[PREFETCH_RUN_MEMBERS] = { 0 };
+	unsigned i;
+
+	for (i = 0; i < run->n; i++) {
+		if (!run->m[i].payload)
+			continue;
+		to[i] = place;
+		place = (uint8_t *)(((uintptr_t)(place + run->m[i].len) + PREFETCH_ALIGN - 1) &
+				    ~(uintptr_t)(PREFETCH_ALIGN - 1));
+	}
+	for (i = run->n; i-- > 0;)
+		if (run->m[i].payload && to[i] > run->m[i].payload) {
+			memmove(to[i], run->m[i].payload, run->m[i].len);
+			run->m[i].payload = to[i];
+		}
+	for (i = 0; i < run->n; i++)
+		if (run->m[i].payload && to[i] < run->m[i].payload) {
+			memmove(to[i], run->m[i].payload, run->m[i].len);
+			run->m[i].payload = to[i];
+		}
+}
+
+/* Fetches a run whose slots the caller holds with one ranged GET of the pack into a read-ahead
+ * buffer, checks each member as a fetch of it alone would, stores and counts the good ones (as
+ * tier_fetch_store does), counts and logs the refused ones (fetch_corrupt: nothing stored), and
+ * gives every slot back. */
+static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
+{
+	struct tier *t = p->t;
+	struct s3_result res = { 0 };
+	char key[TIER_PREFIX_MAX + 160], hex[DIGEST_HEX_LEN + 1];
+	size_t need = (size_t)run->bytes + TIER_FETCH_SLACK + (size_t)run->n * PREFETCH_ALIGN, got = 0;
+	struct pf_buf *b = buf_take(p);
+	unsigned good = 0;
+	uint8_t *obj;
+	int rc;
+
+	if (b && b->fb.cap < need) {
+		free(b->fb.mem);
+		b->fb.mem = malloc(need);
+		b->fb.cap = b->fb.mem ? need : 0;
+	}
+	if (!b || !b->fb.mem) {
+		/* No buffer for a run (every one in use, or no memory): each chunk on its own. */
 		if (b)
-			buf_done(p, b, d, payload, len, rc == 0);
-		if (rc < 0) {
-			note_failed(p, d);
-		} else {
-			note_fresh(p, d);
+			buf_done(p, b, NULL, NULL, 0, false);
+		for (unsigned i = 0; i < run->n; i++) {
+			prefetch_one(p, &run->m[i].d);
+			tier_fetch_release(t, &run->m[i].d);
+		}
+		return;
+	}
+	obj = tier_fetch_place(b->fb.mem);
+	rc = tier_pack_key(t->prefix, &run->pack, key, sizeof(key));
+	if (rc == 0)
+		rc = s3_get(t->client, key, run->m[0].off, (size_t)run->bytes, obj, &got, &res);
+	/* -EFBIG: a server that sent more than the range; -ERANGE: a run placed past the end of its pack. */
+	if (rc == -EFBIG || rc == -ERANGE) {
+		snprintf(res.message, sizeof(res.message), "%.300s at offset %llu: chunk object is corrupt (%s)", key,
+			 (unsigned long long)run->m[0].off, rc == -EFBIG ? "more bytes than asked for" :
+			 "past the end of the pack");
+		rc = -EIO;
+	}
+	for (unsigned i = 0; i < run->n; i++) {
+		struct pf_member *m = &run->m[i];
+		uint64_t at = m->off - run->m[0].off, olen = TIER_CHUNK_HDR + m->len;
+
+		m->payload = NULL;
+		if (rc == 0 && got >= at + olen && tier_chunk_check(&m->d, obj + at, (size_t)olen) == 0) {
+			m->payload = obj + at + TIER_CHUNK_HDR;
+			good++;
+			continue;
+		}
+		/* A short answer (a pack shorter than its R records say) refuses the members it cut. */
+		digest_to_hex(&m->d, hex);
+		if (rc == 0 || rc == -EIO) {
 			pthread_mutex_lock(&t->lock);
-			t->status.prefetched_chunks++;
+			t->status.fetch_corrupt++;
 			pthread_mutex_unlock(&t->lock);
 		}
+		if (rc == 0)
+			tier_logf(t, S3_LOG_ERROR, "S3 tier: fetching chunk %s failed: %.300s at offset %llu: "
+				  "chunk object is corrupt (header or SHA-256 mismatch)", hex, key,
+				  (unsigned long long)m->off);
+		else
+			tier_logf(t, S3_LOG_ERROR, "S3 tier: fetching chunk %s failed: %s", hex,
+				  res.message[0] ? res.message : strerror(-rc));
+		note_failed(p, &m->d);
 	}
-	tier_fetch_release(t, d);
+	if (good) {
+		run_align(run, obj + TIER_CHUNK_HDR);
+		pthread_mutex_lock(&t->lock);
+		for (unsigned i = 0; i < run->n; i++)
+			if (run->m[i].payload) {
+				t->status.fetched_chunks++;
+				t->status.fetched_bytes += run->m[i].len;
+				t->status.prefetched_chunks++;
+			}
+		pthread_mutex_unlock(&t->lock);
+		for (unsigned i = 0; i < run->n; i++)
+			if (run->m[i].payload)
+				note_fresh(p, &run->m[i].d);
+	}
+	/* Readers are served from the buffer from here on, while the chunk files are written; this
+	 * worker's pin keeps the buffer from being reused meanwhile. */
+	pthread_mutex_lock(&p->lock);
+	b->nheld = 0;
+	for (unsigned i = 0; i < run->n; i++)
+		if (run->m[i].payload)
+			b->held[b->nheld++] = (struct pf_held){ run->m[i].d, run->m[i].payload, (size_t)run->m[i].len };
+	b->state = good ? PF_READY : PF_FREE;
+	if (good) {
+		b->seq = ++p->seq;
+		b->pins++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < run->n; i++) {
+		/* Kept locally for the next reads; a full disk only costs a later fetch. */
+		if (run->m[i].payload) {
+			chunk_store_put(store_chunks(t->st), &run->m[i].d, run->m[i].payload, (size_t)run->m[i].len);
+			tier_cache_touch(t, &run->m[i].d);
+		}
+		tier_fetch_release(t, &run->m[i].d);
+	}
+	if (good) {
+		pthread_mutex_lock(&p->lock);
+		if (--b->pins == 0)
+			pthread_cond_broadcast(&p->unpinned);
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+/* Hands what is left in the queue to another worker. Workers wake one at a time, each once the one
+ * before has taken its chunks: woken together, they took the members of one run apart, one GET each. */
+static void wake_next(struct tier_prefetch *p)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->count > 0)
+		pthread_cond_signal(&p->queued);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Fetches a queued chunk unless it is local already or another fetch of it is running; a pack member
+ * brings the members after it along (run_collect), as many as it lies chunks ahead of the reader, up
+ * to run_max: the chunks the reader needs next come in small GETs first (1, 2, 4, ... chunks, the
+ * ramp of the kernel's own read-ahead), since a run is usable only once all of it has arrived and
+ * the reader would wait for the whole of it; a steady reader queues chunks a window ahead, which
+ * get whole runs. */
+static void prefetch_take(struct tier_prefetch *p, const struct pf_item *it)
+{
+	struct tier *t = p->t;
+	unsigned max = it->ahead < p->run_max ? (unsigned)it->ahead : p->run_max;
+	struct meta_remote rem;
+	struct pf_run run;
+	uint64_t plen;
+
+	if (!tier_fetch_try_claim(t, &it->d))
+		return;  /* a demand read (or another worker) is fetching it */
+	if (chunk_store_stat(store_chunks(t->st), &it->d, &plen) != -ENOENT) {
+		tier_fetch_release(t, &it->d);
+		return;
+	}
+	run.n = 0;
+	if (max > 1 && meta_chunk_remote_get(t->meta, &it->d, &rem) == 0 && rem.packed)
+		run_collect(p, it, &rem, max, &run);
+	wake_next(p);
+	if (run.n > 1) {
+		prefetch_run(p, &run);
+		return;
+	}
+	prefetch_one(p, &it->d);
+	tier_fetch_release(t, &it->d);
 }
 
 int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len)
 {
 	struct tier_prefetch *p = t->prefetch;
+	const struct pf_held *h = NULL;
 	struct pf_buf *b = NULL;
 
 	if (!p)
 		return -ENOENT;
 	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < p->nbufs && !b; i++)
-		if (p->bufs[i].state == PF_READY && digest_equal(&p->bufs[i].d, d))
-			b = &p->bufs[i];
-	if (b && (off > b->len || len > b->len - off))
-		b = NULL;  /* let the chunk store answer a bad range */
-	if (b)
+	for (unsigned i = 0; i < p->nbufs && !h; i++)
+		for (unsigned k = 0; p->bufs[i].state == PF_READY && k < p->bufs[i].nheld && !h; k++)
+			if (digest_equal(&p->bufs[i].held[k].d, d)) {
+				b = &p->bufs[i];
+				h = &b->held[k];
+			}
+	if (h && (off > h->len || len > h->len - off))
+		h = NULL;  /* let the chunk store answer a bad range */
+	if (h)
 		b->pins++;
 	pthread_mutex_unlock(&p->lock);
-	if (!b)
+	if (!h)
 		return -ENOENT;
-	memcpy(dst, b->payload + off, len);
+	memcpy(dst, h->payload + off, len);
 	pthread_mutex_lock(&p->lock);
 	if (--b->pins == 0)
 		pthread_cond_broadcast(&p->unpinned);
@@ -278,7 +580,7 @@ static void *prefetch_main(void *arg)
 {
 	struct tier_prefetch *p = arg;
 	struct tier *t = p->t;
-	struct digest d;
+	struct pf_item it;
 
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
@@ -288,11 +590,11 @@ static void *prefetch_main(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			return NULL;
 		}
-		d = p->queue[p->head];
+		it = p->queue[p->head];
 		p->head = (p->head + 1) % PREFETCH_QUEUE;
 		p->count--;
 		pthread_mutex_unlock(&p->lock);
-		prefetch_one(p, &d);
+		prefetch_take(p, &it);
 	}
 }
 
@@ -335,6 +637,9 @@ int tier_prefetch_start(struct tier *t, unsigned ahead)
 		return -ENOMEM;
 	p->t = t;
 	p->ahead = ahead > PREFETCH_WINDOW_MAX ? PREFETCH_WINDOW_MAX : ahead;
+	/* A run of pack members is half the window: one GET in flight while the reader consumes the
+	 * previous one keeps as many bytes on the way as the workers did one chunk each. */
+	p->run_max = (p->ahead + 1) / 2 > PREFETCH_RUN_MEMBERS ? PREFETCH_RUN_MEMBERS : (p->ahead + 1) / 2;
 	/* Half the window in flight: more requests at once cost the server more than they gain. */
 	p->nworkers = (p->ahead + 1) / 2 > PREFETCH_THREADS_MAX ? PREFETCH_THREADS_MAX : (p->ahead + 1) / 2;
 	p->nbufs = 2 * p->nworkers;

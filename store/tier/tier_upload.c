@@ -88,23 +88,46 @@ static int pending_run(const char *name, uint64_t ino, uint32_t mode, void *arg)
 	return meta_list_versions(((struct pending *)arg)->t->meta, ino, pending_version, arg);
 }
 
-/* ---- one version's chunks, by upload_threads workers ---- */
-
-struct chunk_job {
-	struct tier *t;
-	uint64_t epoch;         /* bucket GC epoch read before the first chunk */
-	struct digest *d;
-	uint64_t *len;
-	size_t n;
-	atomic_size_t next;
-	pthread_mutex_t lock;
-	int rc;                 /* first failure */
-	char msg[400];
-};
+/* ---- one version's chunks, by upload_threads workers ----
+ *
+ * Two passes over the distinct chunks the manifest names. The first settles every chunk the bucket
+ * may already hold: a mark of this GC epoch is taken as it is; a mark of an older epoch, or a
+ * location the manifest carries for a chunk that is not local (a persist selection's earlier upload),
+ * is checked with a HEAD. The second sends the rest: the new chunks of one file, in file order, go
+ * up together as packs of up to pack_size bytes (one object, so one PUT here and one GET for a
+ * reader of all of them, instead of one per chunk); a chunk alone goes up as its own object. A pack's
+ * name is the SHA-256 of its member table, so two nodes packing the same new chunks of the same file
+ * (data-parallel replicas) name the same pack, and the second finds it with a HEAD. The location of
+ * every chunk goes into its mark and into the manifest's extents. */
 
 struct chunk_ref {
 	struct digest d;
 	uint64_t len;
+	struct tier_loc loc;    /* where the bucket holds it; from the manifest, a mark, or its upload */
+	size_t first_use;       /* position of its first extent in the manifest (entries, then extents) */
+	size_t entry;           /* the entry of that extent: a pack holds the chunks of one file */
+	bool need;              /* still to be sent (after the first pass) */
+};
+
+/* A run of refs (by first use) that goes up as one object: a pack, or one chunk's own object. */
+struct chunk_group {
+	size_t first, n;        /* into the job's order */
+	uint64_t bytes;         /* object bytes */
+};
+
+struct chunk_job {
+	struct tier *t;
+	uint64_t epoch;         /* bucket GC epoch read before the first chunk */
+	struct chunk_ref *refs; /* sorted by digest */
+	size_t n;
+	size_t *order;          /* refs still to send, by first use (second pass) */
+	struct chunk_group *groups;
+	size_t ngroups;
+	bool sending;           /* second pass: workers take groups, not refs */
+	atomic_size_t next;
+	pthread_mutex_t lock;
+	int rc;                 /* first failure */
+	char msg[400];
 };
 
 static int chunk_ref_cmp(const void *a, const void *b)
@@ -138,55 +161,124 @@ static void job_credit(struct tier *t, uint64_t len, bool sent)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static int upload_chunk(struct chunk_job *j, const struct digest *d, uint64_t len, uint8_t **buf)
+/* The bucket holds r at r->loc, as seen in this epoch: mark it and count it. */
+static void ref_settled(struct chunk_job *j, struct chunk_ref *r, bool sent)
+{
+	struct meta_remote mark = { .epoch = j->epoch, .packed = r->loc.packed, .pack = r->loc.pack,
+				    .pack_off = r->loc.off };
+
+	meta_chunk_mark_remote(j->t->meta, &r->d, &mark);
+	r->need = false;
+	job_credit(j->t, r->len, sent);
+}
+
+/* First pass, one ref: settled if the bucket holds it, else left to send. */
+static int check_ref(struct chunk_job *j, struct chunk_ref *r)
+{
+	struct tier *t = j->t;
+	struct s3_result res = { 0 };
+	struct meta_remote mark;
+	uint64_t plen;
+	int rc;
+
+	r->need = true;
+	if (meta_chunk_remote_get(t->meta, &r->d, &mark) == 0) {
+		r->loc = (struct tier_loc){ .packed = mark.packed, .pack = mark.pack, .off = mark.pack_off };
+		if (mark.epoch == j->epoch) {  /* an older mark is only a hint: that collection may have deleted it */
+			r->need = false;
+			job_credit(t, r->len, false);
+			return 0;
+		}
+	} else if (!r->loc.packed && chunk_store_stat(store_chunks(t->st), &r->d, &plen) == 0) {
+		/* A local chunk not known in the bucket: sent in the second pass, a pack's HEAD finds it
+		 * there when another node packed it alike. */
+		r->loc = (struct tier_loc){ 0 };
+		return 0;
+	}
+	/* A mark of an older epoch, or a location the manifest names (own object when it names none). */
+	rc = tier_loc_head(t->client, t->prefix, &r->d, &r->loc, r->len, &res);
+	if (rc == 0) {
+		ref_settled(j, r, false);
+		return 0;
+	}
+	if (rc != -ENOENT) {
+		job_fail(j, rc, "checking a chunk in the bucket", &res);
+		return rc;
+	}
+	r->loc = (struct tier_loc){ 0 };
+	return 0;
+}
+
+/* Second pass, one group: a chunk as its own object, or a pack of several. *buf grows as needed. */
+static int send_group(struct chunk_job *j, const struct chunk_group *g, uint8_t **buf, size_t *cap)
 {
 	struct tier *t = j->t;
 	char key[TIER_PREFIX_MAX + 160];
 	struct s3_result res = { 0 };
-	uint64_t size = 0, seen;
+	struct digest d[TIER_PACK_MEMBERS_MAX], name;
+	uint64_t len[TIER_PACK_MEMBERS_MAX], size = 0, off;
+	size_t hlen = 0;
+	bool packed = g->n > 1;
 	int rc;
 
-	/* A mark from an earlier GC epoch is only a hint: that collection may have deleted the object. */
-	if (meta_chunk_remote_epoch(t->meta, d, &seen) == 0 && seen == j->epoch) {
-		job_credit(t, len, false);
-		return 0;
+	for (size_t i = 0; i < g->n; i++) {
+		const struct chunk_ref *r = &j->refs[j->order[g->first + i]];
+		d[i] = r->d;
+		len[i] = r->len;
 	}
-	rc = tier_chunk_key(t->prefix, d, key, sizeof(key));
+	if (!*buf || *cap < g->bytes) {
+		free(*buf);
+		*buf = malloc(g->bytes);
+		*cap = *buf ? g->bytes : 0;
+		if (!*buf)
+			return -ENOMEM;
+	}
+	if (packed) {
+		hlen = tier_pack_header(d, len, g->n, *buf, &name);
+		rc = tier_pack_key(t->prefix, &name, key, sizeof(key));
+	} else {
+		rc = tier_chunk_key(t->prefix, &d[0], key, sizeof(key));
+	}
 	if (rc < 0)
 		return rc;
 	/* Another node (or an upload cut short here) may have stored it already. */
 	rc = s3_head(t->client, key, &size, NULL, &res);
-	if (rc == 0 && size == len + TIER_CHUNK_HDR)
-		goto done_skipped;
+	bool there = rc == 0 && size == g->bytes;
 	if (rc < 0 && rc != -ENOENT) {
-		job_fail(j, rc, "checking a chunk in the bucket", &res);
+		job_fail(j, rc, packed ? "checking a pack in the bucket" : "checking a chunk in the bucket", &res);
 		return rc;
 	}
-	if (!*buf) {
-		*buf = malloc(CHUNK_MAX_SIZE + TIER_CHUNK_HDR);
-		if (!*buf)
-			return -ENOMEM;
+	off = hlen;
+	for (size_t i = 0; i < g->n && !there; i++) {
+		tier_chunk_header(&d[i], len[i], *buf + off);
+		rc = store_chunk_read(t->st, &d[i], 0, *buf + off + TIER_CHUNK_HDR, (size_t)len[i]);
+		if (rc < 0) {
+			job_fail(j, rc, "reading a local chunk", NULL);
+			return rc;
+		}
+		off += TIER_CHUNK_HDR + len[i];
 	}
-	tier_chunk_header(d, len, *buf);
-	rc = store_chunk_read(t->st, d, 0, *buf + TIER_CHUNK_HDR, (size_t)len);
-	if (rc < 0) {
-		job_fail(j, rc, "reading a local chunk", NULL);
-		return rc;
+	if (!there) {
+		tier_throttle(t, g->bytes);
+		memset(&res, 0, sizeof(res));
+		rc = s3_put(t->client, key, *buf, (size_t)g->bytes, NULL, 0, &res);
+		if (rc < 0) {
+			job_fail(j, rc, packed ? "uploading a pack" : "uploading a chunk", &res);
+			return rc;
+		}
 	}
-	tier_throttle(t, len + TIER_CHUNK_HDR);
-	memset(&res, 0, sizeof(res));
-	rc = s3_put(t->client, key, *buf, (size_t)len + TIER_CHUNK_HDR, NULL, 0, &res);
-	if (rc < 0) {
-		job_fail(j, rc, "uploading a chunk", &res);
-		return rc;
+	off = hlen;
+	for (size_t i = 0; i < g->n; i++) {
+		struct chunk_ref *r = &j->refs[j->order[g->first + i]];
+		r->loc = packed ? (struct tier_loc){ .packed = true, .pack = name, .off = off } : (struct tier_loc){ 0 };
+		ref_settled(j, r, !there);
+		off += TIER_CHUNK_HDR + len[i];
 	}
-	meta_chunk_mark_remote(t->meta, d, j->epoch);
-	job_credit(t, len, true);
-	return 0;
-
-done_skipped:
-	meta_chunk_mark_remote(t->meta, d, j->epoch);
-	job_credit(t, len, false);
+	if (!there && packed) {
+		pthread_mutex_lock(&t->lock);
+		t->status.packs_uploaded++;
+		pthread_mutex_unlock(&t->lock);
+	}
 	return 0;
 }
 
@@ -194,17 +286,18 @@ static void *chunk_worker(void *arg)
 {
 	struct chunk_job *j = arg;
 	uint8_t *buf = NULL;
+	size_t cap = 0;
 
 	for (;;) {
 		size_t i = atomic_fetch_add(&j->next, 1);
-		if (i >= j->n || atomic_load(&j->t->stopping))
+		if (i >= (j->sending ? j->ngroups : j->n) || atomic_load(&j->t->stopping))
 			break;
 		pthread_mutex_lock(&j->lock);
 		int failed = j->rc;
 		pthread_mutex_unlock(&j->lock);
 		if (failed)
 			break;
-		int rc = upload_chunk(j, &j->d[i], j->len[i], &buf);
+		int rc = j->sending ? send_group(j, &j->groups[i], &buf, &cap) : check_ref(j, &j->refs[i]);
 		if (rc == -ENOMEM)
 			job_fail(j, rc, "uploading a chunk", NULL);
 	}
@@ -212,7 +305,26 @@ static void *chunk_worker(void *arg)
 	return NULL;
 }
 
-/* The distinct chunks of a manifest, sorted. */
+/* Runs the job's current pass on upload_threads workers (or n of them, when fewer items). */
+static void run_pass(struct chunk_job *j, size_t items)
+{
+	pthread_t th[64];
+	size_t nth = j->t->threads < 64 ? j->t->threads : 64, started = 0;
+
+	atomic_store(&j->next, 0);
+	if (nth > items)
+		nth = items;
+	for (size_t i = 0; i < nth; i++)
+		if (pthread_create(&th[started], NULL, chunk_worker, j) == 0)
+			started++;
+	if (started == 0 && items > 0)
+		chunk_worker(j);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+}
+
+/* The distinct chunks of a manifest, sorted by digest, each with where it is first used and the
+ * location the manifest gives it (a persist selection's earlier upload). */
 static int manifest_chunks(const struct tier_manifest *m, struct chunk_ref **out, size_t *n)
 {
 	size_t total = 0, k = 0;
@@ -224,58 +336,125 @@ static int manifest_chunks(const struct tier_manifest *m, struct chunk_ref **out
 	if (!r)
 		return -ENOMEM;
 	for (size_t i = 0; i < m->n; i++)
-		for (size_t x = 0; x < m->entries[i].next; x++) {
-			r[k].d = m->entries[i].ext[x].digest;
-			r[k++].len = m->entries[i].ext[x].chunk_len;
+		for (size_t x = 0; x < m->entries[i].next; x++, k++) {
+			const struct tier_manifest_extent *e = &m->entries[i].ext[x];
+			r[k] = (struct chunk_ref){ .d = e->digest, .len = e->chunk_len, .loc = e->loc, .first_use = k,
+						   .entry = i };
 		}
 	qsort(r, k, sizeof(*r), chunk_ref_cmp);
 	*n = 0;
-	for (size_t i = 0; i < k; i++)
-		if (*n == 0 || memcmp(&r[*n - 1].d, &r[i].d, DIGEST_LEN) != 0)
-			r[(*n)++] = r[i];
+	for (size_t i = 0; i < k; i++) {
+		if (*n > 0 && memcmp(&r[*n - 1].d, &r[i].d, DIGEST_LEN) == 0) {
+			struct chunk_ref *kept = &r[*n - 1];
+			if (r[i].first_use < kept->first_use) {  /* keep the first use, and any location named */
+				kept->first_use = r[i].first_use;
+				kept->entry = r[i].entry;
+			}
+			if (!kept->loc.packed && r[i].loc.packed)
+				kept->loc = r[i].loc;
+			continue;
+		}
+		r[(*n)++] = r[i];
+	}
 	*out = r;
 	return 0;
 }
 
-static int upload_chunks(struct tier *t, uint64_t epoch, const struct chunk_ref *refs, size_t n, uint64_t *bytes,
-			 char *msg, size_t msgsz)
-{
-	struct chunk_job j = { .t = t, .n = n, .epoch = epoch };
-	pthread_t th[64];
-	size_t nth = t->threads < 64 ? t->threads : 64, started = 0;
+/* A ref still to send, with its first use: what the second pass is sorted by. */
+struct send_order {
+	size_t first_use;
+	size_t ref;
+};
 
-	j.d = malloc((n ? n : 1) * sizeof(*j.d));
-	j.len = malloc((n ? n : 1) * sizeof(*j.len));
-	if (!j.d || !j.len) {
-		free(j.d);
-		free(j.len);
+static int send_order_cmp(const void *a, const void *b)
+{
+	size_t x = ((const struct send_order *)a)->first_use, y = ((const struct send_order *)b)->first_use;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Cuts the refs still to send, by first use, into groups: the chunks of one file up to pack_size
+ * object bytes and TIER_PACK_MEMBERS_MAX members each; one chunk alone is its own object. */
+static int plan_groups(struct chunk_job *j)
+{
+	struct tier *t = j->t;
+	struct send_order *o;
+	size_t n = 0;
+
+	for (size_t i = 0; i < j->n; i++)
+		n += j->refs[i].need;
+	o = malloc((n ? n : 1) * sizeof(*o));
+	j->order = malloc((n ? n : 1) * sizeof(*j->order));
+	j->groups = malloc((n ? n : 1) * sizeof(*j->groups));
+	if (!o || !j->order || !j->groups) {
+		free(o);
 		return -ENOMEM;
 	}
-	*bytes = 0;
-	for (size_t i = 0; i < n; i++) {
-		j.d[i] = refs[i].d;
-		j.len[i] = refs[i].len;
-		*bytes += refs[i].len;
+	n = 0;
+	for (size_t i = 0; i < j->n; i++)
+		if (j->refs[i].need)
+			o[n++] = (struct send_order){ .first_use = j->refs[i].first_use, .ref = i };
+	qsort(o, n, sizeof(*o), send_order_cmp);
+	for (size_t i = 0; i < n; i++)
+		j->order[i] = o[i].ref;
+	free(o);
+	j->ngroups = 0;
+	for (size_t i = 0; i < n;) {
+		const struct chunk_ref *r = &j->refs[j->order[i]];
+		struct chunk_group *g = &j->groups[j->ngroups++];
+		uint64_t payload = r->len;
+
+		*g = (struct chunk_group){ .first = i, .n = 1 };
+		for (i++; i < n && g->n < TIER_PACK_MEMBERS_MAX; i++, g->n++) {
+			const struct chunk_ref *x = &j->refs[j->order[i]];
+			if (x->entry != r->entry || payload + x->len > t->pack_size)
+				break;
+			payload += x->len;
+		}
+		g->bytes = payload + g->n * TIER_CHUNK_HDR + (g->n > 1 ? TIER_PACK_HDR_FIXED + g->n * TIER_PACK_ENTRY : 0);
 	}
-	atomic_init(&j.next, 0);
+	return 0;
+}
+
+static int upload_chunks(struct tier *t, uint64_t epoch, struct chunk_ref *refs, size_t n, uint64_t *bytes,
+			 char *msg, size_t msgsz)
+{
+	struct chunk_job j = { .t = t, .n = n, .epoch = epoch, .refs = refs };
+
+	*bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		*bytes += refs[i].len;
 	pthread_mutex_init(&j.lock, NULL);
-	if (nth > n)
-		nth = n;
-	for (size_t i = 0; i < nth; i++)
-		if (pthread_create(&th[started], NULL, chunk_worker, &j) == 0)
-			started++;
-	if (started == 0 && n > 0)
-		chunk_worker(&j);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
+	run_pass(&j, n);
+	if (j.rc == 0 && !atomic_load(&t->stopping)) {
+		j.rc = plan_groups(&j);
+		if (j.rc == 0) {
+			j.sending = true;
+			run_pass(&j, j.ngroups);
+		} else {
+			snprintf(j.msg, sizeof(j.msg), "planning the upload: %s", strerror(-j.rc));
+		}
+	}
 	if (j.rc == 0 && atomic_load(&t->stopping))
 		j.rc = -ECANCELED;
 	if (j.rc)
 		snprintf(msg, msgsz, "%s", j.msg);
 	pthread_mutex_destroy(&j.lock);
-	free(j.d);
-	free(j.len);
+	free(j.order);
+	free(j.groups);
 	return j.rc;
+}
+
+/* Gives every extent of m the location its chunk was found at or sent to (refs sorted by digest). */
+static void set_locations(struct tier_manifest *m, const struct chunk_ref *refs, size_t n)
+{
+	for (size_t i = 0; i < m->n; i++)
+		for (size_t x = 0; x < m->entries[i].next; x++) {
+			struct tier_manifest_extent *e = &m->entries[i].ext[x];
+			const struct chunk_ref *r = bsearch(&e->digest, refs, n, sizeof(*refs), chunk_ref_cmp);
+			if (r)
+				e->loc = r->loc;
+		}
 }
 
 /* Publishes this node's state with every chunk the manifest names (a persist selection reuses
@@ -795,8 +974,10 @@ static int upload_version(struct tier *t, const struct meta_version *v, char *ms
 		rc = prepare_refs(t, refs, n, &epoch, msg, msgsz);
 	if (rc == 0)
 		rc = upload_chunks(t, epoch, refs, n, &rec.uploaded_bytes, msg, msgsz);
-	if (rc == 0)
+	if (rc == 0) {
+		set_locations(&m, refs, n);
 		rc = still_sealed(t, v, msg, msgsz);
+	}
 	if (rc == 0)
 		rc = put_manifest(t, v, &m, if_absent, msg, msgsz);
 	if (rc == 0)

@@ -59,7 +59,9 @@ class S3CliTest(RgwTestCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         g = json.loads(cp.stdout)
         self.assertTrue(g["dry_run"])
-        self.assertEqual((g["versions"], g["chunks"], g["chunks_live"]), (1, 4, 4))
+        # a.bin's three chunks went up as one pack, b.bin's one chunk as its own object
+        self.assertEqual((g["versions"], g["chunks"], g["chunks_live"]), (1, 1, 1))
+        self.assertEqual((g["packs"], g["packs_live"], g["packs_deleted"]), (1, 1, 0))
         self.assertEqual(self.listing("clijson"), before)
 
     def test_gc_and_mount_from_show_progress_on_a_terminal(self):
@@ -106,7 +108,9 @@ class S3CliTest(RgwTestCase):
         puts = [req.match(x) for x in msgs if req.match(x) and req.match(x).group(1) == "PUT"]
         keys = {p.group(2) for p in puts}
         self.assertIn("clilog/runs/run/v1/COMMIT", keys)
-        self.assertEqual(len([k for k in keys if k.startswith("clilog/chunks/")]), 2)
+        # 5 MiB in two 4 MiB chunks of one file: one pack, one PUT.
+        self.assertEqual(len([k for k in keys if k.startswith("clilog/packs/")]), 1, keys)
+        self.assertEqual(len([k for k in keys if k.startswith("clilog/chunks/")]), 0, keys)
         self.assertTrue(all(p.group(3) == "200" and p.group(4) == "1" for p in puts), msgs)
         self.assertIn("sealed v1", " ".join(msgs))
 

@@ -61,6 +61,11 @@ class S3FaultsTest(RgwTestCase):
             for mk in manifests:
                 for e in json.loads(self.s3("get", mk).stdout)["entries"]:
                     for x in e.get("extents", []):
+                        if len(x) == 7:  # a member of a pack: the pack holds it at x[6]
+                            pk = "%s/packs/%s/%s" % (prefix, x[5][:2], x[5])
+                            self.assertIn(pk, keys, "%s names a missing pack" % mk)
+                            self.assertGreaterEqual(keys[pk], x[6] + 64 + x[4], pk)
+                            continue
                         ck = "%s/chunks/%s/%s" % (prefix, x[2][:2], x[2])
                         self.assertIn(ck, keys, "%s names a missing chunk" % mk)
                         self.assertEqual(keys[ck], 64 + x[4], ck)

@@ -5,6 +5,8 @@
 # collection at a time; COMMIT waits for every node's part with --s3-nodes. Node states are a head
 # naming binary segments: publishes add small segments, compaction drops old ones, a missing segment
 # stops a collection before it deletes anything, format 1 states of older releases still count.
+# Packs (several chunks of a file in one object) go with the last manifest naming them, unless a
+# member is still live elsewhere; objects under packs/ that are no pack go like unnamed chunks.
 import json
 import os
 import sys
@@ -54,6 +56,19 @@ class S3GcTest(RgwTestCase):
 
     def segment_keys(self, prefix, node):
         return sorted(k for k in self.listing(prefix) if k.startswith("%s/nodes/%s/" % (prefix, node)))
+
+    def pack_keys(self, prefix):
+        return {k for k in self.listing(prefix) if k.startswith(prefix + "/packs/")}
+
+    def packs_of(self, prefix, run, version, node):
+        """{pack key: [chunk digests]} of the packed extents of a node's manifest for a version."""
+        man = json.loads(self.s3("get", "%s/runs/%s/%s/%s.manifest" % (prefix, run, version, node)).stdout)
+        out = {}
+        for e in man["entries"]:
+            for x in e.get("extents", []):
+                if len(x) == 7:
+                    out.setdefault("%s/packs/%s/%s" % (prefix, x[5][:2], x[5]), []).append(x[2])
+        return out
 
     # ---- sweeping ----
 
@@ -158,7 +173,144 @@ class S3GcTest(RgwTestCase):
         self.assertIn("0 retired", out.stdout)  # the reader keeps step-1 locally
         self.assertEqual(h.read_file(reader.path("run", "step-1", "x.bin")), data["x.bin"])
 
-    # ---- node states: head and segments ----
+    # ---- packs ----
+
+    def test_pack_goes_with_its_last_manifest(self):
+        """A retired version's pack goes (no manifest names it, no member is live); the kept version's
+        pack stays, even with a member table that no longer parses: a manifest names it."""
+        m = self.mount("gcpack", "--node-id", "n1", "--chunk-size", "1M")
+        v1 = {"w.bin": h.random_bytes(3 * MIB + 100, 120)}
+        v2 = {"w.bin": h.random_bytes(3 * MIB + 100, 121)}
+        self.write_version(m, "run", "step-1", v1)
+        self.seal_wait(m, "run", "step-1")
+        self.write_version(m, "run", "step-2", v2)
+        self.seal_wait(m, "run", "step-2")
+        m.umount()
+        p1 = self.packs_of("gcpack", "run", "step-1", "n1")
+        p2 = self.packs_of("gcpack", "run", "step-2", "n1")
+        self.assertEqual((len(p1), len(p2)), (1, 1), (p1, p2))
+        self.assertEqual(len(list(p1.values())[0]), 4)  # four 1 MiB chunks in one pack
+        self.assertEqual(self.pack_keys("gcpack"), set(p1) | set(p2))
+        self.assertFalse(self.chunk_keys("gcpack"))
+        # step-2's pack with a damaged table (readers never read it; gc would take it for no pack).
+        (p2key,) = p2
+        obj = bytearray(self.s3("get", p2key).stdout)
+        obj[32 + 5] ^= 0x01
+        self.put_object(p2key, bytes(obj))
+        out = self.gc("gcpack", "--grace", "0", "--forget-node", "n1")  # nothing retires, the node goes
+        self.assertIn("packs: 2 seen, 2 referenced, 0 within the grace period, 0 deleted", out.stdout, out.stdout)
+        dry = self.gc("gcpack", "--keep", "1", "--grace", "0", "--dry-run")
+        self.assertIn("would retire run/step-1", dry.stdout)
+        self.assertIn("packs: 2 seen, 1 referenced, 0 within the grace period, 1 deleted", dry.stdout, dry.stdout)
+        self.assertEqual(self.pack_keys("gcpack"), set(p1) | set(p2))
+        out = self.gc("gcpack", "--keep", "1", "--grace", "0")
+        self.assertIn("retired run/step-1", out.stdout)
+        self.assertIn("packs: 2 seen, 1 referenced, 0 within the grace period, 1 deleted", out.stdout, out.stdout)
+        self.assertEqual(self.pack_keys("gcpack"), set(p2))
+        self.restore_equal("gcpack", "run@step-2", v2)
+
+    def test_pack_with_a_live_member_stays(self):
+        """A pack no manifest names any more stays while one of its chunks is live: listed by a node
+        state, or named by a remaining manifest at another location (its own object)."""
+        a = self.mount("gclive", "--node-id", "a", "--chunk-size", "1M")
+        w = h.random_bytes(4 * MIB, 130)
+        self.write_version(a, "run", "step-1", {"w.bin": w})
+        self.seal_wait(a, "run", "step-1")
+        self.write_version(a, "run", "step-2", {"z.bin": h.random_bytes(2 * MIB, 131)})
+        self.seal_wait(a, "run", "step-2")
+        a.umount()
+        ((pack, members),) = self.packs_of("gclive", "run", "step-1", "a").items()
+        self.assertEqual(members, [h.sha256_bytes(w[i * MIB:(i + 1) * MIB]) for i in range(4)])
+        # A node of an older release lists the pack's last chunk (and keeps no version).
+        self.put_object("gclive/nodes/old.json", json.dumps({
+            "format": 1, "node": "old", "updated_ns": time.time_ns(), "versions": [], "chunk_count": 1,
+            "chunks": members[3]}).encode())
+        out = self.gc("gclive", "--keep", "1", "--grace", "0", "--forget-node", "a")
+        self.assertIn("retired run/step-1", out.stdout)
+        self.assertIn("packs: 2 seen, 2 referenced, 0 within the grace period, 0 deleted", out.stdout, out.stdout)
+        self.assertIn(pack, self.pack_keys("gclive"))
+        # Node b uploads another of its chunks as a file of its own: a lone chunk object its manifest
+        # names. With b's state and then old's gone, only that manifest keeps the pack.
+        b = self.mount("gclive", "--node-id", "b", "--chunk-size", "1M")
+        self.write_version(b, "other", "step-1", {"piece.bin": w[MIB:2 * MIB]})
+        self.seal_wait(b, "other", "step-1")
+        b.umount()
+        self.assertEqual(self.packs_of("gclive", "other", "step-1", "b"), {})
+        self.assertIn(self.chunk_key("gclive", w[MIB:2 * MIB]), self.chunk_keys("gclive"))
+        self.gc("gclive", "--grace", "0", "--forget-node", "b")
+        out = self.gc("gclive", "--keep", "1", "--grace", "0", "--forget-node", "old")
+        self.assertIn("packs: 2 seen, 2 referenced, 0 within the grace period, 0 deleted", out.stdout, out.stdout)
+        self.assertIn(pack, self.pack_keys("gclive"))
+        # Nothing does any more: it goes, with the lone chunk object.
+        for key in ("gclive/runs/other/step-1/COMMIT", "gclive/runs/other/step-1/b.manifest"):
+            self.s3("rm", key)
+        out = self.gc("gclive", "--grace", "0")
+        self.assertIn("packs: 2 seen, 1 referenced, 0 within the grace period, 1 deleted", out.stdout, out.stdout)
+        self.assertNotIn(pack, self.pack_keys("gclive"))
+        self.assertFalse(self.chunk_keys("gclive"))
+
+    def test_objects_under_packs_that_are_no_pack_go(self):
+        """Garbage under packs/ (a name that is not a pack's, a table that does not parse, a pack's
+        bytes under another name) goes once past the grace period, like an unnamed chunk object."""
+        m = self.mount("gcjunk", "--node-id", "n1", "--chunk-size", "1M")
+        files = {"w.bin": h.random_bytes(2 * MIB + 1, 140)}
+        self.write_version(m, "run", "step-1", files)
+        self.seal_wait(m, "run", "step-1")
+        m.umount()
+        ((pack, _),) = self.packs_of("gcjunk", "run", "step-1", "n1").items()
+        real = self.s3("get", pack).stdout
+        name = pack.rsplit("/", 1)[1]
+        other = h.sha256_bytes(b"no such pack")
+        cut = h.sha256_bytes(real[:100])
+        junk = {
+            "gcjunk/packs/%s/%s" % (other[:2], other): h.random_bytes(5000, 141),  # not a pack at all
+            "gcjunk/packs/%s/%s" % (other[::-1][:2], other[::-1]): real,  # a pack's bytes, another name
+            "gcjunk/packs/%s/%s" % ("00" if name[:2] != "00" else "11", name): real,  # another <hh>
+            "gcjunk/packs/%s/%s" % (name[:2].upper(), name.upper()): real,  # a spelling readers never use
+            "gcjunk/packs/zz/not-a-pack": b"hello",
+            "gcjunk/packs/%s/%s" % (cut[:2], cut): real[:100],  # cut inside its table
+        }
+        for key, data in junk.items():
+            self.put_object(key, data)
+        out = self.gc("gcjunk", "--grace", "1h")
+        self.assertIn("packs: 7 seen, 1 referenced, 6 within the grace period, 0 deleted", out.stdout, out.stdout)
+        out = self.gc("gcjunk", "--grace", "0")
+        self.assertIn("packs: 7 seen, 1 referenced, 0 within the grace period, 6 deleted", out.stdout, out.stdout)
+        for key in junk:
+            self.assertIn("deleted %s (under packs/ but not a pack)" % key, out.stdout)
+        self.assertEqual(self.pack_keys("gcjunk"), {pack})
+        self.restore_equal("gcjunk", "run@step-1", files)
+
+    def test_a_pack_of_a_later_format_stops_the_collection(self):
+        """A pack whose header says a format this release does not read may hold chunks that nodes of
+        a later release still use: the collector cannot judge it, so it stops and deletes nothing."""
+        m = self.mount("gclater", "--node-id", "n1", "--chunk-size", "1M")
+        self.write_version(m, "run", "step-1", {"w.bin": h.random_bytes(2 * MIB, 150)})
+        self.seal_wait(m, "run", "step-1")
+        m.umount()
+        orphan = self.put_later_pack("gclater")
+        before = self.listing("gclater")
+        out = self.gc("gclater", "--grace", "0", check=False)
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        self.assertIn("format this release does not read", out.stderr + out.stdout)
+        after = self.listing("gclater")
+        self.assertNotIn("gclater/gc/lock", after)  # the collector let go of the bucket
+        self.assertEqual({k: v for k, v in after.items() if "/gc/" not in k},
+                         {k: v for k, v in before.items() if "/gc/" not in k})
+        self.assertIn(orphan, before)
+
+    def put_later_pack(self, prefix):
+        """Stores, under a pack's name, a pack of format 2 that no manifest names; returns its key."""
+        import hashlib
+        import struct
+        payload = h.random_bytes(1000, 151)
+        d = hashlib.sha256(payload).digest()
+        table = d + struct.pack("<Q", len(payload))
+        obj = b"PECS3PK1" + struct.pack("<III", 2, 32 + 40, 1) + bytes(12) + table
+        name = hashlib.sha256(table).hexdigest()
+        key = "%s/packs/%s/%s" % (prefix, name[:2], name)
+        self.put_object(key, obj + bytes(64) + payload)
+        return key
 
     def test_node_state_segments(self):
         """A publish adds a segment of the new digests only; dropping chunks compacts into one fresh

@@ -3,10 +3,14 @@
 # (s3-prefetch), random reads, a corrupt object ahead of the reader, and unmounting while read-ahead
 # fetches are still in flight (through tests/integration/faultproxy.py with a bandwidth cap); and
 # `pecfs restore` of odd file shapes (tails, holes, shared chunks, read-only files) and its failures.
-# Files are written with 1 MiB chunks so that a few MiB make many chunks.
+# Chunks are uploaded in packs (s3-pack-size): restore and read-ahead fetch a run of members with one
+# GET, counted here from the RGW's access log. Files are written with 1 MiB chunks so that a few MiB
+# make many chunks.
 import errno
+import math
 import os
 import random
+import struct
 import sys
 import time
 import unittest
@@ -15,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
 
 from faultproxy import FaultProxy  # noqa: E402
-from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
+from s3_fixture import BUCKET, MIB, RgwTestCase, rgw_requests  # noqa: E402
 
 CHUNK = MIB
 
@@ -31,9 +35,9 @@ def read_sequential(path, piece=128 << 10):
 
 
 class S3ReadTest(RgwTestCase):
-    def upload(self, prefix, files):
+    def upload(self, prefix, files, *extra):
         """Writes files as version run/v1 on a node with the tier on prefix, seals it, waits for COMMIT."""
-        m = self.mount(prefix, "--chunk-size", "1M")
+        m = self.mount(prefix, "--chunk-size", "1M", *extra)
         self.write_version(m, "run", "v1", files)
         self.seal_wait(m, "run", "v1")
         m.umount()
@@ -49,17 +53,57 @@ class S3ReadTest(RgwTestCase):
     def s3stats(self, m):
         return m.stats()["s3"]
 
+    def pack_members(self, prefix):
+        """{chunk sha256 hex: (pack key, offset of its chunk object there, payload length)} from the member
+        table of every pack under prefix (FORMAT.md section 5, "Packs")."""
+        out = {}
+        for key in self.listing(prefix + "/packs"):
+            obj = self.s3("get", key).stdout
+            self.assertEqual(obj[:8], b"PECS3PK1", key)
+            n = struct.unpack_from("<I", obj, 16)[0]
+            off = 32 + 40 * n
+            for i in range(n):
+                e = 32 + 40 * i
+                length = struct.unpack_from("<Q", obj, e + 32)[0]
+                out[obj[e:e + 32].hex()] = (key, off, length)
+                off += 64 + length
+            self.assertEqual(off, len(obj), key)
+        return out
+
     def corrupt_object(self, prefix, chunk):
-        """Flips one payload byte of the bucket's object for chunk bytes `chunk`; returns its digest."""
+        """Flips one payload byte of the bucket's object for chunk bytes `chunk` (its own object, or its
+        member of a pack); returns its digest."""
         hexd = h.sha256_bytes(chunk)
-        key = "%s/chunks/%s/%s" % (prefix, hexd[:2], hexd)
+        key, at = "%s/chunks/%s/%s" % (prefix, hexd[:2], hexd), 0
+        if key not in self.listing(prefix + "/chunks"):
+            key, at, length = self.pack_members(prefix)[hexd]
+            self.assertEqual(length, len(chunk))
         obj = bytearray(self.s3("get", key).stdout)
-        obj[64 + len(chunk) // 2] ^= 0x5A
+        obj[at + 64 + len(chunk) // 2] ^= 0x5A
         bad = os.path.join(self.scratch, "bad-%s.obj" % hexd[:8])
         with open(bad, "wb") as f:
             f.write(obj)
         self.s3("put", key, bad)
         return hexd
+
+    def object_gets(self, prefix):
+        """(GETs of chunk objects, GETs of packs) under prefix that the RGW has logged so far."""
+        def count():
+            chunks = packs = 0
+            for _, kind, target, _ in rgw_requests(os.path.join(self.rgw_dir, "log", "client.rgw.a.log"), BUCKET):
+                path = target.split("?", 1)[0]
+                chunks += kind == "GET" and path.startswith("/%s/%s/chunks/" % (BUCKET, prefix))
+                packs += kind == "GET" and path.startswith("/%s/%s/packs/" % (BUCKET, prefix))
+            return chunks, packs
+        # The RGW's log is written by a thread of its own: wait until a second look finds nothing new.
+        last, end = None, time.monotonic() + 15
+        while time.monotonic() < end:
+            time.sleep(0.5)
+            now = count()
+            if now == last:
+                break
+            last = now
+        return last
 
     def test_sequential_read_prefetches_each_chunk_once(self):
         data = h.random_bytes(24 * CHUNK, 11)
@@ -79,6 +123,35 @@ class S3ReadTest(RgwTestCase):
         h.drop_caches()
         self.assertEqual(h.sha256_file(m.path("run", "v1", "model.pt")), h.sha256_bytes(data))
         self.assertEqual(self.s3stats(m)["fetched_chunks"], 24)
+
+    def test_sequential_read_of_a_pack_gets_runs_of_members(self):
+        """A --from reader of a file uploaded as one pack is served by read-ahead runs of half the window
+        (4 chunks here), one GET each, instead of a GET per chunk; a restore of it takes one GET."""
+        data = h.random_bytes(32 * CHUNK, 17)
+        self.upload("seqpack", {"model.pt": data})
+        self.assertEqual(len(self.pack_members("seqpack")), 32)  # s3-pack-size 32M: the whole file
+        self.assertEqual(self.listing("seqpack/chunks"), {})
+        chunks0, packs0 = self.object_gets("seqpack")
+        m = self.from_mount("seqpack", "--s3-prefetch", "8")
+        self.assertEqual(read_sequential(m.path("run", "v1", "model.pt")), data)
+        chunks, packs = self.object_gets("seqpack")
+        s = self.s3stats(m)
+        self.assertEqual(s["fetched_chunks"], 32)
+        self.assertGreater(s["prefetched_chunks"], 16)
+        self.assertGreater(s["prefetch_hits"], 0)
+        self.assertLessEqual(s["prefetch_hits"], s["prefetched_chunks"])
+        self.assertEqual(s["fetch_corrupt"], 0)
+        self.assertEqual(chunks, chunks0)
+        # Runs of 1, 2, 4, then 4 at a time, and a demand read or two that got there first: about 10
+        # (a GET per chunk was 32).
+        self.assertLessEqual(packs - packs0, 14)
+        self.assertEqual(h.chunk_files(m.data).keys(),
+                         {h.sha256_bytes(data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)})
+        # restore: the whole pack (32 MiB of payload) with one GET.
+        dest = os.path.join(self.scratch, "seqpack-restore")
+        self.restore("seqpack", "run@v1", dest)
+        self.assertEqual(h.sha256_file(os.path.join(dest, "model.pt")), h.sha256_bytes(data))
+        self.assertEqual(self.object_gets("seqpack"), (chunks0, packs + 1))
 
     def test_prefetch_zero_turns_read_ahead_off(self):
         data = h.random_bytes(8 * CHUNK, 12)
@@ -206,6 +279,85 @@ class S3ReadTest(RgwTestCase):
         self.assertEqual(cp.returncode, 1)
         self.assertIn("corrupt", cp.stderr)
 
+    def test_restore_gets_each_pack_once(self):
+        """Runs of pack members are fetched with one GET each: one per pack (8 MiB each here, under the
+        restore's 32 MiB bound) and one per chunk object of its own, byte-identical, tails included."""
+        files = {"a.bin": h.random_bytes(24 * CHUNK + 4567, 31), "b.bin": h.random_bytes(16 * CHUNK, 32),
+                 "sub/c.bin": h.random_bytes(20 * CHUNK, 33), "d.bin": h.random_bytes(3 * CHUNK + 5, 34)}
+        total = sum(len(v) for v in files.values())
+        self.upload("rpack", files, "--s3-pack-size", "8M")
+        packs, lone = self.listing("rpack/packs"), self.listing("rpack/chunks")
+        self.assertEqual(len(packs), 3 + 2 + 3 + 1)  # 8 chunks a pack, a file's own chunks only
+        self.assertEqual(len(lone), 1)  # the tail of a.bin, left alone: its own object
+        chunks0, packs0 = self.object_gets("rpack")
+        dest = os.path.join(self.scratch, "rpack")
+        cp = self.restore("rpack", "run@v1", dest)
+        self.assertIn("4 files, %d bytes" % total, cp.stdout)
+        for rel, data in files.items():
+            self.assertEqual(h.sha256_file(os.path.join(dest, rel)), h.sha256_bytes(data), rel)
+        chunks, npacks = self.object_gets("rpack")
+        self.assertEqual((chunks - chunks0, npacks - packs0), (len(lone), len(packs)))  # a GET per chunk was 65
+        self.assertLessEqual(chunks - chunks0 + npacks - packs0, math.ceil(total / (8 * MIB)) + len(files))
+
+    def test_pack_members_of_odd_lengths_read_right(self):
+        """A file written in pieces with holes has chunks of odd lengths inside its pack: a run's payloads
+        then move both down and up to reach 4 KiB boundaries (read-ahead) or down (restore)."""
+        pieces = [(0, CHUNK + 1000), (2 * CHUNK + 123, 700000), (3 * CHUNK + 5, CHUNK - 5), (4 * CHUNK, 1),
+                  (5 * CHUNK, 3 * CHUNK + 77)]
+        m = self.mount("oddpack", "--chunk-size", "1M")
+        os.makedirs(m.path("run", "v1"))
+        want = bytearray(8 * CHUNK + 77)
+        fd = os.open(m.path("run", "v1", "odd.bin"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            for i, (off, n) in enumerate(pieces):
+                piece = h.random_bytes(n, 50 + i)
+                os.pwrite(fd, piece, off)
+                want[off:off + n] = piece
+        finally:
+            os.close(fd)
+        self.seal_wait(m, "run", "v1")
+        m.umount()
+        members = sorted((off, n) for _, off, n in self.pack_members("oddpack").values())
+        self.assertEqual(len(members), 9)  # one pack
+        self.assertEqual([n for _, n in members[1:3]], [1000, 700123])  # odd lengths between others
+        dest = os.path.join(self.scratch, "oddpack")
+        self.restore("oddpack", "run@v1", dest)
+        with open(os.path.join(dest, "odd.bin"), "rb") as f:
+            self.assertEqual(f.read(), bytes(want))
+        r = self.from_mount("oddpack", "--s3-prefetch", "16")
+        self.assertEqual(read_sequential(r.path("run", "v1", "odd.bin")), bytes(want))
+        self.assertEqual(self.s3stats(r)["fetch_corrupt"], 0)
+
+    def test_corrupt_pack_member_fails_restore_and_its_reads_only(self):
+        f, g = h.random_bytes(16 * CHUNK, 41), h.random_bytes(8 * CHUNK, 42)
+        self.upload("rpbad", {"f.bin": f, "g.bin": g})
+        self.assertEqual(len(self.listing("rpbad/packs")), 2)
+        # Chunk 10: inside a read-ahead run (of 4, from chunk 8 or 9), and inside the restore's run.
+        bad = self.corrupt_object("rpbad", f[10 * CHUNK:11 * CHUNK])
+        # restore: fails naming the member, whose neighbours in the same GET are sound.
+        cp = self.restore("rpbad", "run@v1", os.path.join(self.scratch, "rpbad"), check=False)
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        self.assertIn("chunk %s...:" % bad[:16], cp.stderr)
+        self.assertIn("corrupt", cp.stderr)
+        # --from: the read-ahead run that brings it refuses it alone.
+        m = self.from_mount("rpbad", "--s3-prefetch", "8")
+        fd = os.open(m.path("run", "v1", "f.bin"), os.O_RDONLY)
+        try:
+            for off in range(0, 10 * CHUNK, 256 << 10):
+                self.assertEqual(os.pread(fd, 256 << 10, off), f[off:off + (256 << 10)])
+            # The read-ahead has got there by now, or soon: refused, not stored.
+            self.assertTrue(h.wait_until(lambda: self.s3stats(m)["fetch_corrupt"] >= 1, 20))
+            self.assertNotIn(bad, h.chunk_files(m.data))
+            with self.assertRaises(OSError) as cm:
+                os.pread(fd, 4096, 10 * CHUNK + 4096)
+            self.assertEqual(cm.exception.errno, errno.EIO)
+            self.assertEqual(os.pread(fd, 5 * CHUNK, 11 * CHUNK), f[11 * CHUNK:])
+        finally:
+            os.close(fd)
+        self.assertEqual(h.sha256_file(m.path("run", "v1", "g.bin")), h.sha256_bytes(g))
+        self.assertNotIn(bad, h.chunk_files(m.data))
+        self.assertEqual(len(h.chunk_files(m.data)), 16 + 8 - 1)
+        self.assertGreaterEqual(self.s3stats(m)["fetch_corrupt"], 2)  # read-ahead, then the reader's own try
 
 if __name__ == "__main__":
     h.main()

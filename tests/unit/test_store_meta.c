@@ -559,18 +559,29 @@ static void test_tier_records_go_with_their_version_and_chunk(void **state)
 	struct meta_version v = { .run_ino = 7, .ino = 9, .state = META_VERSION_SEALED, .step = 100 };
 	struct meta_chunk c = { .len = 4096 };
 	struct meta_upload u = { .uploaded_bytes = 4096, .chunks = 1, .committed_ns = 5 }, got;
-	uint64_t epoch;
+	struct meta_remote mark = { .epoch = 3 }, r;
 
 	memset(c.digest.b, 0x5a, sizeof(c.digest.b));
 	meta_batch_put_version(f->b, &v);
 	meta_batch_put_chunk(f->b, &c);
 	meta_batch_put_upload(f->b, 7, 9, &u);
-	meta_batch_mark_remote(f->b, &c.digest, 3);
+	meta_batch_mark_remote(f->b, &c.digest, &mark);
 	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
 	assert_int_equal(meta_get_upload(f->m, 7, 9, &got), 0);
 	assert_int_equal(got.committed_ns, 5);
-	assert_int_equal(meta_chunk_remote_epoch(f->m, &c.digest, &epoch), 0);
-	assert_int_equal(epoch, 3);
+	assert_int_equal(meta_chunk_remote_get(f->m, &c.digest, &r), 0);
+	assert_int_equal(r.epoch, 3);
+	assert_false(r.packed);
+
+	/* A chunk in a pack keeps the pack's name and its offset there. */
+	mark = (struct meta_remote){ .epoch = 4, .packed = true, .pack_off = 5 * 4160 + 72 };
+	memset(mark.pack.b, 0xc3, sizeof(mark.pack.b));
+	assert_int_equal(meta_chunk_mark_remote(f->m, &c.digest, &mark), 0);
+	assert_int_equal(meta_chunk_remote_get(f->m, &c.digest, &r), 0);
+	assert_int_equal(r.epoch, 4);
+	assert_true(r.packed);
+	assert_memory_equal(r.pack.b, mark.pack.b, DIGEST_LEN);
+	assert_int_equal(r.pack_off, 5 * 4160 + 72);
 
 	meta_batch_del_version(f->b, 7, 9);
 	meta_batch_del_chunk(f->b, &c.digest);

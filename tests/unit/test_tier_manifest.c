@@ -2,7 +2,8 @@
  * the chunk object header (store/tier/tier.h): encode/decode round trips, and refusal of bucket content
  * that could make a restore or an import write outside its folder, write overlapping bytes, or lay out
  * a tree that is not one (duplicates, entries under a file or symlink, entries out of order, bad
- * names, duplicate JSON keys, malformed seal ids and part lists), special files and hard links.
+ * names, duplicate JSON keys, malformed seal ids and part lists), special files and hard links, and
+ * packs: extents that name a pack (manifest format 2) and the pack header with its member table.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -472,6 +473,123 @@ static void test_chunk_key_and_header(void **state)
 	assert_memory_equal(hdr + 24, d.b, DIGEST_LEN);
 }
 
+static void test_packed_extents_round_trip_as_format_2(void **state)
+{
+	struct tier_manifest m, d;
+	char *text, err[256], phex[DIGEST_HEX_LEN + 1];
+	size_t len;
+
+	(void)state;
+	sample(&m);
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_non_null(strstr(text, "\"format\":1"));  /* no pack: readers before packs still read it */
+	free(text);
+	m.entries[2].ext[1].loc.packed = true;
+	m.entries[2].ext[1].loc.off = 72 + 164;
+	digest_compute("pack", 4, &m.entries[2].ext[1].loc.pack);
+	digest_to_hex(&m.entries[2].ext[1].loc.pack, phex);
+	assert_int_equal(tier_manifest_encode(&m, &text, &len), 0);
+	assert_non_null(strstr(text, "\"format\":2"));
+	assert_non_null(strstr(text, phex));
+	assert_int_equal(tier_manifest_decode(text, len, &d, err, sizeof(err)), 0);
+	assert_false(d.entries[2].ext[0].loc.packed);
+	assert_true(d.entries[2].ext[1].loc.packed);
+	assert_int_equal(d.entries[2].ext[1].loc.off, 72 + 164);
+	assert_true(digest_equal(&d.entries[2].ext[1].loc.pack, &m.entries[2].ext[1].loc.pack));
+	assert_true(tier_manifest_packed(&d));
+	free(text);
+	tier_manifest_free(&m);
+	tier_manifest_free(&d);
+}
+
+#define HEAD2 "{\"format\":2,\"run\":\"r\",\"version\":\"v\",\"node\":\"n\",\"step\":null,\"sealed_ns\":1," \
+	      "\"chunk_size\":4194304,\"entries\":["
+#define FILE10 "{\"path\":\"f\",\"type\":\"file\",\"mode\":420,\"mtime_ns\":0,\"size\":10,\"extents\":"
+
+static void test_hostile_pack_locations_are_refused(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\",72]]}]}"), 0);
+	/* a pack in a format 1 manifest: a reader before packs would look for a chunk object */
+	assert_int_equal(decode_text(HEAD FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\",72]]}]}"), -EBADMSG);
+	/* an offset inside the pack's header, or past any pack */
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\",71]]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\",-1]]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\",1099511627777]]}]}"),
+			 -EBADMSG);
+	/* a pack name that is not a digest, six or eight fields */
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"../x\",72]]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\"]]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,\"" HEX "\",72,1]]}]}"), -EBADMSG);
+	assert_int_equal(decode_text(HEAD2 FILE10 "[[0,10,\"" HEX "\",0,10,72,\"" HEX "\"]]}]}"), -EBADMSG);
+	assert_int_equal(decode_text("{\"format\":3}"), -EBADMSG);
+}
+
+static void test_pack_header_names_its_table_and_refuses_tampering(void **state)
+{
+	struct digest d[3], name, other;
+	uint64_t len[3] = { 4096, 100, 1 };
+	struct tier_pack_member mem[TIER_PACK_MEMBERS_MAX];
+	uint8_t hdr[TIER_PACK_HDR_FIXED + 3 * TIER_PACK_ENTRY + 8];
+	char key[256], hex[DIGEST_HEX_LEN + 1], want[300];
+	size_t n = 0, hlen;
+
+	(void)state;
+	digest_compute("a", 1, &d[0]);
+	digest_compute("b", 1, &d[1]);
+	digest_compute("c", 1, &d[2]);
+	hlen = tier_pack_header(d, len, 3, hdr, &name);
+	assert_int_equal(hlen, 32 + 3 * 40);
+	assert_memory_equal(hdr, "PECS3PK1", 8);
+	digest_compute(hdr + TIER_PACK_HDR_FIXED, 3 * TIER_PACK_ENTRY, &other);
+	assert_true(digest_equal(&name, &other));  /* the name is the table's SHA-256 */
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), 0);
+	assert_int_equal(n, 3);
+	assert_true(digest_equal(&mem[1].d, &d[1]));
+	assert_int_equal(mem[0].off, hlen);
+	assert_int_equal(mem[1].off, hlen + 64 + 4096);
+	assert_int_equal(mem[2].off, hlen + 64 + 4096 + 64 + 100);
+	assert_int_equal(mem[2].len, 1);
+	/* the same members in another order are another pack */
+	struct digest swapped[3] = { d[1], d[0], d[2] };
+	uint64_t slen[3] = { 100, 4096, 1 };
+	uint8_t hdr2[sizeof(hdr)];
+	tier_pack_header(swapped, slen, 3, hdr2, &other);
+	assert_false(digest_equal(&name, &other));
+	/* short, renamed, or with a changed table, count, length or padding: not this pack */
+	assert_int_equal(tier_pack_parse(hdr, hlen - 1, &name, mem, &n), -EBADMSG);
+	assert_int_equal(tier_pack_parse(hdr, hlen, &other, mem, &n), -EBADMSG);
+	hdr[TIER_PACK_HDR_FIXED + 40 + 32] ^= 1;  /* member 1's length */
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), -EBADMSG);
+	hdr[TIER_PACK_HDR_FIXED + 40 + 32] ^= 1;
+	hdr[16] = 2;  /* count */
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), -EBADMSG);
+	hdr[16] = 3;
+	hdr[24] = 1;  /* padding */
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), -EBADMSG);
+	hdr[24] = 0;
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), 0);
+	/* a member of length 0 or beyond the largest chunk, even with a matching name */
+	len[1] = 0;
+	tier_pack_header(d, len, 3, hdr, &name);
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), -EBADMSG);
+	len[1] = (64u << 20) + 1;
+	tier_pack_header(d, len, 3, hdr, &name);
+	assert_int_equal(tier_pack_parse(hdr, hlen, &name, mem, &n), -EBADMSG);
+	/* keys */
+	digest_to_hex(&name, hex);
+	assert_int_equal(tier_pack_key("team/ckpt", &name, key, sizeof(key)), 0);
+	snprintf(want, sizeof(want), "team/ckpt/packs/%.2s/%s", hex, hex);
+	assert_string_equal(key, want);
+	struct tier_loc loc = { .packed = true, .pack = name, .off = 72 };
+	assert_int_equal(tier_loc_key("", &d[0], &loc, key, sizeof(key)), 0);
+	assert_string_equal(key, want + strlen("team/ckpt/"));
+	loc.packed = false;
+	assert_int_equal(tier_loc_key("", &d[0], &loc, key, sizeof(key)), 0);
+	assert_string_equal(key, "chunks/ca/" HEX);
+	assert_int_equal(tier_pack_key("p", &name, key, 20), -ENAMETOOLONG);
+}
+
 /* Found by fuzz_manifest and fuzz_commit: a field of another entry type, or a negative step, was
  * accepted and then read differently after a round trip. */
 static void test_fields_of_another_entry_type_and_negative_steps_are_refused(void **state)
@@ -634,6 +752,9 @@ int main(void)
 		cmocka_unit_test(test_merge_refuses_a_directory_that_is_a_file_elsewhere),
 		cmocka_unit_test(test_fields_of_another_entry_type_and_negative_steps_are_refused),
 		cmocka_unit_test(test_chunk_key_and_header),
+		cmocka_unit_test(test_packed_extents_round_trip_as_format_2),
+		cmocka_unit_test(test_hostile_pack_locations_are_refused),
+		cmocka_unit_test(test_pack_header_names_its_table_and_refuses_tampering),
 		cmocka_unit_test(test_special_files_and_hard_links_round_trip),
 		cmocka_unit_test(test_hostile_special_files_and_hard_links_are_refused),
 		cmocka_unit_test(test_merge_refuses_a_linked_name_in_two_parts),
