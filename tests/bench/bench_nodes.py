@@ -34,6 +34,7 @@ import os
 import re
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -261,8 +262,24 @@ class Bench:
             out[key] = int(size)
         return out
 
-    def chunk_keys(self):
-        return {k.rsplit("/", 1)[1] for k in self.listing("chunks/")}
+    def chunk_keys(self, keys=None):
+        """Digests of the chunks the bucket holds: chunk objects, and the members of every pack (its
+        member table read with one ranged GET; store/FORMAT.md section 5, "Packs")."""
+        keys = self.listing() if keys is None else keys
+        out = {k.rsplit("/", 1)[1] for k in keys if k.startswith(PREFIX + "/chunks/")}
+        for members in self.packs(keys).values():
+            out.update(members)
+        return out
+
+    def packs(self, keys):
+        """{pack key: [member digest hex]} of the packs among keys."""
+        out = {}
+        for k in keys:
+            if k.startswith(PREFIX + "/packs/"):
+                head = self.s3("get", k, "0", str(32 + 40 * 256)).stdout
+                count = struct.unpack_from("<I", head, 16)[0]
+                out[k] = [head[32 + 40 * i:64 + 40 * i].hex() for i in range(count)]
+        return out
 
     def get_json(self, key):
         return json.loads(self.s3("get", "%s/%s" % (PREFIX, key)).stdout)
@@ -444,6 +461,9 @@ def retire_and_collect(b, a):
                 return False
         return True
     check(h.wait_until(published, 120, 2), "node states still list retired versions after 120 s")
+    before = b.listing()
+    doomed_chunks = {k for k in before if k.startswith(PREFIX + "/chunks/") and k.rsplit("/", 1)[1] not in keep}
+    doomed_packs = {k for k, members in b.packs(before).items() if not set(members) & keep}
     b.phase("gc --remote --keep 1 --grace 0")
     out = json.loads(b.pecfs("gc", "--remote", *b.tier, "--keep", "1", "--grace", "0", "--forget-node", "reader",
                              "--json").stdout)
@@ -455,13 +475,15 @@ def retire_and_collect(b, a):
     for v in range(1, a.versions):
         left = [k for k in keys if k.startswith("%s/runs/%s/%s/" % (PREFIX, RUN, tag(v)))]
         check(not left, "retired %s left objects: %s" % (tag(v), left[:5]))
-    chunks = {k.rsplit("/", 1)[1] for k in keys if k.startswith(PREFIX + "/chunks/")}
+    chunks = b.chunk_keys(keys)
     check(keep <= chunks, "gc deleted %d chunks the kept version uses (BUG)" % len(keep - chunks))
     check(not (chunks & (old - keep)), "%d chunks only retired versions used are still there" %
           len(chunks & (old - keep)))
     check(chunks == keep, "the bucket holds %d chunks no version uses" % len(chunks - keep))
-    check(out["chunks_deleted"] == len(old - keep), "gc says %d chunks deleted, want %d" %
-          (out["chunks_deleted"], len(old - keep)))
+    check(out["chunks_deleted"] == len(doomed_chunks), "gc says %d chunk objects deleted, want %d" %
+          (out["chunks_deleted"], len(doomed_chunks)))
+    check(out["packs_deleted"] == len(doomed_packs), "gc says %d packs deleted, want %d" %
+          (out["packs_deleted"], len(doomed_packs)))
     check("%s/gc/lock" % PREFIX not in keys, "gc left its lock")
     check("%s/nodes/reader.json" % PREFIX not in keys, "the forgotten node's state is still there")
     b.phase("fsck --remote")

@@ -8,7 +8,9 @@ experts per layer changed (bytes uploaded vs bytes changed); `pecfs restore` int
 a fresh data folder vs through s3fs-fuse mounted on the same bucket (the same file contents, which
 s3fs sees as the plain objects awscli uploaded). Restore, download and reads are repeated --reps times,
 alternating which tool goes first, with the page cache dropped and the server idle before each; the
-medians and their ratios are printed. Not pass/fail. Needs root, the Ceph packages, awscli and (for its line) s3fs.
+medians and their ratios are printed, with the S3 requests each tool made per GiB moved (counted from the
+RGW's access log over the timed part of each step: uploads, downloads and reads, not mounting). Not
+pass/fail. Needs root, the Ceph packages, awscli and (for its line) s3fs.
 """
 import argparse
 import glob
@@ -25,6 +27,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 RGW = os.path.join(ROOT, "deploy", "s3-rgw.sh")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import s3_fixture as fx  # noqa: E402
 MiB = 1 << 20
 AK, SK, BUCKET = "pecfs-bench", "pecfs-bench-secret-7d1f", "pecfs-bench"
 LAYERS, EXPERTS = 4, 8
@@ -47,6 +51,28 @@ def timed(fn):
     t = time.monotonic()
     fn()
     return time.monotonic() - t
+
+
+REQUESTS = []  # (step, requests) of every timed step, from the RGW's access log
+
+
+def timed_requests(step, rgw_dir, fn):
+    """timed(fn), and the requests the RGW logged as starting meanwhile, recorded under step."""
+    t0 = time.time()
+    t = timed(fn)
+    t1 = time.time()
+    log = os.path.join(rgw_dir, "log", "client.rgw.a.log")
+    deadline = time.monotonic() + 5  # the log is written behind the answers
+    n = -1
+    while time.monotonic() < deadline:
+        reqs = fx.rgw_requests(log, BUCKET)
+        m = sum(1 for when, _, _, _ in reqs if t0 - 0.01 <= when <= t1 + 0.01)
+        if m == n:
+            break
+        n = m
+        time.sleep(0.5)
+    REQUESTS.append((step, n))
+    return t
 
 
 def drop_caches():
@@ -146,16 +172,17 @@ class Bench:
         dst = os.path.join(self.scratch, "restore-pecfs-%d" % n)
         drop_caches()
         wait_server_idle(self.rgw_dir)
-        t = timed(lambda: run([self.a.pecfs, "restore", "--s3", "s3://%s/pecfs" % BUCKET] + self.tier +
-                              ["run@step-1", dst], env=self.env))
+        t = timed_requests("restore", self.rgw_dir, lambda: run([self.a.pecfs, "restore", "--s3", "s3://%s/pecfs" % BUCKET] +
+                                                                self.tier + ["run@step-1", dst], env=self.env))
         return t, dst
 
     def download_once(self, n):
         dst = os.path.join(self.scratch, "restore-aws-%d" % n)
         drop_caches()
         wait_server_idle(self.rgw_dir)
-        t = timed(lambda: run(self.aws + ["cp", "--recursive", "--quiet", "s3://%s/aws/v1/" % BUCKET, dst],
-                              env=self.env))
+        t = timed_requests("download", self.rgw_dir,
+                           lambda: run(self.aws + ["cp", "--recursive", "--quiet", "s3://%s/aws/v1/" % BUCKET, dst],
+                                       env=self.env))
         return t, dst
 
     def from_read_once(self, n):
@@ -168,7 +195,7 @@ class Bench:
         try:
             drop_caches()
             wait_server_idle(self.rgw_dir)
-            t = timed(lambda: cat_all(os.path.join(mnt, "run", "step-1")))
+            t = timed_requests("from", self.rgw_dir, lambda: cat_all(os.path.join(mnt, "run", "step-1")))
             stats = json.load(open(os.path.join(mnt, ".pec", "stats"))).get("s3", {})
         finally:
             self.pecfs_umount(mnt)
@@ -190,7 +217,7 @@ class Bench:
             wait_mounted(mnt)
             drop_caches()
             wait_server_idle(self.rgw_dir)
-            t = timed(lambda: cat_all(os.path.join(mnt, "aws", "v1")))
+            t = timed_requests("s3fs", self.rgw_dir, lambda: cat_all(os.path.join(mnt, "aws", "v1")))
         finally:
             run(["fusermount3", "-u", mnt], check=False)
             self.fuse.remove(mnt)
@@ -216,6 +243,8 @@ def main():
     ap.add_argument("--threads", type=int, default=8, help="pecfs upload threads (default 8)")
     ap.add_argument("--prefetch", type=int, default=None, help="--s3-prefetch for the --from mount (default: "
                     "pecfs's own default)")
+    ap.add_argument("--pack-size", default=None, help="--s3-pack-size for the uploading mount (default: pecfs's own; "
+                    "0 sends an object per chunk)")
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: restore, read, s3fs")
     a = ap.parse_args()
     size = parse_size("256M" if a.quick else a.size) // (LAYERS * EXPERTS)
@@ -246,13 +275,16 @@ def main():
 
         # upload: pecfs (seal -> COMMIT) vs aws s3 cp (once: every upload adds to the server's memory)
         data, mnt = os.path.join(scratch, "data"), os.path.join(scratch, "mnt")
-        b.pecfs_mount(data, mnt, "--s3", "s3://%s/pecfs" % BUCKET, "--upload-threads", str(a.threads), *b.tier)
+        packs = ["--s3-pack-size", a.pack_size] if a.pack_size is not None else []
+        b.pecfs_mount(data, mnt, "--s3", "s3://%s/pecfs" % BUCKET, "--upload-threads", str(a.threads), *packs,
+                      *b.tier)
         shutil.copytree(src1, os.path.join(mnt, "run", "step-1"))
-        t_pecfs_up = timed(lambda: run([a.pecfs, "seal", "--wait-upload", os.path.join(mnt, "run", "step-1")],
-                                       env=env))
+        t_pecfs_up = timed_requests("upload", rgw_dir, lambda: run([a.pecfs, "seal", "--wait-upload",
+                                                                    os.path.join(mnt, "run", "step-1")], env=env))
         drop_caches()
-        t_aws_up = timed(lambda: run(b.aws + ["cp", "--recursive", "--quiet", src1, "s3://%s/aws/v1/" % BUCKET],
-                                     env=env))
+        wait_server_idle(rgw_dir)
+        t_aws_up = timed_requests("aws-upload", rgw_dir, lambda: run(b.aws + ["cp", "--recursive", "--quiet", src1,
+                                                                      "s3://%s/aws/v1/" % BUCKET], env=env))
         stats = lambda: json.load(open(os.path.join(mnt, ".pec", "stats")))["s3"]
         sent1 = stats()["bytes_uploaded"]
         shutil.copytree(src2, os.path.join(mnt, "run", "step-2"))
@@ -283,8 +315,8 @@ def main():
                         t_s3fs.append(fn(n))
 
         med = statistics.median
-        print("bench_s3: version of %d files, %.2f GiB, local Ceph RGW, %d upload threads, %d reps (medians)" %
-              (LAYERS * EXPERTS, total / (1 << 30), a.threads, a.reps))
+        print("bench_s3: version of %d files, %.2f GiB, local Ceph RGW, %d upload threads, s3-pack-size %s, %d reps "
+              "(medians)" % (LAYERS * EXPERTS, total / (1 << 30), a.threads, a.pack_size or "default", a.reps))
         print("  upload    pecfs seal->COMMIT %6.1f s (%6.1f MiB/s)   aws s3 cp %6.1f s (%6.1f MiB/s)   ratio %.2fx" %
               (t_pecfs_up, mibps(total, t_pecfs_up), t_aws_up, mibps(total, t_aws_up), t_aws_up / t_pecfs_up))
         print("  version 2 (1 of 8 experts per layer changed): uploaded %.1f MiB for %.1f MiB changed (%.3fx)" %
@@ -310,6 +342,18 @@ def main():
             print("            last --from mount: fetched %d chunks, prefetched %d, prefetch hits %d" %
                   (from_stats.get("fetched_chunks", 0), from_stats.get("prefetched_chunks", 0),
                    from_stats.get("prefetch_hits", 0)))
+        gib = total / (1 << 30)
+        per = {}
+        for step, n in REQUESTS:
+            per.setdefault(step, []).append(n)
+        def rq(step):
+            return "%7.0f" % (med(per[step]) / gib) if step in per and min(per[step]) >= 0 else "      ?"
+        print("  S3 requests per GiB (median over reps):")
+        print("            upload  pecfs %s   aws s3 cp %s" % (rq("upload"), rq("aws-upload")))
+        if t_restore:
+            print("            restore pecfs %s   aws s3 cp %s" % (rq("restore"), rq("download")))
+        if t_from:
+            print("            read    --from %s   s3fs-fuse %s" % (rq("from"), rq("s3fs")))
     finally:
         b.cleanup()
         subprocess.run([RGW, "stop", rgw_dir], env=env, capture_output=True, timeout=120)
