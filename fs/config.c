@@ -65,7 +65,7 @@ const struct pecfs_config_key pecfs_config_keys[] = {
 	  "COMMIT counts only the parts of one job" },
 	{ "upload-threads", PECFS_CONFIG_COUNT, "8", "chunks uploaded to S3 at once" },
 	{ "upload-bandwidth", PECFS_CONFIG_SIZE, "0", "most bytes per second sent to S3, 0 for unlimited" },
-	{ "s3-pack-size", PECFS_CONFIG_SIZE, "32M",
+	{ "s3-pack-size", PECFS_CONFIG_SIZE, "16M",
 	  "chunks uploaded together in one S3 object up to this many bytes (0 to 256M; 0: an object per chunk)" },
 	{ "cache-size", PECFS_CONFIG_SIZE, "0", "local bytes of uploaded chunks to keep, 0 for unlimited" },
 	{ "cache-min-free", PECFS_CONFIG_RATIO, "0", "evict uploaded chunks while the data disk has less free" },
@@ -119,7 +119,7 @@ void pecfs_config_defaults(struct pecfs_config *cfg)
 	cfg->seal_on_tracker = true;
 	cfg->seal_on_rename = true;
 	cfg->upload_threads = 8;
-	cfg->s3_pack_size = 32ull << 20;
+	cfg->s3_pack_size = 16ull << 20;
 	cfg->s3_nodes = 1;
 	cfg->s3_prefetch = 8;
 	snprintf(cfg->s3_persist, sizeof(cfg->s3_persist), "full");

@@ -74,8 +74,8 @@ void cli_help_restore(FILE *out)
 }
 
 #define RESTORE_ALIGN 4096u
-/* Payload bytes one GET of a run of pack members brings at most: the default s3-pack-size, so a pack
- * of that size comes in one request. It bounds each worker's buffer (16 workers by default: about
+/* Payload bytes one GET of a run of pack members brings at most: twice the default s3-pack-size, so a
+ * pack of up to that size comes in one request. It bounds each worker's buffer (16 workers by default: about
  * 512 MiB at most, and only when the packs are that large). */
 #define RESTORE_RUN_MAX (32ull << 20)
 

@@ -128,8 +128,8 @@ class S3ReadTest(RgwTestCase):
         """A --from reader of a file uploaded as one pack is served by read-ahead runs of half the window
         (4 chunks here), one GET each, instead of a GET per chunk; a restore of it takes one GET."""
         data = h.random_bytes(32 * CHUNK, 17)
-        self.upload("seqpack", {"model.pt": data})
-        self.assertEqual(len(self.pack_members("seqpack")), 32)  # s3-pack-size 32M: the whole file
+        self.upload("seqpack", {"model.pt": data}, "--s3-pack-size", "32M")
+        self.assertEqual(len(self.pack_members("seqpack")), 32)  # the whole file in one pack
         self.assertEqual(self.listing("seqpack/chunks"), {})
         chunks0, packs0 = self.object_gets("seqpack")
         m = self.from_mount("seqpack", "--s3-prefetch", "8")
