@@ -579,6 +579,19 @@ static int add_manifest_chunks(struct gc_run *g, const char *key)
 	return rc;
 }
 
+static bool is_live(const struct gc_run *g, const struct digest *d)
+{
+	return g->live.n > 0 && bsearch(d, g->live.d, g->live.n, sizeof(*d), digest_cmp) != NULL;
+}
+
+/* An object written less than the grace period ago, or whose date does not parse: never deleted. */
+static bool within_grace(const struct gc_run *g, const struct s3_object *o)
+{
+	int64_t modified = parse_s3_time(o->last_modified);
+
+	return modified == 0 || g->now - modified < g->o->grace_ns;
+}
+
 /* ---- 4. chunks ---- */
 
 static int judge_chunk(void *ctx, const struct s3_object *o)
@@ -586,17 +599,15 @@ static int judge_chunk(void *ctx, const struct s3_object *o)
 	struct gc_run *g = ctx;
 	const char *base = strrchr(o->key, '/');
 	struct digest d;
-	int64_t modified;
 
 	if (o->is_prefix || !base || strlen(base + 1) != DIGEST_HEX_LEN || digest_from_hex(base + 1, &d) < 0)
 		return 0;  /* not a chunk object of ours */
 	g->rep->chunks++;
-	if (g->live.n > 0 && bsearch(&d, g->live.d, g->live.n, sizeof(d), digest_cmp)) {
+	if (is_live(g, &d)) {
 		g->rep->chunks_live++;
 		return 0;
 	}
-	modified = parse_s3_time(o->last_modified);
-	if (modified == 0 || g->now - modified < g->o->grace_ns) {  /* an unreadable date counts as recent */
+	if (within_grace(g, o)) {
 		g->rep->chunks_recent++;
 		return 0;
 	}
@@ -632,11 +643,6 @@ static int gc_keep_alive(struct gc_run *g, int64_t *refresh)
 
 /* ---- 4b. packs ---- */
 
-static bool is_live(const struct gc_run *g, const struct digest *d)
-{
-	return g->live.n > 0 && bsearch(d, g->live.d, g->live.n, sizeof(*d), digest_cmp) != NULL;
-}
-
 /* Sorts one listed key under packs/: kept when a remaining manifest names it or it is recent, else a
  * candidate whose member table judge_packs reads. */
 static int list_pack(void *ctx, const struct s3_object *o)
@@ -646,7 +652,6 @@ static int list_pack(void *ctx, const struct s3_object *o)
 	char canon[TIER_PREFIX_MAX + 160];
 	struct gc_pack *p;
 	struct digest d;
-	int64_t modified;
 	bool well_named;
 
 	if (o->is_prefix)
@@ -660,8 +665,7 @@ static int list_pack(void *ctx, const struct s3_object *o)
 		g->rep->packs_live++;
 		return 0;
 	}
-	modified = parse_s3_time(o->last_modified);
-	if (modified == 0 || g->now - modified < g->o->grace_ns) {  /* an unreadable date counts as recent */
+	if (within_grace(g, o)) {
 		g->rep->packs_recent++;
 		return 0;
 	}
