@@ -40,20 +40,30 @@ bool tier_fetch_try_claim(struct tier *t, const struct digest *d)
 }
 
 /* Readers of one chunk (kernel readahead issues several at once) cost one GET instead of one each. */
-bool tier_fetch_claim(struct tier *t, const struct digest *d, bool *owner)
+int tier_fetch_claim(struct tier *t, const struct digest *d, bool *owner)
 {
 	pthread_mutex_lock(&t->lock);
 	if (fetch_slot(t, d) >= 0) {
-		while (fetch_slot(t, d) >= 0)
+		uint64_t gen = t->held_gen;
+		while (fetch_slot(t, d) >= 0 && t->held_gen == gen)
 			pthread_cond_wait(&t->fetched, &t->lock);
+		bool busy = fetch_slot(t, d) >= 0;
 		pthread_mutex_unlock(&t->lock);
-		return false;
+		return busy ? -EAGAIN : 0;
 	}
 	*owner = t->nfetching < TIER_FETCH_SLOTS;
 	if (*owner)
 		t->fetching[t->nfetching++] = *d;
 	pthread_mutex_unlock(&t->lock);
-	return true;
+	return 1;
+}
+
+void tier_fetch_held(struct tier *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->held_gen++;
+	pthread_cond_broadcast(&t->fetched);
+	pthread_mutex_unlock(&t->lock);
 }
 
 void tier_fetch_release(struct tier *t, const struct digest *d)
@@ -119,8 +129,8 @@ static int fetch_object(struct tier *t, const struct digest *d, struct tier_fetc
 	return 0;
 }
 
-int tier_fetch_store(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
-		     size_t *plen)
+int tier_fetch_verified(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
+			size_t *plen)
 {
 	struct s3_result res = { 0 };
 	uint8_t *obj = NULL;
@@ -139,12 +149,25 @@ int tier_fetch_store(struct tier *t, const struct digest *d, struct tier_fetch_b
 		return rc == -ENOENT ? -EIO : rc;  /* marked remote but gone: the read cannot be served */
 	}
 	*payload = obj + TIER_CHUNK_HDR;
-	/* Keep it locally for the next reads; a full disk only costs a later fetch. */
-	chunk_store_put(store_chunks(t->st), d, *payload, *plen);
 	pthread_mutex_lock(&t->lock);
 	t->status.fetched_chunks++;
 	t->status.fetched_bytes += *plen;
 	pthread_mutex_unlock(&t->lock);
-	tier_cache_touch(t, d);
 	return 0;
+}
+
+void tier_fetch_keep(struct tier *t, const struct digest *d, const uint8_t *payload, size_t plen)
+{
+	chunk_store_put(store_chunks(t->st), d, payload, plen);
+	tier_cache_touch(t, d);
+}
+
+int tier_fetch_store(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
+		     size_t *plen)
+{
+	int rc = tier_fetch_verified(t, d, buf, payload, plen);
+
+	if (rc == 0)
+		tier_fetch_keep(t, d, *payload, *plen);
+	return rc;
 }

@@ -111,7 +111,8 @@ struct tier {
 	size_t nvfail;
 	struct digest fetching[TIER_FETCH_SLOTS];  /* read-through and prefetch fetches in flight, one per chunk */
 	unsigned nfetching;
-	pthread_cond_t fetched;         /* a fetch finished */
+	pthread_cond_t fetched;         /* a fetch finished, or a read-ahead buffer took chunks */
+	uint64_t held_gen;              /* counts tier_fetch_held calls: waiters look at the buffers again */
 };
 
 /* ---- shared by every part of the tier (tier_client.c) ---- */
@@ -262,10 +263,15 @@ int tier_gc_prepare(struct tier *t, const struct digest *extra, size_t nextra, u
  * of d runs or every slot is taken) / give it back and wake the readers waiting on it. */
 bool tier_fetch_in_flight(struct tier *t, const struct digest *d);
 bool tier_fetch_try_claim(struct tier *t, const struct digest *d);
-/* Claims the fetch of d (true; *owner false when every slot is taken, so the caller fetches without
- * one), or waits for another reader's fetch of d and returns false, after which the chunk file is
- * normally there. */
-bool tier_fetch_claim(struct tier *t, const struct digest *d, bool *owner);
+/* Claims the fetch of d (1; *owner false when every slot is taken, so the caller fetches without
+ * one), or waits while another reader's fetch of d is in flight: 0 once it ended, after which the
+ * chunk file is normally there, or -EAGAIN as soon as a read-ahead buffer may hold d
+ * (tier_fetch_held), so the caller serves the read from there instead of waiting for the chunk file
+ * to be written, and calls again if d is not there. */
+int tier_fetch_claim(struct tier *t, const struct digest *d, bool *owner);
+/* Chunks whose fetch slots are still held are now readable from a read-ahead buffer: wakes their
+ * waiters (tier_fetch_claim's -EAGAIN). */
+void tier_fetch_held(struct tier *t);
 void tier_fetch_release(struct tier *t, const struct digest *d);
 /* A reusable buffer for one fetched object; tier_fetch_store grows it as needed, its owner frees mem. */
 struct tier_fetch_buf {
@@ -276,9 +282,15 @@ struct tier_fetch_buf {
 /* Where the object goes in a buffer's mem so that its payload is 4 KiB-aligned. */
 uint8_t *tier_fetch_place(void *mem);
 /* Downloads and verifies chunk d into buf (NULL: a buffer of the calling thread, at most one chunk
- * per thread), stores it as a local chunk file and counts it (fetched_*). *payload (*len bytes)
- * points into that buffer, valid until its next use. -EIO for a corrupt or vanished object (counted
- * and logged; nothing stored), or the client's error. Call with d's fetch slot held. */
+ * per thread) and counts it (fetched_*). *payload (*len bytes) points into that buffer, valid until its next use. -EIO for a
+ * corrupt or vanished object (counted and logged), or the client's error. Call with d's fetch slot
+ * held. */
+int tier_fetch_verified(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
+			size_t *len);
+/* Stores a payload tier_fetch_verified returned as a local chunk file (a full disk only costs a later
+ * fetch). */
+void tier_fetch_keep(struct tier *t, const struct digest *d, const uint8_t *payload, size_t len);
+/* tier_fetch_verified, then tier_fetch_keep. */
 int tier_fetch_store(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
 		     size_t *len);
 

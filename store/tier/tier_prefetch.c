@@ -3,11 +3,12 @@
  *
  * An open file keeps a struct tier_readahead; each read notes where it starts and ends. Once reads
  * follow each other (the start of one within a chunk of the end of the previous one), or from a read
- * at offset 0 on, every time the reader enters a new chunk of the file the next `ahead` chunks its extents name are looked up, and
- * those that are remote and absent locally are queued. Worker threads (half as many as chunks
- * ahead) fetch queued chunks in parallel through the same path as a demand read (tier_fetch_store: verified, then stored as a chunk
- * file), each under one of the tier's fetch slots, so a demand read of a chunk being prefetched waits
- * for that fetch instead of starting its own, and a prefetch never duplicates a demand fetch.
+ * at offset 0 on, every time the reader enters a new chunk of the file the next `ahead` chunks its
+ * extents name are looked up, and those that are remote and absent locally are queued. Worker threads
+ * (half as many as chunks ahead) fetch queued chunks in parallel through the same path as a demand
+ * read (tier_fetch_verified, then tier_fetch_keep stores it as a chunk file), each under one of the
+ * tier's fetch slots, so a demand read of a chunk being prefetched waits for that fetch instead of
+ * starting its own, and a prefetch never duplicates a demand fetch.
  *
  * A chunk that is a member of a pack (FORMAT.md section 5, "Packs") is fetched together with the
  * chunks that follow it in the reader's file while they follow it in the pack too: one ranged GET
@@ -19,6 +20,11 @@
  * A fetched chunk, or run, stays in one of a few memory buffers until newer fetches need the buffer,
  * and reads of it are served from there (tier_prefetch_read): its file was written around the page
  * cache, so reading it back would cost a disk read, and the reader normally arrives within moments.
+ * A chunk is readable there as soon as it is verified; its chunk file is written afterwards, with its
+ * fetch slot held until then, so a reader that arrived while it was on its way is woken at once
+ * (tier_fetch_held) instead of waiting for the write and its syncs. A demand read that finds no fetch
+ * of its chunk running does the same (demand_fetch): it fetches into a buffer, takes its bytes, and
+ * leaves the chunk file to a worker.
  *
  * Invariants: memory is bounded (a queue of PREFETCH_QUEUE digests, 2 x workers buffers of one
  * object or one run each); only verified bytes enter a buffer; a corrupt object is never stored (the
@@ -68,6 +74,15 @@ struct pf_buf {
 	unsigned pins;                   /* readers copying out of it, or its worker storing from it */
 };
 
+/* A chunk a demand read fetched into a buffer: a worker writes its chunk file, then gives back its
+ * fetch slot and the buffer's pin. */
+struct pf_keep {
+	struct digest d;
+	struct pf_buf *b;
+	const uint8_t *payload;
+	size_t len;
+};
+
 struct tier_prefetch {
 	struct tier *t;
 	unsigned ahead;                  /* chunks ahead of a sequential reader */
@@ -87,6 +102,8 @@ struct tier_prefetch {
 	struct pf_buf *bufs;
 	unsigned nbufs;
 	uint64_t seq;
+	struct pf_keep keep[2 * PREFETCH_THREADS_MAX];  /* one per buffer at most: each pins its own */
+	unsigned nkeep;
 	pthread_cond_t unpinned;         /* a reader let go of a buffer (tier_prefetch_stop waits) */
 };
 
@@ -245,39 +262,57 @@ static struct pf_buf *buf_take(struct tier_prefetch *p)
 	return pick;
 }
 
-static void buf_done(struct tier_prefetch *p, struct pf_buf *b, const struct digest *d, const uint8_t *payload,
-		     size_t len, bool ok)
+/* Makes a buffer's n verified chunks readable (PF_READY; none: PF_FREE) and wakes the readers that
+ * wait for their fetch slots. With n > 0 the caller holds a pin, so the buffer is not reused while it
+ * stores the chunks, and lets go with buf_unpin. */
+static void buf_publish(struct tier_prefetch *p, struct pf_buf *b, const struct pf_held *held, unsigned n)
 {
 	pthread_mutex_lock(&p->lock);
-	b->state = ok ? PF_READY : PF_FREE;
 	b->nheld = 0;
-	if (ok) {
-		b->held[b->nheld++] = (struct pf_held){ *d, payload, len };
+	for (unsigned i = 0; i < n; i++)
+		b->held[b->nheld++] = held[i];
+	b->state = n ? PF_READY : PF_FREE;
+	if (n) {
 		b->seq = ++p->seq;
+		b->pins++;
 	}
+	pthread_mutex_unlock(&p->lock);
+	if (n)
+		tier_fetch_held(p->t);
+}
+
+static void buf_unpin(struct tier_prefetch *p, struct pf_buf *b)
+{
+	pthread_mutex_lock(&p->lock);
+	if (--b->pins == 0)
+		pthread_cond_broadcast(&p->unpinned);
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Fetches one chunk whose fetch slot the caller holds and that is not local. */
+/* Fetches one chunk whose fetch slot the caller holds and that is not local. Its reader is served
+ * from the buffer as soon as it is verified, not after its chunk file is written. */
 static void prefetch_one(struct tier_prefetch *p, const struct digest *d)
 {
 	struct tier *t = p->t;
 	const uint8_t *payload = NULL;
 	struct pf_buf *b = buf_take(p);
 	size_t len = 0;
-	int rc;
 
-	rc = tier_fetch_store(t, d, b ? &b->fb : NULL, &payload, &len);
-	if (b)
-		buf_done(p, b, d, payload, len, rc == 0);
-	if (rc < 0) {
+	if (tier_fetch_verified(t, d, b ? &b->fb : NULL, &payload, &len) < 0) {
+		if (b)
+			buf_publish(p, b, NULL, 0);
 		note_failed(p, d);
-	} else {
-		note_fresh(p, d);
-		pthread_mutex_lock(&t->lock);
-		t->status.prefetched_chunks++;
-		pthread_mutex_unlock(&t->lock);
+		return;
 	}
+	note_fresh(p, d);
+	pthread_mutex_lock(&t->lock);
+	t->status.prefetched_chunks++;
+	pthread_mutex_unlock(&t->lock);
+	if (b)
+		buf_publish(p, b, &(struct pf_held){ *d, payload, len }, 1);
+	tier_fetch_keep(t, d, payload, len);
+	if (b)
+		buf_unpin(p, b);
 }
 
 /* ---- runs: pack members fetched with one GET ---- */
@@ -415,7 +450,7 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 	if (!b || !b->fb.mem) {
 		/* No buffer for a run (every one in use, or no memory): each chunk on its own. */
 		if (b)
-			buf_done(p, b, NULL, NULL, 0, false);
+			buf_publish(p, b, NULL, 0);
 		for (unsigned i = 0; i < run->n; i++) {
 			prefetch_one(p, &run->m[i].d);
 			tier_fetch_release(t, &run->m[i].d);
@@ -475,31 +510,19 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 	}
 	/* Readers are served from the buffer from here on, while the chunk files are written; this
 	 * worker's pin keeps the buffer from being reused meanwhile. */
-	pthread_mutex_lock(&p->lock);
-	b->nheld = 0;
+	struct pf_held held[PREFETCH_RUN_MEMBERS];
+	unsigned nheld = 0;
 	for (unsigned i = 0; i < run->n; i++)
 		if (run->m[i].payload)
-			b->held[b->nheld++] = (struct pf_held){ run->m[i].d, run->m[i].payload, (size_t)run->m[i].len };
-	b->state = good ? PF_READY : PF_FREE;
-	if (good) {
-		b->seq = ++p->seq;
-		b->pins++;
-	}
-	pthread_mutex_unlock(&p->lock);
+			held[nheld++] = (struct pf_held){ run->m[i].d, run->m[i].payload, (size_t)run->m[i].len };
+	buf_publish(p, b, held, nheld);
 	for (unsigned i = 0; i < run->n; i++) {
-		/* Kept locally for the next reads; a full disk only costs a later fetch. */
-		if (run->m[i].payload) {
-			chunk_store_put(store_chunks(t->st), &run->m[i].d, run->m[i].payload, (size_t)run->m[i].len);
-			tier_cache_touch(t, &run->m[i].d);
-		}
+		if (run->m[i].payload)
+			tier_fetch_keep(t, &run->m[i].d, run->m[i].payload, (size_t)run->m[i].len);
 		tier_fetch_release(t, &run->m[i].d);
 	}
-	if (good) {
-		pthread_mutex_lock(&p->lock);
-		if (--b->pins == 0)
-			pthread_cond_broadcast(&p->unpinned);
-		pthread_mutex_unlock(&p->lock);
-	}
+	if (nheld)
+		buf_unpin(p, b);
 }
 
 /* Hands what is left in the queue to another worker. Workers wake one at a time, each once the one
@@ -576,6 +599,13 @@ int tier_prefetch_read(struct tier *t, const struct digest *d, uint64_t off, voi
 	return 0;
 }
 
+static void keep_one(struct tier_prefetch *p, const struct pf_keep *k)
+{
+	tier_fetch_keep(p->t, &k->d, k->payload, k->len);
+	tier_fetch_release(p->t, &k->d);
+	buf_unpin(p, k->b);
+}
+
 static void *prefetch_main(void *arg)
 {
 	struct tier_prefetch *p = arg;
@@ -584,8 +614,15 @@ static void *prefetch_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		while (p->count == 0 && !atomic_load(&t->stopping))
+		while (p->count == 0 && p->nkeep == 0 && !atomic_load(&t->stopping))
 			pthread_cond_wait(&p->queued, &p->lock);
+		/* Chunk files of demand reads first: their buffers stay pinned until written. */
+		if (p->nkeep > 0) {
+			struct pf_keep k = p->keep[--p->nkeep];
+			pthread_mutex_unlock(&p->lock);
+			keep_one(p, &k);
+			continue;
+		}
 		if (atomic_load(&t->stopping)) {
 			pthread_mutex_unlock(&p->lock);
 			return NULL;
@@ -679,6 +716,10 @@ void tier_prefetch_stop(struct tier *t)
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->nworkers; i++)
 		pthread_join(p->workers[i], NULL);
+	/* The workers write every chunk of a demand read handed to them before they stop; one handed
+	 * over after that is written here. */
+	while (p->nkeep > 0)
+		keep_one(p, &p->keep[--p->nkeep]);
 	/* Readers are gone by now (the file system stops serving before the tier closes); wait anyway
 	 * for any copy still running out of a buffer. */
 	pthread_mutex_lock(&p->lock);
@@ -711,6 +752,42 @@ static int read_through_fetch(struct tier *t, const struct digest *d, uint64_t o
 	return rc;
 }
 
+/* A demand read of chunk d whose fetch slot the reader holds, with read-ahead on: d is fetched into
+ * a read-ahead buffer and copied out, and a worker writes its chunk file afterwards, so the reader
+ * does not wait for that write and its syncs; other readers of d are served from the buffer
+ * meanwhile, since the slot stays held until the file is written. Without a buffer to spare, the
+ * reader fetches and stores d itself. Gives the slot back (or hands it to the worker). */
+static int demand_fetch(struct tier_prefetch *p, const struct digest *d, uint64_t off, void *dst, size_t len)
+{
+	struct tier *t = p->t;
+	struct pf_buf *b = buf_take(p);
+	const uint8_t *payload = NULL;
+	size_t plen = 0;
+	int rc;
+
+	if (!b) {
+		rc = read_through_fetch(t, d, off, dst, len);
+		tier_fetch_release(t, d);
+		return rc;
+	}
+	rc = tier_fetch_verified(t, d, &b->fb, &payload, &plen);
+	if (rc < 0) {
+		buf_publish(p, b, NULL, 0);
+		tier_fetch_release(t, d);
+		return rc;
+	}
+	if (off > plen || len > plen - off)
+		rc = -EINVAL;
+	else
+		memcpy(dst, payload + off, len);
+	buf_publish(p, b, &(struct pf_held){ *d, payload, plen }, 1);
+	pthread_mutex_lock(&p->lock);
+	p->keep[p->nkeep++] = (struct pf_keep){ *d, b, payload, plen };
+	pthread_cond_signal(&p->queued);
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
 int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void *dst, size_t len)
 {
 	bool owner = false;
@@ -718,7 +795,12 @@ int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void
 
 	if (!meta_chunk_is_remote(t->meta, d))
 		return -ENOENT;
-	while (!tier_fetch_claim(t, d, &owner)) {
+	while ((rc = tier_fetch_claim(t, d, &owner)) != 1) {
+		/* Another fetch of d is in flight: its bytes reach a read-ahead buffer before its chunk file. */
+		if (tier_prefetch_read(t, d, off, dst, len) == 0)
+			return 0;
+		if (rc == -EAGAIN)
+			continue;
 		rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
 		if (rc == 0)
 			tier_prefetch_note_read(t, d);
@@ -727,6 +809,8 @@ int tier_read_through(struct tier *t, const struct digest *d, uint64_t off, void
 	}
 	/* A read-ahead may have stored it between our miss and the claim. */
 	rc = chunk_store_read(store_chunks(t->st), d, off, dst, len);
+	if (rc == -ENOENT && owner && t->prefetch)
+		return demand_fetch(t->prefetch, d, off, dst, len);
 	if (rc == -ENOENT)
 		rc = read_through_fetch(t, d, off, dst, len);
 	else if (rc == 0)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.parse
 
@@ -137,6 +138,24 @@ class RgwTestCase(unittest.TestCase):
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
             n += kind == "LIST" and query.get("prefix") == [key_prefix]
         return n
+
+    def requests_under(self, kind, key_prefix):
+        """How many requests of kind (GET, HEAD, PUT, ...) for keys under key_prefix the RGW has logged so
+        far. The RGW writes its log from a thread of its own: counted until a second look finds nothing
+        new."""
+        log, start = os.path.join(self.rgw_dir, "log", "client.rgw.a.log"), "/%s/%s" % (BUCKET, key_prefix)
+
+        def count():
+            return sum(1 for _, k, target, _ in rgw_requests(log, BUCKET)
+                       if k == kind and target.split("?", 1)[0].startswith(start))
+        last, end = None, time.monotonic() + 15
+        while time.monotonic() < end:
+            time.sleep(0.5)
+            now = count()
+            if now == last:
+                break
+            last = now
+        return last
 
     def tier_opts(self, prefix, *extra):
         return ["--s3", "s3://%s/%s" % (BUCKET, prefix), "--s3-endpoint", self.endpoint, "--s3-addressing",

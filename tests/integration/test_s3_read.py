@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
 
 from faultproxy import FaultProxy  # noqa: E402
-from s3_fixture import BUCKET, MIB, RgwTestCase, rgw_requests  # noqa: E402
+from s3_fixture import BUCKET, MIB, RgwTestCase  # noqa: E402
 
 CHUNK = MIB
 
@@ -32,6 +32,40 @@ def read_sequential(path, piece=128 << 10):
             if not b:
                 return bytes(out)
             out += b
+
+
+BLKIO = "/sys/fs/cgroup/blkio"
+
+
+class throttled_writes:
+    """Within the block: process pid's writes to the disk that holds folder are throttled to bps bytes
+    a second (a cgroup v1 blkio throttle; direct I/O is throttled as it is issued)."""
+
+    def __init__(self, pid, folder, bps):
+        self.pid, self.bps = pid, bps
+        dev = os.stat(folder).st_dev
+        self.dev = "%d:%d" % (os.major(dev), os.minor(dev))
+        if os.path.exists("/sys/dev/block/%s/partition" % self.dev):  # throttles apply to whole disks
+            with open("/sys/dev/block/%s/../dev" % self.dev) as f:
+                self.dev = f.read().strip()
+        self.group = os.path.join(BLKIO, "pecfs-test-%d" % os.getpid())
+
+    def __enter__(self):
+        if not os.path.exists(os.path.join(BLKIO, "blkio.throttle.write_bps_device")):
+            raise AssertionError("this test needs the cgroup v1 blkio throttle (%s)" % BLKIO)
+        os.makedirs(self.group, exist_ok=True)
+        with open(os.path.join(self.group, "blkio.throttle.write_bps_device"), "w") as f:
+            f.write("%s %d" % (self.dev, self.bps))
+        with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
+            f.write(str(self.pid))
+        return self
+
+    def __exit__(self, *exc):
+        if h.pid_alive(self.pid):
+            with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
+                f.write(str(self.pid))
+        os.rmdir(self.group)
+        return False
 
 
 class S3ReadTest(RgwTestCase):
@@ -88,22 +122,7 @@ class S3ReadTest(RgwTestCase):
 
     def object_gets(self, prefix):
         """(GETs of chunk objects, GETs of packs) under prefix that the RGW has logged so far."""
-        def count():
-            chunks = packs = 0
-            for _, kind, target, _ in rgw_requests(os.path.join(self.rgw_dir, "log", "client.rgw.a.log"), BUCKET):
-                path = target.split("?", 1)[0]
-                chunks += kind == "GET" and path.startswith("/%s/%s/chunks/" % (BUCKET, prefix))
-                packs += kind == "GET" and path.startswith("/%s/%s/packs/" % (BUCKET, prefix))
-            return chunks, packs
-        # The RGW's log is written by a thread of its own: wait until a second look finds nothing new.
-        last, end = None, time.monotonic() + 15
-        while time.monotonic() < end:
-            time.sleep(0.5)
-            now = count()
-            if now == last:
-                break
-            last = now
-        return last
+        return self.requests_under("GET", prefix + "/chunks/"), self.requests_under("GET", prefix + "/packs/")
 
     def test_sequential_read_prefetches_each_chunk_once(self):
         data = h.random_bytes(24 * CHUNK, 11)
@@ -145,13 +164,39 @@ class S3ReadTest(RgwTestCase):
         # Runs of 1, 2, 4, then 4 at a time, and a demand read or two that got there first: about 10
         # (a GET per chunk was 32).
         self.assertLessEqual(packs - packs0, 14)
-        self.assertEqual(h.chunk_files(m.data).keys(),
-                         {h.sha256_bytes(data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)})
+        # The chunk files are written behind the reader, moments later.
+        want = {h.sha256_bytes(data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)}
+        h.wait_until(lambda: h.chunk_files(m.data).keys() == want, 20)
+        self.assertEqual(h.chunk_files(m.data).keys(), want)
         # restore: the whole pack (32 MiB of payload) with one GET.
         dest = os.path.join(self.scratch, "seqpack-restore")
         self.restore("seqpack", "run@v1", dest)
         self.assertEqual(h.sha256_file(os.path.join(dest, "model.pt")), h.sha256_bytes(data))
         self.assertEqual(self.object_gets("seqpack"), (chunks0, packs + 1))
+
+    def test_a_slow_disk_does_not_hold_up_remote_reads(self):
+        """A chunk fetched for a reader is handed to it from memory, and its local chunk file is written
+        afterwards: with the daemon's disk writes throttled to 256 KiB/s, 8 MiB that the bucket serves in
+        moments read in well under the 32 s their chunk files take to write, a second read fetches
+        nothing again, and the unmount waits until every chunk file is written."""
+        data = h.random_bytes(8 * CHUNK, 18)
+        self.upload("slowdisk", {"model.pt": data})
+        m = self.from_mount("slowdisk", "--s3-prefetch", "8")
+        with throttled_writes(m.pid(), m.data, 256 << 10):
+            t0 = time.monotonic()
+            self.assertEqual(read_sequential(m.path("run", "v1", "model.pt")), data)
+            took = time.monotonic() - t0
+            self.assertLess(took, 8.0, "the reader waited for its chunk files to be written")
+            self.assertEqual(h.sha256_file(m.path("run", "v1", "model.pt")), h.sha256_bytes(data))
+            s = self.s3stats(m)
+            self.assertEqual(s["fetched_chunks"], 8)
+            self.assertEqual(s["fetch_corrupt"], 0)
+            self.assertLess(len(h.chunk_files(m.data)), 8)  # still being written
+            m.umount()
+        self.assertEqual(h.chunk_files(m.data).keys(),
+                         {h.sha256_bytes(data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)})
+        fsck = m.fsck()
+        self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
 
     def test_prefetch_zero_turns_read_ahead_off(self):
         data = h.random_bytes(8 * CHUNK, 12)
@@ -355,6 +400,8 @@ class S3ReadTest(RgwTestCase):
         finally:
             os.close(fd)
         self.assertEqual(h.sha256_file(m.path("run", "v1", "g.bin")), h.sha256_bytes(g))
+        # Chunk files are written behind the readers, moments later.
+        h.wait_until(lambda: len(h.chunk_files(m.data)) == 16 + 8 - 1, 20)
         self.assertNotIn(bad, h.chunk_files(m.data))
         self.assertEqual(len(h.chunk_files(m.data)), 16 + 8 - 1)
         self.assertGreaterEqual(self.s3stats(m)["fetch_corrupt"], 2)  # read-ahead, then the reader's own try
