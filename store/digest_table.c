@@ -98,6 +98,27 @@ bool digest_table_has(const struct digest_table *t, const struct digest *d)
 	return t->cap && t->slots[slot_of(t, d)].refs;
 }
 
+bool digest_table_get(const struct digest_table *t, const struct digest *d, uint64_t *len)
+{
+	const struct digest_slot *s = t->cap ? &t->slots[slot_of(t, d)] : NULL;
+
+	if (!s || !s->refs)
+		return false;
+	*len = s->len;
+	return true;
+}
+
+int digest_table_set_len(struct digest_table *t, const struct digest *d, uint64_t len)
+{
+	struct digest_slot *s = t->cap ? &t->slots[slot_of(t, d)] : NULL;
+
+	if (!s || !s->refs)
+		return -ENOENT;
+	t->len_sum = t->len_sum - s->len + len;
+	s->len = len;
+	return 0;
+}
+
 uint64_t digest_table_len_outside(const struct digest_table *t, const struct digest_table *other)
 {
 	uint64_t sum = 0;

@@ -29,6 +29,10 @@ int digest_table_add(struct digest_table *t, const struct digest *d, uint64_t le
 /* Counts d once less; it goes at 0. -ENOENT when it is not there. */
 int digest_table_drop(struct digest_table *t, const struct digest *d);
 bool digest_table_has(const struct digest_table *t, const struct digest *d);
+/* d's length (from its first addition) into *len: true, or false when d is not there. */
+bool digest_table_get(const struct digest_table *t, const struct digest *d, uint64_t *len);
+/* Changes the length kept for d, which is there: 0, or -ENOENT. */
+int digest_table_set_len(struct digest_table *t, const struct digest *d, uint64_t len);
 /* The lengths of t's digests that other lacks, each once. */
 uint64_t digest_table_len_outside(const struct digest_table *t, const struct digest_table *other);
 void digest_table_free(struct digest_table *t);

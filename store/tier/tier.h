@@ -360,6 +360,9 @@ int tier_chunk_check(const struct digest *d, const void *obj, size_t olen);
  * when not, or the client's error. */
 int tier_loc_head(struct s3_client *c, const char *prefix, const struct digest *d, const struct tier_loc *loc,
 		  uint64_t len, struct s3_result *res);
+/* Whether an object of size bytes at loc (NULL: the chunk's own object) is of the size a chunk of
+ * payload length len needs there (tier_loc_head's test). */
+bool tier_loc_fits(const struct tier_loc *loc, uint64_t len, uint64_t size);
 
 /* ---- packs: several chunk objects in one object (FORMAT.md section 5, "Packs") ---- */
 #define TIER_PACK_HDR_FIXED 32     /* magic, format, header length, count */

@@ -204,9 +204,14 @@ int tier_loc_head(struct s3_client *c, const char *prefix, const struct digest *
 		rc = s3_head(c, key, &size, NULL, res);
 	if (rc < 0)
 		return rc;
+	return tier_loc_fits(loc, len, size) ? 0 : -ENOENT;
+}
+
+bool tier_loc_fits(const struct tier_loc *loc, uint64_t len, uint64_t size)
+{
 	if (loc && loc->packed)
-		return size >= loc->off + TIER_CHUNK_HDR + len ? 0 : -ENOENT;
-	return size == len + TIER_CHUNK_HDR ? 0 : -ENOENT;
+		return size >= loc->off + TIER_CHUNK_HDR + len;
+	return size == len + TIER_CHUNK_HDR;
 }
 
 int tier_chunk_fetch_into(struct s3_client *c, const char *prefix, const struct digest *d,

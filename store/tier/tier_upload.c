@@ -23,6 +23,7 @@
 
 #include <openssl/rand.h>
 
+#include "digest_table.h"
 #include "tier_impl.h"
 
 #define TIER_SCAN_MS 1000
@@ -93,7 +94,7 @@ static int pending_run(const char *name, uint64_t ino, uint32_t mode, void *arg)
  * Two passes over the distinct chunks the manifest names. The first settles every chunk the bucket
  * may already hold: a mark of this GC epoch is taken as it is; a mark of an older epoch, or a
  * location the manifest carries for a chunk that is not local (a persist selection's earlier upload),
- * is checked with a HEAD. The second sends the rest: the new chunks of one file, in file order, go
+ * is checked with a HEAD (of its pack, once per upload for all the members). The second sends the rest: the new chunks of one file, in file order, go
  * up together as packs of up to pack_size bytes (one object, so one PUT here and one GET for a
  * reader of all of them, instead of one per chunk); a chunk alone goes up as its own object. A pack's
  * name is the SHA-256 of its member table, so two nodes packing the same new chunks of the same file
@@ -125,7 +126,10 @@ struct chunk_job {
 	size_t ngroups;
 	bool sending;           /* second pass: workers take groups, not refs */
 	atomic_size_t next;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;   /* protects packs, rc and msg */
+	pthread_cond_t headed;  /* a HEAD of a pack ended */
+	struct digest_table packs;  /* first pass: each pack HEADed, with its size (0: not there), or
+				     * PACK_HEADING while a worker's HEAD of it is on its way */
 	int rc;                 /* first failure */
 	char msg[400];
 };
@@ -159,6 +163,51 @@ static void job_credit(struct tier *t, uint64_t len, bool sent)
 	if (t->status.bytes_pending >= len)
 		t->status.bytes_pending -= len;
 	pthread_mutex_unlock(&t->lock);
+}
+
+#define PACK_HEADING UINT64_MAX
+
+/* Whether the bucket holds r at r->loc (0 or -ENOENT, or the client's error). A pack is HEADed once
+ * per upload, not once per member: its size, kept in the job, settles every member after the first
+ * (a pack is written whole, once, under a name that fixes its content). Workers that want a pack
+ * whose HEAD is on its way wait for it. */
+static int ref_head(struct chunk_job *j, const struct chunk_ref *r, struct s3_result *res)
+{
+	struct tier *t = j->t;
+	char key[TIER_PREFIX_MAX + 160];
+	uint64_t size = 0;
+	bool mine = false;
+	int rc = 0;
+
+	if (!r->loc.packed)
+		return tier_loc_head(t->client, t->prefix, &r->d, &r->loc, r->len, res);
+	pthread_mutex_lock(&j->lock);
+	while (digest_table_get(&j->packs, &r->loc.pack, &size) && size == PACK_HEADING)
+		pthread_cond_wait(&j->headed, &j->lock);
+	if (!digest_table_has(&j->packs, &r->loc.pack)) {
+		rc = digest_table_add(&j->packs, &r->loc.pack, PACK_HEADING, NULL);
+		mine = rc == 0;
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (rc < 0)
+		return rc;
+	if (!mine)
+		return size && tier_loc_fits(&r->loc, r->len, size) ? 0 : -ENOENT;
+	rc = tier_pack_key(t->prefix, &r->loc.pack, key, sizeof(key));
+	if (rc == 0)
+		rc = s3_head(t->client, key, &size, NULL, res);
+	if (rc == -ENOENT)
+		size = 0;
+	pthread_mutex_lock(&j->lock);
+	if (rc < 0 && rc != -ENOENT)
+		digest_table_drop(&j->packs, &r->loc.pack);  /* the job fails; a waiter tries on its own */
+	else
+		digest_table_set_len(&j->packs, &r->loc.pack, size);
+	pthread_cond_broadcast(&j->headed);
+	pthread_mutex_unlock(&j->lock);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	return size && tier_loc_fits(&r->loc, r->len, size) ? 0 : -ENOENT;
 }
 
 /* The bucket holds r at r->loc, as seen in this epoch: mark it and count it. */
@@ -196,7 +245,7 @@ static int check_ref(struct chunk_job *j, struct chunk_ref *r)
 		return 0;
 	}
 	/* A mark of an older epoch, or a location the manifest names (own object when it names none). */
-	rc = tier_loc_head(t->client, t->prefix, &r->d, &r->loc, r->len, &res);
+	rc = ref_head(j, r, &res);
 	if (rc == 0) {
 		ref_settled(j, r, false);
 		return 0;
@@ -425,6 +474,7 @@ static int upload_chunks(struct tier *t, uint64_t epoch, struct chunk_ref *refs,
 	for (size_t i = 0; i < n; i++)
 		*bytes += refs[i].len;
 	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.headed, NULL);
 	run_pass(&j, n);
 	if (j.rc == 0 && !atomic_load(&t->stopping)) {
 		j.rc = plan_groups(&j);
@@ -440,6 +490,8 @@ static int upload_chunks(struct tier *t, uint64_t epoch, struct chunk_ref *refs,
 	if (j.rc)
 		snprintf(msg, msgsz, "%s", j.msg);
 	pthread_mutex_destroy(&j.lock);
+	pthread_cond_destroy(&j.headed);
+	digest_table_free(&j.packs);
 	free(j.order);
 	free(j.groups);
 	return j.rc;

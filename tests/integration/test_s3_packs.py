@@ -156,6 +156,30 @@ class S3PacksTest(RgwTestCase):
         self.restore("keep", "run@step-2", dest)
         self.assertEqual(h.read_file(os.path.join(dest, "f.bin")), v2["f.bin"])
 
+    def test_after_a_collection_each_reused_pack_costs_one_head(self):
+        # A collection starts a new GC epoch, so the next upload checks every chunk it reuses with a HEAD
+        # (that collection may have deleted it): one HEAD per pack, not one per member.
+        m = self.mount_1m("recheck")
+        v1 = {"a.bin": h.random_bytes(6 * MIB, 7), "b.bin": h.random_bytes(5 * MIB, 8)}
+        self.write_version(m, "run", "step-1", v1)
+        self.seal_wait(m, "run", "step-1")
+        self.assertEqual(len(self.packs("recheck")), 2)
+        cp = h.cli("gc", "--remote", *self.tier_opts("recheck"), timeout=180)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        heads = self.requests_under("HEAD", "recheck/packs/")
+        v2 = {"a.bin": v1["a.bin"], "b.bin": v1["b.bin"][:4 * MIB] + h.random_bytes(MIB, 9)}
+        self.write_version(m, "run", "step-2", v2)
+        before = m.stats()["s3"]
+        self.seal_wait(m, "run", "step-2")
+        after = m.stats()["s3"]
+        self.assertEqual(self.requests_under("HEAD", "recheck/packs/") - heads, 2)  # 10 members, 2 packs
+        self.assertEqual(after["chunks_skipped"] - before["chunks_skipped"], 10)
+        self.assertEqual(after["bytes_uploaded"] - before["bytes_uploaded"], MIB)
+        dest = os.path.join(self.scratch, "restored-recheck")
+        self.restore("recheck", "run@step-2", dest)
+        for rel, data in v2.items():
+            self.assertEqual(h.read_file(os.path.join(dest, rel)), data, rel)
+
     def test_replicas_on_two_nodes_share_one_pack(self):
         # Data-parallel ranks on two nodes write the same bytes: the second node names the same pack
         # (its name is its table's SHA-256), finds it with a HEAD and sends nothing.
