@@ -89,8 +89,11 @@ out:
 	fs_version_seal_gate_open(ctx, vino);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fs_metrics_seal(ctx, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, rc == 0);
-	if (rc == 0)
+	if (rc == 0) {
 		fs_retain_run(ctx, fv.v.run_ino);
+		if (ctx->tier)
+			tier_note_sealed(ctx->tier);
+	}
 	if (rc < 0) {
 		/* Records persisted above but not sealed: mark them dirty so they are written again. */
 		for (size_t i = 0; i < n; i++) {

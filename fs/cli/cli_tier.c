@@ -331,7 +331,7 @@ int cli_seal_wait_upload(const char *version_path, const char *mountpoint, int64
 			return cli_error(CLI_FAILED, "%s: sealed, but not uploaded within the timeout%s%s (the daemon goes "
 					 "on trying)", version_path, error[0] ? "; last error: " : "", error);
 		}
-		struct timespec ts = { 0, 200000000 };
+		struct timespec ts = { 0, 50000000 };  /* a small version commits in tens of milliseconds */
 		nanosleep(&ts, NULL);
 	}
 	if (tty)

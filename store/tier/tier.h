@@ -99,6 +99,9 @@ int tier_open(struct store *st, const struct tier_options *opt, struct tier **ou
 /* Stops the threads (an upload in progress is abandoned where it is and resumes at the next open),
  * detaches the tier from its store and frees it. */
 void tier_close(struct tier *t);
+/* A version was just sealed: the uploader looks for it now rather than at its next scan (within a
+ * second). Cheap; any thread. */
+void tier_note_sealed(struct tier *t);
 
 enum tier_state { TIER_IDLE = 0, TIER_UPLOADING, TIER_RETRYING };
 

@@ -100,7 +100,8 @@ struct tier {
 	atomic_bool stopping;
 
 	pthread_mutex_t lock;           /* protects everything below */
-	pthread_cond_t wake;            /* tier_close */
+	pthread_cond_t wake;            /* tier_close, or scan_now set */
+	bool scan_now;                  /* a version was sealed: the uploader scans without waiting */
 	struct tier_status status;
 	uint64_t cur_run, cur_ino;      /* the version being uploaded, 0 when none */
 	uint64_t cur_bytes;             /* its chunk bytes known in S3 so far */

@@ -1106,7 +1106,15 @@ static void check_awaiting(struct tier *t, const struct pending *p)
 	}
 }
 
-/* Sleeps ms on the wake condition; returns early when the tier is closed. */
+void tier_note_sealed(struct tier *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->scan_now = true;
+	pthread_cond_broadcast(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Sleeps ms on the wake condition; returns early when the tier is closed or a version was sealed. */
 static void tier_wait(struct tier *t, unsigned ms)
 {
 	struct timespec until;
@@ -1119,9 +1127,10 @@ static void tier_wait(struct tier *t, unsigned ms)
 		until.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&t->lock);
-	while (!atomic_load(&t->stopping))
+	while (!atomic_load(&t->stopping) && !t->scan_now)
 		if (pthread_cond_timedwait(&t->wake, &t->lock, &until) != 0)
 			break;
+	t->scan_now = false;
 	pthread_mutex_unlock(&t->lock);
 }
 
