@@ -61,10 +61,26 @@ class throttled_writes:
         return self
 
     def __exit__(self, *exc):
-        if h.pid_alive(self.pid):
-            with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
-                f.write(str(self.pid))
-        os.rmdir(self.group)
+        # Whatever is still in the group goes back to the root group: the daemon if it runs, or one
+        # whose last threads are still exiting (its leader a zombie already). Then the group goes.
+        def removed():
+            with open(os.path.join(self.group, "cgroup.procs")) as f:
+                pids = f.read().split()
+            for pid in pids:
+                try:
+                    with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
+                        f.write(pid)
+                except OSError:
+                    pass  # it has just left
+            try:
+                os.rmdir(self.group)
+                return True
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                return False
+        if not h.wait_until(removed, 30, step=0.1):
+            raise AssertionError("cgroup %s is still in use" % self.group)
         return False
 
 
