@@ -283,9 +283,9 @@ struct tier_fetch_buf {
 /* Where the object goes in a buffer's mem so that its payload is 4 KiB-aligned. */
 uint8_t *tier_fetch_place(void *mem);
 /* Downloads and verifies chunk d into buf (NULL: a buffer of the calling thread, at most one chunk
- * per thread) and counts it (fetched_*). *payload (*len bytes) points into that buffer, valid until its next use. -EIO for a
- * corrupt or vanished object (counted and logged), or the client's error. Call with d's fetch slot
- * held. */
+ * per thread) and counts it (fetched_*). *payload (*len bytes) points into that buffer, valid until
+ * its next use. -EIO for a corrupt or vanished object (counted and logged), or the client's error.
+ * Call with d's fetch slot held. */
 int tier_fetch_verified(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, const uint8_t **payload,
 			size_t *len);
 /* Stores a payload tier_fetch_verified returned as a local chunk file (a full disk only costs a later

@@ -94,12 +94,13 @@ static int pending_run(const char *name, uint64_t ino, uint32_t mode, void *arg)
  * Two passes over the distinct chunks the manifest names. The first settles every chunk the bucket
  * may already hold: a mark of this GC epoch is taken as it is; a mark of an older epoch, or a
  * location the manifest carries for a chunk that is not local (a persist selection's earlier upload),
- * is checked with a HEAD (of its pack, once per upload for all the members). The second sends the rest: the new chunks of one file, in file order, go
- * up together as packs of up to pack_size bytes (one object, so one PUT here and one GET for a
- * reader of all of them, instead of one per chunk); a chunk alone goes up as its own object. A pack's
- * name is the SHA-256 of its member table, so two nodes packing the same new chunks of the same file
- * (data-parallel replicas) name the same pack, and the second finds it with a HEAD. The location of
- * every chunk goes into its mark and into the manifest's extents. */
+ * is checked with a HEAD (of its pack, once per upload for all the members). The second sends the
+ * rest: the new chunks of one file, in file order, go up together as packs of up to pack_size bytes
+ * (one object, so one PUT here and one GET for a reader of all of them, instead of one per chunk); a
+ * chunk alone goes up as its own object. A pack's name is the SHA-256 of its member table, so two
+ * nodes packing the same new chunks of the same file (data-parallel replicas) name the same pack, and
+ * the second finds it with a HEAD. The location of every chunk goes into its mark and into the
+ * manifest's extents. */
 
 struct chunk_ref {
 	struct digest d;
