@@ -491,15 +491,15 @@ static void *worker_main(void *arg)
 	}
 }
 
-/* Hands buffer i of the file to the workers. Caller holds df->lock. */
-static int submit_buf(struct data_file *df, int i)
+/* Takes buffer i out of the file as a job, counted in flight. Caller holds df->lock. */
+static struct data_job *take_job(struct data_file *df, int i)
 {
 	struct data_ctx *dc = df->dc;
 	struct data_job *job = malloc(sizeof(*job));
 
 	assert(i >= 0 && i < df->nbufs);
 	if (!job)
-		return -ENOMEM;
+		return NULL;
 	*job = (struct data_job){ .df = df, .idx = df->bufs[i].idx, .mem = df->bufs[i].mem,
 				  .len = df->bufs[i].len, .hull = df->bufs[i].hull, .run = df->bufs[i].run };
 	memmove(&df->bufs[i], &df->bufs[i + 1], (df->nbufs - i - 1) * sizeof(df->bufs[0]));
@@ -510,7 +510,17 @@ static int submit_buf(struct data_file *df, int i)
 	pthread_mutex_lock(&dc->pool_lock);
 	dc->job_buffers++;
 	pthread_mutex_unlock(&dc->pool_lock);
+	return job;
+}
 
+/* Hands buffer i of the file to the workers. Caller holds df->lock. */
+static int submit_buf(struct data_file *df, int i)
+{
+	struct data_ctx *dc = df->dc;
+	struct data_job *job = take_job(df, i);
+
+	if (!job)
+		return -ENOMEM;
 	pthread_mutex_lock(&dc->queue_lock);
 	if (dc->tail)
 		dc->tail->next = job;
@@ -522,12 +532,25 @@ static int submit_buf(struct data_file *df, int i)
 	return 0;
 }
 
-/* Submits every buffer and waits for the workers to commit them. Caller holds df->lock. */
+/* Stores every buffer and waits until all of the file's jobs are committed. Caller holds df->lock,
+ * which is dropped meanwhile. The last buffer is stored by the calling thread itself: it would only
+ * wait for a worker, and handing it over costs two thread switches, most of the flush of a small
+ * file. A write to the file meanwhile waits for it as for a worker's job (open_buf: in flight). */
 static int drain(struct data_file *df)
 {
 	int r = 0;
-	while (df->nbufs > 0 && r == 0)
+	while (df->nbufs > 1 && r == 0)
 		r = submit_buf(df, 0);
+	if (df->nbufs == 1 && r == 0) {
+		struct data_job *job = take_job(df, 0);
+		if (job) {
+			pthread_mutex_unlock(&df->lock);
+			run_job(df->dc, job);
+			pthread_mutex_lock(&df->lock);
+		} else {
+			r = -ENOMEM;
+		}
+	}
 	while (df->inflight > 0)
 		pthread_cond_wait(&df->idle, &df->lock);
 	return r;
