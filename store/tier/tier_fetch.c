@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "thread_buf.h"
 #include "tier_impl.h"
@@ -88,6 +89,30 @@ uint8_t *tier_fetch_place(void *mem)
 	return (uint8_t *)(((uintptr_t)mem + TIER_CHUNK_HDR + 4095) & ~(uintptr_t)4095) - TIER_CHUNK_HDR;
 }
 
+#define HUGE_PAGE (2u << 20)
+
+int tier_fetch_buf_reserve(struct tier_fetch_buf *buf, size_t need)
+{
+	size_t size = need;
+
+	if (buf->cap >= need)
+		return 0;
+	free(buf->mem);
+	buf->cap = 0;
+	if (size >= HUGE_PAGE) {
+		size = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+		buf->mem = aligned_alloc(HUGE_PAGE, size);
+		if (buf->mem)
+			(void)madvise(buf->mem, size, MADV_HUGEPAGE);  /* a hint: without it, 4 KiB pages */
+	} else {
+		buf->mem = malloc(size);
+	}
+	if (!buf->mem)
+		return -ENOMEM;
+	buf->cap = size;
+	return 0;
+}
+
 /* Fetches the object of d into *obj (in buf, or the thread's buffer when buf is NULL); the payload
  * length is known from the chunk record. */
 static int fetch_object(struct tier *t, const struct digest *d, struct tier_fetch_buf *buf, uint8_t **obj,
@@ -110,12 +135,10 @@ static int fetch_object(struct tier *t, const struct digest *d, struct tier_fetc
 			return rc;
 		rec.len = *plen;
 	}
-	if (buf && buf->cap < rec.len + TIER_FETCH_SLACK) {
-		free(buf->mem);
-		buf->mem = malloc(rec.len + TIER_FETCH_SLACK);
-		buf->cap = buf->mem ? rec.len + TIER_FETCH_SLACK : 0;
-	}
-	mem = buf ? buf->mem : thread_buf_get(&fetch_buf, rec.len + TIER_FETCH_SLACK);
+	if (buf)
+		mem = tier_fetch_buf_reserve(buf, rec.len + TIER_FETCH_SLACK) == 0 ? buf->mem : NULL;
+	else
+		mem = thread_buf_get(&fetch_buf, rec.len + TIER_FETCH_SLACK);
 	if (!mem) {
 		free(p);
 		return -ENOMEM;

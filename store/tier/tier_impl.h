@@ -274,11 +274,16 @@ int tier_fetch_claim(struct tier *t, const struct digest *d, bool *owner);
  * waiters (tier_fetch_claim's -EAGAIN). */
 void tier_fetch_held(struct tier *t);
 void tier_fetch_release(struct tier *t, const struct digest *d);
-/* A reusable buffer for one fetched object; tier_fetch_store grows it as needed, its owner frees mem. */
+/* A reusable buffer for one fetched object (or a run of pack members); tier_fetch_store grows it as
+ * needed, its owner frees mem. */
 struct tier_fetch_buf {
 	void *mem;
 	size_t cap;
 };
+/* Makes buf hold at least need bytes, dropping what it held: 0, or -ENOMEM (buf is then empty). A
+ * buffer of 2 MiB or more is allocated in whole 2 MiB pages, huge pages where the kernel has them, so
+ * filling it costs a few page faults rather than one per 4 KiB. */
+int tier_fetch_buf_reserve(struct tier_fetch_buf *buf, size_t need);
 #define TIER_FETCH_SLACK (TIER_CHUNK_HDR + 1 + 2 * 4096)  /* bytes a buffer needs beyond the payload */
 /* Where the object goes in a buffer's mem so that its payload is 4 KiB-aligned. */
 uint8_t *tier_fetch_place(void *mem);

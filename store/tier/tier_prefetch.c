@@ -437,16 +437,16 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 	struct s3_result res = { 0 };
 	char key[TIER_PREFIX_MAX + 160], hex[DIGEST_HEX_LEN + 1];
 	size_t need = (size_t)run->bytes + TIER_FETCH_SLACK + (size_t)run->n * PREFETCH_ALIGN, got = 0;
+	size_t roomy = (size_t)PREFETCH_RUN_MAX + TIER_FETCH_SLACK + (size_t)p->run_max * PREFETCH_ALIGN;
 	struct pf_buf *b = buf_take(p);
 	unsigned good = 0;
 	uint8_t *obj;
 	int rc;
 
-	if (b && b->fb.cap < need) {
-		free(b->fb.mem);
-		b->fb.mem = malloc(need);
-		b->fb.cap = b->fb.mem ? need : 0;
-	}
+	/* Room for the longest run at once: runs grow as the reader gets ahead of them, and growing a
+	 * buffer step by step costs a fresh allocation, and its page faults, at each step. */
+	if (b && tier_fetch_buf_reserve(&b->fb, roomy > need ? roomy : need) < 0)
+		(void)tier_fetch_buf_reserve(&b->fb, need);
 	if (!b || !b->fb.mem) {
 		/* No buffer for a run (every one in use, or no memory): each chunk on its own. */
 		if (b)
