@@ -44,6 +44,7 @@ struct fs_inode {
 	uint32_t write_count;     /* of those, opened for writing: only these can map it shared writable */
 	bool meta_dirty;          /* size / mtime changed since the record was last written */
 	bool freed;               /* unlinked and its record and content deleted */
+	struct fs_file *handles;  /* its open file handles (fs_file.next / .prev) */
 };
 
 /* One version (a directory directly inside a run), mirrored from its meta_version record. */
@@ -122,12 +123,17 @@ struct fs_file {
 	bool writable;
 	bool wrote;             /* a write succeeded through this handle */
 	struct tier_readahead ra;  /* read-only handles: this reader's pattern, for S3 read-ahead */
+	struct fs_file *next, *prev;  /* ind->handles, under ind->lock */
 };
 
 /* Bytes reached the file through handle fh (a write, or a reference write, by req's caller): mtime
  * and ctime now, set-id bits dropped as Linux would (fs_setid_to_drop), the record to be written
  * back, the handle marked written (ops_file.c). */
 void fs_file_wrote(struct fs_ctx *ctx, fuse_req_t req, struct fs_file *fh);
+/* At unmount, once no request can come: frees the handles of ind that no release reached (the kernel
+ * sends none for files still open, and a release sent after a close may arrive too late), with their
+ * references. */
+void fs_file_free_unreleased(struct fs_ctx *ctx, struct fs_inode *ind);
 
 /* ---- readahead.c ---- */
 /* Sets the kernel's read-ahead window of the mount at mountpoint (absolute, resolved before it was

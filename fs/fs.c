@@ -158,8 +158,9 @@ static int fs_ctx_open(struct fs_ctx *ctx, const struct pecfs_config *cfg, struc
 	return rc;
 }
 
-/* Writes out every loaded file (the kernel sends no release for files still open at unmount), frees
- * files that were unlinked while open, and makes the metadata durable. */
+/* Writes out every loaded file (the kernel sends no release for files still open at unmount) and frees
+ * the handles no release reached, frees files that were unlinked while open, and makes the metadata
+ * durable. */
 static int fs_flush_all(struct fs_ctx *ctx)
 {
 	struct fs_inode **files = NULL;
@@ -177,8 +178,8 @@ static int fs_flush_all(struct fs_ctx *ctx)
 		}
 		pthread_mutex_lock(&ind->lock);
 		ind->meta_dirty = true;
-		ind->open_count = 0;
 		pthread_mutex_unlock(&ind->lock);
+		fs_file_free_unreleased(ctx, ind);
 		frc = fs_inode_persist(ctx, ind, false);
 		rc = rc ? rc : frc;
 		fs_inode_reap(ctx, ind);

@@ -78,6 +78,10 @@ static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, 
 	}
 	ind->open_count++;
 	ind->write_count += writable;
+	fh->next = ind->handles;
+	if (fh->next)
+		fh->next->prev = fh;
+	ind->handles = fh;
 	pthread_mutex_unlock(&ind->lock);
 
 	fs_inode_ref(ctx, ind);
@@ -94,17 +98,46 @@ static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, 
 	return 0;
 }
 
+/* Takes fh off its inode's list of handles. Caller holds ind->lock. */
+static void unlink_handle(struct fs_inode *ind, struct fs_file *fh)
+{
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		ind->handles = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+}
+
 static void close_handle(struct fs_ctx *ctx, struct fs_file *fh)
 {
 	struct fs_inode *ind = fh->ind;
 	pthread_mutex_lock(&ind->lock);
 	ind->open_count--;
 	ind->write_count -= fh->writable;
+	unlink_handle(ind, fh);
 	pthread_mutex_unlock(&ind->lock);
 	fs_version_handles(ctx, fh->version_ino, -1);
 	fs_inode_reap(ctx, ind);
 	fs_inode_put(ctx, ind);
 	free(fh);
+}
+
+void fs_file_free_unreleased(struct fs_ctx *ctx, struct fs_inode *ind)
+{
+	pthread_mutex_lock(&ind->lock);
+	struct fs_file *fh = ind->handles;
+	ind->handles = NULL;
+	ind->open_count = 0;
+	ind->write_count = 0;
+	pthread_mutex_unlock(&ind->lock);
+	while (fh) {
+		struct fs_file *next = fh->next;
+		fs_version_handles(ctx, fh->version_ino, -1);
+		fs_inode_put(ctx, ind);
+		free(fh);
+		fh = next;
+	}
 }
 
 /* How long the first create of a version waits for the releases of files closed in older ones. */
