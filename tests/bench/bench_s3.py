@@ -6,8 +6,10 @@ version (seal to COMMIT) vs `aws s3 cp --recursive` of the same files; a second 
 experts per layer changed (bytes uploaded vs bytes changed); `pecfs restore` into a fresh folder vs
 `aws s3 cp --recursive` download; a cold sequential read of every file through `pecfs mount --from` on
 a fresh data folder vs through s3fs-fuse mounted on the same bucket (the same file contents, which
-s3fs sees as the plain objects awscli uploaded). Restore, download and reads are repeated --reps times,
-alternating which tool goes first, with the page cache dropped and the server idle before each; the
+s3fs sees as the plain objects awscli uploaded). The upload is repeated --upload-reps times, each rep
+into a bucket of its own that is emptied afterwards (the server keeps every object in memory); restore,
+download and reads are repeated --reps times. Each alternates which tool goes first, with the page
+cache dropped and the server idle before each step; the
 medians and their ratios are printed, with the S3 requests each tool made per GiB moved (counted from the
 RGW's access log over the timed part of each step: uploads, downloads and reads, not mounting). Not
 pass/fail. Needs root, the Ceph packages, awscli and (for its line) s3fs.
@@ -56,7 +58,7 @@ def timed(fn):
 REQUESTS = []  # (step, requests) of every timed step, from the RGW's access log
 
 
-def timed_requests(step, rgw_dir, fn):
+def timed_requests(step, rgw_dir, fn, bucket=BUCKET):
     """timed(fn), and the requests the RGW logged as starting meanwhile, recorded under step."""
     t0 = time.time()
     t = timed(fn)
@@ -65,7 +67,7 @@ def timed_requests(step, rgw_dir, fn):
     deadline = time.monotonic() + 5  # the log is written behind the answers
     n = -1
     while time.monotonic() < deadline:
-        reqs = fx.rgw_requests(log, BUCKET)
+        reqs = fx.rgw_requests(log, bucket)
         m = sum(1 for when, _, _, _ in reqs if t0 - 0.01 <= when <= t1 + 0.01)
         if m == n:
             break
@@ -240,6 +242,7 @@ def main():
     ap.add_argument("--size", default="4G", help="bytes of the version, 32 files (default 4G)")
     ap.add_argument("--quick", action="store_true", help="a 256M version (same as --size 256M)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of restore, download and reads (default 3)")
+    ap.add_argument("--upload-reps", type=int, default=3, help="repetitions of the upload (default 3)")
     ap.add_argument("--threads", type=int, default=8, help="pecfs upload threads (default 8)")
     ap.add_argument("--prefetch", type=int, default=None, help="--s3-prefetch for the --from mount (default: "
                     "pecfs's own default)")
@@ -260,7 +263,7 @@ def main():
     rgw_dir = os.path.join(scratch, "rgw")
     port = free_port()
     env = dict(os.environ, RGW_PORT=str(port), MON_PORT=str(free_port()), S3_ACCESS_KEY=AK, S3_SECRET_KEY=SK,
-               RGW_MEM_BYTES=str((3 * total + 512 * MiB)), AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK,
+               RGW_MEM_BYTES=str((5 * total + 512 * MiB)), AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK,
                AWS_DEFAULT_REGION="us-east-1")
     env.pop("AWS_SESSION_TOKEN", None)
     endpoint = "http://127.0.0.1:%d" % port
@@ -273,18 +276,30 @@ def main():
         make_files(src2, size, changed=3, base=src1)
         changed = LAYERS * size
 
-        # upload: pecfs (seal -> COMMIT) vs aws s3 cp (once: every upload adds to the server's memory)
+        # upload: pecfs (seal -> COMMIT) vs aws s3 cp. The first rep goes to BUCKET and stays (restore
+        # and reads use it, and its mount then uploads version 2); every later one goes to a bucket of
+        # its own, emptied right after, since the server holds every object in memory.
         data, mnt = os.path.join(scratch, "data"), os.path.join(scratch, "mnt")
         packs = ["--s3-pack-size", a.pack_size] if a.pack_size is not None else []
-        b.pecfs_mount(data, mnt, "--s3", "s3://%s/pecfs" % BUCKET, "--upload-threads", str(a.threads), *packs,
-                      *b.tier)
-        shutil.copytree(src1, os.path.join(mnt, "run", "step-1"))
-        t_pecfs_up = timed_requests("upload", rgw_dir, lambda: run([a.pecfs, "seal", "--wait-upload",
-                                                                    os.path.join(mnt, "run", "step-1")], env=env))
-        drop_caches()
-        wait_server_idle(rgw_dir)
-        t_aws_up = timed_requests("aws-upload", rgw_dir, lambda: run(b.aws + ["cp", "--recursive", "--quiet", src1,
-                                                                      "s3://%s/aws/v1/" % BUCKET], env=env))
+        t_pecfs_up, t_aws_up = [], []
+
+        def pecfs_upload(bucket, data, mnt):
+            b.pecfs_mount(data, mnt, "--s3", "s3://%s/pecfs" % bucket, "--upload-threads", str(a.threads), *packs,
+                          *b.tier)
+            shutil.copytree(src1, os.path.join(mnt, "run", "step-1"))
+            drop_caches()
+            wait_server_idle(rgw_dir)
+            t_pecfs_up.append(timed_requests("upload", rgw_dir, lambda: run(
+                [a.pecfs, "seal", "--wait-upload", os.path.join(mnt, "run", "step-1")], env=env), bucket))
+
+        def aws_upload(bucket):
+            drop_caches()
+            wait_server_idle(rgw_dir)
+            t_aws_up.append(timed_requests("aws-upload", rgw_dir, lambda: run(
+                b.aws + ["cp", "--recursive", "--quiet", src1, "s3://%s/aws/v1/" % bucket], env=env), bucket))
+
+        pecfs_upload(BUCKET, data, mnt)
+        aws_upload(BUCKET)
         stats = lambda: json.load(open(os.path.join(mnt, ".pec", "stats")))["s3"]
         sent1 = stats()["bytes_uploaded"]
         shutil.copytree(src2, os.path.join(mnt, "run", "step-2"))
@@ -293,6 +308,19 @@ def main():
         b.pecfs_umount(mnt)
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(src2, ignore_errors=True)
+        for n in range(1, a.upload_reps):
+            bucket = "%s-up%d" % (BUCKET, n)
+            run(b.aws + ["mb", "s3://" + bucket], env=env)
+            rdata, rmnt = os.path.join(scratch, "data-up%d" % n), os.path.join(scratch, "mnt-up%d" % n)
+            if n % 2:
+                aws_upload(bucket)
+            pecfs_upload(bucket, rdata, rmnt)
+            b.pecfs_umount(rmnt)
+            shutil.rmtree(rdata, ignore_errors=True)
+            if not n % 2:
+                aws_upload(bucket)
+            run(["radosgw-admin", "-c", os.path.join(rgw_dir, "ceph.conf"), "bucket", "rm", "--bucket=" + bucket,
+                 "--purge-objects", "--bypass-gc"], env=env)
 
         t_restore, t_down, same = [], [], True
         t_from, t_s3fs, from_stats = [], [], {}
@@ -316,9 +344,13 @@ def main():
 
         med = statistics.median
         print("bench_s3: version of %d files, %.2f GiB, local Ceph RGW, %d upload threads, s3-pack-size %s, %d reps "
-              "(medians)" % (LAYERS * EXPERTS, total / (1 << 30), a.threads, a.pack_size or "default", a.reps))
+              "(medians)" % (LAYERS * EXPERTS, total / (1 << 30), a.threads, a.pack_size or "default", a.reps) +
+              ", %d upload reps" % a.upload_reps)
+        tu, ta = med(t_pecfs_up), med(t_aws_up)
         print("  upload    pecfs seal->COMMIT %6.1f s (%6.1f MiB/s)   aws s3 cp %6.1f s (%6.1f MiB/s)   ratio %.2fx" %
-              (t_pecfs_up, mibps(total, t_pecfs_up), t_aws_up, mibps(total, t_aws_up), t_aws_up / t_pecfs_up))
+              (tu, mibps(total, tu), ta, mibps(total, ta), ta / tu))
+        print("            each rep: pecfs %s  aws %s" % (" ".join("%.1f" % x for x in t_pecfs_up),
+                                                      " ".join("%.1f" % x for x in t_aws_up)))
         print("  version 2 (1 of 8 experts per layer changed): uploaded %.1f MiB for %.1f MiB changed (%.3fx)" %
               (sent2 / MiB, changed / MiB, sent2 / changed))
         if t_restore:
