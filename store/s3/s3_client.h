@@ -133,6 +133,17 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, c
 int s3_get(struct s3_client *c, const char *key, uint64_t off, size_t len, void *dst, size_t *got,
 	   struct s3_result *res);
 
+/* A piece of memory that receives the next len bytes of a body. */
+struct s3_span {
+	void *dst;
+	size_t len;
+};
+
+/* s3_get of the sum of the spans' lengths, the body laid out across the spans in order: a ranged GET
+ * of objects stored back to back (members of a pack) that puts each where it is to be used. */
+int s3_get_spans(struct s3_client *c, const char *key, uint64_t off, const struct s3_span *spans, size_t nspans,
+		 size_t *got, struct s3_result *res);
+
 /* Reads a whole object of at most max_len bytes into a heap buffer (*data, NUL-terminated for
  * convenience, *len bytes). -EFBIG when larger. */
 int s3_get_all(struct s3_client *c, const char *key, size_t max_len, void **data, size_t *len,

@@ -71,6 +71,8 @@ struct s3_req {
 	const char *payload_hash;             /* hex SHA-256 of body; NULL: computed */
 	void *dst;                            /* 2xx body goes here when not NULL (cap dst_cap)... */
 	size_t dst_cap;
+	const struct s3_span *spans;          /* ...or, when not NULL, across these (dst_cap: their total) */
+	size_t nspans;
 	size_t resp_max;                      /* ...else into resp, up to this many bytes (0: S3_XML_MAX) */
 	bool error_in_200;                    /* a 200 may carry an <Error> document (CompleteMultipartUpload):
 						 treated like that error, retried when it is retryable */
@@ -78,6 +80,7 @@ struct s3_req {
 	/* response, reset before each attempt */
 	long status;
 	size_t dst_len;
+	size_t span, span_off;                /* with spans: where the next body byte goes */
 	struct s3_buf resp;                   /* the body when not into dst, and every error body */
 	char etag[S3_ETAG_MAX];               /* ETag header, quotes kept; "" when none */
 	int64_t content_length;               /* Content-Length header; -1 when none */

@@ -47,8 +47,9 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, c
 	return rc;
 }
 
-int s3_get(struct s3_client *c, const char *key, uint64_t off, size_t len, void *dst, size_t *got,
-	   struct s3_result *res)
+/* s3_get into dst, or across spans when spans is not NULL (len: their total). */
+static int get_range(struct s3_client *c, const char *key, uint64_t off, size_t len, void *dst,
+		     const struct s3_span *spans, size_t nspans, size_t *got, struct s3_result *res)
 {
 	char range[64];
 	struct s3_header h[] = { { "Range", range } };
@@ -70,6 +71,8 @@ int s3_get(struct s3_client *c, const char *key, uint64_t off, size_t len, void 
 	r.nheaders = 1;
 	r.dst = dst;
 	r.dst_cap = len;
+	r.spans = spans;
+	r.nspans = nspans;
 	rc = s3_request(c, &r, res);
 	if (rc == -ERANGE && off == 0) {
 		rc = 0;   /* only an empty object has no byte 0 */
@@ -83,6 +86,27 @@ int s3_get(struct s3_client *c, const char *key, uint64_t off, size_t len, void 
 	}
 	s3_buf_free(&r.resp);
 	return rc;
+}
+
+int s3_get(struct s3_client *c, const char *key, uint64_t off, size_t len, void *dst, size_t *got,
+	   struct s3_result *res)
+{
+	return get_range(c, key, off, len, dst, NULL, 0, got, res);
+}
+
+int s3_get_spans(struct s3_client *c, const char *key, uint64_t off, const struct s3_span *spans, size_t nspans,
+		 size_t *got, struct s3_result *res)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < nspans; i++) {
+		if (spans[i].len == 0 || spans[i].len > SIZE_MAX - len) {
+			*got = 0;
+			return s3_fail(c, res, -EINVAL, "GET of %s: an empty or oversized span", key);
+		}
+		len += spans[i].len;
+	}
+	return get_range(c, key, off, len, NULL, spans, nspans, got, res);
 }
 
 int s3_get_all(struct s3_client *c, const char *key, size_t max_len, void **data, size_t *len,

@@ -90,12 +90,32 @@ static size_t s3_on_body(char *p, size_t size, size_t n, void *ud)
 	long status = 0;
 
 	curl_easy_getinfo(a->h, CURLINFO_RESPONSE_CODE, &status);
-	if (r->dst && status >= 200 && status < 300) {
+	if ((r->dst || r->spans) && status >= 200 && status < 300) {
 		if (len > r->dst_cap - r->dst_len) {
 			r->overflow = true;
 			return 0;          /* curl stops with CURLE_WRITE_ERROR */
 		}
-		memcpy((char *)r->dst + r->dst_len, p, len);
+		if (!r->spans) {
+			memcpy((char *)r->dst + r->dst_len, p, len);
+			r->dst_len += len;
+			return len;
+		}
+		for (size_t left = len; left > 0;) {
+			if (r->span_off == r->spans[r->span].len) {
+				if (r->span + 1 == r->nspans) {  /* not expected: dst_cap is their total */
+					r->overflow = true;
+					return 0;
+				}
+				r->span++;
+				r->span_off = 0;
+			}
+			const struct s3_span *s = &r->spans[r->span];
+			size_t k = s->len - r->span_off < left ? s->len - r->span_off : left;
+			memcpy((char *)s->dst + r->span_off, p, k);
+			p += k;
+			left -= k;
+			r->span_off += k;
+		}
 		r->dst_len += len;
 		return len;
 	}
@@ -441,7 +461,7 @@ static int s3_transport_error(struct s3_client *c, const struct s3_req *r, CURLc
 	case CURLE_WRITE_ERROR:
 		if (r->overflow)
 			return s3_fail(c, res, -EFBIG, "%s is larger than the %zu bytes expected", what,
-				       r->dst ? r->dst_cap : r->resp_max);
+				       r->dst || r->spans ? r->dst_cap : r->resp_max);
 		return s3_fail(c, res, -ENOMEM, "%s: out of memory reading the answer", what);
 	case CURLE_OUT_OF_MEMORY:
 		return s3_fail(c, res, -ENOMEM, "%s: out of memory", what);
@@ -555,6 +575,7 @@ static void s3_reset_response(struct s3_req *r)
 {
 	r->status = 0;
 	r->dst_len = 0;
+	r->span = r->span_off = 0;
 	r->overflow = false;
 	r->etag[0] = '\0';
 	r->content_length = -1;

@@ -397,34 +397,22 @@ static void run_collect(struct tier_prefetch *p, const struct pf_item *it, const
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Moves the checked payloads to 4 KiB boundaries, so that chunk_store_put writes each with O_DIRECT,
- * and keeps every one whole, since reads are served from the buffer afterwards. Each place is the
- * boundary at or after the end of the previous one (the first payload is on one already); the
- * payloads that move up go first, last to first, then those that move down, first to last. Places
- * and payloads are both in order and disjoint, so no payload is overwritten before it has moved.
- * The buffer needs PREFETCH_ALIGN bytes per member beyond the object. */
-static void run_align(struct pf_run *run, uint8_t *first)
+/* Where each member of the run goes in a buffer whose first object starts at first: every payload on a
+ * PREFETCH_ALIGN boundary, so that chunk_store_put writes it with O_DIRECT straight from the buffer,
+ * and whole, since reads are served from there afterwards. The GET lays the members out there as they
+ * arrive (s3_get_spans), so nothing moves afterwards. Each payload starts at the first boundary that
+ * leaves room for its header after the previous payload: the buffer needs PREFETCH_ALIGN bytes per
+ * member beyond the objects. */
+static void run_place(const struct pf_run *run, uint8_t *first, struct s3_span *spans)
 {
-	uint8_t *place = first, *to[PREFETCH_RUN_MEMBERS] = { 0 };
-	unsigned i;
+	uint8_t *place = first;
 
-	for (i = 0; i < run->n; i++) {
-		if (!run->m[i].payload)
-			continue;
-		to[i] = place;
-		place = (uint8_t *)(((uintptr_t)(place + run->m[i].len) + PREFETCH_ALIGN - 1) &
-				    ~(uintptr_t)(PREFETCH_ALIGN - 1));
+	for (unsigned i = 0; i < run->n; i++) {
+		size_t olen = TIER_CHUNK_HDR + (size_t)run->m[i].len;
+		spans[i] = (struct s3_span){ place, olen };
+		place = (uint8_t *)(((uintptr_t)(place + olen + TIER_CHUNK_HDR) + PREFETCH_ALIGN - 1) &
+				    ~(uintptr_t)(PREFETCH_ALIGN - 1)) - TIER_CHUNK_HDR;
 	}
-	for (i = run->n; i-- > 0;)
-		if (run->m[i].payload && to[i] > run->m[i].payload) {
-			memmove(to[i], run->m[i].payload, run->m[i].len);
-			run->m[i].payload = to[i];
-		}
-	for (i = 0; i < run->n; i++)
-		if (run->m[i].payload && to[i] < run->m[i].payload) {
-			memmove(to[i], run->m[i].payload, run->m[i].len);
-			run->m[i].payload = to[i];
-		}
 }
 
 /* Fetches a run whose slots the caller holds with one ranged GET of the pack into a read-ahead
@@ -439,8 +427,8 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 	size_t need = (size_t)run->bytes + TIER_FETCH_SLACK + (size_t)run->n * PREFETCH_ALIGN, got = 0;
 	size_t roomy = (size_t)PREFETCH_RUN_MAX + TIER_FETCH_SLACK + (size_t)p->run_max * PREFETCH_ALIGN;
 	struct pf_buf *b = buf_take(p);
+	struct s3_span spans[PREFETCH_RUN_MEMBERS];
 	unsigned good = 0;
-	uint8_t *obj;
 	int rc;
 
 	/* Room for the longest run at once: runs grow as the reader gets ahead of them, and growing a
@@ -457,10 +445,10 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 		}
 		return;
 	}
-	obj = tier_fetch_place(b->fb.mem);
+	run_place(run, tier_fetch_place(b->fb.mem), spans);
 	rc = tier_pack_key(t->prefix, &run->pack, key, sizeof(key));
 	if (rc == 0)
-		rc = s3_get(t->client, key, run->m[0].off, (size_t)run->bytes, obj, &got, &res);
+		rc = s3_get_spans(t->client, key, run->m[0].off, spans, run->n, &got, &res);
 	/* -EFBIG: a server that sent more than the range; -ERANGE: a run placed past the end of its pack. */
 	if (rc == -EFBIG || rc == -ERANGE) {
 		snprintf(res.message, sizeof(res.message), "%.300s at offset %llu: chunk object is corrupt (%s)", key,
@@ -473,8 +461,8 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 		uint64_t at = m->off - run->m[0].off, olen = TIER_CHUNK_HDR + m->len;
 
 		m->payload = NULL;
-		if (rc == 0 && got >= at + olen && tier_chunk_check(&m->d, obj + at, (size_t)olen) == 0) {
-			m->payload = obj + at + TIER_CHUNK_HDR;
+		if (rc == 0 && got >= at + olen && tier_chunk_check(&m->d, spans[i].dst, (size_t)olen) == 0) {
+			m->payload = (uint8_t *)spans[i].dst + TIER_CHUNK_HDR;
 			good++;
 			continue;
 		}
@@ -495,7 +483,6 @@ static void prefetch_run(struct tier_prefetch *p, struct pf_run *run)
 		note_failed(p, &m->d);
 	}
 	if (good) {
-		run_align(run, obj + TIER_CHUNK_HDR);
 		pthread_mutex_lock(&t->lock);
 		for (unsigned i = 0; i < run->n; i++)
 			if (run->m[i].payload) {

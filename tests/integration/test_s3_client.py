@@ -18,6 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pecfs_harness as h  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
 from s3_fixture import RGW_SCRIPT, ceph_missing, free_port, rgw_script  # noqa: E402
 
 ACCESS_KEY = "pecfs-test"
@@ -123,6 +124,26 @@ class S3ClientTest(unittest.TestCase):
         self.assertEqual(r.code, errno.ENOENT)
         self.assertIn("s3://%s/basic/obj not found" % BUCKET, r.err)
         self.check(["rm", "basic/obj"])          # deleting what is gone is fine
+
+    def test_a_ranged_get_lays_its_body_out_across_spans(self):
+        # A run of pack members comes in one GET, each member placed where it will be used.
+        data = os.urandom(300000)
+        self.check(["put", "spans/obj", self.write("spans", data)])
+        lens = [1, 4095, 70000, 25904]
+        self.assertEqual(self.check(["get-spans", "spans/obj", 1000] + lens).out, data[1000:1000 + sum(lens)])
+        # past the end: the spans get what there is, in order
+        self.assertEqual(self.check(["get-spans", "spans/obj", 299000, 600, 600]).out, data[299000:])
+        r = self.run_check(["get-spans", "spans/obj", 0, 10, 0, 10])
+        self.assertEqual(r.code, errno.EINVAL, r.err)
+        self.assertIn("empty or oversized span", r.err)
+        # A connection cut in the middle of the body: the retry starts over from the first span.
+        proxy = FaultProxy(self.port)
+        self.addCleanup(proxy.close)
+        proxy.force_reset(after_bytes=80000, match=b"GET ")
+        env = self.check_env(PECS3_ENDPOINT=proxy.endpoint)
+        r = self.check(["get-spans", "spans/obj", 0, 100000, 150000, 50000], opts=["--retry-base-ms", "10"], env=env)
+        self.assertEqual(r.out, data)
+        self.assertEqual(r.stats["requests"], 2)
 
     def test_keys_with_reserved_characters_round_trip(self):
         key = "odd/a b+c$d%e&f=g?h;i,j~k\u00e9\u4e2d.txt"
