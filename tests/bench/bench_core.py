@@ -7,6 +7,7 @@
 # --big-dir, 1M), pecfs's control files and seal at that size; (7) cold reads with 128 KiB requests
 # and by 8 concurrent readers; (8) 1, 2, 4 and 8 concurrent writers of unique data, and pecfs's hash
 # threads. Beside each throughput: the CPU seconds the whole machine spent per GiB (/proc/stat).
+# In (1), (6), (7) and (8) every rep measures each target once, the order reversed or rotated each rep.
 # Not pass/fail. Needs root (drop_caches, mounts). Python stdlib only. Use tests/bench/run.sh.
 import argparse
 import mmap
@@ -194,33 +195,43 @@ def cpu_per_gib(cpu_s, nbytes):
     return cpu_s / (nbytes / GiB)
 
 
+def interleaved(targets, reps):
+    """(rep, target) pairs in the order to measure them: each target once per rep, every other rep in
+    reverse, and the order rotated every two reps. Measured one target after the other, whichever came
+    later won by up to 20 % (the page cache, writeback and the disk's own cache drift through a run);
+    this way each target comes before and after each other one, and takes every place in turn."""
+    for r in range(reps):
+        k = (r // 2) % len(targets)
+        order = targets[k:] + targets[:k]
+        for t in (order[::-1] if r % 2 else order):
+            yield r, t
+
+
 def bench_sequential(targets, size, reps, log):
     """{name: (write MiB/s, read MiB/s, write CPU s/GiB, read CPU s/GiB)} (medians), peak daemon RSS."""
-    res = {}
+    per = {t.name: ([], [], [], []) for t in targets}
     hwm = None
-    for t in targets:
-        wr, rd, wc, rc = [], [], [], []
-        for r in range(reps):
-            d = t.workdir("seq%d" % r)
-            p = os.path.join(d, "data.bin")
-            drop_caches()
-            wall, cpu, _ = metered(lambda: write_unique(p, size, tag=1000 + r))
-            wr.append(size / MiB / wall)
-            wc.append(cpu_per_gib(cpu, size))
-            drop_caches()
-            wall, cpu, n = metered(lambda: read_all(p))
-            rd.append(size / MiB / wall)
-            rc.append(cpu_per_gib(cpu, size))
-            if n != size:
-                raise RuntimeError("%s: read %d of %d bytes" % (t.name, n, size))
-            if isinstance(t, Pecfs):
-                hwm = max(hwm or 0, t.vm_hwm_kib())
-            shutil.rmtree(d)
-            t.cleanup_between()
-            log("  %-12s rep %d: write %7.0f MiB/s (%.2f CPU s/GiB), cold read %7.0f MiB/s (%.2f CPU s/GiB)"
-                % (t.name, r + 1, wr[-1], wc[-1], rd[-1], rc[-1]))
-        res[t.name] = (median(wr), median(rd), median(wc), median(rc))
-    return res, hwm
+    for r, t in interleaved(targets, reps):
+        wr, rd, wc, rc = per[t.name]
+        d = t.workdir("seq%d" % r)
+        p = os.path.join(d, "data.bin")
+        drop_caches()
+        wall, cpu, _ = metered(lambda: write_unique(p, size, tag=1000 + r))
+        wr.append(size / MiB / wall)
+        wc.append(cpu_per_gib(cpu, size))
+        drop_caches()
+        wall, cpu, n = metered(lambda: read_all(p))
+        rd.append(size / MiB / wall)
+        rc.append(cpu_per_gib(cpu, size))
+        if n != size:
+            raise RuntimeError("%s: read %d of %d bytes" % (t.name, n, size))
+        if isinstance(t, Pecfs):
+            hwm = max(hwm or 0, t.vm_hwm_kib())
+        shutil.rmtree(d)
+        t.cleanup_between()
+        log("  %-12s rep %d: write %7.0f MiB/s (%.2f CPU s/GiB), cold read %7.0f MiB/s (%.2f CPU s/GiB)"
+            % (t.name, r + 1, wr[-1], wc[-1], rd[-1], rc[-1]))
+    return {name: tuple(median(x) for x in lists) for name, lists in per.items()}, hwm
 
 
 def run_writer_procs(jobs):
@@ -240,26 +251,26 @@ def run_writers(dirs, size, tag):
 def bench_writer_scaling(targets, total, counts, reps, log):
     """[8] n concurrent writers, each of its own file of total/n unique bytes with an fsync at its end:
     {name: {n: (aggregate MiB/s, CPU s/GiB)}} (medians)."""
-    res = {}
-    for t in targets:
-        res[t.name] = {}
-        for n in counts:
-            per = total // n // MiB * MiB
-            rates, cpus = [], []
-            for r in range(reps):
-                d = t.workdir("wr%d-%d" % (n, r))
-                base_tag = 10000 + 1000 * r + 100 * n  # every writer's data differs from every other's
-                jobs = [(os.path.join(d, "w%d.bin" % k), per, base_tag + k) for k in range(n)]
-                drop_caches()
-                wall, cpu, _ = metered(lambda: run_writer_procs(jobs))
-                rates.append(n * per / MiB / wall)
-                cpus.append(cpu_per_gib(cpu, n * per))
-                shutil.rmtree(d)
-                t.cleanup_between()
-            res[t.name][n] = (median(rates), median(cpus))
+    res = {t.name: {} for t in targets}
+    for n in counts:
+        per = total // n // MiB * MiB
+        rates = {t.name: [] for t in targets}
+        cpus = {t.name: [] for t in targets}
+        for r, t in interleaved(targets, reps):
+            d = t.workdir("wr%d-%d" % (n, r))
+            base_tag = 10000 + 1000 * r + 100 * n  # every writer's data differs from every other's
+            jobs = [(os.path.join(d, "w%d.bin" % k), per, base_tag + k) for k in range(n)]
+            drop_caches()
+            wall, cpu, _ = metered(lambda: run_writer_procs(jobs))
+            rates[t.name].append(n * per / MiB / wall)
+            cpus[t.name].append(cpu_per_gib(cpu, n * per))
+            shutil.rmtree(d)
+            t.cleanup_between()
+        for t in targets:
+            res[t.name][n] = (median(rates[t.name]), median(cpus[t.name]))
             log("  %-16s %d writer%s %7.0f MiB/s (%.2f CPU s/GiB)   reps: %s"
                 % (t.name, n, "s" if n > 1 else " ", res[t.name][n][0], res[t.name][n][1],
-                   " ".join("%.0f" % x for x in rates)))
+                   " ".join("%.0f" % x for x in rates[t.name])))
     return res
 
 
@@ -505,30 +516,28 @@ def bench_meta_scale(targets, pec, count, reps, log):
     """[6] count files in one directory (for pecfs: one open version) on each target, then pecfs alone:
     its control files while that version is open, the seal of a version of count files, and daemon
     memory per 100k files."""
-    res = {}
     rss = {}
-    for t in targets:
-        per = {}
-        for r in range(reps):
-            d = t.workdir("meta%d" % r)
-            between = None
-            if t is pec:
-                run = os.path.dirname(d)
+    per = {t.name: {} for t in targets}
+    for r, t in interleaved(targets, reps):
+        d = t.workdir("meta%d" % r)
+        between = None
+        if t is pec:
+            run = os.path.dirname(d)
 
-                def between(phase, run=run):
-                    if phase == "ls -l":
-                        rss["stats_ms"] = pec_ctl_ms(os.path.join(pec.root, ".pec", "stats"))
-                        rss["versions_open_ms"] = pec_ctl_ms(os.path.join(run, ".pec", "versions"))
-                        secs, _ = timed(lambda: subprocess.run([pec.bin, "status", pec.root], check=True,
-                                                               capture_output=True))
-                        rss["status_open_ms"] = secs * 1000
-            rates = meta_phases(d, count, between)
-            os.rmdir(d)
-            t.cleanup_between()
-            for k, v in rates.items():
-                per.setdefault(k, []).append(v)
-            log("  %-12s rep %d: %s" % (t.name, r + 1, "   ".join("%s %.0f" % (k, v) for k, v in rates.items())))
-        res[t.name] = {k: median(v) for k, v in per.items()}
+            def between(phase, run=run):
+                if phase == "ls -l":
+                    rss["stats_ms"] = pec_ctl_ms(os.path.join(pec.root, ".pec", "stats"))
+                    rss["versions_open_ms"] = pec_ctl_ms(os.path.join(run, ".pec", "versions"))
+                    secs, _ = timed(lambda: subprocess.run([pec.bin, "status", pec.root], check=True,
+                                                           capture_output=True))
+                    rss["status_open_ms"] = secs * 1000
+        rates = meta_phases(d, count, between)
+        os.rmdir(d)
+        t.cleanup_between()
+        for k, v in rates.items():
+            per[t.name].setdefault(k, []).append(v)
+        log("  %-12s rep %d: %s" % (t.name, r + 1, "   ".join("%s %.0f" % (k, v) for k, v in rates.items())))
+    res = {name: {k: median(v) for k, v in phases.items()} for name, phases in per.items()}
     # a version of count files, sealed; the kernel keeps every entry cached (no drops), as it would
     d = pec.workdir("meta-seal")
     payload = b"z" * 100
@@ -552,52 +561,50 @@ def bench_meta_scale(targets, pec, count, reps, log):
 def bench_readers(targets, size, readers, reps, log):
     """[7] cold reads of files written and (pecfs) sealed first: one reader with 128 KiB reads, and
     `readers` threads each reading its own file of size/readers (data-parallel ranks loading)."""
-    res = {}
-    for t in targets:
-        small, many, small_c, many_c = [], [], [], []
-        for r in range(reps):
-            d = t.workdir("rd%d" % r)
-            one = os.path.join(d, "one.bin")
-            write_unique(one, size, tag=3000 + r)
-            part = size // readers // MiB * MiB
-            files = [os.path.join(d, "rank%d.bin" % k) for k in range(readers)]
-            for k, f in enumerate(files):
-                write_unique(f, part, tag=4000 + 100 * r + k)
-            if isinstance(t, Pecfs):
-                subprocess.run([t.bin, "seal", d], check=True, capture_output=True)
-            drop_caches()
-            wall, cpu, n = metered(lambda: read_all(one, 128 << 10))
-            if n != size:
-                raise RuntimeError("%s: short read" % t.name)
-            small.append(size / MiB / wall)
-            small_c.append(cpu_per_gib(cpu, size))
-            drop_caches()
-            got = [0] * readers
+    per = {t.name: ([], [], [], []) for t in targets}
+    for r, t in interleaved(targets, reps):
+        small, many, small_c, many_c = per[t.name]
+        d = t.workdir("rd%d" % r)
+        one = os.path.join(d, "one.bin")
+        write_unique(one, size, tag=3000 + r)
+        part = size // readers // MiB * MiB
+        files = [os.path.join(d, "rank%d.bin" % k) for k in range(readers)]
+        for k, f in enumerate(files):
+            write_unique(f, part, tag=4000 + 100 * r + k)
+        if isinstance(t, Pecfs):
+            subprocess.run([t.bin, "seal", d], check=True, capture_output=True)
+        drop_caches()
+        wall, cpu, n = metered(lambda: read_all(one, 128 << 10))
+        if n != size:
+            raise RuntimeError("%s: short read" % t.name)
+        small.append(size / MiB / wall)
+        small_c.append(cpu_per_gib(cpu, size))
+        drop_caches()
+        got = [0] * readers
 
-            def reader(k):
-                got[k] = read_all(files[k])
-            ths = [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
+        def reader(k):
+            got[k] = read_all(files[k])
+        ths = [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
 
-            def run_all():
-                for th in ths:
-                    th.start()
-                for th in ths:
-                    th.join()
-            wall, cpu, _ = metered(run_all)
-            many.append(readers * part / MiB / wall)
-            many_c.append(cpu_per_gib(cpu, readers * part))
-            if got != [part] * readers:
-                raise RuntimeError("%s: short read by a reader" % t.name)
-            if isinstance(t, Pecfs):
-                # a sealed version is immutable: remove it the way retention would
-                subprocess.run(["rm", "-rf", d], check=True)
-            else:
-                shutil.rmtree(d)
-            t.cleanup_between()
-            log("  %-12s rep %d: 128 KiB reads %7.0f MiB/s (%.2f CPU s/GiB), %d readers %7.0f MiB/s (%.2f CPU s/GiB)"
-                % (t.name, r + 1, small[-1], small_c[-1], readers, many[-1], many_c[-1]))
-        res[t.name] = (median(small), median(many), median(small_c), median(many_c))
-    return res
+        def run_all():
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join()
+        wall, cpu, _ = metered(run_all)
+        many.append(readers * part / MiB / wall)
+        many_c.append(cpu_per_gib(cpu, readers * part))
+        if got != [part] * readers:
+            raise RuntimeError("%s: short read by a reader" % t.name)
+        if isinstance(t, Pecfs):
+            # a sealed version is immutable: remove it the way retention would
+            subprocess.run(["rm", "-rf", d], check=True)
+        else:
+            shutil.rmtree(d)
+        t.cleanup_between()
+        log("  %-12s rep %d: 128 KiB reads %7.0f MiB/s (%.2f CPU s/GiB), %d readers %7.0f MiB/s (%.2f CPU s/GiB)"
+            % (t.name, r + 1, small[-1], small_c[-1], readers, many[-1], many_c[-1]))
+    return {name: tuple(median(x) for x in lists) for name, lists in per.items()}
 
 
 def parse_size(s):
