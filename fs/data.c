@@ -534,7 +534,7 @@ static int submit_buf(struct data_file *df, int i)
 
 /* Stores every buffer and waits until all of the file's jobs are committed. Caller holds df->lock,
  * which is dropped meanwhile. The last buffer is stored by the calling thread itself: it would only
- * wait for a worker, and handing it over costs two thread switches, most of the flush of a small
+ * wait for a worker, and handing it over costs two thread switches, a large part of closing a small
  * file. A write to the file meanwhile waits for it as for a worker's job (open_buf: in flight). */
 static int drain(struct data_file *df)
 {
