@@ -178,8 +178,8 @@ class S3ReadTest(RgwTestCase):
         self.assertEqual(s["fetch_corrupt"], 0)
         self.assertEqual(chunks, chunks0)
         # Runs of 1, 2, 4, then 4 at a time, and a demand read or two that got there first: about 10
-        # (a GET per chunk was 32).
-        self.assertLessEqual(packs - packs0, 14)
+        # (a GET per chunk was 32). Under a sanitizer the reader wins more of those races: 16 seen.
+        self.assertLessEqual(packs - packs0, 20 if h.SANITIZED else 14)
         # The chunk files are written behind the reader, moments later.
         want = {h.sha256_bytes(data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)}
         h.wait_until(lambda: h.chunk_files(m.data).keys() == want, 20)
