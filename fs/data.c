@@ -960,6 +960,7 @@ int data_delete_prepare(struct data_ctx *dc, struct meta_batch *b, uint64_t ino,
 	}
 	for (size_t i = 0; i < g->l.n; i++)
 		meta_batch_del_extent(b, ino, g->l.v[i].file_off);
+	meta_batch_note_extents_before(b, ino, g->l.v, g->l.n);  /* the tally need not read them again */
 	*out = g;
 	return 0;
 }

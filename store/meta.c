@@ -97,6 +97,11 @@ int meta_open(const char *dir, struct meta **out)
 	m->cache = rocksdb_cache_create_lru(64u << 20);
 	rocksdb_block_based_options_set_block_cache(m->table_opts, m->cache);
 	rocksdb_block_based_options_set_filter_policy(m->table_opts, rocksdb_filterpolicy_create_bloom(10));
+	/* The filters also hold each key's first META_KEY_PREFIX_LEN bytes, so a scan of one object's
+	 * records (a file's extents, its xattrs, a directory's entries) skips every table file that
+	 * has none; gets still use the whole keys. Table files written without them (by older builds)
+	 * are still read, just not skipped. The options take ownership of the transform. */
+	rocksdb_options_set_prefix_extractor(m->opts, rocksdb_slicetransform_create_fixed_prefix(META_KEY_PREFIX_LEN));
 	rocksdb_options_set_block_based_table_factory(m->opts, m->table_opts);
 
 	m->db = rocksdb_open(m->opts, dir, &err);

@@ -189,6 +189,10 @@ void meta_batch_put_dirent(struct meta_batch *b, uint64_t parent, const char *na
 void meta_batch_del_dirent(struct meta_batch *b, uint64_t parent, const char *name);
 void meta_batch_put_extent(struct meta_batch *b, uint64_t ino, const struct meta_extent *e);
 void meta_batch_del_extent(struct meta_batch *b, uint64_t ino, uint64_t file_off);
+/* Hands b's accounting all n extents ino has before b, read by the caller under what keeps them
+ * from changing until b commits (a file being freed), so that b's commit removing or moving ino
+ * counts them without reading them again. Best effort: without memory they are read again. */
+void meta_batch_note_extents_before(struct meta_batch *b, uint64_t ino, const struct meta_extent *v, size_t n);
 void meta_batch_put_symlink(struct meta_batch *b, uint64_t ino, const char *target);
 void meta_batch_del_symlink(struct meta_batch *b, uint64_t ino);
 /* Another name (parent, name) of ino besides the one in its inode record. */

@@ -34,6 +34,9 @@
 
 #define META_RECORD_V1 1
 #define META_XATTR_NAME_MAX 255
+/* A key's type byte and its first 8-byte integer (the inode, parent or run it belongs to): what
+ * every per-object scan shares, and so what the prefix filters of the database hold. */
+#define META_KEY_PREFIX_LEN (1 + 8)
 /* Longest key: prefix + two 8-byte integers + a name. */
 #define META_KEY_MAX (1 + 8 + 8 + META_NAME_MAX + 1)
 

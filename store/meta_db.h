@@ -80,11 +80,22 @@ struct meta_note_extent {
 	size_t seq;
 };
 
+/* Every extent an inode has before the batch, as the batch's author read them: digests
+ * [first, first + n) of meta_notes.known_digests. */
+struct meta_note_known {
+	uint64_t ino;
+	size_t first, n;
+};
+
 struct meta_notes {
 	struct meta_note_inode *inodes;
 	size_t ninodes, capinodes;
 	struct meta_note_extent *extents;
 	size_t nextents, capextents;
+	struct meta_note_known *known;
+	size_t nknown, capknown;
+	struct digest *known_digests;
+	size_t nknown_digests, capknown_digests;
 	bool lost;            /* no memory to note one: the figures are recounted */
 };
 

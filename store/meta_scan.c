@@ -37,6 +37,17 @@ static int meta_iter_run(rocksdb_iterator_t *it, const uint8_t *prefix, size_t p
 	return 0;
 }
 
+/* A scan of one object's records (prefix of META_KEY_PREFIX_LEN bytes) may skip the table files
+ * whose prefix filter says they hold none; any other scan must see every file in key order, which
+ * with a prefix extractor set has to be asked for. */
+static void scan_filter(rocksdb_readoptions_t *ro, size_t plen)
+{
+	if (plen == META_KEY_PREFIX_LEN)
+		rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
+	else
+		rocksdb_readoptions_set_total_order_seek(ro, 1);
+}
+
 int meta_db_scan(struct meta *m, const uint8_t *prefix, size_t plen, const uint8_t *start,
 		 size_t slen, meta_db_scan_cb cb, void *arg)
 {
@@ -48,6 +59,7 @@ int meta_db_scan(struct meta *m, const uint8_t *prefix, size_t plen, const uint8
 
 	if (ulen)
 		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper, ulen);
+	scan_filter(ro, plen);
 	it = rocksdb_create_iterator(m->db, ro);
 	if (start)
 		rocksdb_iter_seek(it, (const char *)start, slen);
@@ -141,6 +153,7 @@ int meta_get_extents(struct meta *m, uint64_t ino, uint64_t off, uint64_t len,
 	/* Bounded below too: the step back must not walk through other inodes' deleted extents (a
 	 * folder that removed many files holds many), which made each lookup cost all of them. */
 	rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)prefix, plen);
+	scan_filter(ro, plen);
 	it = rocksdb_create_iterator(m->db, ro);
 	/* Extents never overlap, so the only one starting before off that can reach into the range
 	 * is the last one starting at or before off. */

@@ -109,9 +109,38 @@ void meta_batch_note_extent(struct meta_batch *b, uint64_t ino, uint64_t file_of
 	n->nextents++;
 }
 
+void meta_batch_note_extents_before(struct meta_batch *b, uint64_t ino, const struct meta_extent *v, size_t n)
+{
+	struct meta_notes *nt = meta_batch_notes(b);
+	size_t need = nt->nknown_digests + n;
+
+	if (need > nt->capknown_digests) {
+		size_t ncap = nt->capknown_digests ? nt->capknown_digests : 16;
+		while (ncap < need)
+			ncap *= 2;
+		struct digest *d = realloc(nt->known_digests, ncap * sizeof(*d));
+		if (!d)
+			return;  /* prepare reads them instead */
+		nt->known_digests = d;
+		nt->capknown_digests = ncap;
+	}
+	if (nt->nknown == nt->capknown) {
+		size_t ncap = nt->capknown ? 2 * nt->capknown : 4;
+		struct meta_note_known *k = realloc(nt->known, ncap * sizeof(*k));
+		if (!k)
+			return;
+		nt->known = k;
+		nt->capknown = ncap;
+	}
+	nt->known[nt->nknown++] = (struct meta_note_known){ .ino = ino, .first = nt->nknown_digests, .n = n };
+	for (size_t i = 0; i < n; i++)
+		nt->known_digests[nt->nknown_digests++] = v[i].digest;
+}
+
 void meta_notes_clear(struct meta_notes *n)
 {
 	n->ninodes = n->nextents = 0;
+	n->nknown = n->nknown_digests = 0;
 	n->lost = false;
 }
 
@@ -119,6 +148,8 @@ void meta_notes_free(struct meta_notes *n)
 {
 	free(n->inodes);
 	free(n->extents);
+	free(n->known);
+	free(n->known_digests);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -191,6 +222,23 @@ static int move_extent(const struct meta_extent *e, void *arg)
 	return rc < 0 ? rc : digest_change(a->m, a->d, a->to, &e->digest, +1);
 }
 
+/* Moves ino's extents as they are before the batch from one version to another: from the caller's
+ * list when it handed one (meta_batch_note_extents_before), else read. */
+static int move_extents(struct meta *m, const struct meta_notes *n, uint64_t ino, struct move_arg *a)
+{
+	for (size_t i = 0; i < n->nknown; i++) {
+		if (n->known[i].ino != ino)
+			continue;
+		int rc = 0;
+		for (size_t k = 0; k < n->known[i].n && rc == 0; k++) {
+			struct meta_extent e = { .digest = n->known_digests[n->known[i].first + k] };
+			rc = move_extent(&e, a);
+		}
+		return rc;
+	}
+	return meta_get_extents(m, ino, 0, UINT64_MAX, move_extent, a);
+}
+
 static int cmp_note_inode(const void *a, const void *b)
 {
 	const struct meta_note_inode *x = a, *y = b;
@@ -254,7 +302,7 @@ static int prepare_inodes(struct meta *m, struct meta_notes *n, bool versions, s
 			/* Moved to another version, or its record comes or goes: its extents as they are
 			 * before this batch go along; the batch's own extent notes then count for `to`. */
 			struct move_arg a = { m, d, from, to };
-			rc = meta_get_extents(m, ni->ino, 0, UINT64_MAX, move_extent, &a);
+			rc = move_extents(m, n, ni->ino, &a);
 		}
 	}
 	return rc;

@@ -58,6 +58,17 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* Closes and opens the database again: what its log holds goes into a table file. */
+static void reopen(struct fixture *f)
+{
+	meta_batch_free(f->b);
+	f->b = NULL;
+	meta_close(f->m);
+	assert_int_equal(meta_open(f->dir, &f->m), 0);
+	f->b = meta_batch_new();
+	assert_non_null(f->b);
+}
+
 static struct meta_extent extent(uint64_t off, uint64_t len, uint8_t tag)
 {
 	struct meta_extent e = { .file_off = off, .len = len, .chunk_off = 7 };
@@ -590,6 +601,19 @@ static void test_tier_records_go_with_their_version_and_chunk(void **state)
 	assert_false(meta_chunk_is_remote(f->m, &c.digest));
 }
 
+/* Every record of each kind, by the whole-database scans. */
+static struct counts count_all(struct meta *m)
+{
+	struct counts n = { 0 };
+
+	assert_int_equal(meta_foreach_inode(m, count_inode, &n), 0);
+	assert_int_equal(meta_foreach_extent(m, count_extent, &n), 0);
+	assert_int_equal(meta_foreach_chunk(m, count_chunk, &n), 0);
+	assert_int_equal(meta_foreach_dirent(m, count_dirent, &n), 0);
+	assert_int_equal(meta_foreach_orphan(m, count_orphan, &n), 0);
+	return n;
+}
+
 static void test_whole_db_scans_see_only_their_kind_and_survive_reopen(void **state)
 {
 	struct fixture *f = *state;
@@ -612,16 +636,9 @@ static void test_whole_db_scans_see_only_their_kind_and_survive_reopen(void **st
 	assert_int_equal(meta_batch_commit(f->m, f->b, false), 0);
 	assert_int_equal(meta_sync(f->m), 0);
 
-	meta_batch_free(f->b);
-	meta_close(f->m);
-	assert_int_equal(meta_open(f->dir, &f->m), 0);
-	f->b = meta_batch_new();
+	reopen(f);
 
-	assert_int_equal(meta_foreach_inode(f->m, count_inode, &n), 0);
-	assert_int_equal(meta_foreach_extent(f->m, count_extent, &n), 0);
-	assert_int_equal(meta_foreach_chunk(f->m, count_chunk, &n), 0);
-	assert_int_equal(meta_foreach_dirent(f->m, count_dirent, &n), 0);
-	assert_int_equal(meta_foreach_orphan(f->m, count_orphan, &n), 0);
+	n = count_all(f->m);
 	assert_int_equal(n.inodes, 3);
 	assert_int_equal(n.extents, 3);
 	assert_int_equal(n.chunks, 1);
@@ -632,6 +649,66 @@ static void test_whole_db_scans_see_only_their_kind_and_survive_reopen(void **st
 	n.orphans = 0;
 	assert_int_equal(meta_foreach_orphan(f->m, count_orphan, &n), 0);
 	assert_int_equal(n.orphans, 0);
+}
+
+static int count_name(const char *name, void *arg)
+{
+	(void)name;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Each round's records go to a table file of their own (reopening flushes what the log holds), so
+ * every scan below merges several files, some of which the prefix filters let it skip. */
+static void test_scans_find_records_spread_over_table_files(void **state)
+{
+	struct fixture *f = *state;
+	struct counts n = { 0 };
+	struct names c = { 0 };
+	struct offs o;
+	int xattrs = 0;
+
+	for (int round = 0; round < 3; round++) {
+		struct meta_inode in = { .ino = 40 + (uint64_t)round, .mode = S_IFREG, .nlink = 1 };
+		struct meta_extent e = extent((uint64_t)round * 100, 100, (uint8_t)(round + 1));
+		char name[16];
+
+		meta_batch_put_inode(f->b, &in);
+		meta_batch_put_extent(f->b, 40, &e);  /* one file's extents in every table file */
+		if (round == 1) {
+			/* its neighbours, in one table file only */
+			meta_batch_put_extent(f->b, 39, &e);
+			meta_batch_put_extent(f->b, 41, &e);
+		}
+		snprintf(name, sizeof(name), "f%d", round);
+		meta_batch_put_dirent(f->b, 0xff, name, in.ino, S_IFREG);
+		snprintf(name, sizeof(name), "user.%d", round);
+		meta_batch_put_xattr(f->b, 41, name, "v", 1);
+		assert_int_equal(meta_batch_commit(f->m, f->b, true), 0);
+		reopen(f);
+	}
+
+	o = query(f->m, 40, 0, UINT64_MAX);
+	assert_int_equal(o.n, 3);
+	assert_int_equal(o.off[0], 0);
+	assert_int_equal(o.off[2], 200);
+	o = query(f->m, 40, 150, 10);  /* the extent reaching into the range lies in an older file */
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.off[0], 100);
+	o = query(f->m, 39, 0, UINT64_MAX);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(meta_list_xattrs(f->m, 41, count_name, &xattrs), 0);
+	assert_int_equal(xattrs, 3);
+	assert_int_equal(meta_list_dir(f->m, 0xff, NULL, collect_name, &c), 0);
+	assert_int_equal(c.n, 3);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(meta_list_dir(f->m, 0xff, "f0", collect_name, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.got[0], "f1");
+	n = count_all(f->m);
+	assert_int_equal(n.inodes, 3);
+	assert_int_equal(n.extents, 5);
+	assert_int_equal(n.dirents, 3);
 }
 
 static void test_second_open_of_the_same_db_is_busy(void **state)
@@ -686,11 +763,7 @@ static void test_logical_bytes_are_kept_by_every_commit(void **state)
 	}
 	uint64_t before = meta_logical_bytes(f->m);
 	assert_true(before > 0);
-	meta_batch_free(f->b);
-	f->b = NULL;
-	meta_close(f->m);
-	assert_int_equal(meta_open(f->dir, &f->m), 0);
-	f->b = meta_batch_new();
+	reopen(f);
 	assert_true(meta_logical_bytes(f->m) == before);
 }
 
@@ -865,6 +938,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tier_records_go_with_their_version_and_chunk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_whole_db_scans_see_only_their_kind_and_survive_reopen, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_scans_find_records_spread_over_table_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_of_the_same_db_is_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logical_bytes_are_kept_by_every_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_tallies_are_kept_by_every_commit, setup, teardown),
