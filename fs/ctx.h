@@ -206,9 +206,16 @@ void fs_inode_reap(struct fs_ctx *ctx, struct fs_inode *ind);
 /* Deletes the extents and records of an unlinked inode that has no data_file, in one batch (its last
  * close, mount recovery). */
 int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino);
-/* Adds to b the deletion of ino's records besides its extents: xattrs, symlink target, the inode, its
- * orphan key. */
-int fs_inode_batch_delete(struct fs_ctx *ctx, struct meta_batch *b, uint64_t ino);
+/* What fs_inode_batch_delete may find besides the inode and its xattrs. A deletion of a key that is
+ * not there still writes a tombstone, so a caller that knows the file names only what it can have. */
+enum {
+	FS_DEL_SYMLINK = 1 << 0,  /* a symlink target (the file is, or may be, a symlink) */
+	FS_DEL_ORPHAN = 1 << 1,   /* an orphan key (the file's link count reached 0 while open) */
+	FS_DEL_ANY = FS_DEL_SYMLINK | FS_DEL_ORPHAN,
+};
+/* Adds to b the deletion of ino's records besides its extents: xattrs, the inode, and those of its
+ * symlink target and orphan key that what names. */
+int fs_inode_batch_delete(struct fs_ctx *ctx, struct meta_batch *b, uint64_t ino, unsigned what);
 /* relatime: a read of ind's content (or listing, or link target) sets its atime when that is not
  * newer than mtime or ctime, or is a day old; kept with the record's next write. Never in a sealed
  * version, which reads like a read-only mount. */

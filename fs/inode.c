@@ -420,7 +420,7 @@ int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino)
 		return -ENOMEM;
 	int rc = data_delete_prepare(ctx->dc, b, ino, &gone);
 	if (rc == 0)
-		rc = fs_inode_batch_delete(ctx, b, ino);
+		rc = fs_inode_batch_delete(ctx, b, ino, FS_DEL_ANY);  /* an orphan key is there; no mode at recovery */
 	if (rc == 0)
 		rc = meta_batch_commit(ctx->meta, b, false);
 	data_delete_done(ctx->dc, gone, rc == 0);
@@ -428,13 +428,15 @@ int fs_inode_delete_records(struct fs_ctx *ctx, uint64_t ino)
 	return rc;
 }
 
-int fs_inode_batch_delete(struct fs_ctx *ctx, struct meta_batch *b, uint64_t ino)
+int fs_inode_batch_delete(struct fs_ctx *ctx, struct meta_batch *b, uint64_t ino, unsigned what)
 {
 	int rc = meta_batch_del_all_xattrs(ctx->meta, b, ino);
 	if (rc == 0) {
-		meta_batch_del_symlink(b, ino);
+		if (what & FS_DEL_SYMLINK)
+			meta_batch_del_symlink(b, ino);
 		meta_batch_del_inode(b, ino);
-		meta_batch_del_orphan(b, ino);
+		if (what & FS_DEL_ORPHAN)
+			meta_batch_del_orphan(b, ino);
 	}
 	return rc;
 }

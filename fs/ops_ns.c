@@ -368,8 +368,11 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
  * first, as fs_inode_reap does, so an open racing with the removal fails with ENOENT. Its data_file
  * goes first too (the last release stored what it held; freeing it waits for anything still in
  * flight, so no extent lands after the batch). false: nothing was added to b but perhaps part of
- * the xattr deletions, harmless for a file that is removed anyway; left to fs_inode_reap. */
-static bool drop_free_now(struct fs_ctx *ctx, struct meta_batch *b, struct fs_inode *victim, struct fs_drop *d)
+ * the xattr deletions, harmless for a file that is removed anyway; left to fs_inode_reap.
+ * Such a file has no orphan key: that is written only when the link count reaches 0 while the file
+ * is open, and this is its last name going. Only a symlink has a target record. */
+static bool drop_free_now(struct fs_ctx *ctx, struct meta_batch *b, struct fs_inode *victim, mode_t mode,
+			  struct fs_drop *d)
 {
 	pthread_mutex_lock(&victim->lock);
 	if (victim->open_count != 0 || victim->freed) {
@@ -382,7 +385,7 @@ static bool drop_free_now(struct fs_ctx *ctx, struct meta_batch *b, struct fs_in
 	pthread_mutex_unlock(&victim->lock);
 	data_file_free(df);
 	if (data_delete_prepare(ctx->dc, b, victim->ino, &d->gone) == 0) {
-		if (fs_inode_batch_delete(ctx, b, victim->ino) == 0) {
+		if (fs_inode_batch_delete(ctx, b, victim->ino, S_ISLNK(mode) ? FS_DEL_SYMLINK : 0) == 0) {
 			d->freed_now = true;
 			return true;
 		}
@@ -435,7 +438,7 @@ void fs_ns_drop_prepare(struct fs_ctx *ctx, struct meta_batch *b, struct meta_in
 		meta_batch_put_inode(b, &vmi);
 		d->kept = true;
 		d->mi = vmi;
-	} else if (!drop_free_now(ctx, b, victim, d)) {
+	} else if (!drop_free_now(ctx, b, victim, vmi.mode, d)) {
 		/* The last name of a file, symlink or special file still open: unlinked now, freed by
 		 * fs_inode_reap once unused; the orphan key lets the next mount finish that after a crash. */
 		vmi.nlink = 0;

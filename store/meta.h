@@ -177,6 +177,10 @@ int meta_foreach_dirent(struct meta *m,
 			void *arg);
 /* Inodes unlinked while open (to be deleted at the next mount). */
 int meta_foreach_orphan(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg);
+/* Each inode that has a symlink target record, and each that has at least one xattr, once, in order
+ * (fsck: such records must belong to an inode that exists). */
+int meta_foreach_symlink_owner(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg);
+int meta_foreach_xattr_owner(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg);
 
 /* ---- writes, grouped ---- */
 struct meta_batch *meta_batch_new(void);

@@ -434,25 +434,51 @@ int meta_foreach_dirent(struct meta *m,
 	return meta_db_scan(m, &prefix, 1, NULL, 0, dirent_step, &a);
 }
 
-struct orphan_arg {
+/* A scan of the records of one kind whose keys start with an inode, calling back once per inode. */
+struct owner_arg {
 	int (*cb)(uint64_t ino, void *arg);
 	void *arg;
+	size_t klen_min, klen_max;
+	bool any;
+	uint64_t last;
 };
 
-static int orphan_step(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+static int owner_step(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
 {
-	struct orphan_arg *a = arg;
+	struct owner_arg *a = arg;
 
 	(void)v, (void)vlen;
-	if (klen != 9)
+	if (klen < a->klen_min || klen > a->klen_max)
 		return -EIO;
-	return a->cb(meta_be64_get(k + 1), a->arg);
+	uint64_t ino = meta_be64_get(k + 1);
+	if (a->any && ino == a->last)
+		return 0;
+	a->any = true;
+	a->last = ino;
+	return a->cb(ino, a->arg);
+}
+
+static int foreach_owner(struct meta *m, uint8_t kind, size_t klen_min, size_t klen_max,
+			 int (*cb)(uint64_t ino, void *arg), void *arg)
+{
+	struct owner_arg a = { .cb = cb, .arg = arg, .klen_min = klen_min, .klen_max = klen_max };
+
+	return meta_db_scan(m, &kind, 1, NULL, 0, owner_step, &a);
 }
 
 int meta_foreach_orphan(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg)
 {
-	uint8_t prefix = META_KEY_ORPHAN;
-	struct orphan_arg a = { cb, arg };
+	return foreach_owner(m, META_KEY_ORPHAN, META_KEY_PREFIX_LEN, META_KEY_PREFIX_LEN, cb, arg);
+}
 
-	return meta_db_scan(m, &prefix, 1, NULL, 0, orphan_step, &a);
+int meta_foreach_symlink_owner(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg)
+{
+	return foreach_owner(m, META_KEY_SYMLINK, META_KEY_PREFIX_LEN, META_KEY_PREFIX_LEN, cb, arg);
+}
+
+int meta_foreach_xattr_owner(struct meta *m, int (*cb)(uint64_t ino, void *arg), void *arg)
+{
+	/* Keys: the prefix, then a name of 1 to META_XATTR_NAME_MAX bytes. */
+	return foreach_owner(m, META_KEY_XATTR, META_KEY_PREFIX_LEN + 1, META_KEY_PREFIX_LEN + META_XATTR_NAME_MAX,
+			     cb, arg);
 }

@@ -61,21 +61,30 @@ static uint64_t inode_names(const struct meta_inode *i)
 	return S_ISREG(i->mode) ? i->nlink : 0;
 }
 
+/* Room for need elements of size elem in *arr (*cap allocated); false without memory. */
+static bool grow(void **arr, size_t need, size_t *cap, size_t elem)
+{
+	if (need <= *cap)
+		return true;
+	size_t ncap = *cap ? *cap : 16;
+	while (ncap < need)
+		ncap *= 2;
+	void *v = realloc(*arr, ncap * elem);
+	if (!v)
+		return false;
+	*arr = v;
+	*cap = ncap;
+	return true;
+}
+
 /* Room for one more note in *arr (n used of *cap, elements of size elem); false (and the notes
  * lost) without memory. */
 static bool note_room(struct meta_notes *notes, void **arr, size_t n, size_t *cap, size_t elem)
 {
-	if (n < *cap)
+	if (grow(arr, n + 1, cap, elem))
 		return true;
-	size_t ncap = *cap ? 2 * *cap : 16;
-	void *v = realloc(*arr, ncap * elem);
-	if (!v) {
-		notes->lost = true;
-		return false;
-	}
-	*arr = v;
-	*cap = ncap;
-	return true;
+	notes->lost = true;
+	return false;
 }
 
 void meta_batch_note_inode(struct meta_batch *b, uint64_t ino, const struct meta_inode *i)
@@ -112,26 +121,12 @@ void meta_batch_note_extent(struct meta_batch *b, uint64_t ino, uint64_t file_of
 void meta_batch_note_extents_before(struct meta_batch *b, uint64_t ino, const struct meta_extent *v, size_t n)
 {
 	struct meta_notes *nt = meta_batch_notes(b);
-	size_t need = nt->nknown_digests + n;
 
-	if (need > nt->capknown_digests) {
-		size_t ncap = nt->capknown_digests ? nt->capknown_digests : 16;
-		while (ncap < need)
-			ncap *= 2;
-		struct digest *d = realloc(nt->known_digests, ncap * sizeof(*d));
-		if (!d)
-			return;  /* prepare reads them instead */
-		nt->known_digests = d;
-		nt->capknown_digests = ncap;
-	}
-	if (nt->nknown == nt->capknown) {
-		size_t ncap = nt->capknown ? 2 * nt->capknown : 4;
-		struct meta_note_known *k = realloc(nt->known, ncap * sizeof(*k));
-		if (!k)
-			return;
-		nt->known = k;
-		nt->capknown = ncap;
-	}
+	/* Without memory the list is not kept, and prepare reads the extents instead. */
+	if (!grow((void **)&nt->known_digests, nt->nknown_digests + n, &nt->capknown_digests,
+		  sizeof(*nt->known_digests)) ||
+	    !grow((void **)&nt->known, nt->nknown + 1, &nt->capknown, sizeof(*nt->known)))
+		return;
 	nt->known[nt->nknown++] = (struct meta_note_known){ .ino = ino, .first = nt->nknown_digests, .n = n };
 	for (size_t i = 0; i < n; i++)
 		nt->known_digests[nt->nknown_digests++] = v[i].digest;

@@ -128,7 +128,8 @@ struct store_fsck_report {
 	uint64_t inodes, extents, chunks;
 	uint64_t corrupt_chunks;     /* digest or checksum mismatch */
 	uint64_t missing_chunks;     /* referenced by an extent, or recorded, but no file */
-	uint64_t namespace_errors;   /* dangling entries, inodes without entries, bad link counts */
+	uint64_t namespace_errors;   /* dangling entries, inodes without entries, bad link counts, records of
+				      * missing inodes */
 	uint64_t unreferenced_chunks;/* harmless: garbage for store_gc */
 	uint64_t problems;           /* corrupt + missing + namespace_errors + extent_errors */
 	uint64_t extent_errors;      /* extents of no inode, outside their chunk, or overlapping in one file */

@@ -2,8 +2,9 @@
  *
  * Reads only. Chunks: every recorded chunk's file is verified (header, block CRCs, SHA-256, length);
  * files without a record are garbage. Extents: each belongs to an inode that exists, names a
- * recorded chunk, lies inside it, and does not overlap its neighbour. Namespace: entries and inodes point at each other, directory
- * link counts add up. Problems are printed one per line; a bad chunk is reported with every path
+ * recorded chunk, lies inside it, and does not overlap its neighbour. Namespace (store_fsck_ns.c):
+ * entries and inodes point at each other, link counts add up, symlink targets, xattrs and orphan
+ * keys belong to inodes that exist. Problems are printed one per line; a bad chunk is reported with every path
  * that uses it. While mounted and busy, in-flight writes may show up as transient findings.
  */
 #include "store_impl.h"

@@ -3,7 +3,9 @@
  * Every directory entry points at an existing inode of its type whose recorded name, or one of whose
  * other names (`N` records, hard links), it is; every inode but the root (and orphans, nlink 0) is
  * named by its entries; a directory's link count is 2 + its subdirectories, anything else's the
- * number of its names. Point lookups and per-inode scans only, so memory stays flat.
+ * number of its names. A symlink has its target; a target, an xattr or an orphan key belongs to an
+ * inode that exists (of the right kind: an orphan key on a named inode would delete it at the next
+ * mount). Point lookups and per-inode scans only, so memory stays flat.
  */
 #include "store_impl.h"
 
@@ -106,6 +108,17 @@ static int ns_check_inode(const struct meta_inode *in, void *arg)
 	int rc;
 
 	c->r->inodes++;
+	if (S_ISLNK(in->mode)) {
+		char target[PATH_MAX + 1];
+		rc = meta_get_symlink(c->st->meta, in->ino, target, sizeof(target));
+		if (rc == -ENOENT) {
+			fprintf(c->out, "symlink inode %llu (\"%s\" in inode %llu) has no target\n",
+				(unsigned long long)in->ino, in->name, (unsigned long long)in->parent);
+			c->r->namespace_errors++;
+		} else if (rc < 0) {
+			return rc;
+		}
+	}
 	if (in->ino == META_ROOT_INO) {
 		if (!S_ISDIR(in->mode)) {
 			fprintf(c->out, "the root inode is not a directory\n");
@@ -153,6 +166,39 @@ static int ns_check_inode(const struct meta_inode *in, void *arg)
 	return 0;
 }
 
+/* The inode that owns a record of one kind: it must exist, be a symlink for a target, and have no
+ * names for an orphan key. */
+enum ns_kind { NS_SYMLINK, NS_XATTRS, NS_ORPHAN };
+
+struct ns_owned {
+	struct ns_ctx *c;
+	enum ns_kind kind;
+};
+
+static int ns_check_owner(uint64_t ino, void *arg)
+{
+	static const char *const what[] = { "a symlink target", "xattrs", "an orphan key" };
+	struct ns_owned *o = arg;
+	struct meta_inode in;
+	int rc = meta_get_inode(o->c->st->meta, ino, &in);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (rc == -ENOENT)
+		fprintf(o->c->out, "%s of inode %llu, which does not exist\n", what[o->kind],
+			(unsigned long long)ino);
+	else if (o->kind == NS_SYMLINK && !S_ISLNK(in.mode))
+		fprintf(o->c->out, "%s of inode %llu, which is not a symlink\n", what[o->kind],
+			(unsigned long long)ino);
+	else if (o->kind == NS_ORPHAN && in.nlink != 0)
+		fprintf(o->c->out, "%s of inode %llu, whose link count is %u: the next mount would delete it\n",
+			what[o->kind], (unsigned long long)ino, in.nlink);
+	else
+		return 0;
+	o->c->r->namespace_errors++;
+	return 0;
+}
+
 int store_fsck_namespace(struct store *st, FILE *out, struct store_fsck_report *r)
 {
 	struct ns_ctx c = { .st = st, .out = out, .r = r, .last_parent = 0 };
@@ -169,5 +215,17 @@ int store_fsck_namespace(struct store *st, FILE *out, struct store_fsck_report *
 	rc = meta_foreach_dirent(st->meta, ns_check_dirent, &c);
 	if (rc)
 		return rc;
-	return meta_foreach_inode(st->meta, ns_check_inode, &c);
+	rc = meta_foreach_inode(st->meta, ns_check_inode, &c);
+	if (rc)
+		return rc;
+	struct ns_owned o = { .c = &c, .kind = NS_SYMLINK };
+	rc = meta_foreach_symlink_owner(st->meta, ns_check_owner, &o);
+	if (rc)
+		return rc;
+	o.kind = NS_XATTRS;
+	rc = meta_foreach_xattr_owner(st->meta, ns_check_owner, &o);
+	if (rc)
+		return rc;
+	o.kind = NS_ORPHAN;
+	return meta_foreach_orphan(st->meta, ns_check_owner, &o);
 }

@@ -691,6 +691,50 @@ class Persistence(unittest.TestCase):
             self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
 
 
+    def test_removed_files_leave_no_records(self):
+        """Every way a file goes (unlink, rmdir, rename over it, its last close after an unlink, the
+        next mount after a file was left open and unlinked) takes all its records with it: fsck
+        finds no target, xattr or orphan key of an inode that is gone."""
+        with h.Mount(["--chunk-size", "1M"]) as m:
+            d = m.path("r", "v")
+            os.makedirs(os.path.join(d, "sub"))
+            for name in ("plain", "xattrs", "linked", "over-me", "open-then-unlinked", "left-open"):
+                h.write_file(os.path.join(d, name), name.encode() * 1000)
+            os.setxattr(os.path.join(d, "xattrs"), "user.step", b"10")
+            os.setxattr(os.path.join(d, "sub"), "user.dir", b"yes")
+            os.link(os.path.join(d, "linked"), os.path.join(d, "linked2"))
+            os.symlink("plain", os.path.join(d, "link"))
+            os.symlink("plain", os.path.join(d, "link-over-me"))
+            os.symlink("plain", os.path.join(d, "link-open"))
+            fd = os.open(os.path.join(d, "open-then-unlinked"), os.O_RDONLY)
+            left = os.open(os.path.join(d, "left-open"), os.O_RDONLY)
+            for name in ("plain", "xattrs", "linked", "linked2", "link", "open-then-unlinked", "left-open"):
+                os.unlink(os.path.join(d, name))
+            os.rmdir(os.path.join(d, "sub"))
+            h.write_file(os.path.join(d, "new"), b"new")
+            os.rename(os.path.join(d, "new"), os.path.join(d, "over-me"))
+            os.rename(os.path.join(d, "over-me"), os.path.join(d, "link-over-me"))
+            self.assertEqual(os.read(fd, 4), b"open")
+            os.close(fd)
+            self.assertEqual(sorted(os.listdir(d)), ["link-open", "link-over-me"])
+            os.unlink(os.path.join(d, "link-open"))
+            # Checked while mounted (the daemon runs it): left-open is still open, so its inode and
+            # orphan key stay, and belong. A data folder opened offline drops orphans first.
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            m.kill9()
+            try:
+                os.close(left)
+            except OSError:
+                pass  # ENOTCONN: the daemon is gone
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+            m.mount()
+            self.assertEqual(h.read_file(m.path("r", "v", "link-over-me")), b"new")
+            m.umount()
+            cp = m.fsck()
+            self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+
     def test_sigterm_with_files_open_writes_them_out_and_exits_cleanly(self):
         """systemd stops the daemon with SIGTERM, trainers may still hold files: no release comes
         for them. What was written through a handle still open is stored, the daemon unmounts and

@@ -550,6 +550,58 @@ static void test_fsck_finds_missing_chunks_and_namespace_damage(void **state)
 	free(text);
 }
 
+/* Symlink targets, xattrs and orphan keys of inodes that are gone (or of the wrong kind) are kept
+ * forever, or worse: an orphan key on a named file deletes it at the next mount. */
+static void test_fsck_finds_records_of_missing_or_wrong_inodes(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t data[4000];
+	struct digest d;
+	struct store_fsck_report r;
+	struct meta_batch *b;
+	char *text;
+
+	fill(data, sizeof(data), 12);
+	assert_int_equal(store_chunk_put(f->st, data, sizeof(data), &d, NULL), 0);
+	build_tree(f->st, &d, sizeof(data));
+	/* What belongs: a symlink with its target, an xattr of a file, an orphan (link count 0). */
+	add_file(f->st, 3, 7, "good-link", S_IFLNK | 0777, NULL, 0, 0);
+	add_file(f->st, 3, 6, "bare-link", S_IFLNK | 0777, NULL, 0, 0);
+	struct meta_inode orphan = { .ino = 8, .parent = 3, .mode = S_IFREG | 0644, .nlink = 0 };
+	snprintf(orphan.name, sizeof(orphan.name), "gone.bin");
+	b = meta_batch_new();
+	meta_batch_put_symlink(b, 7, "a.bin");
+	meta_batch_put_xattr(b, 4, "user.step", "10", 2);
+	meta_batch_put_inode(b, &orphan);
+	meta_batch_put_orphan(b, 8);
+	assert_int_equal(meta_batch_commit(store_meta(f->st), b, true), 0);
+	meta_batch_free(b);
+	text = run_fsck(f->st, &r);
+	assert_int_equal(r.namespace_errors, 1);  /* bare-link only */
+	assert_non_null(strstr(text, "symlink inode 6 (\"bare-link\" in inode 3) has no target"));
+	free(text);
+
+	/* What does not. */
+	b = meta_batch_new();
+	meta_batch_put_symlink(b, 4, "x");   /* a.bin is a regular file */
+	meta_batch_put_symlink(b, 88, "x");  /* no inode 88 */
+	meta_batch_put_xattr(b, 89, "user.a", "1", 1);  /* no inode 89: two xattrs, one finding */
+	meta_batch_put_xattr(b, 89, "user.b", "2", 1);
+	meta_batch_put_orphan(b, 4);         /* a.bin still has its name */
+	meta_batch_put_orphan(b, 90);        /* no inode 90 */
+	assert_int_equal(meta_batch_commit(store_meta(f->st), b, true), 0);
+	meta_batch_free(b);
+	text = run_fsck(f->st, &r);
+	assert_non_null(strstr(text, "a symlink target of inode 4, which is not a symlink"));
+	assert_non_null(strstr(text, "a symlink target of inode 88, which does not exist"));
+	assert_non_null(strstr(text, "xattrs of inode 89, which does not exist"));
+	assert_non_null(strstr(text, "an orphan key of inode 4, whose link count is 1: the next mount would delete it"));
+	assert_non_null(strstr(text, "an orphan key of inode 90, which does not exist"));
+	assert_int_equal(r.namespace_errors, 6);
+	assert_int_equal(r.problems, 6);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +619,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fsck_of_a_clean_store_reports_no_problems, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsck_names_file_of_corrupt_chunk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsck_finds_missing_chunks_and_namespace_damage, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fsck_finds_records_of_missing_or_wrong_inodes, setup,
 						teardown),
 	};
 
