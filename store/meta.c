@@ -69,6 +69,44 @@ static int meta_open_error_is_busy(const char *err)
 		strstr(err, "No locks available") || strstr(err, "already held"));
 }
 
+/* The prefix the table files' filters hold: a key's first META_KEY_PREFIX_LEN bytes, or the whole
+ * key when shorter (the superblock's is one byte). RocksDB's fixed prefix transform is undefined for
+ * short keys, and an iterator stepping back from a file's first extent applies the transform to
+ * whatever key it meets before the lower bound: with it, the step onto the superblock's key aborted
+ * in RocksDB's InDomain assertion. This one is total, the same as RocksDB's capped prefix transform,
+ * whose name it carries so that RocksDB's tools read the filters the same way. */
+static char *prefix_of(void *state, const char *key, size_t len, size_t *plen)
+{
+	(void)state;
+	*plen = len < META_KEY_PREFIX_LEN ? len : META_KEY_PREFIX_LEN;
+	return (char *)key;
+}
+
+static void prefix_state_free(void *state)
+{
+	(void)state;  /* none: RocksDB calls this unconditionally */
+}
+
+static unsigned char prefix_in_domain(void *state, const char *key, size_t len)
+{
+	(void)state, (void)key, (void)len;
+	return 1;
+}
+
+static unsigned char prefix_in_range(void *state, const char *key, size_t len)
+{
+	(void)state, (void)key, (void)len;
+	return 0;
+}
+
+static const char *prefix_name(void *state)
+{
+	(void)state;
+	return "rocksdb.CappedPrefix.9";
+}
+
+_Static_assert(META_KEY_PREFIX_LEN == 9, "prefix_name spells the length");
+
 int meta_open(const char *dir, struct meta **out)
 {
 	struct meta *m;
@@ -97,11 +135,14 @@ int meta_open(const char *dir, struct meta **out)
 	m->cache = rocksdb_cache_create_lru(64u << 20);
 	rocksdb_block_based_options_set_block_cache(m->table_opts, m->cache);
 	rocksdb_block_based_options_set_filter_policy(m->table_opts, rocksdb_filterpolicy_create_bloom(10));
-	/* The filters also hold each key's first META_KEY_PREFIX_LEN bytes, so a scan of one object's
-	 * records (a file's extents, its xattrs, a directory's entries) skips every table file that
-	 * has none; gets still use the whole keys. Table files written without them (by older builds)
-	 * are still read, just not skipped. The options take ownership of the transform. */
-	rocksdb_options_set_prefix_extractor(m->opts, rocksdb_slicetransform_create_fixed_prefix(META_KEY_PREFIX_LEN));
+	/* The filters also hold each key's prefix (prefix_of), so a scan of one object's records (a
+	 * file's extents, its xattrs, a directory's entries) skips every table file that has none;
+	 * gets still use the whole keys. Table files written without them, or with another transform
+	 * (by older builds), are still read, just not skipped. The options take ownership of the
+	 * transform. */
+	rocksdb_options_set_prefix_extractor(m->opts, rocksdb_slicetransform_create(NULL, prefix_state_free, prefix_of,
+										  prefix_in_domain, prefix_in_range,
+										  prefix_name));
 	rocksdb_options_set_block_based_table_factory(m->opts, m->table_opts);
 
 	m->db = rocksdb_open(m->opts, dir, &err);

@@ -711,6 +711,31 @@ static void test_scans_find_records_spread_over_table_files(void **state)
 	assert_int_equal(n.dirents, 3);
 }
 
+/* A lookup that steps back from a file's first extent leaves the file's records, and may land on
+ * a key of any kind and length: the superblock's is one byte, shorter than the prefix the filters
+ * hold. It must end the lookup (nothing starts before off), in the memtable and in a table file. */
+static void test_extent_lookup_before_the_first_extent_meets_short_keys(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_super sb = { .format_version = 1, .chunk_size = 4096, .next_ino = 100 };
+	struct meta_extent e = extent(1000, 100, 1);
+	struct offs o;
+
+	meta_batch_put_super(f->b, &sb);
+	meta_batch_put_extent(f->b, 5, &e);
+	assert_int_equal(meta_batch_commit(f->m, f->b, true), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		o = query(f->m, 5, 500, 10);  /* before the first extent */
+		assert_int_equal(o.n, 0);
+		o = query(f->m, 5, 500, 600);  /* reaching into it */
+		assert_int_equal(o.n, 1);
+		assert_int_equal(o.off[0], 1000);
+		o = query(f->m, 4, 500, 10);  /* a file with no extents, below the only one */
+		assert_int_equal(o.n, 0);
+		reopen(f);  /* then from a table file */
+	}
+}
+
 static void test_second_open_of_the_same_db_is_busy(void **state)
 {
 	struct fixture *f = *state;
@@ -939,6 +964,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_whole_db_scans_see_only_their_kind_and_survive_reopen, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_scans_find_records_spread_over_table_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extent_lookup_before_the_first_extent_meets_short_keys, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_of_the_same_db_is_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logical_bytes_are_kept_by_every_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_tallies_are_kept_by_every_commit, setup, teardown),
