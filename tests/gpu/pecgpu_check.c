@@ -110,6 +110,23 @@ static void content_id(const uint8_t (*dig)[PECGPU_DIGEST_LEN], uint64_t total, 
 	free(rec);
 }
 
+/* Chunks of buf that a sharded save of world ranks leaves to ranks other than rank: the owner is
+ * named by the chunk's SHA-256, its first 8 bytes big-endian modulo world (pecgpu.h). */
+static uint64_t chunks_owned_elsewhere(const uint8_t *buf, uint64_t total, uint32_t cs, unsigned rank,
+				       unsigned world)
+{
+	uint64_t n = 0;
+	for (uint64_t off = 0; off < total; off += cs) {
+		uint8_t d[32];
+		uint64_t v = 0;
+		SHA256(buf + off, total - off < cs ? total - off : cs, d);
+		for (int i = 0; i < 8; i++)
+			v = v << 8 | d[i];
+		n += v % world != rank;
+	}
+	return n;
+}
+
 /* Reads path back and compares bytes, size and user.pec.digest with what the library hashed. */
 static void verify_file(const char *path, const uint8_t *buf, uint64_t total, uint32_t cs,
 			const struct layout *l)
@@ -378,8 +395,13 @@ int main(int argc, char **argv)
 	layout_free(&l);
 
 	/* rank 1 of 3 alone with new content: it waits owner_wait_ms for ranks 0 and 2, then writes
-	 * their chunks itself */
-	check_fill(sbuf, total, (uint64_t)time(NULL) * 31u + (uint64_t)getpid() + 2);
+	 * their chunks itself. The content is drawn until ranks 0 or 2 own a chunk of it (one draw in
+	 * 729 would give rank 1 all six, and nothing to wait for). */
+	for (uint64_t seed = (uint64_t)time(NULL) * 31u + (uint64_t)getpid() + 2;; seed++) {
+		check_fill(sbuf, total, seed);
+		if (chunks_owned_elsewhere(sbuf, total, cs, 1, 3) > 0)
+			break;
+	}
 	layout_make(&l, sbuf, total, cuts, 5, device);
 	struct pecgpu_options lone = { .pool_bytes = 2 * (uint64_t)cs, .rank = 1, .world = 3,
 				       .owner_wait_ms = 300 };
