@@ -138,8 +138,8 @@ int meta_open(const char *dir, struct meta **out)
 	/* The filters also hold each key's prefix (prefix_of), so a scan of one object's records (a
 	 * file's extents, its xattrs, a directory's entries) skips every table file that has none;
 	 * gets still use the whole keys. Table files written without them, or with another transform
-	 * (by older builds), are still read, just not skipped. The options take ownership of the
-	 * transform. */
+	 * (by older builds), read the same (store/FORMAT.md section 3). The options take ownership of
+	 * the transform. */
 	rocksdb_options_set_prefix_extractor(m->opts, rocksdb_slicetransform_create(NULL, prefix_state_free, prefix_of,
 										  prefix_in_domain, prefix_in_range,
 										  prefix_name));
