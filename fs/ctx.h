@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "read_pattern.h"
 #include "store.h"
 #include "tier.h"
 #include "config.h"
@@ -122,7 +123,7 @@ struct fs_file {
 	uint64_t version_ino;   /* version counted in its open_handles at open */
 	bool writable;
 	bool wrote;             /* a write succeeded through this handle */
-	struct tier_readahead ra;  /* read-only handles: this reader's pattern, for S3 read-ahead */
+	struct read_pattern ra;  /* read-only handles: this reader's pattern, for read-ahead */
 	struct fs_file *next, *prev;  /* ind->handles, under ind->lock */
 };
 

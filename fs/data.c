@@ -279,14 +279,22 @@ struct read_arg {
 	int err;
 };
 
+/* The part [*s, *end) of file range [off, off + len) that extent e covers; false when none. */
+static bool extent_part(const struct meta_extent *e, uint64_t off, uint64_t len, uint64_t *s, uint64_t *end)
+{
+	uint64_t e_end = e->file_off + e->len, r_end = off + len;
+
+	*s = e->file_off > off ? e->file_off : off;
+	*end = e_end < r_end ? e_end : r_end;
+	return *s < *end;
+}
+
 static int read_extent_cb(const struct meta_extent *e, void *arg)
 {
 	struct read_arg *ra = arg;
-	uint64_t s = e->file_off > ra->off ? e->file_off : ra->off;
-	uint64_t e_end = e->file_off + e->len, r_end = ra->off + ra->len;
-	uint64_t end = e_end < r_end ? e_end : r_end;
+	uint64_t s, end;
 
-	if (s >= end)
+	if (!extent_part(e, ra->off, ra->len, &s, &end))
 		return 0;
 	if (s > ra->off + ra->filled)  /* a hole before this extent */
 		memset(ra->dst + ra->filled, 0, s - ra->off - ra->filled);
@@ -872,6 +880,39 @@ out:
 		return r;
 	stat_add(&dc->bytes_read, size);
 	return (ssize_t)size;
+}
+
+struct ahead_arg {
+	uint64_t off, len;
+	struct data_ahead *a;
+};
+
+static int ahead_cb(const struct meta_extent *e, void *arg)
+{
+	struct ahead_arg *aa = arg;
+	uint64_t s, end;
+
+	if (!extent_part(e, aa->off, aa->len, &s, &end))
+		return 0;
+	aa->a->piece[aa->a->n].d = e->digest;
+	aa->a->piece[aa->a->n].off = e->chunk_off + (s - e->file_off);
+	aa->a->piece[aa->a->n].len = end - s;
+	return ++aa->a->n == DATA_AHEAD_MAX;
+}
+
+void data_ahead_plan(struct data_file *df, uint64_t off, uint64_t len, struct data_ahead *a)
+{
+	struct ahead_arg aa = { .off = off, .len = len, .a = a };
+
+	a->n = 0;
+	if (meta_get_extents(df->dc->meta, df->ino, off, len, ahead_cb, &aa) < 0)
+		a->n = 0;
+}
+
+void data_ahead_start(struct data_ctx *dc, const struct data_ahead *a)
+{
+	for (unsigned i = 0; i < a->n; i++)
+		store_chunk_prefetch(dc->st, &a->piece[i].d, a->piece[i].off, a->piece[i].len);
 }
 
 int data_link(struct data_file *df, uint64_t off, uint32_t len, const struct digest *d)

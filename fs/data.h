@@ -71,6 +71,20 @@ ssize_t data_write(struct data_file *df, const void *buf, size_t size, uint64_t 
 /* Reads up to size bytes at off into buf; returns the count (0 at or past the end) or -EIO, also when
  * the range holds bytes a write accepted but storing them failed (data_file_failed). */
 ssize_t data_read(struct data_file *df, void *buf, size_t size, uint64_t off);
+/* Read-ahead from the local disk, in two steps so that the second needs no open file: the stored
+ * pieces of file range [off, off + len) (its first DATA_AHEAD_MAX extents; none on an error), then
+ * a start of the disk on each (store_chunk_prefetch). A hint: never fails, never waits on the disk. */
+#define DATA_AHEAD_MAX 8
+struct data_ahead {
+	unsigned n;
+	struct {
+		struct digest d;
+		uint64_t off;  /* in the chunk's payload */
+		uint64_t len;
+	} piece[DATA_AHEAD_MAX];
+};
+void data_ahead_plan(struct data_file *df, uint64_t off, uint64_t len, struct data_ahead *a);
+void data_ahead_start(struct data_ctx *dc, const struct data_ahead *a);
 
 /* A reference write: file bytes [off, off + len) become the stored chunk d, which must be len bytes
  * long and held locally (store_chunk_claim). off must be a multiple of the chunk size; len is the

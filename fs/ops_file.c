@@ -22,6 +22,7 @@
 #include "ctx.h"
 
 #define TRACKER_MAX 4096  /* tracker files hold a name or a number */
+#define LOCAL_AHEAD_CHUNKS 2  /* chunks a sequential reader's read-ahead starts from the local disk */
 
 static struct fs_file *file_of(struct fuse_file_info *fi)
 {
@@ -266,18 +267,29 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* Sealed files may be remote only (evicted, or imported by mount --from): let the tier fetch
-	 * ahead of a sequential reader while this read is served. */
-	if (!fh->writable)
-		tier_readahead(fs_ctx_of(req)->tier, &fh->ra, fh->ind->ino, (uint64_t)off, size);
+	struct fs_ctx *ctx = fs_ctx_of(req);
+	struct data_ahead ahead = { .n = 0 };
+	uint64_t entered;
+	if (!fh->writable && read_pattern_note(&fh->ra, (uint64_t)off, size, ctx->chunk_size, &entered)) {
+		/* Sealed files may be remote only (evicted, or imported by mount --from): let the tier
+		 * fetch ahead of a sequential reader while this read is served. */
+		tier_readahead(ctx->tier, fh->ind->ino, (uint64_t)off);
+		data_ahead_plan(fh->ind->df, (entered + 1) * ctx->chunk_size,
+				LOCAL_AHEAD_CHUNKS * (uint64_t)ctx->chunk_size, &ahead);
+	}
 	ssize_t n = read_full(fh->ind->df, buf, size, (uint64_t)off);
-	fs_inode_touch_atime(fs_ctx_of(req), fh->ind);
+	fs_inode_touch_atime(ctx, fh->ind);
 	if (n < 0) {
 		pecfs_log_error("read of inode %llu at %lld: %s", (unsigned long long)ino, (long long)off, strerror((int)-n));
 		fuse_reply_err(req, (int)-n);
 	} else {
 		fuse_reply_buf(req, buf, (size_t)n);
 	}
+	/* After the reply, so the reader goes on meanwhile (and without fh, which a release may have
+	 * freed by now): start the disk on the chunk files of the next chunks of the file. Each chunk
+	 * is a file of its own, so the kernel's read-ahead in one ends at its end, and the first read
+	 * of the next would wait for the disk. */
+	data_ahead_start(ctx->dc, &ahead);
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,

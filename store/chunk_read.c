@@ -292,6 +292,20 @@ int chunk_store_read(struct chunk_store *cs, const struct digest *d, uint64_t of
 	return rc;
 }
 
+void chunk_store_prefetch(struct chunk_store *cs, const struct digest *d, uint64_t off, size_t len)
+{
+	struct chunk_open *o;
+
+	if (chunk_open_get(cs, d, &o) != 0)
+		return;
+	if (off < o->hdr.payload_len) {
+		if (len > o->hdr.payload_len - off)
+			len = o->hdr.payload_len - off;
+		(void)posix_fadvise(o->fd, (off_t)(CHUNK_HDR_SIZE + off), (off_t)len, POSIX_FADV_WILLNEED);
+	}
+	chunk_open_put(cs, o);
+}
+
 int chunk_store_stat(struct chunk_store *cs, const struct digest *d, uint64_t *payload_len)
 {
 	struct chunk_open *o;

@@ -35,6 +35,10 @@ int chunk_store_put(struct chunk_store *cs, const struct digest *d, const void *
  * beyond the payload). */
 int chunk_store_read(struct chunk_store *cs, const struct digest *d, uint64_t off, void *dst, size_t len);
 
+/* Asks the kernel to start reading payload bytes [off, off + len) of chunk d into its page cache,
+ * and keeps the file open for the reads that follow. A hint: absent chunks and errors are ignored. */
+void chunk_store_prefetch(struct chunk_store *cs, const struct digest *d, uint64_t off, size_t len);
+
 /* Payload length of a present chunk; -ENOENT if absent, -EIO if the header is corrupt. */
 int chunk_store_stat(struct chunk_store *cs, const struct digest *d, uint64_t *payload_len);
 

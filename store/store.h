@@ -67,6 +67,10 @@ uint64_t store_chunk_refcount(struct store *st, const struct digest *d);
  * attached, a chunk it holds in memory is served from there and an absent chunk file is read through it. */
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len);
 
+/* Starts reading chunk bytes [off, off + len) of d from the local disk ahead of their reader
+ * (chunk_store_prefetch); nothing for a chunk that is not on the local disk. */
+void store_chunk_prefetch(struct store *st, const struct digest *d, uint64_t off, size_t len);
+
 /* ---- a tier below the local one ----
  * The S3 tier (store/tier/) attaches itself here so that reads of chunks whose file is not on local
  * disk reach it; the store knows nothing of S3. Each function may be called from any thread. */

@@ -182,6 +182,11 @@ uint64_t store_chunk_refcount(struct store *st, const struct digest *d)
 	return refs;
 }
 
+void store_chunk_prefetch(struct store *st, const struct digest *d, uint64_t off, size_t len)
+{
+	chunk_store_prefetch(st->chunks, d, off, len);
+}
+
 int store_chunk_read(struct store *st, const struct digest *d, uint64_t off, void *dst, size_t len)
 {
 	const struct store_remote *r = atomic_load(&st->remote);

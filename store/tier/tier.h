@@ -11,7 +11,6 @@
 #ifndef PECFS_TIER_H
 #define PECFS_TIER_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -149,25 +148,16 @@ unsigned tier_version_error(struct tier *t, uint64_t run_ino, uint64_t version_i
 void tier_set_commit_hook(struct tier *t, void (*fn)(void *arg, uint64_t run_ino, uint64_t version_ino),
 			  void *arg);
 
-/* Where one open file's reads went, for read-ahead: zeroed when the file is opened, owned by the
- * caller; reads through the same open file may note themselves concurrently. */
-struct tier_readahead {
-	atomic_uint_fast64_t next;    /* where the last read ended */
-	atomic_uint streak;           /* reads in a row that started near the previous end */
-	atomic_uint_fast64_t chunk;   /* 1 + chunk index of the last read-ahead scheduled */
-};
-
 /* The job id on inode ino (a run's user.pec.job setting, or a sealed version's copy of it; FORMAT.md
  * "Jobs") into job, TIER_JOB_MAX + 1 bytes: 0, -ENODATA when none is set, -EINVAL when the value is
  * not a job id, or the metadata's error. job is "" whenever the result is not 0. */
 int tier_job_read(struct meta *m, uint64_t ino, char *job);
 
-/* Notes a read of [off, off + len) of inode ino (called before serving it). Once reads follow each
- * other, each new chunk the reader enters queues background fetches of the remote, locally absent
- * chunks among the next `prefetch` chunks of the file (verified and stored like read-through; a
- * demand read of a chunk being fetched waits for that fetch). Never waits for the network. A no-op
- * when t is NULL or its prefetch is 0. */
-void tier_readahead(struct tier *t, struct tier_readahead *ra, uint64_t ino, uint64_t off, size_t len);
+/* A sequential reader of inode ino entered the chunk of the file at off (read_pattern_note): queues
+ * background fetches of the remote, locally absent chunks among the next `prefetch` chunks of the
+ * file (verified and stored like read-through; a demand read of a chunk being fetched waits for that
+ * fetch). Never waits for the network. A no-op when t is NULL or its prefetch is 0. */
+void tier_readahead(struct tier *t, uint64_t ino, uint64_t off);
 
 /* Imports every committed version of the bucket that the data folder does not have yet, as sealed
  * versions whose chunks are remote (records and extents present, chunk files absent, marked in

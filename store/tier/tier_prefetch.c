@@ -1,10 +1,8 @@
 /* tier_prefetch.c - reads of chunks whose file is not local: read-through on demand
  * (tier_read_through) and read-ahead from the bucket for sequential readers of remote chunks.
  *
- * An open file keeps a struct tier_readahead; each read notes where it starts and ends. Once reads
- * follow each other (the start of one within a chunk of the end of the previous one), or from a read
- * at offset 0 on, every time the reader enters a new chunk of the file the next `ahead` chunks its
- * extents name are looked up, and those that are remote and absent locally are queued. Worker threads
+ * Every time a sequential reader enters a new chunk of a file (read_pattern.h), the next `ahead`
+ * chunks its extents name are looked up, and those that are remote and absent locally are queued. Worker threads
  * (half as many as chunks ahead) fetch queued chunks in parallel through the same path as a demand
  * read (tier_fetch_verified, then tier_fetch_keep stores it as a chunk file), each under one of the
  * tier's fetch slots, so a demand read of a chunk being prefetched waits for that fetch instead of
@@ -193,30 +191,12 @@ static void prefetch_schedule(struct tier_prefetch *p, uint64_t ino, uint64_t of
 	}
 }
 
-void tier_readahead(struct tier *t, struct tier_readahead *ra, uint64_t ino, uint64_t off, size_t len)
+void tier_readahead(struct tier *t, uint64_t ino, uint64_t off)
 {
 	struct tier_prefetch *p = t ? t->prefetch : NULL;
-	uint64_t chunk, prev, idx;
 
-	if (!p || len == 0)
-		return;
-	chunk = store_chunk_size(t->st);
-	prev = atomic_exchange_explicit(&ra->next, off + len, memory_order_relaxed);
-	/* The kernel sends a sequential reader's read-ahead as several requests that may arrive out of
-	 * order: "near the previous end" is sequential enough. */
-	if (off + chunk < prev || off > prev + chunk) {
-		atomic_store_explicit(&ra->streak, 0, memory_order_relaxed);
-		return;
-	}
-	/* Two reads in a row make a sequential reader; so does a read at offset 0, where copies and
-	 * checkpoint loaders start (read-ahead then overlaps the first chunk's fetch). */
-	if (atomic_fetch_add_explicit(&ra->streak, 1, memory_order_relaxed) < 1 && off != 0)
-		return;
-	/* Once per chunk entered: the window then moves one chunk further. */
-	idx = off / chunk + 1;
-	if (atomic_exchange_explicit(&ra->chunk, idx, memory_order_relaxed) == idx)
-		return;
-	prefetch_schedule(p, ino, off);
+	if (p)
+		prefetch_schedule(p, ino, off);
 }
 
 /* ---- the workers ---- */

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -428,6 +430,63 @@ static void test_many_chunks_through_the_open_file_cache(void **state)
 	assert_int_equal(n, 150);
 }
 
+/* Pages of file bytes [off, off + len) (page-aligned) that the page cache holds. */
+static size_t resident_pages(int fd, off_t off, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t n = len / (size_t)page, count = 0;
+	unsigned char *vec = malloc(n);
+	void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, off);
+
+	assert_non_null(vec);
+	assert_true(map != MAP_FAILED);
+	assert_int_equal(mincore(map, len, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	munmap(map, len);
+	free(vec);
+	return count;
+}
+
+static void test_prefetch_brings_the_range_into_the_page_cache(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = 32 * BLOCK, pages = 4 * BLOCK / 4096;
+	uint8_t *data = malloc(len), *out = malloc(BLOCK);
+	struct digest d, absent;
+	char path[256];
+
+	fill_random(data, len, 11);
+	digest_compute(data, len, &d);
+	assert_int_equal(chunk_store_put(f->cs, &d, data, len), 0);
+	chunk_path(f, &d, path, sizeof(path));
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	/* Out of the page cache first (the put synced it, so the kernel can drop its pages). */
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	assert_int_equal(resident_pages(fd, HDR + 8 * BLOCK, 4 * BLOCK), 0);
+	chunk_store_prefetch(f->cs, &d, 8 * BLOCK, 4 * BLOCK);
+	/* The disk reads run in the background: give them a moment. */
+	size_t got = 0;
+	for (int i = 0; i < 200 && got < pages; i++) {
+		struct timespec ms = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ms, NULL);
+		got = resident_pages(fd, HDR + 8 * BLOCK, 4 * BLOCK);
+	}
+	assert_int_equal(got, pages);
+	/* A hint only: an absent chunk and a range past the payload change nothing, and reads go on. */
+	fill_random(data, 64, 12);
+	digest_compute(data, 64, &absent);
+	chunk_store_prefetch(f->cs, &absent, 0, 64);
+	chunk_store_prefetch(f->cs, &d, len + BLOCK, BLOCK);
+	fill_random(data, len, 11);
+	assert_int_equal(chunk_store_read(f->cs, &d, 9 * BLOCK, out, BLOCK), 0);
+	assert_memory_equal(out, data + 9 * BLOCK, BLOCK);
+	close(fd);
+	free(data);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +506,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_leftover_temp_files_removed_at_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_drops_cached_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_chunks_through_the_open_file_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch_brings_the_range_into_the_page_cache, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
