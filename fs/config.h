@@ -37,6 +37,7 @@ struct pecfs_config {
 	double attr_timeout;          /* seconds the kernel caches attributes and entries; default 1.0 */
 	bool direct_io_mmap;          /* ask the kernel to let direct-I/O files be mapped shared, so files
 					 opened for writing keep direct I/O; default on (fs/fuse_init_ext.c) */
+	bool sealed_direct_io;        /* read-only opens of sealed files use direct I/O (fs/ops_file.c) */
 
 	bool seal_on_tracker;         /* a written `latest` / `latest_checkpointed_iteration.txt` seals the
 					 version it names; default on */

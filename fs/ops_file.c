@@ -4,8 +4,11 @@
  * add a copy), and may still be mapped shared when the kernel allows it (fuse_init_ext.c); else O_RDWR
  * opens use the page cache so that they can be mapped. Pages stored through a mapping arrive as
  * ordinary writes, possibly after close() and until munmap: the handle lives until its release.
- * Read-only opens use the page cache, and keep it across opens for sealed files, which never change,
- * so re-reads are free. The record (size, mtime) is written back on flush, release, fsync and
+ * Read-only opens of sealed files use direct I/O as well when the kernel lets such files be mapped:
+ * their bytes are then cached once, in the chunk files, which identical files share, instead of a
+ * second time under each file; sequential readers have the next chunk files read ahead
+ * (read_pattern.h). Other read-only opens use the page cache, and sealed files keep it across opens
+ * when they use it (sealed-direct-io off), since they never change. The record (size, mtime) is written back on flush, release, fsync and
  * truncate. Closing a written tracker file directly in a run seals the versions it names, and
  * creating the first file of a newer version may seal older ones; both fail with the seal's error
  * when it fails.
@@ -93,9 +96,14 @@ static int open_inode(struct fs_ctx *ctx, fuse_req_t req, struct fs_inode *ind, 
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	/* Writers use direct I/O; the kernel can map such files shared only when it granted
 	 * FUSE_DIRECT_IO_ALLOW_MMAP. Without that, an O_RDWR open (the only kind that can map a file
-	 * shared and writable) goes through the page cache instead, and O_WRONLY keeps direct I/O. */
-	fi->direct_io = writable && (ctx->direct_io_mmap || (fi->flags & O_ACCMODE) == O_WRONLY);
-	fi->keep_cache = !writable && sealed;
+	 * shared and writable) goes through the page cache instead, and O_WRONLY keeps direct I/O.
+	 * Readers of sealed files use direct I/O under the same grant (a read-only open may map the
+	 * file shared too). */
+	if (writable)
+		fi->direct_io = ctx->direct_io_mmap || (fi->flags & O_ACCMODE) == O_WRONLY;
+	else
+		fi->direct_io = sealed && ctx->direct_io_mmap && ctx->cfg->sealed_direct_io;
+	fi->keep_cache = !writable && sealed && !fi->direct_io;
 	return 0;
 }
 

@@ -28,6 +28,19 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
 
+SYS_cachestat = 451  # x86_64 and the generic table, Linux 6.5+
+
+
+def cached_pages(fd):
+    """Pages of fd's file in the page cache (cachestat(2): counts without mapping or touching)."""
+    rng = (ctypes.c_uint64 * 2)(0, 0)  # offset 0, length 0: the whole file
+    stat = (ctypes.c_uint64 * 5)()     # nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted
+    if _libc.syscall(ctypes.c_long(SYS_cachestat), ctypes.c_long(fd), rng, stat, ctypes.c_long(0)) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return stat[0]
+
+
 def address(mm):
     """Start address of a Python mmap (stays valid while mm is open)."""
     view = (ctypes.c_char * len(mm)).from_buffer(mm)
@@ -569,11 +582,54 @@ def pwrite_and_count_resident(test, flags):
         os.close(fd)
 
 
+def read_sealed_and_count_cached(test):
+    """Reads a sealed 64-page file through one descriptor, then opens it again: (pages of the file in
+    the page cache after the read, after the second open). The bytes must be the file's."""
+    v = test.newversion()
+    p = os.path.join(v, "sealed.bin")
+    data = h.random_bytes(64 * PAGE, 30)
+    h.write_file(p, data)
+    seal(v)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        got = b""
+        while len(got) < len(data) + 1:
+            chunk = os.read(fd, 128 * KiB)
+            if not chunk:
+                break
+            got += chunk
+        test.assertEqual(got, data)
+        after_read = cached_pages(fd)
+    finally:
+        os.close(fd)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        return after_read, cached_pages(fd)
+    finally:
+        os.close(fd)
+
+
 class MmapCoherence(Coherence, MmapCase):
     """Files opened for writing on direct I/O, mappable through FUSE_DIRECT_IO_ALLOW_MMAP."""
 
     def test_read_write_opens_keep_direct_io(self):
         self.assertEqual(pwrite_and_count_resident(self, os.O_RDWR), 48)
+
+    def test_sealed_files_are_read_around_the_page_cache(self):
+        """Their bytes are cached once, in the chunk files (shared by every file with the same
+        content), not a second time under the file (sealed-direct-io)."""
+        self.assertEqual(read_sealed_and_count_cached(self), (0, 0))
+
+
+class MmapSealedPageCache(MmapCase):
+    """sealed-direct-io off: sealed files are read through the page cache, kept across opens."""
+    options = ["--no-sealed-direct-io"]
+
+    def test_sealed_files_are_read_through_the_page_cache(self):
+        self.assertEqual(read_sealed_and_count_cached(self), (64, 64))
+
+    def test_sealed_file_maps_for_reading_only(self):
+        Coherence.test_sealed_file_maps_for_reading_only(self)
 
 
 class MmapPageCacheFallback(Coherence, MmapCase):
@@ -589,6 +645,11 @@ class MmapPageCacheFallback(Coherence, MmapCase):
 
     def test_write_only_opens_keep_direct_io(self):
         self.assertEqual(pwrite_and_count_resident(self, os.O_WRONLY), 48)
+
+    def test_sealed_files_are_read_through_the_page_cache(self):
+        """Without FUSE_DIRECT_IO_ALLOW_MMAP a direct-I/O file cannot be mapped shared: sealed files
+        keep the page cache whatever sealed-direct-io says."""
+        self.assertEqual(read_sealed_and_count_cached(self), (64, 64))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.reserve_free_bytes, 256ull << 20);
 	assert_true(cfg.attr_timeout == 1.0);
 	assert_true(cfg.direct_io_mmap);
+	assert_true(cfg.sealed_direct_io);
 	assert_true(cfg.seal_on_tracker);
 	assert_true(cfg.seal_on_rename);
 	assert_false(cfg.seal_on_next_version);
@@ -92,6 +93,7 @@ static void test_documented_defaults_are_the_defaults(void **state)
 	assert_int_equal(cfg.reserve_free_bytes, def.reserve_free_bytes);
 	assert_true(cfg.attr_timeout == def.attr_timeout);
 	assert_int_equal(cfg.direct_io_mmap, def.direct_io_mmap);
+	assert_int_equal(cfg.sealed_direct_io, def.sealed_direct_io);
 	assert_int_equal(cfg.seal_on_tracker, def.seal_on_tracker);
 	assert_int_equal(cfg.seal_on_rename, def.seal_on_rename);
 	assert_int_equal(cfg.seal_on_next_version, def.seal_on_next_version);
