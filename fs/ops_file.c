@@ -8,10 +8,10 @@
  * their bytes are then cached once, in the chunk files, which identical files share, instead of a
  * second time under each file; sequential readers have the next chunk files read ahead
  * (read_pattern.h). Other read-only opens use the page cache, and sealed files keep it across opens
- * when they use it (sealed-direct-io off), since they never change. The record (size, mtime) is written back on flush, release, fsync and
- * truncate. Closing a written tracker file directly in a run seals the versions it names, and
- * creating the first file of a newer version may seal older ones; both fail with the seal's error
- * when it fails.
+ * when they use it (sealed-direct-io off), since they never change. The record (size, mtime) is
+ * written back on flush, release, fsync and truncate. Closing a written tracker file directly in a
+ * run seals the versions it names, and creating the first file of a newer version may seal older
+ * ones; both fail with the seal's error when it fails.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -2,11 +2,11 @@
  * (tier_read_through) and read-ahead from the bucket for sequential readers of remote chunks.
  *
  * Every time a sequential reader enters a new chunk of a file (read_pattern.h), the next `ahead`
- * chunks its extents name are looked up, and those that are remote and absent locally are queued. Worker threads
- * (half as many as chunks ahead) fetch queued chunks in parallel through the same path as a demand
- * read (tier_fetch_verified, then tier_fetch_keep stores it as a chunk file), each under one of the
- * tier's fetch slots, so a demand read of a chunk being prefetched waits for that fetch instead of
- * starting its own, and a prefetch never duplicates a demand fetch.
+ * chunks its extents name are looked up, and those that are remote and absent locally are queued.
+ * Worker threads (half as many as chunks ahead) fetch queued chunks in parallel through the same
+ * path as a demand read (tier_fetch_verified, then tier_fetch_keep stores it as a chunk file), each
+ * under one of the tier's fetch slots, so a demand read of a chunk being prefetched waits for that
+ * fetch instead of starting its own, and a prefetch never duplicates a demand fetch.
  *
  * A chunk that is a member of a pack (FORMAT.md section 5, "Packs") is fetched together with the
  * chunks that follow it in the reader's file while they follow it in the pack too: one ranged GET
